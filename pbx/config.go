@@ -1,0 +1,96 @@
+package pbx
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/isp-box/isp-box/pbx/dialplan"
+)
+
+// Config is everything the PBX needs, as sip.conf's [general], the peer
+// sections and extensions.conf gave it. internal/config fills it from the
+// file; DefaultConfig gives chan_sip's defaults.
+type Config struct {
+	General  General
+	Peers    []Peer          // sorted as in the file
+	Dialplan []dialplan.Line // raw dial plan lines; compiled by dialplan.Compile
+}
+
+// General is sip.conf's [general] for the keys the box uses.
+type General struct {
+	UDPBindAddr      netip.AddrPort // udpbindaddr, or bindaddr + bindport; default 0.0.0.0:5060
+	Realm            string         // realm; default "asterisk" like chan_sip
+	DefaultExpiry    time.Duration  // defaultexpiry; 120 s
+	MinExpiry        time.Duration  // minexpiry; 60 s
+	MaxExpiry        time.Duration  // maxexpiry; 3600 s
+	QualifyFreq      time.Duration  // qualifyfreq; 60 s
+	AlwaysAuthReject bool           // alwaysauthreject; yes
+	AllowGuest       bool           // allowguest; yes in chan_sip, but the box never lets a guest reach the dial plan
+	Context          string         // context for guests; "default"
+	Permit           []netip.Prefix // box-wide ACL: permit= (evaluated after Deny, chan_sip order: last match wins)
+	Deny             []netip.Prefix
+	ACL              []ACLRule     // permit/deny in file order; what Permit/Deny were built from
+	MaxAuthFailures  int           // failures per source before a ban; 0 = 10
+	BanTime          time.Duration // length of a ban; 0 = 5 min
+	UserAgent        string        // our User-Agent / Server header
+	ExternIP         netip.Addr    // address to put in relayed SDP and Contact when set (externip)
+	RTPStart, RTPEnd int           // rtpstart/rtpend for the relay; 10000..20000
+}
+
+// ACLRule is one permit= or deny= line.
+type ACLRule struct {
+	Permit bool
+	Prefix netip.Prefix
+}
+
+// Peer is one sip.conf device section.
+type Peer struct {
+	Name        string
+	Type        string // friend, peer, user
+	Context     string // context for calls from this peer; "default"
+	Secret      string // digest password; empty = no auth (chan_sip: "Always OK if no secret")
+	MD5Secret   string // md5secret: hex MD5(user:realm:secret)
+	Username    string // defaultuser / username
+	Host        string // "dynamic" or a fixed host[:port]
+	DefaultIP   netip.Addr
+	Port        int
+	Qualify     int // maxms: 0 = off (Unmonitored); qualify=yes is 2000
+	QualifyFreq time.Duration
+	DirectMedia bool     // directmedia / canreinvite; yes
+	RegExten    string   // regexten
+	NAT         string   // nat= as written: no, force_rport, comedia, auto_force_rport, auto_comedia, yes
+	Insecure    string   // insecure= port, invite, "port,invite"
+	Allow       []string // codec policy in preference order ("ulaw", "alaw"); empty = pass everything
+	ACL         []ACLRule
+	CallLimit   int // call-limit / busylevel; 0 = no limit
+	Description string
+	MaxForwards int
+	HuntGroup   string // extension to the config: name of a hunt group this peer belongs to
+	File        string // where the section starts
+	Line        int
+}
+
+// DefaultConfig returns chan_sip's defaults with no peers.
+func DefaultConfig() Config {
+	return Config{General: General{
+		UDPBindAddr:      netip.MustParseAddrPort("0.0.0.0:5060"),
+		Realm:            "asterisk",
+		DefaultExpiry:    120 * time.Second,
+		MinExpiry:        60 * time.Second,
+		MaxExpiry:        3600 * time.Second,
+		QualifyFreq:      60 * time.Second,
+		AlwaysAuthReject: true,
+		AllowGuest:       true,
+		Context:          "default",
+		MaxAuthFailures:  10,
+		BanTime:          5 * time.Minute,
+		UserAgent:        "isp-box",
+		RTPStart:         10000,
+		RTPEnd:           20000,
+	}}
+}
+
+// DefaultPeer returns a peer section's defaults (chan_sip's).
+func DefaultPeer(name string) Peer {
+	return Peer{Name: name, Type: "friend", Context: "default", DirectMedia: true, NAT: "auto_force_rport", MaxForwards: 70}
+}
