@@ -96,7 +96,8 @@ type Sub struct {
 	qmu     sync.Mutex
 	queue   []Envelope
 	wake    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // closed to stop the pump
+	stopped chan struct{} // closed when the pump has exited
 	closed  bool
 	highH2O int
 
@@ -121,7 +122,8 @@ func (b *Bus) Subscribe(name string, size int, filter func(Event) bool) *Sub {
 // without bound until the subscriber reads them.
 func (b *Bus) SubscribeReliable(name string, filter func(Event) bool) *Sub {
 	s := &Sub{name: name, filter: filter, bus: b, reliable: true,
-		c: make(chan Envelope), wake: make(chan struct{}, 1), done: make(chan struct{})}
+		c: make(chan Envelope), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		stopped: make(chan struct{})}
 	b.mu.Lock()
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
@@ -154,8 +156,11 @@ func (s *Sub) deliver(env Envelope) {
 }
 
 // pump moves the reliable queue into the unbuffered channel. It exits when
-// the subscription is closed, after which C is closed.
+// the subscription is closed or drained, after which C is closed. An event
+// it has taken from the queue but not handed over goes back to the front of
+// the queue, so that Drain returns it.
 func (s *Sub) pump() {
+	defer close(s.stopped)
 	defer close(s.c)
 	for {
 		s.qmu.Lock()
@@ -176,6 +181,9 @@ func (s *Sub) pump() {
 		case s.c <- env:
 			s.delivered.Add(1)
 		case <-s.done:
+			s.qmu.Lock()
+			s.queue = append([]Envelope{env}, s.queue...)
+			s.qmu.Unlock()
 			return
 		}
 	}
@@ -187,31 +195,60 @@ func (s *Sub) C() <-chan Envelope { return s.c }
 // Name is the subscriber's name as given.
 func (s *Sub) Name() string { return s.name }
 
-// Close ends the subscription. Events still queued on a reliable
-// subscription are discarded; call Drain first to keep them.
+// Close ends the subscription and closes C. Events still queued on a
+// reliable subscription are discarded; call Drain instead to keep them.
+// Close may be called more than once, and after Drain.
 func (s *Sub) Close() {
-	b := s.bus
-	b.mu.Lock()
-	_, ok := b.subs[s]
-	delete(b.subs, s)
-	b.mu.Unlock()
-	if !ok {
+	if !s.unsubscribe() {
 		return
 	}
 	if s.reliable {
-		s.qmu.Lock()
-		s.closed = true
-		s.qmu.Unlock()
-		close(s.done)
+		s.stop()
 		return
 	}
 	close(s.c)
 }
 
-// Drain returns the events queued on a reliable subscription that have not
-// been read yet and empties the queue. It is used at shutdown so that the
-// store commits every record before the box exits.
+// unsubscribe removes s from the bus; after it returns no Publish delivers
+// to s any more. It reports whether s was still subscribed.
+func (s *Sub) unsubscribe() bool {
+	b := s.bus
+	b.mu.Lock()
+	_, ok := b.subs[s]
+	delete(b.subs, s)
+	b.mu.Unlock()
+	return ok
+}
+
+// stop ends the pump of a reliable subscription and waits for it to exit.
+func (s *Sub) stop() {
+	s.qmu.Lock()
+	s.closed = true
+	s.qmu.Unlock()
+	close(s.done)
+	<-s.stopped
+}
+
+// Drain ends a reliable subscription like Close, but returns every event
+// that was published to it and not yet received from C, in order, instead
+// of discarding them: nothing is lost and nothing is returned twice. It is
+// meant for the subscription's only reader, at shutdown, so that the store
+// commits every record before the box exits. Drain on a lossy subscription
+// returns the events still buffered in its channel. A second Drain, or
+// Drain after Close, returns nil.
 func (s *Sub) Drain() []Envelope {
+	if !s.unsubscribe() {
+		return nil
+	}
+	if !s.reliable {
+		close(s.c)
+		var q []Envelope
+		for env := range s.c {
+			q = append(q, env)
+		}
+		return q
+	}
+	s.stop()
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	q := s.queue
