@@ -138,4 +138,3 @@ func nextEscape(p []byte, esc *escapeSet) int {
 		}
 	}
 }
-
