@@ -75,19 +75,19 @@ type Action uint16
 
 // Actions.
 const (
-	TLD Action = 1 << iota // This-Layer-Down
-	IRC                    // Initialize-Restart-Count
-	ZRC                    // Zero-Restart-Count
-	SCR                    // Send-Configure-Request
-	SCA                    // Send-Configure-Ack
-	SCN                    // Send-Configure-Nak/Rej
-	STR                    // Send-Terminate-Request
-	STA                    // Send-Terminate-Ack
-	SCJ                    // Send-Code-Reject
-	SER                    // Send-Echo-Reply
-	TLU                    // This-Layer-Up
-	TLS                    // This-Layer-Started
-	TLF                    // This-Layer-Finished
+	TLD        Action = 1 << iota // This-Layer-Down
+	IRC                           // Initialize-Restart-Count
+	ZRC                           // Zero-Restart-Count
+	SCR                           // Send-Configure-Request
+	SCA                           // Send-Configure-Ack
+	SCN                           // Send-Configure-Nak/Rej
+	STR                           // Send-Terminate-Request
+	STA                           // Send-Terminate-Ack
+	SCJ                           // Send-Code-Reject
+	SER                           // Send-Echo-Reply
+	TLU                           // This-Layer-Up
+	TLS                           // This-Layer-Started
+	TLF                           // This-Layer-Finished
 	numActions = iota
 )
 
