@@ -1,0 +1,114 @@
+package pppdvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// BridgeToPTY copies bytes both ways between the guest's serial line and
+// the pty at ptyPath (e.g. the client-line modem of the virtual ATA), so
+// that the guest's chat talks AT to the modem behind that pty and pppd then
+// runs over its connection. It opens the pty and puts it in raw mode before
+// it returns an error or starts copying: without raw mode the line
+// discipline echoes pppd's own frames back and pppd sees a looped-back
+// link. It blocks until ctx is done or either side ends, and closes the pty
+// (not the VM's serial socket) before it returns.
+//
+// Call it early: chat sends ATZ about 7 s after Start; bytes the guest
+// writes before wait in the serial socket, but chat gives up after its
+// 45 s timeout. Do not read Serial while a bridge runs.
+func (v *VM) BridgeToPTY(ctx context.Context, ptyPath string) error {
+	f, err := os.OpenFile(ptyPath, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("pppdvm: opening %s: %w", ptyPath, err)
+	}
+	if err := makeRaw(f); err != nil {
+		f.Close()
+		return fmt.Errorf("pppdvm: raw mode on %s: %w", ptyPath, err)
+	}
+	return bridge(ctx, v.serial, f)
+}
+
+// deadliner is the part of net.Conn bridge uses to unblock a read.
+type deadliner interface {
+	io.ReadWriter
+	SetReadDeadline(time.Time) error
+}
+
+// bridge copies between conn and f until ctx ends or a side fails. It
+// closes f; conn stays open (its read deadline is reset).
+func bridge(ctx context.Context, conn deadliner, f io.ReadWriteCloser) error {
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, err := io.Copy(f, conn)
+		errc <- fmt.Errorf("serial to pty: %w", eofIsEnd(err))
+	}()
+	go func() {
+		defer wg.Done()
+		_, err := io.Copy(conn, f)
+		errc <- fmt.Errorf("pty to serial: %w", eofIsEnd(err))
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	// Unblock both copies: closing f ends the pty side; a past deadline
+	// ends the read on the socket, which stays usable afterwards.
+	f.Close()
+	conn.SetReadDeadline(time.Unix(1, 0))
+	wg.Wait()
+	conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("pppdvm: bridge: %w", err)
+	}
+	return nil
+}
+
+var errEnded = errors.New("stream ended")
+
+func eofIsEnd(err error) error {
+	if err == nil {
+		return errEnded
+	}
+	return err
+}
+
+// makeRaw sets f's terminal to raw mode as cfmakeraw(3) does: no echo, no
+// CR/LF mapping, no signals, 8 data bits, reads return each byte at once.
+func makeRaw(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		t, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+		if err != nil {
+			serr = err
+			return
+		}
+		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON | unix.IXOFF
+		t.Oflag &^= unix.OPOST
+		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		t.Cflag &^= unix.CSIZE | unix.PARENB
+		t.Cflag |= unix.CS8
+		t.Cc[unix.VMIN] = 1
+		t.Cc[unix.VTIME] = 0
+		serr = unix.IoctlSetTermios(int(fd), unix.TCSETS, t)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}

@@ -1,0 +1,410 @@
+package pppdvm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Modes of Options.Mode.
+const (
+	// ModeDirect: pppd starts PPP on the serial line at once (a null-modem
+	// cable to the server).
+	ModeDirect = "direct"
+	// ModeChat: pppd first runs chat, which dials through an AT modem on the
+	// line: ABORT BUSY, '' ATZ, OK ATDT88567682, CONNECT ''.
+	ModeChat = "chat"
+)
+
+// Authentication protocols of Options.Auth: the one pppd accepts (it
+// refuses the others). Empty accepts any the server asks for.
+const (
+	AuthPAP      = "pap"
+	AuthCHAP     = "chap"     // CHAP-MD5
+	AuthMSCHAP   = "mschap"   // MS-CHAPv1
+	AuthMSCHAPv2 = "mschapv2" // MS-CHAPv2
+)
+
+// Options configure one VM run: one pppd call.
+type Options struct {
+	Mode     string // ModeDirect (default) or ModeChat
+	User     string // pppd's user; default "dial"
+	Password string // pppd's password; default "dial"
+	Auth     string // AuthPAP, AuthCHAP, AuthMSCHAP, AuthMSCHAPv2 or "" (any)
+	// Extra holds more pppd options, one per element, written as lines of
+	// pppd's options file (e.g. "novj", "lcp-echo-interval 5").
+	Extra []string
+	// ChatScript replaces the built-in chat script (ModeChat).
+	ChatScript string
+	// Pings is how many echo requests the guest sends to the peer once IPCP
+	// is up; 0 means 3, negative means none.
+	Pings int
+	// IPTimeout bounds the wait for IPCP in the guest; 0 means 120 s.
+	IPTimeout time.Duration
+	// Log receives the guest's console (kernel, /init, pppd's debug log)
+	// as it is printed; nil discards it. Wait's Result keeps the tail.
+	Log io.Writer
+	// MemoryMB is the guest's memory; 0 means 192 (128 is the minimum).
+	MemoryMB int
+}
+
+// VM is one running qemu with pppd inside.
+type VM struct {
+	cmd     *exec.Cmd
+	serial  *net.UnixConn
+	dir     string
+	started time.Time
+
+	consoleDone chan struct{} // closed when the console reader ends
+	exited      chan struct{} // closed when qemu has been reaped
+	waitErr     error         // qemu's exit, valid after exited
+
+	mu      sync.Mutex
+	console bytes.Buffer // the whole console, capped at consoleCap
+	result  *Result      // the result line, once seen
+	resAt   time.Time
+
+	closeOnce sync.Once
+}
+
+const consoleCap = 4 << 20
+
+// CacheDir is where tools/pppd-vm/build.sh puts the VM: $ISPBOX_VM_CACHE,
+// else /var/cache/isp-box-vm for root, else .cache/pppd-vm in the
+// repository (found from the working directory upwards).
+func CacheDir() string {
+	if d := os.Getenv("ISPBOX_VM_CACHE"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/cache/isp-box-vm"
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return filepath.Join(".cache", "pppd-vm")
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "tools", "pppd-vm", "build.sh")); err == nil {
+			return filepath.Join(d, ".cache", "pppd-vm")
+		}
+		if filepath.Dir(d) == d {
+			return filepath.Join(dir, ".cache", "pppd-vm")
+		}
+	}
+}
+
+// qemuBinary is the emulator Start runs; TCG is used (KVM aborts here).
+const qemuBinary = "qemu-system-x86_64"
+
+// Available reports whether a VM can be started: qemu is installed and the
+// cache holds a built kernel and initramfs. Tests skip when it is not nil.
+func Available() error {
+	if _, err := exec.LookPath(qemuBinary); err != nil {
+		return fmt.Errorf("pppdvm: %s not found (apt-get install qemu-system-x86): %w", qemuBinary, err)
+	}
+	dir := CacheDir()
+	for _, f := range []string{"vmlinuz", "initrd.cpio.gz"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return fmt.Errorf("pppdvm: no %s in %s: run `make pppd-vm` (tools/pppd-vm/build.sh): %w", f, dir, err)
+		}
+	}
+	return nil
+}
+
+// Start boots a VM whose pppd makes one call as opts says. The VM ends by
+// itself after the call (see Wait), when ctx is done, or on Close; the
+// caller must call Close.
+func Start(ctx context.Context, opts Options) (*VM, error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	settings, err := settingsCpio(opts)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pppdvm-")
+	if err != nil {
+		return nil, fmt.Errorf("pppdvm: %w", err)
+	}
+	v := &VM{dir: dir, consoleDone: make(chan struct{}), exited: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(dir)
+		}
+	}()
+	initrd := filepath.Join(dir, "initrd")
+	if err := appendInitrd(initrd, filepath.Join(CacheDir(), "initrd.cpio.gz"), settings); err != nil {
+		return nil, err
+	}
+
+	// ttyS1 is one end of a socketpair: the guest's bytes wait in the
+	// socket for the test however late it reads, and no path is polled.
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pppdvm: socketpair: %w", err)
+	}
+	hostEnd := os.NewFile(uintptr(fds[0]), "pppdvm-serial")
+	guestEnd := os.NewFile(uintptr(fds[1]), "pppdvm-serial-guest")
+	defer guestEnd.Close()
+	c, err := net.FileConn(hostEnd)
+	hostEnd.Close() // FileConn dup'ed it
+	if err != nil {
+		return nil, fmt.Errorf("pppdvm: serial socket: %w", err)
+	}
+	v.serial = c.(*net.UnixConn)
+
+	mem := opts.MemoryMB
+	if mem == 0 {
+		mem = 192
+	}
+	args := []string{
+		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem),
+		"-nodefaults", "-no-user-config", "-display", "none", "-nic", "none",
+		"-no-reboot",
+		"-kernel", filepath.Join(CacheDir(), "vmlinuz"),
+		"-initrd", initrd,
+		// panic=-1 turns a guest panic into a reboot, which -no-reboot
+		// turns into qemu's exit.
+		"-append", "console=ttyS0,115200 panic=-1 loglevel=5",
+		"-serial", "stdio", // ttyS0: the console, read from qemu's stdout
+		"-chardev", "socket,id=s1,fd=3", // ExtraFiles[0]
+		"-serial", "chardev:s1", // ttyS1: pppd's line
+	}
+	v.cmd = exec.CommandContext(ctx, qemuBinary, args...)
+	v.cmd.ExtraFiles = []*os.File{guestEnd}
+	v.cmd.Stdin = nil // /dev/null
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		v.serial.Close()
+		return nil, fmt.Errorf("pppdvm: %w", err)
+	}
+	v.cmd.Stdout = pw
+	v.cmd.Stderr = pw
+	v.started = time.Now()
+	if err := v.cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		v.serial.Close()
+		return nil, fmt.Errorf("pppdvm: starting %s: %w", qemuBinary, err)
+	}
+	pw.Close()
+	ok = true
+	go v.readConsole(pr, opts.Log)
+	go func() {
+		v.waitErr = v.cmd.Wait()
+		close(v.exited)
+	}()
+	return v, nil
+}
+
+// settingsCpio is the per-VM archive appended to the initramfs: the
+// settings /init sources, pppd's extra options and the chat script.
+func settingsCpio(opts Options) ([]byte, error) {
+	mode := opts.Mode
+	if mode == "" {
+		mode = ModeDirect
+	}
+	if mode != ModeDirect && mode != ModeChat {
+		return nil, fmt.Errorf("pppdvm: mode %q is neither %q nor %q", mode, ModeDirect, ModeChat)
+	}
+	auth := opts.Auth
+	switch auth {
+	case "":
+		auth = "any"
+	case AuthPAP, AuthCHAP, AuthMSCHAP, AuthMSCHAPv2:
+	default:
+		return nil, fmt.Errorf("pppdvm: unknown auth %q", auth)
+	}
+	user, password := opts.User, opts.Password
+	if user == "" {
+		user = "dial"
+	}
+	if password == "" {
+		password = "dial"
+	}
+	pings := opts.Pings
+	switch {
+	case pings == 0:
+		pings = 3
+	case pings < 0:
+		pings = 0
+	}
+	timeout := 120
+	if opts.IPTimeout > 0 {
+		timeout = int((opts.IPTimeout + time.Second - 1) / time.Second)
+	}
+	var s strings.Builder
+	for _, kv := range [][2]string{
+		{"isp_mode", mode}, {"isp_auth", auth}, {"isp_user", user}, {"isp_password", password},
+		{"isp_ping", strconv.Itoa(pings)}, {"isp_timeout", strconv.Itoa(timeout)},
+	} {
+		fmt.Fprintf(&s, "%s=%s\n", kv[0], shellQuote(kv[1]))
+	}
+	files := []cpioFile{{Name: "/etc/isp-test/settings", Mode: 0o600, Data: []byte(s.String())}}
+	if len(opts.Extra) > 0 {
+		for _, o := range opts.Extra {
+			if strings.ContainsAny(o, "\n\r") {
+				return nil, fmt.Errorf("pppdvm: pppd option %q has a line break", o)
+			}
+		}
+		files = append(files, cpioFile{Name: "/etc/isp-test/pppd-extra", Mode: 0o600,
+			Data: []byte(strings.Join(opts.Extra, "\n") + "\n")})
+	}
+	if opts.ChatScript != "" {
+		files = append(files, cpioFile{Name: "/etc/ppp/chat-script", Mode: 0o644, Data: []byte(opts.ChatScript)})
+	}
+	var b bytes.Buffer
+	if err := writeCpio(&b, files); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// shellQuote quotes s as one word for /bin/sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// appendInitrd writes base, padded with NULs to a 4-byte boundary (the
+// kernel looks for a following archive only at aligned offsets), then extra.
+func appendInitrd(dst, base string, extra []byte) error {
+	in, err := os.Open(base)
+	if err != nil {
+		return fmt.Errorf("pppdvm: %w", err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("pppdvm: %w", err)
+	}
+	n, err := io.Copy(out, in)
+	if err == nil {
+		_, err = out.Write(make([]byte, (4-n%4)%4))
+	}
+	if err == nil {
+		_, err = out.Write(extra)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("pppdvm: writing %s: %w", dst, err)
+	}
+	return nil
+}
+
+// readConsole copies the guest console to log, keeps it, and catches the
+// result line.
+func (v *VM) readConsole(r io.ReadCloser, log io.Writer) {
+	defer close(v.consoleDone)
+	defer r.Close()
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			if log != nil {
+				io.WriteString(log, line)
+			}
+			v.mu.Lock()
+			if v.console.Len() < consoleCap {
+				v.console.WriteString(line)
+			}
+			if i := strings.Index(line, resultPrefix); i >= 0 && v.result == nil {
+				if res, perr := ParseResult(line[i:]); perr == nil {
+					v.result, v.resAt = &res, time.Now()
+				}
+			}
+			v.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Serial is the host side of the guest's ttyS1: the byte stream pppd (or
+// chat) reads and writes. Serve it as a direct line (a PPP server reads
+// and writes it), or use BridgeToPTY; not both. Closing it hangs up the
+// guest's line (pppd sees no more bytes; qemu's 16550 keeps carrier).
+func (v *VM) Serial() net.Conn { return v.serial }
+
+// Started is when Start launched qemu.
+func (v *VM) Started() time.Time { return v.started }
+
+// Console returns the guest console printed so far.
+func (v *VM) Console() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.console.String()
+}
+
+// ErrNoResult is returned by Wait when the guest ended without a result line.
+var ErrNoResult = errors.New("pppdvm: the guest printed no result line")
+
+// Wait waits for the guest to power off (or ctx of Start to end) and returns
+// its result. The error is nil only if the guest reported "ok" (IPCP came
+// up); Result.Console then and otherwise holds the console's tail. Wait
+// does not close the VM.
+func (v *VM) Wait() (Result, error) {
+	<-v.exited
+	<-v.consoleDone
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	tail := tailLines(v.console.String(), 80)
+	if v.result == nil {
+		return Result{Console: tail, Elapsed: time.Since(v.started)},
+			fmt.Errorf("%w (qemu: %v); console tail:\n%s", ErrNoResult, v.waitErr, tail)
+	}
+	r := *v.result
+	r.Elapsed = v.resAt.Sub(v.started)
+	r.Console = tail
+	if !r.OK {
+		return r, fmt.Errorf("pppdvm: the call failed: %s; console tail:\n%s", r.Line(), tail)
+	}
+	return r, nil
+}
+
+// Done is closed when qemu has exited.
+func (v *VM) Done() <-chan struct{} { return v.exited }
+
+// Close kills qemu if it still runs, closes the serial socket and removes
+// the VM's files. It is safe to call more than once.
+func (v *VM) Close() error {
+	v.closeOnce.Do(func() {
+		select {
+		case <-v.exited:
+		default:
+			v.cmd.Process.Kill()
+			<-v.exited
+		}
+		<-v.consoleDone
+		v.serial.Close()
+		os.RemoveAll(v.dir)
+	})
+	return nil
+}
+
+func tailLines(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	i := len(s)
+	for ; n > 0 && i > 0; n-- {
+		i = strings.LastIndexByte(s[:i], '\n')
+		if i < 0 {
+			return s + "\n"
+		}
+	}
+	return s[i+1:] + "\n"
+}
