@@ -1,6 +1,9 @@
 package netstack
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // Mode selects how the box reaches the world.
 type Mode string
@@ -25,6 +28,25 @@ type Config struct {
 	Uplink  string       // kernel: uplink interface for masquerade; "" = the default route's
 	TunName string       // kernel: "ispbox0"
 	Table   string       // kernel: nftables table name; "isp-box"
+
+	// HostLoopback (userspace): a client's TCP/UDP connection to the gateway
+	// address on any port but DNS is forwarded to the host's 127.0.0.1 on
+	// the same port, as QEMU's and slirp4netns's 10.0.2.2 do. Off by default:
+	// dial-in users should not reach services the host keeps on loopback.
+	HostLoopback bool
+	// BlockPrivate drops clients' traffic to private, shared (100.64/10) and
+	// link-local destinations (the host's LAN). Off by default, like the
+	// seed's MASQUERADE rule, which let clients reach the LAN.
+	BlockPrivate bool
+	// DNSUpstream (userspace): servers the gateway's DNS forwarder relays to;
+	// empty = the nameservers of /etc/resolv.conf.
+	DNSUpstream []netip.AddrPort
+	// HostsFile (userspace): names the DNS forwarder answers itself;
+	// "" = /etc/hosts, "-" = none.
+	HostsFile string
+	// UDPTimeout (userspace): a forwarded UDP flow with no traffic for this
+	// long is closed; 0 = 60 s.
+	UDPTimeout time.Duration
 }
 
 // DefaultConfig returns the userspace defaults.

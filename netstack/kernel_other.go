@@ -1,0 +1,12 @@
+//go:build !linux
+
+package netstack
+
+import (
+	"context"
+	"errors"
+)
+
+func newKernel(context.Context, *Stack) (engine, error) {
+	return nil, errors.New("netstack: kernel mode needs Linux; use mode = userspace")
+}

@@ -1,0 +1,369 @@
+// Package netstack is the IP side of the box: it gives each PPP session an
+// address and carries its packets to the world and back.
+//
+// Two modes share one front (Stack, Session): in userspace mode one gVisor
+// stack terminates every client's TCP, UDP and ICMP and forwards them through
+// ordinary host sockets (NAT by proxy, no privileges); in kernel mode one TUN
+// device carries all sessions and an nftables table of the box's own
+// masquerades them out of the uplink, as the seed's ppp0 + ip_forward +
+// iptables MASQUERADE did.
+//
+// Whatever the mode, a packet from a session must carry that session's
+// address as its source (no spoofing, BCP 38), and with Isolate set clients
+// cannot reach each other.
+package netstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/netstack/pool"
+)
+
+// Options are the box-wide things a Stack is given.
+type Options struct {
+	Bus *bus.Bus     // may be nil
+	Log *slog.Logger // may be nil
+}
+
+// ErrClosed is returned by a closed Session or Stack.
+var ErrClosed = errors.New("netstack: closed")
+
+// Drop reasons, as published in bus.NetDropped and counted per session.
+const (
+	ReasonSpoofed    = "spoofed source address"
+	ReasonIsolated   = "client isolation"
+	ReasonMalformed  = "malformed or not IPv4"
+	ReasonNoRoute    = "no route to destination"
+	ReasonForbidden  = "destination forbidden by policy"
+	ReasonPingDenied = "ICMP echo to the world not permitted (net.ipv4.ping_group_range)"
+	ReasonTTL        = "TTL expired"
+)
+
+// engine is what a mode does with packets; the Stack does the checks that
+// are the same in both modes.
+type engine interface {
+	// attach prepares the path to a new session's address.
+	attach(s *Session) error
+	// detach removes it again.
+	detach(s *Session)
+	// send takes a packet from the client that passed the checks. It must
+	// not retain pkt.
+	send(s *Session, pkt []byte)
+	// close stops the engine and removes what it installed.
+	close() error
+}
+
+// Stack is the network side of the box. Safe for concurrent use.
+type Stack struct {
+	cfg  Config
+	log  *slog.Logger
+	bus  *bus.Bus
+	pool *pool.Pool
+	eng  engine
+
+	mu       sync.RWMutex
+	sessions map[netip.Addr]*Session // guarded by mu: by client address
+	closed   bool                    // guarded by mu
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts the network side in cfg.Mode. In kernel mode it needs
+// CAP_NET_ADMIN, and without it returns a one-line error saying so.
+func New(ctx context.Context, cfg Config, opts Options) (*Stack, error) {
+	d := DefaultConfig()
+	if cfg.Mode == "" {
+		cfg.Mode = d.Mode
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = d.MTU
+	}
+	if cfg.TunName == "" {
+		cfg.TunName = d.TunName
+	}
+	if cfg.Table == "" {
+		cfg.Table = d.Table
+	}
+	if cfg.UDPTimeout == 0 {
+		cfg.UDPTimeout = 60 * time.Second
+	}
+	if !cfg.Gateway.Is4() {
+		return nil, fmt.Errorf("netstack: gateway %v: need an IPv4 address", cfg.Gateway)
+	}
+	if cfg.MTU < 576 || cfg.MTU > 65535 {
+		return nil, fmt.Errorf("netstack: mtu %d out of range 576..65535", cfg.MTU)
+	}
+	p, err := pool.New(cfg.Pool, cfg.Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("netstack: %w", err)
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Stack{cfg: cfg, log: log.With("comp", "netstack"), bus: opts.Bus, pool: p, sessions: map[netip.Addr]*Session{}}
+	switch cfg.Mode {
+	case Userspace:
+		s.eng, err = newUserspace(ctx, s)
+	case Kernel:
+		s.eng, err = newKernel(ctx, s)
+	default:
+		return nil, fmt.Errorf("netstack: mode %q: want %q or %q", cfg.Mode, Userspace, Kernel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("network up", "mode", cfg.Mode, "gateway", cfg.Gateway, "pool", cfg.Pool)
+	return s, nil
+}
+
+// Attach gives session an address (want when set and free, otherwise one
+// from the pool) and starts carrying its packets. deliver is called with
+// every IP packet for the client; it must copy what it keeps and not block
+// for long.
+func (s *Stack) Attach(ctx context.Context, session string, want netip.Addr, deliver func(pkt []byte)) (*Session, error) {
+	if deliver == nil {
+		return nil, errors.New("netstack: attach: nil deliver")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	addr, err := s.pool.Allocate(session, want)
+	if err != nil {
+		return nil, fmt.Errorf("netstack: attach %s: %w", session, err)
+	}
+	dns := s.cfg.DNS
+	if len(dns) == 0 && s.cfg.Mode == Userspace {
+		dns = []netip.Addr{s.cfg.Gateway}
+	}
+	sess := &Session{
+		st: s, name: session, remote: addr, dns: append([]netip.Addr(nil), dns...),
+		deliver: deliver, since: time.Now(), drops: map[string]*dropState{},
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.pool.Release(addr)
+		return nil, ErrClosed
+	}
+	s.sessions[addr] = sess
+	s.mu.Unlock()
+	if err := s.eng.attach(sess); err != nil {
+		s.mu.Lock()
+		delete(s.sessions, addr)
+		s.mu.Unlock()
+		s.pool.Release(addr)
+		return nil, fmt.Errorf("netstack: attach %s: %w", session, err)
+	}
+	s.log.Info("session attached", "session", session, "remote", addr)
+	return sess, nil
+}
+
+// lookup returns the session holding addr, if any.
+func (s *Stack) lookup(addr netip.Addr) *Session {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sessions[addr]
+}
+
+// Sessions returns the counters of every attached session.
+func (s *Stack) Sessions() []SessionInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		out = append(out, sess.Info())
+	}
+	return out
+}
+
+// Close detaches every session and stops the stack; in kernel mode it removes
+// the nftables table, the TUN device, routes and proxy-ARP entries.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		var all []*Session
+		for _, sess := range s.sessions {
+			all = append(all, sess)
+		}
+		s.mu.Unlock()
+		for _, sess := range all {
+			_ = sess.Close()
+		}
+		s.closeErr = s.eng.close()
+		s.log.Info("network down", "mode", s.cfg.Mode, "err", s.closeErr)
+	})
+	return s.closeErr
+}
+
+// SessionInfo is a snapshot of one session's counters.
+type SessionInfo struct {
+	Session  string
+	Remote   netip.Addr
+	Since    time.Time
+	PktsIn   uint64 // from the client, accepted
+	BytesIn  uint64
+	PktsOut  uint64 // to the client
+	BytesOut uint64
+	Dropped  uint64            // from the client, dropped for any reason
+	Reasons  map[string]uint64 // Dropped by reason
+}
+
+// Session is one client's attachment. Safe for concurrent use.
+type Session struct {
+	st      *Stack
+	name    string
+	remote  netip.Addr
+	dns     []netip.Addr
+	deliver func([]byte)
+	since   time.Time
+	closed  atomic.Bool
+	once    sync.Once
+
+	pktsIn, bytesIn, pktsOut, bytesOut, dropped atomic.Uint64
+
+	dropMu sync.Mutex            // guards drops
+	drops  map[string]*dropState // by reason
+}
+
+type dropState struct {
+	total   uint64
+	pending uint64    // not yet published
+	last    time.Time // of the last event
+}
+
+// Local returns the gateway address, the PPP link's local end.
+func (s *Session) Local() netip.Addr { return s.st.cfg.Gateway }
+
+// Remote returns the client's address.
+func (s *Session) Remote() netip.Addr { return s.remote }
+
+// DNS returns the servers to hand out in IPCP (RFC 1877).
+func (s *Session) DNS() []netip.Addr { return append([]netip.Addr(nil), s.dns...) }
+
+// Name returns the session name given to Attach.
+func (s *Session) Name() string { return s.name }
+
+// Send takes one IP packet from the client; it does not retain pkt. A packet
+// whose source is not the client's address, or (with Isolate) that is for
+// another client, is dropped and counted; a drop is not an error.
+func (s *Session) Send(pkt []byte) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if len(pkt) < ipv4HeaderLen || pkt[0]>>4 != 4 || int(pkt[0]&0xf)*4 < ipv4HeaderLen || int(pkt[0]&0xf)*4 > len(pkt) {
+		s.drop(ReasonMalformed)
+		return nil
+	}
+	src := netip.AddrFrom4([4]byte(pkt[12:16]))
+	dst := netip.AddrFrom4([4]byte(pkt[16:20]))
+	if src != s.remote {
+		// BCP 38 / RFC 2827: only the address we gave the client.
+		s.drop(ReasonSpoofed)
+		return nil
+	}
+	if s.st.cfg.Isolate && dst != s.remote && s.st.lookup(dst) != nil {
+		s.drop(ReasonIsolated)
+		return nil
+	}
+	s.pktsIn.Add(1)
+	s.bytesIn.Add(uint64(len(pkt)))
+	s.st.eng.send(s, pkt)
+	return nil
+}
+
+// output hands a packet to the client.
+func (s *Session) output(pkt []byte) {
+	if s.closed.Load() {
+		return
+	}
+	s.pktsOut.Add(1)
+	s.bytesOut.Add(uint64(len(pkt)))
+	s.deliver(pkt)
+}
+
+// drop counts a dropped packet and publishes bus.NetDropped at most once per
+// second per session and reason, carrying the count since the last event.
+func (s *Session) drop(reason string) {
+	s.dropped.Add(1)
+	now := time.Now()
+	s.dropMu.Lock()
+	d := s.drops[reason]
+	if d == nil {
+		d = &dropState{}
+		s.drops[reason] = d
+	}
+	d.total++
+	d.pending++
+	var n uint64
+	if now.Sub(d.last) >= time.Second {
+		n, d.pending, d.last = d.pending, 0, now
+	}
+	s.dropMu.Unlock()
+	if n > 0 {
+		s.publishDrop(reason, n)
+	}
+}
+
+func (s *Session) publishDrop(reason string, n uint64) {
+	s.st.log.Debug("dropped", "session", s.name, "reason", reason, "count", n)
+	if s.st.bus != nil {
+		s.st.bus.Publish(bus.NetDropped{Session: s.name, Reason: reason, Count: n})
+	}
+}
+
+// Info returns the session's counters.
+func (s *Session) Info() SessionInfo {
+	in := SessionInfo{
+		Session: s.name, Remote: s.remote, Since: s.since,
+		PktsIn: s.pktsIn.Load(), BytesIn: s.bytesIn.Load(),
+		PktsOut: s.pktsOut.Load(), BytesOut: s.bytesOut.Load(),
+		Dropped: s.dropped.Load(), Reasons: map[string]uint64{},
+	}
+	s.dropMu.Lock()
+	for r, d := range s.drops {
+		in.Reasons[r] = d.total
+	}
+	s.dropMu.Unlock()
+	return in
+}
+
+// Close ends the session: its address goes back to the pool and what the
+// mode installed for it is removed. Drops not yet published are published.
+func (s *Session) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		s.st.eng.detach(s)
+		s.st.mu.Lock()
+		if s.st.sessions[s.remote] == s {
+			delete(s.st.sessions, s.remote)
+		}
+		s.st.mu.Unlock()
+		s.st.pool.Release(s.remote)
+		s.dropMu.Lock()
+		pend := map[string]uint64{}
+		for r, d := range s.drops {
+			if d.pending > 0 {
+				pend[r], d.pending = d.pending, 0
+			}
+		}
+		s.dropMu.Unlock()
+		for r, n := range pend {
+			s.publishDrop(r, n)
+		}
+		s.st.log.Info("session detached", "session", s.name, "remote", s.remote)
+	})
+	return nil
+}
+
+const ipv4HeaderLen = 20

@@ -1,0 +1,442 @@
+package netstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/isp-box/isp-box/netstack/dnsfwd"
+)
+
+const (
+	nicID = 1
+	// dialTimeout bounds the host-side connect of a forwarded TCP connection;
+	// the client sees a RST when it expires, as for a refused connection.
+	dialTimeout = 15 * time.Second
+	// maxPending is how many half-open forwarded TCP connections may wait
+	// for the host-side connect at once (gVisor's maxInFlight).
+	maxPending = 1024
+)
+
+// userspace terminates every client's connections in one gVisor stack and
+// opens the matching host sockets (NAT by proxy). The NIC is promiscuous and
+// may spoof, so the stack accepts packets for any destination and answers
+// from it: the client believes it talks to the world.
+type userspace struct {
+	st     *Stack
+	ns     *stack.Stack
+	ep     *channel.Endpoint
+	gw     netip.Addr
+	notify *channel.NotificationHandle
+	dns    *dnsfwd.Forwarder
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex // guards conns and closing; held around wg.Add
+	conns   map[io.Closer]struct{}
+	closing bool
+	wg      sync.WaitGroup
+
+	pingSem chan struct{} // bounds ICMP echoes in flight to the world
+}
+
+func newUserspace(ctx context.Context, st *Stack) (*userspace, error) {
+	cfg := st.cfg
+	ns := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+	})
+	u := &userspace{
+		st: st, ns: ns, gw: cfg.Gateway,
+		ep:      channel.New(512, uint32(cfg.MTU), ""),
+		conns:   map[io.Closer]struct{}{},
+		pingSem: make(chan struct{}, 64),
+	}
+	u.ctx, u.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	fail := func(what string, e tcpip.Error) (*userspace, error) {
+		u.cancel()
+		ns.Close()
+		return nil, fmt.Errorf("netstack: userspace: %s: %s", what, e)
+	}
+	sack := tcpip.TCPSACKEnabled(true)
+	if e := ns.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); e != nil {
+		return fail("sack", e)
+	}
+	// Room for a fast uplink; the PPP side is slow but the benchmark and a
+	// LAN client are not.
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 256 << 10, Max: 4 << 20}
+	if e := ns.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); e != nil {
+		return fail("receive buffer", e)
+	}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: 256 << 10, Max: 4 << 20}
+	if e := ns.SetTransportProtocolOption(tcp.ProtocolNumber, &snd); e != nil {
+		return fail("send buffer", e)
+	}
+	if e := ns.CreateNIC(nicID, u.ep); e != nil {
+		return fail("create nic", e)
+	}
+	if e := ns.AddProtocolAddress(nicID, tcpip.ProtocolAddress{
+		Protocol:          ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddrFrom4(cfg.Gateway.As4()).WithPrefix(),
+	}, stack.AddressProperties{}); e != nil {
+		return fail("gateway address", e)
+	}
+	ns.AddRoute(tcpip.Route{Destination: header.IPv4EmptySubnet, NIC: nicID})
+	if e := ns.SetPromiscuousMode(nicID, true); e != nil {
+		return fail("promiscuous", e)
+	}
+	if e := ns.SetSpoofing(nicID, true); e != nil {
+		return fail("spoofing", e)
+	}
+	tf := tcp.NewForwarder(ns, 0, maxPending, u.forwardTCP)
+	ns.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
+	uf := udp.NewForwarder(ns, u.forwardUDP)
+	ns.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
+	u.notify = u.ep.AddNotify(u)
+
+	// The DNS forwarder on gateway:53. Bound endpoints win over the
+	// forwarders above, so these see every query to the gateway.
+	u.dns = dnsfwd.New(dnsfwd.Config{Upstream: cfg.DNSUpstream, HostsFile: cfg.HostsFile, Log: st.log})
+	gw53 := tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(cfg.Gateway.As4()), Port: 53}
+	pc, err := gonet.DialUDP(ns, &gw53, nil, ipv4.ProtocolNumber)
+	if err != nil {
+		u.close()
+		return nil, fmt.Errorf("netstack: userspace: dns udp listener: %w", err)
+	}
+	l, err := gonet.ListenTCP(ns, gw53, ipv4.ProtocolNumber)
+	if err != nil {
+		pc.Close()
+		u.close()
+		return nil, fmt.Errorf("netstack: userspace: dns tcp listener: %w", err)
+	}
+	u.spawn(func() { _ = u.dns.ServeUDP(u.ctx, pc) })
+	u.spawn(func() { _ = u.dns.ServeTCP(u.ctx, l) })
+	st.log.Info("dns forwarder", "listen", cfg.Gateway.String()+":53", "upstream", u.dns.Upstream(), "hosts", cfg.HostsFile)
+	return u, nil
+}
+
+// spawn runs fn in a goroutine that close waits for; false if closing.
+func (u *userspace) spawn(fn func()) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closing {
+		return false
+	}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// track registers connections that close must shut; false if closing.
+func (u *userspace) track(cs ...io.Closer) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closing {
+		return false
+	}
+	for _, c := range cs {
+		u.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (u *userspace) untrack(cs ...io.Closer) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range cs {
+		delete(u.conns, c)
+	}
+}
+
+func (u *userspace) attach(*Session) error { return nil }
+
+// detach leaves the session's connections to time out: the address is not
+// reused at once (the pool is round-robin), and the client cannot be reached
+// any more, so gVisor's retransmissions give up on their own.
+func (u *userspace) detach(*Session) {}
+
+// WriteNotify is called by the channel endpoint when gVisor has written a
+// packet: route it to the session that owns its destination.
+func (u *userspace) WriteNotify() {
+	for {
+		pkt := u.ep.Read()
+		if pkt == nil {
+			return
+		}
+		u.out(pkt)
+	}
+}
+
+func (u *userspace) out(pkt *stack.PacketBuffer) {
+	defer pkt.DecRef()
+	v := pkt.ToView()
+	defer v.Release()
+	b := v.AsSlice()
+	if len(b) < ipv4HeaderLen || b[0]>>4 != 4 {
+		return
+	}
+	if s := u.st.lookup(netip.AddrFrom4([4]byte(b[16:20]))); s != nil {
+		s.output(b)
+	}
+}
+
+// send routes a client's packet: to another client directly (the box is
+// their router), to the gVisor stack for the gateway and the world, or to a
+// ping socket for ICMP echo to the world.
+func (u *userspace) send(s *Session, pkt []byte) {
+	dst := netip.AddrFrom4([4]byte(pkt[16:20]))
+	proto := pkt[9]
+	ihl := int(pkt[0]&0xf) * 4
+	if dst != u.gw {
+		if other := u.st.lookup(dst); other != nil {
+			u.switchTo(s, other, pkt)
+			return
+		}
+		if reason := u.st.policy(dst); reason != "" {
+			s.drop(reason)
+			return
+		}
+		if proto == uint8(header.ICMPv4ProtocolNumber) && len(pkt) >= ihl+header.ICMPv4MinimumSize &&
+			header.ICMPv4(pkt[ihl:]).Type() == header.ICMPv4Echo {
+			u.echo(s, dst, pkt[ihl:])
+			return
+		}
+	}
+	pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+	u.ep.InjectInbound(ipv4.ProtocolNumber, pkb)
+	pkb.DecRef()
+}
+
+// switchTo forwards a packet from one client to another as a router does:
+// TTL decremented (RFC 1812 §5.3.1), header checksum updated.
+func (u *userspace) switchTo(from, to *Session, pkt []byte) {
+	if pkt[8] <= 1 {
+		from.drop(ReasonTTL)
+		return
+	}
+	cp := append([]byte(nil), pkt...)
+	ip := header.IPv4(cp)
+	ip.SetTTL(ip.TTL() - 1)
+	ip.SetChecksum(0)
+	ip.SetChecksum(^ip.CalculateChecksum())
+	to.output(cp)
+}
+
+// policy says why a client may not reach dst (not the gateway), or "".
+func (s *Stack) policy(dst netip.Addr) string {
+	switch {
+	case dst.IsLoopback() || dst.IsUnspecified() || dst.IsMulticast() ||
+		dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || dst.As4()[0] >= 240:
+		// RFC 1122 §3.2.1.3 / RFC 1812 §5.3.7: never forwarded.
+		return ReasonNoRoute
+	case s.cfg.Pool.Contains(dst):
+		return ReasonNoRoute // a client address nobody holds, or the pool's broadcast
+	case s.cfg.BlockPrivate && (dst.IsPrivate() || dst.IsLinkLocalUnicast() || cgnat.Contains(dst)):
+		return ReasonForbidden
+	}
+	return ""
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598 shared address space
+
+// target maps a destination the gVisor stack accepted to the host address
+// to dial: the gateway means host loopback when HostLoopback is set.
+func (u *userspace) target(a tcpip.Address) (netip.Addr, bool) {
+	dst := netip.AddrFrom4(a.As4())
+	if dst == u.gw {
+		if u.st.cfg.HostLoopback {
+			return netip.AddrFrom4([4]byte{127, 0, 0, 1}), true
+		}
+		return netip.Addr{}, false
+	}
+	return dst, u.st.policy(dst) == ""
+}
+
+// forwardTCP runs in a goroutine of gVisor's for each SYN with no listener:
+// connect to the real destination first, and only then complete the
+// client's handshake, so a refused or unreachable destination gives the
+// client a RST as it would without the box.
+func (u *userspace) forwardTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst, ok := u.target(id.LocalAddress)
+	if !ok || u.ctx.Err() != nil {
+		r.Complete(true)
+		return
+	}
+	ctx, cancel := context.WithTimeout(u.ctx, dialTimeout)
+	var d net.Dialer
+	out, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(dst, id.LocalPort).String())
+	cancel()
+	if err != nil {
+		u.st.log.Debug("tcp forward dial failed", "dst", netip.AddrPortFrom(dst, id.LocalPort), "err", err)
+		r.Complete(true)
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		r.Complete(true)
+		out.Close()
+		return
+	}
+	r.Complete(false)
+	ep.SocketOptions().SetKeepAlive(true)
+	in := gonet.NewTCPConn(&wq, ep)
+	if !u.track(in, out) {
+		in.Close()
+		out.Close()
+		return
+	}
+	if !u.spawn(func() {
+		defer u.untrack(in, out)
+		splice(in, out)
+	}) {
+		u.untrack(in, out)
+		in.Close()
+		out.Close()
+	}
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// splice copies both ways; when one side ends its stream the other gets a
+// FIN (half-close), and both are closed when both directions are done.
+func splice(a, b net.Conn) {
+	var wg sync.WaitGroup
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		_, err := io.Copy(dst, src)
+		if cw, ok := dst.(closeWriter); ok && err == nil {
+			_ = cw.CloseWrite()
+		} else {
+			// An error (reset, close) ends both directions.
+			a.Close()
+			b.Close()
+		}
+	}
+	wg.Add(2)
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+// forwardUDP is called synchronously by gVisor for the first datagram of a
+// flow (client addr:port → destination addr:port): it makes a connected
+// endpoint for the flow, which takes that datagram and the following ones,
+// and relays them through a host UDP socket until the flow is idle.
+func (u *userspace) forwardUDP(r *udp.ForwarderRequest) {
+	id := r.ID()
+	dst, ok := u.target(id.LocalAddress)
+	if !ok || u.ctx.Err() != nil {
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		return
+	}
+	in := gonet.NewUDPConn(&wq, ep)
+	if !u.spawn(func() {
+		out, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, id.LocalPort)))
+		if err != nil {
+			in.Close()
+			return
+		}
+		if !u.track(in, out) {
+			in.Close()
+			out.Close()
+			return
+		}
+		defer u.untrack(in, out)
+		relayUDP(in, out, u.st.cfg.UDPTimeout)
+	}) {
+		in.Close()
+	}
+}
+
+// relayUDP copies datagrams both ways until neither way has seen one for
+// idle, or either socket fails.
+func relayUDP(a, b net.Conn, idle time.Duration) {
+	var (
+		mu   sync.Mutex
+		last = time.Now()
+		wg   sync.WaitGroup
+	)
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		defer a.Close()
+		defer b.Close()
+		buf := make([]byte, 65535)
+		for {
+			mu.Lock()
+			dl := last.Add(idle)
+			mu.Unlock()
+			_ = src.SetReadDeadline(dl)
+			n, err := src.Read(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					mu.Lock()
+					active := time.Since(last) < idle
+					mu.Unlock()
+					if active {
+						continue // the other direction kept the flow alive
+					}
+				}
+				return
+			}
+			mu.Lock()
+			last = time.Now()
+			mu.Unlock()
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	wg.Add(2)
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+}
+
+func (u *userspace) close() error {
+	u.cancel()
+	u.mu.Lock()
+	u.closing = true
+	for c := range u.conns {
+		c.Close()
+	}
+	u.mu.Unlock()
+	u.wg.Wait()
+	if u.notify != nil {
+		u.ep.RemoveNotify(u.notify)
+	}
+	u.ns.RemoveNIC(nicID)
+	u.ns.Close()
+	u.ns.Wait()
+	u.ep.Close()
+	return nil
+}
