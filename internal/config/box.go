@@ -1,0 +1,156 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"github.com/isp-box/isp-box/netstack"
+)
+
+var boxKeys = []string{"console", "database", "log-level", "network", "lock-dir"}
+
+// box maps [box]: the settings that are the box's own.
+func (b *builder) box(s *section, es []entry) {
+	b.cfg.Box.File, b.cfg.Box.Line = s.File, s.Line
+	for _, e := range es {
+		bad := func(format string, args ...any) {
+			b.errorf(e.File, e.Line, "%s: %s", e.Key, fmt.Sprintf(format, args...))
+		}
+		switch e.Key {
+		case "console":
+			if e.Value == "" {
+				bad("empty path")
+			}
+			b.cfg.Box.Console = e.Value
+		case "database":
+			if e.Value == "" {
+				bad("empty path")
+			}
+			b.cfg.Box.Database = e.Value
+		case "log-level":
+			switch strings.ToLower(e.Value) {
+			case "debug":
+				b.cfg.Box.LogLevel = slog.LevelDebug
+			case "info":
+				b.cfg.Box.LogLevel = slog.LevelInfo
+			case "warn", "warning":
+				b.cfg.Box.LogLevel = slog.LevelWarn
+			case "error":
+				b.cfg.Box.LogLevel = slog.LevelError
+			default:
+				bad("%q is not debug, info, warn or error", e.Value)
+			}
+		case "network":
+			b.setMode(e)
+		case "lock-dir":
+			if !strings.HasPrefix(e.Value, "/") {
+				bad("%q is not an absolute directory", e.Value)
+			}
+			b.lines.lockDir = e.Value
+		default:
+			b.errorf(e.File, e.Line, "unknown key %q in [box]%s", e.RawKey, suggest(e.Key, boxKeys))
+		}
+	}
+}
+
+var networkKeys = []string{"mode", "gateway", "pool", "dns", "isolate", "mtu", "uplink", "tun", "table"}
+
+// networkSection maps [network] onto netstack.Config.
+func (b *builder) networkSection(s *section, es []entry) {
+	n := &b.cfg.Net
+	b.network = s
+	for _, e := range es {
+		bad := func(format string, args ...any) {
+			b.errorf(e.File, e.Line, "%s: %s", e.Key, fmt.Sprintf(format, args...))
+		}
+		switch e.Key {
+		case "mode":
+			b.setMode(e)
+		case "gateway":
+			a, err := parseAddr4(e.Value)
+			if err != nil {
+				bad("%v", err)
+			}
+			n.Gateway = a
+		case "pool":
+			p, err := parsePrefix(e.Value)
+			if err != nil {
+				bad("%v", err)
+				continue
+			}
+			if !p.Addr().Is4() || p.Bits() > 30 {
+				bad("%q: the pool must be an IPv4 network of at least 4 addresses (/30 or larger)", e.Value)
+				continue
+			}
+			n.Pool = p
+		case "dns":
+			n.DNS = nil
+			for _, w := range splitList(e.Value) {
+				a, err := parseAddr4(w)
+				if err != nil {
+					bad("%v", err)
+					continue
+				}
+				n.DNS = append(n.DNS, a)
+			}
+		case "isolate":
+			v, ok := parseBool(e.Value)
+			if !ok {
+				bad("%q is not %s", e.Value, boolWords)
+			}
+			n.Isolate = v
+		case "mtu":
+			v, err := parseInt(e.Value, 128, 16384)
+			if err != nil {
+				bad("%v", err)
+			}
+			n.MTU = v
+		case "uplink":
+			n.Uplink = e.Value
+		case "tun":
+			if e.Value == "" || len(e.Value) > 15 || strings.ContainsAny(e.Value, " /") {
+				bad("%q is not an interface name (1-15 characters, no spaces or /)", e.Value)
+			}
+			n.TunName = e.Value
+		case "table":
+			if e.Value == "" {
+				bad("empty table name")
+			}
+			n.Table = e.Value
+		default:
+			b.errorf(e.File, e.Line, "unknown key %q in [network]%s", e.RawKey, suggest(e.Key, networkKeys))
+		}
+	}
+	if n.Pool.IsValid() && n.Gateway.IsValid() && !n.Pool.Contains(n.Gateway) {
+		b.errorf(s.File, s.Line, "[network]: gateway %s is outside the pool %s; the gateway must be inside it", n.Gateway, n.Pool)
+	}
+}
+
+// setMode sets the network mode from [box] network= or [network] mode=.
+func (b *builder) setMode(e entry) {
+	switch m := netstack.Mode(strings.ToLower(e.Value)); m {
+	case netstack.Userspace, netstack.Kernel:
+		b.cfg.Net.Mode = m
+	default:
+		b.errorf(e.File, e.Line, "%s: %q is not userspace or kernel", e.Key, e.Value)
+	}
+}
+
+// inPool reports whether a is a usable host address of p (not the
+// network or broadcast address).
+func inPool(p netip.Prefix, a netip.Addr) bool {
+	if !p.Contains(a) || a == p.Addr() {
+		return false
+	}
+	if a.Is4() && p.Bits() < 31 {
+		b := p.Addr().As4()
+		host := uint32(1)<<(32-p.Bits()) - 1
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		v |= host
+		bc := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+		return a != bc
+	}
+	return true
+}

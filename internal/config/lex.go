@@ -1,0 +1,373 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// kind is what a section header says the section is. Sections of kindSIP
+// are sip.conf or extensions.conf sections; which of the two is decided by
+// their keys once templates are resolved.
+type kind int
+
+const (
+	kindSIP     kind = iota // [general], [box], [network], peers, templates, contexts
+	kindMgetty              // [mgetty]: mgetty.config verbatim
+	kindLine                // [line NAME]: one port's mgetty keys
+	kindPPP                 // [ppp] and [ppp NAME]: pppd options files verbatim
+	kindUsers               // [users]: pap-secrets verbatim
+)
+
+// entry is one `key = value` or `key => value` line of a kindSIP section.
+type entry struct {
+	Key    string // lower case, for matching
+	RawKey string // as written, for messages
+	Op     string // "=" or "=>"
+	Value  string
+	File   string
+	Line   int
+}
+
+// rawLine is one line of a verbatim section (mgetty, line, ppp, users),
+// kept as written; each kind has its own tokenizer.
+type rawLine struct {
+	Text string
+	File string
+	Line int
+}
+
+// section is one [header] and what follows it up to the next header.
+type section struct {
+	Name     string // as written inside the brackets, spaces collapsed
+	Arg      string // for [line NAME] and [ppp NAME]: NAME
+	Kind     kind
+	Template bool     // (!)
+	Append   bool     // (+)
+	Parents  []string // (a,b)
+	File     string
+	Line     int
+	Entries  []entry   // kindSIP
+	Raw      []rawLine // the other kinds
+}
+
+// source reads the main file's includes: from the OS for Load, from an
+// fs.FS for Parse.
+type source interface {
+	readFile(name string) ([]byte, error)
+	glob(pattern string) ([]string, error)
+	// resolve names an include relative to the file that includes it.
+	resolve(from, name string) (string, error)
+}
+
+type osSource struct{}
+
+func (osSource) readFile(name string) ([]byte, error)  { return os.ReadFile(name) }
+func (osSource) glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
+func (osSource) resolve(from, name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return filepath.Clean(name), nil
+	}
+	return filepath.Join(filepath.Dir(from), name), nil
+}
+
+type fsSource struct{ fsys fs.FS }
+
+func (s fsSource) readFile(name string) ([]byte, error) {
+	if s.fsys == nil {
+		return nil, fs.ErrNotExist
+	}
+	return fs.ReadFile(s.fsys, name)
+}
+
+func (s fsSource) glob(pattern string) ([]string, error) {
+	if s.fsys == nil {
+		return nil, nil
+	}
+	return fs.Glob(s.fsys, pattern)
+}
+
+func (fsSource) resolve(from, name string) (string, error) {
+	if path.IsAbs(name) {
+		return "", errors.New("an absolute path cannot be read here (only relative includes work without Load)")
+	}
+	p := path.Join(path.Dir(from), name)
+	if !fs.ValidPath(p) {
+		return "", fmt.Errorf("%q is outside the config directory", name)
+	}
+	return p, nil
+}
+
+// maxIncludeDepth stops runaway nesting that is not a cycle (a glob that
+// includes ever deeper directories).
+const maxIncludeDepth = 16
+
+// lexer turns files into sections, following #include.
+type lexer struct {
+	*diag
+	src      source
+	files    []string // every file read, in order
+	stack    []string // files being read, for cycle detection
+	sections []*section
+	cur      *section
+
+	// Asterisk block comments ;-- ... --; span lines.
+	inBlock   bool
+	blockFile string
+	blockLine int
+}
+
+// file reads one file's lines into the lexer. incFile/incLine name the
+// #include that brought it in ("" for the main file).
+func (lx *lexer) file(name string, data []byte) {
+	lx.stack = append(lx.stack, name)
+	defer func() { lx.stack = lx.stack[:len(lx.stack)-1] }()
+	seen := false
+	for _, f := range lx.files {
+		seen = seen || f == name
+	}
+	if !seen {
+		lx.files = append(lx.files, name)
+	}
+	lines := strings.Split(string(data), "\n")
+	for i, text := range lines {
+		lx.line(name, i+1, strings.TrimSuffix(text, "\r"))
+	}
+	if lx.inBlock {
+		lx.errorf(lx.blockFile, lx.blockLine, "block comment ;-- is never closed with --;")
+		lx.inBlock = false
+	}
+}
+
+func (lx *lexer) line(file string, n int, text string) {
+	verbatim := lx.cur != nil && lx.cur.Kind != kindSIP
+	if lx.inBlock || !verbatim {
+		text = lx.stripComment(file, n, text)
+	}
+	trimmed := strings.TrimSpace(text)
+	if trimmed == "" || strings.HasPrefix(trimmed, ";") {
+		return
+	}
+	if strings.HasPrefix(trimmed, "#") {
+		word, rest, _ := strings.Cut(trimmed, " ")
+		if i := strings.IndexAny(trimmed, " \t\"<"); i > 0 {
+			word, rest = trimmed[:i], trimmed[i:]
+		}
+		switch strings.ToLower(word) {
+		case "#include", "#tryinclude":
+			lx.include(file, n, strings.ToLower(word) == "#tryinclude", strings.TrimSpace(rest))
+			return
+		case "#exec":
+			lx.errorf(file, n, "#exec is not supported: isp-box runs no programs from its config")
+			return
+		}
+		if verbatim {
+			return // a comment in mgetty.config, pppd options and pap-secrets
+		}
+		lx.errorf(file, n, "unknown directive %q (expected #include or #tryinclude)", word)
+		return
+	}
+	if strings.HasPrefix(trimmed, "[") {
+		if verbatim {
+			// The header is in Asterisk syntax even after a verbatim section.
+			trimmed = strings.TrimSpace(lx.stripComment(file, n, trimmed))
+		}
+		lx.header(file, n, trimmed)
+		return
+	}
+	if lx.cur == nil {
+		lx.errorf(file, n, "%q is outside any section (the file must start with a [section] header)", trimmed)
+		return
+	}
+	if verbatim {
+		lx.cur.Raw = append(lx.cur.Raw, rawLine{Text: text, File: file, Line: n})
+		return
+	}
+	lx.keyValue(file, n, trimmed)
+}
+
+// stripComment removes Asterisk comments: `;` to the end of the line
+// unless written `\;`, and block comments `;--` ... `--;`.
+func (lx *lexer) stripComment(file string, n int, line string) string {
+	var b strings.Builder
+	for i := 0; i < len(line); i++ {
+		if lx.inBlock {
+			if strings.HasPrefix(line[i:], "--;") {
+				lx.inBlock = false
+				i += 2
+			}
+			continue
+		}
+		c := line[i]
+		if c == '\\' && i+1 < len(line) && line[i+1] == ';' {
+			b.WriteByte(';')
+			i++
+			continue
+		}
+		if c == ';' {
+			if strings.HasPrefix(line[i:], ";--") {
+				lx.inBlock, lx.blockFile, lx.blockLine = true, file, n
+				i += 2
+				continue
+			}
+			break
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// header parses `[name]`, `[name](!)`, `[name](+)`, `[name](a,b)`.
+func (lx *lexer) header(file string, n int, text string) {
+	end := strings.IndexByte(text, ']')
+	if end < 0 {
+		lx.errorf(file, n, "section header %q has no closing ]", text)
+		lx.cur = nil
+		return
+	}
+	name := strings.Join(strings.Fields(text[1:end]), " ")
+	s := &section{Name: name, File: file, Line: n}
+	rest := strings.TrimSpace(text[end+1:])
+	if strings.HasPrefix(rest, "(") {
+		close := strings.IndexByte(rest, ')')
+		if close < 0 {
+			lx.errorf(file, n, "template list %q has no closing )", rest)
+			rest = ""
+		} else {
+			for _, o := range strings.Split(rest[1:close], ",") {
+				switch o = strings.TrimSpace(o); o {
+				case "":
+				case "!":
+					s.Template = true
+				case "+":
+					s.Append = true
+				default:
+					s.Parents = append(s.Parents, o)
+				}
+			}
+			rest = strings.TrimSpace(rest[close+1:])
+		}
+	}
+	if rest != "" {
+		lx.errorf(file, n, "unexpected %q after the section header", rest)
+	}
+	if name == "" {
+		lx.errorf(file, n, "empty section name []")
+	}
+	word, arg, _ := strings.Cut(name, " ")
+	switch strings.ToLower(word) {
+	case "mgetty":
+		s.Kind = kindMgetty
+	case "line":
+		s.Kind = kindLine
+	case "ppp":
+		s.Kind = kindPPP
+	case "users":
+		s.Kind = kindUsers
+	}
+	s.Arg = arg
+	switch {
+	case s.Kind == kindLine && arg == "":
+		lx.errorf(file, n, "[line] needs a port name, like [line ttyUSB0]")
+	case (s.Kind == kindMgetty || s.Kind == kindUsers) && arg != "":
+		lx.errorf(file, n, "[%s] takes no name; found [%s]", strings.ToLower(word), name)
+	case s.Kind != kindSIP && (s.Template || s.Append || len(s.Parents) > 0):
+		lx.errorf(file, n, "templates and (+) apply to sip.conf-style sections only, not to [%s]", name)
+		s.Template, s.Append, s.Parents = false, false, nil
+	case s.Kind == kindSIP && strings.Contains(name, " "):
+		lx.errorf(file, n, "section name %q has a space; only [line NAME] and [ppp NAME] take two words", name)
+	}
+	lx.sections = append(lx.sections, s)
+	lx.cur = s
+}
+
+func (lx *lexer) keyValue(file string, n int, text string) {
+	eq := strings.IndexByte(text, '=')
+	if eq < 0 {
+		lx.errorf(file, n, "expected key = value or key => value, found %q", text)
+		return
+	}
+	op, val := "=", text[eq+1:]
+	if strings.HasPrefix(val, ">") {
+		op, val = "=>", val[1:]
+	}
+	key := strings.TrimSpace(text[:eq])
+	if key == "" {
+		lx.errorf(file, n, "missing key before %q", op)
+		return
+	}
+	lx.cur.Entries = append(lx.cur.Entries, entry{
+		Key: strings.ToLower(key), RawKey: key, Op: op,
+		Value: strings.TrimSpace(val), File: file, Line: n,
+	})
+}
+
+// include handles #include and #tryinclude: `"file"`, `<file>` or a bare
+// name, relative to the including file; globs allowed.
+func (lx *lexer) include(file string, n int, try bool, arg string) {
+	directive := "#include"
+	if try {
+		directive = "#tryinclude"
+	}
+	if len(arg) >= 2 && (arg[0] == '"' && arg[len(arg)-1] == '"' || arg[0] == '<' && arg[len(arg)-1] == '>') {
+		arg = arg[1 : len(arg)-1]
+	}
+	if arg == "" {
+		lx.errorf(file, n, "%s needs a file name", directive)
+		return
+	}
+	target, err := lx.src.resolve(file, arg)
+	if err != nil {
+		lx.errorf(file, n, "%s %q: %v", directive, arg, err)
+		return
+	}
+	names := []string{target}
+	if strings.ContainsAny(arg, "*?[") {
+		names, err = lx.src.glob(target)
+		if err != nil {
+			lx.errorf(file, n, "%s %q: bad pattern: %v", directive, arg, err)
+			return
+		}
+		if len(names) == 0 {
+			if !try {
+				lx.warnf(file, n, "%s %q matches no file", directive, arg)
+			}
+			return
+		}
+	}
+	for _, name := range names {
+		for i, f := range lx.stack {
+			if f == name {
+				chain := append(append([]string{}, lx.stack[i:]...), name)
+				lx.errorf(file, n, "%s %q: include cycle: %s", directive, arg, strings.Join(chain, " -> "))
+				return
+			}
+		}
+		if len(lx.stack) >= maxIncludeDepth {
+			lx.errorf(file, n, "%s %q: includes nested deeper than %d", directive, arg, maxIncludeDepth)
+			return
+		}
+		data, err := lx.src.readFile(name)
+		if err != nil {
+			if try && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				lx.errorf(file, n, "%s %q: file %s does not exist", directive, arg, name)
+			} else {
+				lx.errorf(file, n, "%s %q: %v", directive, arg, err)
+			}
+			continue
+		}
+		// An included file continues the current section (Asterisk inlines
+		// it); its block-comment state is its own.
+		saved := lx.inBlock
+		lx.inBlock = false
+		lx.file(name, data)
+		lx.inBlock = saved
+	}
+}
