@@ -16,11 +16,11 @@ import (
 type kind int
 
 const (
-	kindSIP     kind = iota // [general], [box], [network], peers, templates, contexts
-	kindMgetty              // [mgetty]: mgetty.config verbatim
-	kindLine                // [line NAME]: one port's mgetty keys
-	kindPPP                 // [ppp] and [ppp NAME]: pppd options files verbatim
-	kindUsers               // [users]: pap-secrets verbatim
+	kindSIP    kind = iota // [general], [box], [network], peers, templates, contexts
+	kindMgetty             // [mgetty]: mgetty.config verbatim
+	kindLine               // [line NAME]: one port's mgetty keys
+	kindPPP                // [ppp] and [ppp NAME]: pppd options files verbatim
+	kindUsers              // [users]: pap-secrets verbatim
 )
 
 // entry is one `key = value` or `key => value` line of a kindSIP section.

@@ -349,4 +349,3 @@ func (b *builder) pppAddrPair(r rawLine, word string) pppOp {
 		st.addrFile, st.addrLine = r.File, r.Line
 	}
 }
-
