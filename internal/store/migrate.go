@@ -1,0 +1,118 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] takes the schema from version i to version i+1. Append
+// only: a released step is never edited, since databases in the field have
+// already run it. Each step runs in one transaction with the new
+// user_version.
+var migrations = []string{
+	// 1: the three record tables.
+	`CREATE TABLE registrations (
+		peer       TEXT PRIMARY KEY,
+		aor        TEXT NOT NULL,
+		contact    TEXT NOT NULL,
+		addr       TEXT NOT NULL DEFAULT '',
+		user_agent TEXT NOT NULL DEFAULT '',
+		expires    TEXT,
+		updated    TEXT
+	);
+	CREATE TABLE calls (
+		id         INTEGER PRIMARY KEY,
+		call_id    TEXT NOT NULL,
+		sip_id     TEXT NOT NULL DEFAULT '',
+		from_peer  TEXT NOT NULL DEFAULT '',
+		exten      TEXT NOT NULL DEFAULT '',
+		callee     TEXT NOT NULL DEFAULT '',
+		start      TEXT,
+		answer     TEXT,
+		end        TEXT,
+		status     TEXT NOT NULL DEFAULT '',
+		sip_code   INTEGER NOT NULL DEFAULT 0,
+		hangup_by  TEXT NOT NULL DEFAULT '',
+		media_mode TEXT NOT NULL DEFAULT '',
+		codec      TEXT NOT NULL DEFAULT ''
+	);
+	CREATE TABLE ppp_sessions (
+		id         INTEGER PRIMARY KEY,
+		session    TEXT NOT NULL,
+		line       TEXT NOT NULL DEFAULT '',
+		user       TEXT NOT NULL DEFAULT '',
+		remote     TEXT NOT NULL DEFAULT '',
+		start      TEXT,
+		end        TEXT,
+		bytes_in   INTEGER NOT NULL DEFAULT 0,
+		bytes_out  INTEGER NOT NULL DEFAULT 0,
+		pkts_in    INTEGER NOT NULL DEFAULT 0,
+		pkts_out   INTEGER NOT NULL DEFAULT 0,
+		cause      TEXT NOT NULL DEFAULT '',
+		call_id    TEXT NOT NULL DEFAULT ''
+	);`,
+	// 2: the lists are read newest first, and accounting by user.
+	`CREATE INDEX calls_end ON calls (end);
+	CREATE INDEX ppp_sessions_end ON ppp_sessions (end);
+	CREATE INDEX ppp_sessions_user ON ppp_sessions (user, end);`,
+}
+
+// SchemaVersion is the schema version this isp-box writes.
+var SchemaVersion = len(migrations)
+
+func userVersion(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}) (int, error) {
+	var v int
+	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read user_version: %w", err)
+	}
+	return v, nil
+}
+
+// migrate applies the steps the database lacks, one transaction per step.
+// The version is read inside the transaction, which holds the write lock
+// (BEGIN IMMEDIATE), so two processes opening a new file at once do not
+// both run a step.
+func migrate(ctx context.Context, db *sql.DB) error {
+	return migrateTo(ctx, db, len(migrations))
+}
+
+func migrateTo(ctx context.Context, db *sql.DB, target int) error {
+	for {
+		done, err := migrateStep(ctx, db, target)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migrateStep(ctx context.Context, db *sql.DB, target int) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	v, err := userVersion(ctx, tx)
+	if err != nil {
+		return false, fmt.Errorf("migrate: %w", err)
+	}
+	switch {
+	case v > len(migrations):
+		return false, fmt.Errorf("%w: file has version %d, this program knows up to %d", ErrNewerSchema, v, len(migrations))
+	case v >= target:
+		return true, nil
+	}
+	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("migrate %d -> %d: %w", v, v+1, err)
+	}
+	// PRAGMA takes no bound parameters; v+1 is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return false, fmt.Errorf("migrate %d -> %d: %w", v, v+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("migrate %d -> %d: commit: %w", v, v+1, err)
+	}
+	return false, nil
+}
