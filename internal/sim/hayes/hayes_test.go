@@ -1,0 +1,291 @@
+package hayes
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// dte is the computer side of an emulated modem in tests: the pty slave
+// opened by path, as a terminal program would.
+type dte struct {
+	t   *testing.T
+	f   *os.File
+	buf []byte
+}
+
+func openDTE(t *testing.T, path string) *dte {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &dte{t: t, f: f}
+}
+
+func (d *dte) send(s string) {
+	d.t.Helper()
+	if _, err := d.f.WriteString(s); err != nil {
+		d.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+// expect reads until want appears and returns everything up to and including
+// it; the rest stays buffered.
+func (d *dte) expect(want string) string {
+	d.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	b := make([]byte, 1024)
+	for {
+		if i := bytes.Index(d.buf, []byte(want)); i >= 0 {
+			out := string(d.buf[:i+len(want)])
+			d.buf = d.buf[i+len(want):]
+			return out
+		}
+		d.f.SetReadDeadline(deadline)
+		n, err := d.f.Read(b)
+		d.buf = append(d.buf, b[:n]...)
+		if err != nil {
+			d.t.Fatalf("waiting for %q: %v; got %q", want, err, d.buf)
+		}
+	}
+}
+
+func newModem(t *testing.T, o Options) *Modem {
+	t.Helper()
+	if o.Link == "" {
+		o.Link = filepath.Join(t.TempDir(), "ttyEMU")
+	}
+	if o.RingInterval == 0 {
+		o.RingInterval = 100 * time.Millisecond
+	}
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestCommandMode(t *testing.T) {
+	m := newModem(t, Options{Name: "a"})
+	d := openDTE(t, m.Path())
+	d.send("AT\r")
+	if got := d.expect("OK\r\n"); got != "AT\r\r\nOK\r\n" {
+		t.Errorf("AT -> %q, want echo then OK", got)
+	}
+	d.send("ATE0\r")
+	d.expect("OK\r\n")
+	d.send("ATS7=45S7?\r")
+	if got := d.expect("OK\r\n"); !strings.Contains(got, "045") {
+		t.Errorf("S7? -> %q", got)
+	}
+	d.send("ATV0\r")
+	d.expect("0\r")
+	d.send("ATQ0V1H0\r")
+	d.expect("\r\nOK\r\n")
+	d.send("ATFOO\r")
+	d.expect("\r\nERROR\r\n")
+	d.send("ATI3\r")
+	if got := d.expect("OK\r\n"); !strings.Contains(got, "Sportster 28800") {
+		t.Errorf("ATI3 -> %q", got)
+	}
+	d.send("A/")
+	d.expect("Sportster 28800")
+	d.expect("OK\r\n")
+	d.send("ATZ\r")
+	d.expect("OK\r\n")
+	if m.Reg(7) != 60 {
+		t.Errorf("S7 after ATZ = %d, want 60", m.Reg(7))
+	}
+}
+
+// TestCallBetweenModems: A dials B through the exchange; B is answered by
+// its DTE after two RINGs; data passes both ways; +++ escapes; ATH hangs up
+// and B reports NO CARRIER.
+func TestCallBetweenModems(t *testing.T) {
+	x := NewExchange()
+	a := newModem(t, Options{Name: "a", Phone: x.Line("5550001")})
+	b := newModem(t, Options{Name: "b", Phone: x.Line("5550002")})
+	x.Attach("5550002", b)
+	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
+	da.send("ATE0\r")
+	da.expect("OK\r\n")
+	db.send("ATE0\r")
+	db.expect("OK\r\n")
+
+	da.send("ATDT555-0002\r")
+	db.expect("RING")
+	db.expect("RING")
+	db.send("ATA\r")
+	db.expect("CONNECT")
+	if got := db.expect("\r\n"); got != " 28800/ARQ\r\n" {
+		t.Fatalf("B: CONNECT%q, want CONNECT 28800/ARQ", got)
+	}
+	if got := da.expect("CONNECT 28800/ARQ\r\n"); got != "\r\nCONNECT 28800/ARQ\r\n" {
+		t.Fatalf("A: %q", got)
+	}
+	da.send("hello B")
+	db.expect("hello B")
+	db.send("hello A")
+	da.expect("hello A")
+
+	time.Sleep(1100 * time.Millisecond) // guard time S12=50: 1 s
+	da.send("+++")
+	da.expect("\r\nOK\r\n")
+	db.expect("+++") // the escape characters went out as data
+	da.send("ATH0\r")
+	da.expect("OK\r\n")
+	db.expect("\r\nNO CARRIER\r\n")
+	if a.Online() || b.Online() {
+		t.Error("still online after ATH")
+	}
+}
+
+func TestAutoAnswerAndFarHangup(t *testing.T) {
+	x := NewExchange()
+	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
+	b := newModem(t, Options{Name: "b"})
+	x.Attach("2", b)
+	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
+	db.send("ATS0=2\r")
+	db.expect("OK\r\n")
+	da.send("ATX4DT2\r")
+	db.expect("RING")
+	db.expect("RING")
+	db.expect("CONNECT 28800/ARQ\r\n")
+	da.expect("CONNECT 28800/ARQ\r\n")
+	if b.Reg(1) != 2 {
+		t.Errorf("S1 = %d, want 2", b.Reg(1))
+	}
+	b.DropCarrier()
+	db.expect("NO CARRIER\r\n")
+	da.expect("NO CARRIER\r\n")
+
+	// A busy modem rejects a second caller: BUSY at X4.
+	c := newModem(t, Options{Name: "c", Phone: x.Line("3")})
+	dc := openDTE(t, c.Path())
+	da.send("ATDT2\r")
+	da.expect("CONNECT")
+	dc.send("ATX4DT2\r")
+	dc.expect("BUSY\r\n")
+	dc.send("ATX1DT9\r") // nobody there
+	dc.expect("NO CARRIER\r\n")
+}
+
+// TestDTRDropViaB0: the DTE sets speed B0 (the POSIX DTR drop on a tty
+// without modem-control lines); with &D2 the modem hangs up.
+func TestDTRDropViaB0(t *testing.T) {
+	x := NewExchange()
+	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
+	b := newModem(t, Options{Name: "b"})
+	x.Attach("2", b)
+	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
+	db.send("ATS0=1\r")
+	db.expect("OK\r\n")
+	da.send("ATD2\r")
+	da.expect("CONNECT")
+	db.expect("CONNECT")
+	setSpeed(t, db.f, unix.B0)
+	da.expect("NO CARRIER")
+	setSpeed(t, db.f, unix.B38400)
+	db.send("AT\r")
+	db.expect("OK\r\n")
+}
+
+func setSpeed(t *testing.T, f *os.File, speed uint32) {
+	t.Helper()
+	err := control(f, func(fd int) error {
+		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		if err != nil {
+			return err
+		}
+		tio.Cflag = tio.Cflag&^unix.CBAUD | speed
+		return unix.IoctlSetTermios(fd, unix.TCSETS, tio)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVanishRestoreSilent(t *testing.T) {
+	m := newModem(t, Options{Name: "a"})
+	d := openDTE(t, m.Path())
+	d.send("AT\r")
+	d.expect("OK")
+	if err := m.Vanish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(m.Path()); !os.IsNotExist(err) {
+		t.Errorf("link still there after Vanish: %v", err)
+	}
+	d.f.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := d.f.Read(make([]byte, 10)); err == nil {
+		t.Error("read on a vanished modem succeeded")
+	}
+	if err := m.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	d2 := openDTE(t, m.Path())
+	d2.send("AT\r")
+	d2.expect("OK\r\n")
+	m.GoSilent(true)
+	d2.send("AT\r")
+	d2.f.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _ := d2.f.Read(make([]byte, 10)); n != 0 {
+		t.Error("a silent modem answered")
+	}
+	m.GoSilent(false)
+	d2.send("AT\r")
+	d2.expect("OK\r\n")
+}
+
+// TestChat checks the emulator against chat(8) from Debian's ppp package:
+// an AT client nobody here wrote. chat runs with stdin and stdout on the
+// modem's tty, dials the second modem through the exchange and expects
+// CONNECT.
+func TestChat(t *testing.T) {
+	chat, err := exec.LookPath("chat")
+	if err != nil {
+		if _, err2 := os.Stat("/usr/sbin/chat"); err2 != nil {
+			t.Skip("chat not installed (apt-get install ppp)")
+		}
+		chat = "/usr/sbin/chat"
+	}
+	x := NewExchange()
+	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
+	b := newModem(t, Options{Name: "b"})
+	x.Attach("88567682", b)
+	db := openDTE(t, b.Path())
+	db.send("ATS0=2\r")
+	db.expect("OK\r\n")
+
+	tty, err := os.OpenFile(a.Path(), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	cmd := exec.Command(chat, "-v", "-s", "-t", "15",
+		"ABORT", "BUSY", "ABORT", "NO CARRIER", "ABORT", "ERROR",
+		"", "ATZ", "OK", "ATQ0V1E1X4", "OK", "ATDT88567682", "CONNECT", "")
+	cmd.Stdin, cmd.Stdout = tty, tty
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chat: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "CONNECT") {
+		t.Errorf("chat log lacks CONNECT:\n%s", stderr.String())
+	}
+	db.expect("CONNECT 28800/ARQ")
+	if !a.Online() {
+		t.Error("modem a not online after chat")
+	}
+}
