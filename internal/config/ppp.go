@@ -93,7 +93,7 @@ type pppOption struct {
 	parse func(b *builder, r rawLine, name string, args []string) pppOp
 }
 
-func flag(f func(*pppState)) pppOption {
+func flagOpt(f func(*pppState)) pppOption {
 	return pppOption{0, func(*builder, rawLine, string, []string) pppOp { return f }}
 }
 
@@ -148,7 +148,7 @@ func addrOpt(set func(*pppState, netip.Addr)) pppOption {
 
 func requireAuth(p ppp.AuthProto) pppOption {
 	// auth.c: require-pap & co. set auth_required too.
-	return flag(func(st *pppState) {
+	return flagOpt(func(st *pppState) {
 		st.c.RequireAuth = true
 		for _, x := range st.c.Auth {
 			if x == p {
@@ -179,8 +179,8 @@ func init() {
 			}
 			return func(st *pppState) { st.c.AsyncMap |= uint32(v) }
 		}},
-		"auth":              flag(func(st *pppState) { st.c.RequireAuth = true }),
-		"noauth":            flag(func(st *pppState) { st.c.RequireAuth = false }),
+		"auth":              flagOpt(func(st *pppState) { st.c.RequireAuth = true }),
+		"noauth":            flagOpt(func(st *pppState) { st.c.RequireAuth = false }),
 		"+pap":              requireAuth(ppp.AuthPAP),
 		"require-pap":       requireAuth(ppp.AuthPAP),
 		"+chap":             requireAuth(ppp.AuthCHAP),
@@ -196,29 +196,29 @@ func init() {
 		"refuse-mschap-v2":  ignored(0, notSelfAuth),
 		"-mschap-v2":        ignored(0, notSelfAuth),
 		"refuse-eap":        ignored(0, "the box does not offer EAP"),
-		"login":             flag(func(st *pppState) { st.c.Login = true }),
-		"show-password":     flag(func(st *pppState) { st.c.ShowPassword = true }),
-		"debug":             flag(func(st *pppState) { st.c.Debug = true }),
-		"crtscts":           flag(func(st *pppState) { st.flow = "hard" }),
-		"nocrtscts":         flag(func(st *pppState) { st.flow = "none" }),
-		"-crtscts":          flag(func(st *pppState) { st.flow = "none" }),
+		"login":             flagOpt(func(st *pppState) { st.c.Login = true }),
+		"show-password":     flagOpt(func(st *pppState) { st.c.ShowPassword = true }),
+		"debug":             flagOpt(func(st *pppState) { st.c.Debug = true }),
+		"crtscts":           flagOpt(func(st *pppState) { st.flow = "hard" }),
+		"nocrtscts":         flagOpt(func(st *pppState) { st.flow = "none" }),
+		"-crtscts":          flagOpt(func(st *pppState) { st.flow = "none" }),
 		"xonxoff":           unsupported(0, "software flow control would corrupt PPP frames; use crtscts or nocrtscts"),
 		"cdtrcts":           unsupported(0, "DTR/CTS flow control; use crtscts or nocrtscts"),
-		"lock":              flag(func(st *pppState) { st.lock = &yes }),
-		"nolock":            flag(func(st *pppState) { st.lock = &no }),
-		"local":             flag(func(st *pppState) { st.local = &yes }),
-		"modem":             flag(func(st *pppState) { st.local = &no }),
+		"lock":              flagOpt(func(st *pppState) { st.lock = &yes }),
+		"nolock":            flagOpt(func(st *pppState) { st.lock = &no }),
+		"local":             flagOpt(func(st *pppState) { st.local = &yes }),
+		"modem":             flagOpt(func(st *pppState) { st.local = &no }),
 		"lcp-echo-interval": secOpt(0, 86400, func(st *pppState, d time.Duration) { st.c.EchoInterval = d }),
 		"lcp-echo-failure":  intOpt(0, 1000000, func(st *pppState, n int) { st.c.EchoFailure = n }),
-		"lcp-echo-adaptive": flag(func(st *pppState) { st.c.EchoAdaptive = true }),
+		"lcp-echo-adaptive": flagOpt(func(st *pppState) { st.c.EchoAdaptive = true }),
 		"lcp-restart":       secOpt(1, 3600, func(st *pppState, d time.Duration) { st.c.Restart = d }),
 		"lcp-max-configure": intOpt(1, 1000, func(st *pppState, n int) { st.c.MaxConfigure = n }),
 		"lcp-max-terminate": intOpt(1, 1000, func(st *pppState, n int) { st.c.MaxTerminate = n }),
 		"lcp-max-failure":   intOpt(1, 1000, func(st *pppState, n int) { st.c.MaxFailure = n }),
-		"proxyarp":          flag(func(st *pppState) { st.c.ProxyARP = true }),
-		"noproxyarp":        flag(func(st *pppState) { st.c.ProxyARP = false }),
-		"noipx":             flag(func(*pppState) {}), // options.c: "Dummy option, does nothing"
-		"novj":              flag(func(st *pppState) { st.c.VJ = false }),
+		"proxyarp":          flagOpt(func(st *pppState) { st.c.ProxyARP = true }),
+		"noproxyarp":        flagOpt(func(st *pppState) { st.c.ProxyARP = false }),
+		"noipx":             flagOpt(func(*pppState) {}), // options.c: "Dummy option, does nothing"
+		"novj":              flagOpt(func(st *pppState) { st.c.VJ = false }),
 		"vj-max-slots":      intOpt(2, 16, func(st *pppState, n int) { st.c.VJMaxSlots = n }),
 		"mru":               intOpt(128, 16384, func(st *pppState, n int) { st.c.MRU = n }),
 		"mtu":               intOpt(128, 16384, func(st *pppState, n int) { st.c.MTU = n }),
@@ -232,7 +232,7 @@ func init() {
 			}
 			return func(st *pppState) { st.c.Netmask = m }
 		}},
-		"name":           ignored(1, "the box's own name is only used for CHAP challenges, which name the box \"isp-box\""),
+		"name":           ignored(1, "the box does not take its CHAP name from the config"),
 		"remotename":     ignored(1, "the client's name comes from its authentication"),
 		"ipparam":        ignored(1, "the box runs no ip-up/ip-down scripts"),
 		"defaultroute":   ignored(0, "the box never routes through a client"),

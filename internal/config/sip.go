@@ -29,8 +29,10 @@ func (b *builder) general(s *section, es []entry) {
 	g := &b.cfg.PBX.General
 	var udp, bindAddr *entry
 	port := 0
+	last := map[string]*entry{} // key -> its last line, for errors about two keys
 	for i := range es {
 		e := &es[i]
+		last[e.Key] = e
 		bad := func(format string, args ...any) {
 			b.errorf(e.File, e.Line, "%s: %s", e.Key, fmt.Sprintf(format, args...))
 		}
@@ -166,11 +168,24 @@ func (b *builder) general(s *section, es []entry) {
 	if port > 0 {
 		g.UDPBindAddr = netip.AddrPortFrom(addr, uint16(port))
 	}
+	// Report a pair that disagrees at whichever of the two came last.
+	at := func(a, b string) (string, int) {
+		ea, eb := last[a], last[b]
+		switch {
+		case ea == nil && eb == nil:
+			return s.File, s.Line
+		case ea == nil || eb != nil && eb.Line > ea.Line:
+			return eb.File, eb.Line
+		}
+		return ea.File, ea.Line
+	}
 	if g.MinExpiry > g.MaxExpiry {
-		b.errorf(s.File, s.Line, "[general]: minexpiry %v is longer than maxexpiry %v", g.MinExpiry, g.MaxExpiry)
+		f, l := at("minexpiry", "maxexpiry")
+		b.errorf(f, l, "minexpiry %s is longer than maxexpiry %s", secs(g.MinExpiry), secs(g.MaxExpiry))
 	}
 	if g.RTPStart >= g.RTPEnd {
-		b.errorf(s.File, s.Line, "[general]: rtpstart %d must be below rtpend %d", g.RTPStart, g.RTPEnd)
+		f, l := at("rtpstart", "rtpend")
+		b.errorf(f, l, "rtpstart %d must be below rtpend %d", g.RTPStart, g.RTPEnd)
 	}
 }
 

@@ -57,7 +57,7 @@ func words(line string, escapes bool) ([]string, error) {
 			}
 		}
 		if quote != 0 {
-			return nil, fmt.Errorf("quoted string %s is not closed", line[quoteAt:])
+			return nil, fmt.Errorf("unterminated quoted string: %s", line[quoteAt:])
 		}
 		out = append(out, w.String())
 	}
