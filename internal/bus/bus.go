@@ -192,6 +192,10 @@ func (s *Sub) pump() {
 // C is the channel of delivered events. It is closed by Close.
 func (s *Sub) C() <-chan Envelope { return s.c }
 
+// Dropped is how many events this subscription has lost because its
+// channel was full (always 0 for a reliable one).
+func (s *Sub) Dropped() uint64 { return s.dropped.Load() }
+
 // Name is the subscriber's name as given.
 func (s *Sub) Name() string { return s.name }
 

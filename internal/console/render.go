@@ -1,0 +1,221 @@
+package console
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/bus"
+)
+
+// The Render functions print Status parts as tables for people, in the
+// spirit of Asterisk's `core show channels` and `sip show peers`: one row
+// per item, then a summary line. Durations are counted up to now.
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// clockDuration formats d as H:MM:SS (or M:SS under an hour); negative or
+// zero-start durations print as "-".
+func clockDuration(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	s := int64(d / time.Second)
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+func since(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return clockDuration(now.Sub(t))
+}
+
+// sizeIEC formats a byte count: 512 B, 1.5 KiB, 12.0 MiB.
+func sizeIEC(n uint64) string {
+	if n < 1024 {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	v := float64(n) / 1024
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// RenderCalls prints live calls, like `core show channels`.
+func RenderCalls(w io.Writer, rows []CallRow) error { return renderCalls(w, rows, time.Now()) }
+
+func renderCalls(w io.Writer, rows []CallRow, now time.Time) error {
+	t := newTable(w)
+	fmt.Fprintln(t, "ID\tFROM\tEXTEN\tTO\tSTATE\tDURATION\tTALK\tMEDIA\tCODEC\tPACKETS\tLOST\tJITTER")
+	for _, r := range rows {
+		pkts, lost, jitter := "-", "-", "-"
+		if r.MediaMode == "relay" {
+			pkts, lost = strconv.FormatUint(r.Packets, 10), strconv.FormatUint(r.Lost, 10)
+			jitter = strconv.FormatFloat(r.JitterMS, 'f', 1, 64) + " ms"
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.ID, dash(r.From), dash(r.Exten), dash(r.To), dash(r.State), since(r.Start, now), since(r.Answer, now),
+			dash(r.MediaMode), dash(r.Codec), pkts, lost, jitter)
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, plural(len(rows), "active call", "active calls"))
+	return err
+}
+
+// RenderLines prints the modem lines, in config order, and under the
+// table the last error of each line that has one.
+func RenderLines(w io.Writer, rows []LineRow) error { return renderLines(w, rows, time.Now()) }
+
+func renderLines(w io.Writer, rows []LineRow, now time.Time) error {
+	t := newTable(w)
+	fmt.Fprintln(t, "LINE\tDEVICE\tPEER\tSTATE\tFOR\tCALL\tSESSION\tANSWERED\tERRORS\tLAST CONNECT")
+	for _, r := range rows {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
+			r.Name, dash(r.Device), dash(r.Peer), dash(r.State), since(r.Since, now), dash(r.CallID), dash(r.Session),
+			r.Answered, r.Errors, dash(r.LastConnect))
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	up := 0
+	for _, r := range rows {
+		if r.State != "down" && r.State != "" {
+			up++
+		}
+	}
+	fmt.Fprintf(w, "%s, %d up\n", plural(len(rows), "line", "lines"), up)
+	for _, r := range rows {
+		if r.Caps != "" {
+			fmt.Fprintf(w, "%s: port: %s\n", r.Name, r.Caps)
+		}
+		if r.LastError != "" {
+			fmt.Fprintf(w, "%s: last error: %s\n", r.Name, r.LastError)
+		}
+	}
+	return nil
+}
+
+// RenderSessions prints the live PPP sessions.
+func RenderSessions(w io.Writer, rows []SessionRow) error { return renderSessions(w, rows, time.Now()) }
+
+func renderSessions(w io.Writer, rows []SessionRow, now time.Time) error {
+	t := newTable(w)
+	fmt.Fprintln(t, "SESSION\tLINE\tUSER\tPHASE\tLOCAL\tREMOTE\tAUTH\tUPTIME\tIN\tOUT\tPKTS IN/OUT\tVJ")
+	for _, r := range rows {
+		vj := "no"
+		if r.VJ {
+			vj = "yes"
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
+			r.ID, dash(r.Line), dash(r.User), dash(r.Phase), dash(r.Local), dash(r.Remote), dash(r.Auth),
+			since(r.Start, now), sizeIEC(r.BytesIn), sizeIEC(r.BytesOut), r.PktsIn, r.PktsOut, vj)
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, plural(len(rows), "active session", "active sessions"))
+	return err
+}
+
+func sortSubs(subs []bus.SubStats) {
+	slices.SortFunc(subs, func(a, b bus.SubStats) int { return cmp.Compare(a.Name, b.Name) })
+}
+
+// RenderBus prints the event bus's health: per subscriber what it got,
+// what it lost (lossy) and how deep its queue is (reliable).
+func RenderBus(w io.Writer, st BusStats) error {
+	subs := slices.Clone(st.Subscribers)
+	sortSubs(subs)
+	fmt.Fprintf(w, "Events published: %d\n", st.Published)
+	t := newTable(w)
+	fmt.Fprintln(t, "SUBSCRIBER\tKIND\tDELIVERED\tDROPPED\tQUEUED\tHIGH WATER")
+	for _, s := range subs {
+		kind, hw := "lossy", "-"
+		if s.Reliable {
+			kind, hw = "reliable", strconv.Itoa(s.HighWater)
+		}
+		fmt.Fprintf(t, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, kind, s.Delivered, s.Dropped, s.Queued, hw)
+	}
+	return t.Flush()
+}
+
+// RenderCounters prints named counters, sorted by name, zero ones left out.
+func RenderCounters(w io.Writer, cs []Counter) error {
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(a, b Counter) int { return cmp.Compare(a.Name, b.Name) })
+	t := newTable(w)
+	for _, c := range cs {
+		if c.Value != 0 {
+			fmt.Fprintf(t, "%s\t%d\n", c.Name, c.Value)
+		}
+	}
+	return t.Flush()
+}
+
+// Verbosity prefixes of `asterisk -rvvv`: "  == " for state changes,
+// "    -- " for the progress of calls and sessions; "  !! " marks trouble.
+const (
+	prefixState    = "  == "
+	prefixProgress = "    -- "
+	prefixTrouble  = "  !! "
+)
+
+func eventPrefix(kind string) string {
+	switch kind {
+	case "sip.authfailed", "sip.banned", "modem.error", "net.dropped":
+		return prefixTrouble
+	case "sip.registered", "sip.unregistered", "sip.peerstatus", "line.state", "ppp.phase", "box.notice":
+		return prefixState
+	}
+	return prefixProgress
+}
+
+// RenderEvent prints one line of the live stream:
+//
+//	[15:04:05.000] call.started       -- Executing [88567682@default:1] Dial(...)
+//
+// time, kind, and the event's own text behind an Asterisk-style prefix. A
+// line that reports dropped events says so on a "!!" line.
+func RenderEvent(w io.Writer, l EventLine) error {
+	ts := l.Time.Format("15:04:05.000") // the daemon's clock and zone, as sent
+	var err error
+	if l.Dropped > 0 {
+		_, err = fmt.Fprintf(w, "[%s] %-16s%s%s lost: this console read too slowly\n", ts, "console", prefixTrouble,
+			plural(int(l.Dropped), "event", "events"))
+		return err
+	}
+	text := strings.ReplaceAll(l.Text, "\n", " ")
+	_, err = fmt.Fprintf(w, "[%s] %-16s%s%s\n", ts, l.Kind, eventPrefix(l.Kind), text)
+	return err
+}

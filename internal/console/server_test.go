@@ -1,0 +1,379 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/isp-box/isp-box/internal/bus"
+)
+
+// shortDir returns a temp dir with a short path: unix socket paths are
+// limited to 108 bytes and t.TempDir() names can be long.
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "ibx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+type daemon struct {
+	srv    *Server
+	sock   string
+	bus    *bus.Bus
+	served chan error
+}
+
+// startDaemon runs a Server on a fresh socket and stops it at cleanup,
+// checking that Serve ended with ErrServerClosed.
+func startDaemon(t *testing.T, opts ServerOptions) *daemon {
+	t.Helper()
+	if opts.Bus == nil {
+		opts.Bus = bus.New(nil)
+	}
+	sock := filepath.Join(shortDir(t), "run", SocketName)
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{srv: NewServer(opts), sock: sock, bus: opts.Bus, served: make(chan error, 1)}
+	go func() { d.served <- d.srv.Serve(l) }()
+	t.Cleanup(func() { d.stop(t) })
+	return d
+}
+
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-d.served; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	d.served <- ErrServerClosed // stop is idempotent
+}
+
+func TestStatusVersion(t *testing.T) {
+	started := time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC)
+	want := Status{
+		Version: "test-1", Started: started, Config: "examples/pap2t.conf", Network: "userspace", SIPAddr: "0.0.0.0:5060",
+		Lines:    []LineRow{{Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "down", Since: started, LastError: "no such device"}},
+		Calls:    []CallRow{{ID: "00000001", From: "pap2t-client", Exten: "88567682", To: "pap2t-ispmodem", State: "up", Start: started}},
+		Counters: []Counter{{Name: "sip.auth_failed", Value: 3}},
+	}
+	d := startDaemon(t, ServerOptions{Version: "test-1", Status: func(context.Context) Status { return want }})
+	sub := d.bus.Subscribe("watcher", 4, nil)
+	defer sub.Close()
+	d.bus.Publish(bus.Notice{Source: "test", Text: "one"})
+
+	c := NewClient(d.sock)
+	got, err := c.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server fills the bus part from its bus.
+	want.Bus = BusStats{Published: 1, Subscribers: []bus.SubStats{{Name: "watcher", Delivered: 1, Queued: 1}}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("Status (-want +got):\n%s", d)
+	}
+	v, err := c.Version(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != "test-1" || v.PID != os.Getpid() || v.Go == "" {
+		t.Errorf("Version = %+v", v)
+	}
+	if _, err := Dial(t.Context(), d.sock); err != nil {
+		t.Errorf("Dial: %v", err)
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	d := startDaemon(t, ServerOptions{})
+	c := NewClient(d.sock)
+	err := c.getJSON(t.Context(), "/v1/nothing", new(any))
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound || ae.Msg != "404 page not found" {
+		t.Errorf("GET /v1/nothing: %v", err)
+	}
+	// A write endpoint asked with the wrong method.
+	if err := c.getJSON(t.Context(), "/v1/reload", new(any)); !errors.As(err, &ae) || ae.Status != http.StatusMethodNotAllowed {
+		t.Errorf("GET /v1/reload: %v", err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	tests := []struct {
+		name    string
+		reload  func(context.Context) error
+		deny    bool
+		wantErr string
+	}{
+		{"ok", func(context.Context) error { return nil }, false, ""},
+		{"refused", func(context.Context) error {
+			return errors.New("examples/bad.conf:3: unknown key \"secert\" in peer [x]")
+		}, false, "examples/bad.conf:3: unknown key \"secert\" in peer [x]"},
+		{"not supported", nil, false, "this daemon cannot reload"},
+		{"forbidden", func(context.Context) error { t.Error("reload ran for a forbidden user"); return nil }, true,
+			fmt.Sprintf("uid %d may not /v1/reload: only root and uid %d may", os.Geteuid(), os.Geteuid())},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			var reload func(context.Context) error
+			if tt.reload != nil {
+				reload = func(ctx context.Context) error { calls++; return tt.reload(ctx) }
+			}
+			d := startDaemon(t, ServerOptions{Reload: reload})
+			if tt.deny {
+				d.srv.writeOK = func(Cred, bool) bool { return false }
+			}
+			err := NewClient(d.sock).Reload(t.Context())
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.wantErr {
+				t.Errorf("Reload error = %q, want %q", got, tt.wantErr)
+			}
+			if tt.reload != nil && !tt.deny && calls != 1 {
+				t.Errorf("reload called %d times", calls)
+			}
+		})
+	}
+}
+
+func TestMayWrite(t *testing.T) {
+	tests := []struct {
+		cred   Cred
+		known  bool
+		daemon int
+		want   bool
+	}{
+		{Cred{UID: 0}, true, 1000, true},
+		{Cred{UID: 1000}, true, 1000, true},
+		{Cred{UID: 1001}, true, 1000, false},
+		{Cred{UID: 0}, false, 1000, false}, // no credentials: read-only
+		{Cred{UID: 0}, true, 0, true},
+		{Cred{UID: 1000}, true, 0, false},
+	}
+	for _, tt := range tests {
+		if got := mayWrite(tt.cred, tt.known, tt.daemon); got != tt.want {
+			t.Errorf("mayWrite(%+v, %v, %d) = %v, want %v", tt.cred, tt.known, tt.daemon, got, tt.want)
+		}
+	}
+}
+
+// TestPeerCred checks that a handler sees the kernel's view of the client.
+func TestPeerCred(t *testing.T) {
+	d := startDaemon(t, ServerOptions{Handlers: map[string]Route{
+		"GET /v1/whoami": {Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, ok := PeerCred(r.Context())
+			if !ok {
+				writeError(w, 500, "no credentials")
+				return
+			}
+			writeJSON(w, c)
+		})},
+	}})
+	var c Cred
+	if err := NewClient(d.sock).getJSON(t.Context(), "/v1/whoami", &c); err != nil {
+		t.Fatal(err)
+	}
+	if want := (Cred{UID: os.Geteuid(), GID: os.Getegid(), PID: os.Getpid()}); c != want {
+		t.Errorf("PeerCred = %+v, want %+v", c, want)
+	}
+}
+
+// waitSubscribers polls the bus until it has n subscribers whose name
+// starts with prefix. Subscriptions are made by the server's goroutine, and
+// the bus is the only place that shows it.
+func waitSubscribers(t *testing.T, b *bus.Bus, prefix string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, subs := b.Stats()
+		k := 0
+		for _, s := range subs {
+			if strings.HasPrefix(s.Name, prefix) {
+				k++
+			}
+		}
+		if k == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscribers %q, want %d", k, prefix, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestEventStream(t *testing.T) {
+	d := startDaemon(t, ServerOptions{})
+	c := NewClient(d.sock)
+	ctx, cancel := context.WithCancel(t.Context())
+	lines := make(chan EventLine, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.EventStream(ctx, []string{"call.", "box."}, func(l EventLine) error { lines <- l; return nil })
+	}()
+	waitSubscribers(t, d.bus, "console pid ", 1)
+	d.bus.Publish(bus.LineState{Line: "ttyUSB0", State: "idle"}) // filtered out
+	d.bus.Publish(bus.CallRinging{CallID: "00000001", Callee: "pap2t-ispmodem"})
+	d.bus.Publish(bus.Notice{Source: "box", Text: "config reloaded"})
+	want := []EventLine{
+		{Seq: 2, Kind: "call.ringing", Text: "SIP/pap2t-ispmodem is ringing (call 00000001)",
+			Data: json.RawMessage(`{"CallID":"00000001","Callee":"pap2t-ispmodem"}`)},
+		{Seq: 3, Kind: "box.notice", Text: "box: config reloaded", Data: json.RawMessage(`{"Source":"box","Text":"config reloaded"}`)},
+	}
+	for i, w := range want {
+		select {
+		case got := <-lines:
+			if got.Time.IsZero() {
+				t.Errorf("line %d has no time", i)
+			}
+			got.Time = time.Time{}
+			if d := cmp.Diff(w, got); d != "" {
+				t.Errorf("line %d (-want +got):\n%s", i, d)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("line %d not received", i)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("EventStream after cancel: %v", err)
+	}
+	waitSubscribers(t, d.bus, "console", 0) // the handler closed its subscription
+}
+
+// TestShutdownEndsStreams: Shutdown must not wait for event streams,
+// which never go idle, and the client must hear that the stream ended.
+func TestShutdownEndsStreams(t *testing.T) {
+	d := startDaemon(t, ServerOptions{})
+	done := make(chan error, 1)
+	go func() {
+		done <- NewClient(d.sock).EventStream(t.Context(), nil, func(EventLine) error { return nil })
+	}()
+	waitSubscribers(t, d.bus, "console", 1)
+	d.stop(t)
+	select {
+	case err := <-done:
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("stream ended with %v, want unexpected EOF", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("stream still open after Shutdown")
+	}
+	if _, subs := d.bus.Stats(); len(subs) != 0 {
+		t.Errorf("subscriptions left: %+v", subs)
+	}
+}
+
+// blockingWriter is a ResponseWriter whose Write blocks until released,
+// standing for a console that reads too slowly.
+type blockingWriter struct {
+	hdr     http.Header
+	mu      sync.Mutex
+	buf     strings.Builder
+	started chan struct{} // closed at WriteHeader: the handler has subscribed
+	entered chan struct{} // one value per Write
+	release chan struct{}
+}
+
+func (w *blockingWriter) Header() http.Header { return w.hdr }
+func (w *blockingWriter) WriteHeader(int)     { close(w.started) }
+func (w *blockingWriter) Flush()              {}
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.entered <- struct{}{}
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+// TestEventsDropMarker makes the stream's subscription overflow at a known
+// point and checks that the stream says how many events it lost, where.
+func TestEventsDropMarker(t *testing.T) {
+	b := bus.New(nil)
+	s := NewServer(ServerOptions{Bus: b, EventBuffer: 1})
+	w := &blockingWriter{hdr: http.Header{}, started: make(chan struct{}), entered: make(chan struct{}), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/v1/events", nil)
+	done := make(chan struct{})
+	go func() { defer close(done); s.serveEvents(w, req) }()
+	<-w.started
+	b.Publish(bus.Notice{Text: "1"})
+	<-w.entered // the handler is stuck writing event 1
+	for i := 2; i <= 6; i++ {
+		b.Publish(bus.Notice{Text: fmt.Sprint(i)}) // 2 fits the buffer, 3..6 are lost
+	}
+	close(w.release)
+	<-w.entered // the drop marker
+	<-w.entered // event 2
+	cancel()
+	<-done
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(w.buf.String()), "\n") {
+		var el EventLine
+		if err := json.Unmarshal([]byte(l), &el); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("seq=%d dropped=%d text=%q", el.Seq, el.Dropped, el.Text))
+	}
+	want := []string{`seq=1 dropped=0 text=": 1"`, `seq=0 dropped=4 text=""`, `seq=2 dropped=0 text=": 2"`}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("stream (-want +got):\n%s", d)
+	}
+}
+
+func TestNoDaemon(t *testing.T) {
+	dir := shortDir(t)
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	missing := filepath.Join(dir, "missing.sock")
+	tests := []struct {
+		sock string
+		want string
+	}{
+		{missing, "no daemon at " + missing + `: no such file or directory (is "isp-box serve" running?)`},
+		{stale, "no daemon at " + stale + `: connection refused (is "isp-box serve" running?)`},
+	}
+	for _, tt := range tests {
+		c := NewClient(tt.sock)
+		_, err := c.Status(t.Context())
+		var nd *NoDaemonError
+		if !errors.As(err, &nd) || err.Error() != tt.want {
+			t.Errorf("Status on %s: %v, want %q", tt.sock, err, tt.want)
+		}
+		if _, err := Dial(t.Context(), tt.sock); err == nil || err.Error() != tt.want {
+			t.Errorf("Dial %s: %v", tt.sock, err)
+		}
+		if err := c.Events(t.Context(), new(strings.Builder)); err == nil || err.Error() != tt.want {
+			t.Errorf("Events %s: %v", tt.sock, err)
+		}
+	}
+}
