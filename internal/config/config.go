@@ -181,7 +181,12 @@ func (b *builder) build() {
 			}
 			continue
 		}
-		es := effective(s, named, nil)
+		budget := maxInherited
+		es := effective(s, named, nil, &budget)
+		if budget < 0 {
+			b.errorf(s.File, s.Line, "[%s]: templates expand to more than %d lines", s.Name, maxInherited)
+			continue
+		}
 		switch strings.ToLower(s.Name) {
 		case "general":
 			b.general(s, es)
@@ -202,23 +207,28 @@ func (b *builder) build() {
 // effective returns s's entries after its templates': inheritance is
 // textual, so multi-value keys (permit, allow) accumulate and single-value
 // keys are overridden by whatever comes later.
-func effective(s *section, named map[string]*section, seen map[*section]bool) []entry {
+func effective(s *section, named map[string]*section, seen map[*section]bool, budget *int) []entry {
 	if seen == nil {
 		seen = map[*section]bool{}
 	}
-	if seen[s] {
+	if seen[s] || *budget < 0 {
 		return nil
 	}
+	*budget -= len(s.Entries)
 	seen[s] = true
 	var out []entry
 	for _, p := range s.Parents {
 		if ps := named[p]; ps != nil && ps != s {
-			out = append(out, effective(ps, named, seen)...)
+			out = append(out, effective(ps, named, seen, budget)...)
 		}
 	}
 	seen[s] = false
 	return append(out, s.Entries...)
 }
+
+// maxInherited bounds what templates can expand to: each parent is
+// copied in, so [c](b,b,b) of [b](a,a,a) grows geometrically.
+const maxInherited = 100000
 
 // sectionKinds is said whenever a section cannot be placed.
 const sectionKinds = "a SIP peer needs type=friend, peer or user; a dial plan context has exten =>, same => or include =>; " +
