@@ -19,7 +19,7 @@ func TestPPPWords(t *testing.T) {
 		{in: `dial * "dial" *`, want: []string{"dial", "*", "dial", "*"}},
 		{in: `ms-dns 8.8.8.8        # DNS server for the client`, want: []string{"ms-dns", "8.8.8.8"}},
 		{in: `# all comment`, want: nil},
-		{in: `a#b c`, want: []string{"a#b", "c"}},          // # only starts a comment at a word's start
+		{in: `a#b c`, want: []string{"a#b", "c"}},               // # only starts a comment at a word's start
 		{in: `"two words" x`, want: []string{"two words", "x"}}, // quotes keep blanks
 		{in: `ab"c d"e`, want: []string{"abc de"}},              // quotes inside a word
 		{in: `'it''s'`, want: []string{"its"}},
