@@ -38,7 +38,7 @@ func (b *builder) validate() {
 			}
 		}
 		for _, p := range c.PBX.Peers {
-			if p.Type != "peer" && !plan.HasContext(p.Context) {
+			if !plan.HasContext(p.Context) {
 				b.warnf(p.File, p.Line, "peer [%s]: context %q has no dial plan; calls from this peer will get 404 Not Found", p.Name, p.Context)
 			}
 		}
