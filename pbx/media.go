@@ -1,0 +1,213 @@
+package pbx
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// relay anchors one call's audio in the box: one UDP socket faces each
+// side. What arrives on the caller's socket leaves through the callee's
+// socket, and back. Both directions are symmetric: we send to a side from
+// the port that side sends to (Asterisk does the same).
+type relay struct {
+	sides [2]*relaySide
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+type relaySide struct {
+	conn    *net.UDPConn
+	local   netip.AddrPort // what we advertise in SDP to this side
+	comedia bool           // send to where this side's packets come from (nat=comedia)
+
+	mu      sync.Mutex
+	remote  netip.AddrPort // where this side receives
+	latched bool
+	stats   streamStats // packets received from this side
+}
+
+// StreamStats are the counters of one direction of a relayed stream.
+type StreamStats struct {
+	Packets  uint64
+	Bytes    uint64
+	Lost     uint64  // expected - received (RFC 3550 §6.4.1, never negative)
+	JitterMS float64 // RFC 3550 §6.4.1 interarrival jitter, for an 8 kHz clock
+	Dropped  uint64  // datagrams that were not RTP or had nowhere to go
+}
+
+type streamStats struct {
+	StreamStats
+	started     bool
+	baseSeq     uint32
+	maxSeq      uint16
+	cycles      uint32
+	lastTransit int64
+	jitter      float64 // in timestamp units
+	firstArr    time.Time
+}
+
+// update applies RFC 3550 appendix A.1 (sequence) and A.8 (jitter).
+func (st *streamStats) update(h *rtp.Header, n int, now time.Time) {
+	st.Packets++
+	st.Bytes += uint64(n)
+	const clock = 8000 // G.711; other codecs give a scaled value
+	if !st.started {
+		st.started = true
+		st.baseSeq, st.maxSeq = uint32(h.SequenceNumber), h.SequenceNumber
+		st.firstArr = now
+		st.lastTransit = int64(now.Sub(st.firstArr).Seconds()*clock) - int64(h.Timestamp)
+		return
+	}
+	if d := h.SequenceNumber - st.maxSeq; d < 0x8000 && d != 0 {
+		if h.SequenceNumber < st.maxSeq {
+			st.cycles += 1 << 16
+		}
+		st.maxSeq = h.SequenceNumber
+	}
+	arrival := int64(now.Sub(st.firstArr).Seconds() * clock)
+	transit := arrival - int64(h.Timestamp)
+	d := float64(transit - st.lastTransit)
+	if d < 0 {
+		d = -d
+	}
+	st.lastTransit = transit
+	st.jitter += (d - st.jitter) / 16
+	expected := uint64(st.cycles) + uint64(st.maxSeq) - uint64(st.baseSeq) + 1
+	if expected > st.Packets {
+		st.Lost = expected - st.Packets
+	} else {
+		st.Lost = 0
+	}
+	st.JitterMS = st.jitter / clock * 1000
+}
+
+// newRelay opens the two sockets on an even port of [RTPStart, RTPEnd).
+func (s *Server) newRelay(ip netip.Addr, callerComedia bool) (*relay, error) {
+	bindIP := s.addr.Addr()
+	s.mu.Lock()
+	lo, hi := s.cfg.General.RTPStart, s.cfg.General.RTPEnd
+	s.mu.Unlock()
+	r := &relay{}
+	for i := range r.sides {
+		conn, err := listenRTP(bindIP, lo, hi)
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+		port := conn.LocalAddr().(*net.UDPAddr).Port
+		r.sides[i] = &relaySide{conn: conn, local: netip.AddrPortFrom(ip, uint16(port))}
+	}
+	r.sides[sideCaller].comedia = callerComedia
+	for i := range r.sides {
+		r.wg.Add(1)
+		go r.pump(i)
+	}
+	return r, nil
+}
+
+var errNoPorts = errors.New("no free RTP port")
+
+func listenRTP(ip netip.Addr, lo, hi int) (*net.UDPConn, error) {
+	n := (hi - lo) / 2
+	if n <= 0 {
+		return nil, errNoPorts
+	}
+	start := rand.IntN(n)
+	for i := 0; i < n && i < 200; i++ {
+		port := lo + 2*((start+i)%n)
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err == nil {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("%w in %d-%d", errNoPorts, lo, hi)
+}
+
+// addr is what we advertise to side.
+func (r *relay) addr(side int) netip.AddrPort { return r.sides[side].local }
+
+// setRemote takes the address a side wants its media at from its SDP,
+// unless symmetric RTP already latched onto where its packets come from.
+func (r *relay) setRemote(side int, sdp []byte) {
+	ap, _, _ := sdpAudio(sdp)
+	if !ap.IsValid() {
+		return
+	}
+	rs := r.sides[side]
+	rs.mu.Lock()
+	if !rs.latched {
+		rs.remote = ap
+	}
+	rs.mu.Unlock()
+}
+
+// pump forwards what side `from` sends to the other side.
+func (r *relay) pump(from int) {
+	defer r.wg.Done()
+	in, out := r.sides[from], r.sides[1-from]
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	for {
+		n, src, err := in.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		_, perr := h.Unmarshal(buf[:n])
+		in.mu.Lock()
+		if in.comedia && (!in.latched || in.remote != src) {
+			in.remote, in.latched = src, true // comedia: answer where it comes from
+		}
+		if perr != nil {
+			in.stats.Dropped++
+			in.mu.Unlock()
+			continue
+		}
+		in.stats.update(&h, n, now)
+		in.mu.Unlock()
+		out.mu.Lock()
+		dst := out.remote
+		out.mu.Unlock()
+		if !dst.IsValid() {
+			in.mu.Lock()
+			in.stats.Dropped++
+			in.mu.Unlock()
+			continue
+		}
+		_, _ = out.conn.WriteToUDPAddrPort(buf[:n], dst)
+	}
+}
+
+// Stats returns the counters of both directions: [0] from the caller,
+// [1] from the callee.
+func (r *relay) Stats() [2]StreamStats {
+	var out [2]StreamStats
+	for i, rs := range r.sides {
+		if rs == nil {
+			continue
+		}
+		rs.mu.Lock()
+		out[i] = rs.stats.StreamStats
+		rs.mu.Unlock()
+	}
+	return out
+}
+
+func (r *relay) close() {
+	r.once.Do(func() {
+		for _, rs := range r.sides {
+			if rs != nil {
+				rs.conn.Close()
+			}
+		}
+	})
+	r.wg.Wait()
+}

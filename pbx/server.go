@@ -1,0 +1,671 @@
+package pbx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/pbx/dialplan"
+)
+
+// Options are the Server's collaborators. Every field may be nil/zero.
+type Options struct {
+	Bus      *bus.Bus         // events are published here; nil = none
+	Log      *slog.Logger     // nil = discard
+	Bindings BindingStore     // where registrations survive a restart; nil = memory only
+	Now      func() time.Time // nil = time.Now
+}
+
+// Server is the PBX. Create it with New, run it with Run.
+type Server struct {
+	log      *slog.Logger
+	bus      *bus.Bus
+	store    BindingStore
+	now      func() time.Time
+	nonces   *nonces
+	ready    chan struct{}
+	wake     chan struct{} // wakes housekeeping early
+	callSeq  atomic.Uint64
+	counters counters
+
+	// set by Run before ready is closed, read-only afterwards
+	ua     *sipgo.UserAgent
+	cli    *sipgo.Client
+	addr   netip.AddrPort // the bound socket
+	laddr  sip.Addr       // the same, as sipgo wants it for pinning the source
+	runCtx context.Context
+	wg     sync.WaitGroup // goroutines of calls and pokes
+
+	mu       sync.Mutex // guards everything below
+	cfg      Config
+	plan     *dialplan.Plan
+	peers    map[string]*peer
+	calls    map[string]*call
+	dialogs  map[dialogKey]*dialogRef
+	fails    map[netip.Addr]*failures
+	bans     map[netip.Addr]time.Time
+	lineBusy map[string]bool // peer -> the modem line behind it is busy/down
+	localIPs map[netip.Addr]netip.Addr
+}
+
+type counters struct {
+	malformed atomic.Uint64 // datagrams that failed to parse or lacked mandatory headers
+	banned    atomic.Uint64 // datagrams dropped from banned sources
+	authFail  atomic.Uint64
+}
+
+type failures struct {
+	n     int
+	first time.Time
+}
+
+// peer is one configured device and its live state. Guarded by Server.mu.
+type peer struct {
+	cfg      Peer
+	binding  *Binding
+	lastms   int // chan_sip's lastms: 0 unknown, -1 unreachable, else RTT in ms
+	rtt      time.Duration
+	nextPoke time.Time
+	poking   bool
+	calls    int
+	status   string // last status published
+}
+
+// New validates cfg and returns a Server. It does not bind.
+func New(cfg Config, opts Options) (*Server, error) {
+	s := &Server{
+		log:      opts.Log,
+		bus:      opts.Bus,
+		store:    opts.Bindings,
+		now:      opts.Now,
+		nonces:   newNonces(),
+		ready:    make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		calls:    map[string]*call{},
+		dialogs:  map[dialogKey]*dialogRef{},
+		fails:    map[netip.Addr]*failures{},
+		bans:     map[netip.Addr]time.Time{},
+		lineBusy: map[string]bool{},
+		localIPs: map[netip.Addr]netip.Addr{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.store == nil {
+		s.store = NewMemoryBindings()
+	}
+	plan, peers, err := compileConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg, s.plan, s.peers = withDefaults(cfg), plan, peers
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	d := DefaultConfig().General
+	g := &cfg.General
+	if g.Realm == "" {
+		g.Realm = d.Realm
+	}
+	// chan_sip: values < 1 reset to the default (C 33049-33063)
+	if g.DefaultExpiry <= 0 {
+		g.DefaultExpiry = d.DefaultExpiry
+	}
+	if g.MinExpiry <= 0 {
+		g.MinExpiry = d.MinExpiry
+	}
+	if g.MaxExpiry <= 0 {
+		g.MaxExpiry = d.MaxExpiry
+	}
+	if g.QualifyFreq <= 0 {
+		g.QualifyFreq = d.QualifyFreq
+	}
+	if g.MaxAuthFailures <= 0 {
+		g.MaxAuthFailures = d.MaxAuthFailures
+	}
+	if g.BanTime <= 0 {
+		g.BanTime = d.BanTime
+	}
+	if g.UserAgent == "" {
+		g.UserAgent = d.UserAgent
+	}
+	if g.RTPStart <= 0 || g.RTPEnd <= g.RTPStart {
+		g.RTPStart, g.RTPEnd = d.RTPStart, d.RTPEnd
+	}
+	if g.Context == "" {
+		g.Context = d.Context
+	}
+	return cfg
+}
+
+// compileConfig checks the config and builds the peer table.
+func compileConfig(cfg Config) (*dialplan.Plan, map[string]*peer, error) {
+	var errs []error
+	plan, err := dialplan.Compile(cfg.Dialplan)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	peers := map[string]*peer{}
+	groups := map[string]bool{}
+	for _, p := range cfg.Peers {
+		if p.Name == "" {
+			errs = append(errs, fmt.Errorf("%s:%d: peer without a name", p.File, p.Line))
+			continue
+		}
+		if _, dup := peers[p.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s:%d: peer [%s] defined twice", p.File, p.Line, p.Name))
+			continue
+		}
+		if p.QualifyFreq <= 0 {
+			p.QualifyFreq = withDefaults(cfg).General.QualifyFreq
+		}
+		if p.MaxForwards <= 0 {
+			p.MaxForwards = 70
+		}
+		if p.Context == "" {
+			p.Context = "default"
+		}
+		peers[p.Name] = &peer{cfg: p}
+		if p.HuntGroup != "" {
+			groups[p.HuntGroup] = true
+		}
+	}
+	if plan != nil {
+		for _, t := range plan.Targets() {
+			switch {
+			case t.Tech == "SIP" && peers[t.Resource] == nil:
+				errs = append(errs, &dialplan.Error{File: t.File, Line: t.Line, Msg: fmt.Sprintf("Dial(%s): no such peer [%s]", t, t.Resource)})
+			case t.Tech == "HUNT" && !groups[t.Resource]:
+				errs = append(errs, &dialplan.Error{File: t.File, Line: t.Line, Msg: fmt.Sprintf("Dial(%s): no peer has huntgroup=%s", t, t.Resource)})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	return plan, peers, nil
+}
+
+// Ready is closed once Run has bound its socket.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound address; valid after Ready.
+func (s *Server) Addr() netip.AddrPort { return s.addr }
+
+// Malformed is the number of datagrams dropped because they did not parse
+// or lacked mandatory headers.
+func (s *Server) Malformed() uint64 { return s.counters.malformed.Load() }
+
+// Reload swaps in a new config: peers and dial plan. Bindings of peers that
+// still exist and calls in progress are kept. The bind address is not
+// changed by a reload.
+func (s *Server) Reload(cfg Config) error {
+	plan, peers, err := compileConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cfg = withDefaults(cfg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, np := range peers {
+		if op := s.peers[name]; op != nil {
+			np.binding, np.lastms, np.rtt, np.nextPoke, np.calls, np.status = op.binding, op.lastms, op.rtt, op.nextPoke, op.calls, op.status
+		}
+	}
+	cfg.General.UDPBindAddr = s.cfg.General.UDPBindAddr
+	s.cfg, s.plan, s.peers = cfg, plan, peers
+	return nil
+}
+
+func (s *Server) publish(ev bus.Event) {
+	if s.bus != nil {
+		s.bus.Publish(ev)
+	}
+}
+
+// parseFilterLog counts the datagrams sipgo's transport fails to parse
+// (it only logs them) and keeps their bytes out of our log.
+type parseFilterLog struct {
+	slog.Handler
+	n *atomic.Uint64
+}
+
+func (h parseFilterLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "failed to parse" {
+		h.n.Add(1)
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+func (h parseFilterLog) WithAttrs(a []slog.Attr) slog.Handler {
+	return parseFilterLog{h.Handler.WithAttrs(a), h.n}
+}
+func (h parseFilterLog) WithGroup(g string) slog.Handler {
+	return parseFilterLog{h.Handler.WithGroup(g), h.n}
+}
+
+// Run binds the UDP socket and serves until ctx is done; then it ends the
+// calls in progress with BYE and returns.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	bind := s.cfg.General.UDPBindAddr
+	s.mu.Unlock()
+	if !bind.IsValid() {
+		bind = netip.MustParseAddrPort("0.0.0.0:5060")
+	}
+	network := "udp4"
+	if bind.Addr().Is6() && !bind.Addr().Is4In6() {
+		network = "udp6"
+	}
+	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(bind))
+	if err != nil {
+		return fmt.Errorf("pbx: listen %s: %w", bind, err)
+	}
+	s.addr = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	s.addr = netip.AddrPortFrom(s.addr.Addr().Unmap(), s.addr.Port())
+	s.laddr = sip.Addr{IP: net.IP(s.addr.Addr().AsSlice()), Port: int(s.addr.Port())}
+
+	sipLog := slog.New(parseFilterLog{s.log.With("comp", "sipgo").Handler(), &s.counters.malformed})
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(s.cfg.General.UserAgent),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(sipLog),
+			sip.WithTransportLayerReadFilter(s.readFilter),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(sipLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(s.strayResponse),
+		),
+	)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("pbx: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("pbx: %w", err)
+	}
+	cli, err := sipgo.NewClient(ua, sipgo.WithClientLogger(sipLog))
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("pbx: %w", err)
+	}
+	s.ua, s.cli = ua, cli
+	srv.OnRegister(s.guard(s.handleRegister))
+	srv.OnInvite(s.guard(s.handleInvite))
+	srv.OnAck(s.guard(s.handleAck))
+	srv.OnBye(s.guard(s.handleInDialog))
+	srv.OnCancel(s.guard(s.handleCancel))
+	srv.OnOptions(s.guard(s.handleOptions))
+	srv.OnUpdate(s.guard(s.handleInDialog))
+	srv.OnInfo(s.guard(s.handleInDialog))
+	srv.OnNoRoute(s.guard(s.handleNoRoute))
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.runCtx = runCtx
+	s.loadBindings(runCtx)
+
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.ServeUDP(conn)
+	}()
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); s.housekeeping(runCtx) }()
+	go func() { defer bg.Done(); s.watchLines(runCtx) }()
+	s.log.Info("pbx listening", "addr", s.addr)
+	close(s.ready)
+
+	<-ctx.Done()
+	s.shutdownCalls()
+	cancel()
+	bg.Wait()
+	s.wg.Wait()
+	conn.Close()
+	<-served
+	_ = ua.Close()
+	return nil
+}
+
+// guard drops requests from banned sources and requests that lack the
+// headers every request must carry (RFC 3261 §8.1.1), and recovers from a
+// panic in a handler so that one bad request cannot stop the box.
+func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.counters.malformed.Add(1)
+				s.log.Error("pbx: handler panic", "method", req.Method, "panic", r)
+			}
+		}()
+		if !validRequest(req) {
+			s.counters.malformed.Add(1)
+			return
+		}
+		h(req, tx)
+	}
+}
+
+func validRequest(req *sip.Request) bool {
+	return req.Via() != nil && req.From() != nil && req.To() != nil && req.CallID() != nil &&
+		req.CSeq() != nil && req.CSeq().MethodName == req.Method && req.Recipient.Host != ""
+}
+
+// readFilter runs on every datagram before parsing: a banned source is
+// dropped here, costing no parse.
+func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
+	ua, ok := p.RemoteAddr.(*net.UDPAddr)
+	if !ok {
+		return data, nil
+	}
+	a := ua.AddrPort().Addr().Unmap()
+	s.mu.Lock()
+	until, banned := s.bans[a]
+	if banned && !s.now().Before(until) {
+		delete(s.bans, a)
+		banned = false
+	}
+	s.mu.Unlock()
+	if banned {
+		s.counters.banned.Add(1)
+		return nil, nil
+	}
+	return data, nil
+}
+
+func sourceOf(req *sip.Request) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// authFailed counts a failure from src and bans it past the limit.
+func (s *Server) authFailed(src netip.AddrPort, user, method, reason string) {
+	s.counters.authFail.Add(1)
+	s.publish(bus.AuthFailed{Source: src, User: user, Method: method, Reason: reason})
+	s.log.Warn("pbx: authentication failed", "src", src, "user", user, "method", method, "reason", reason)
+	now := s.now()
+	s.mu.Lock()
+	f := s.fails[src.Addr()]
+	if f == nil || now.Sub(f.first) > s.cfg.General.BanTime {
+		f = &failures{first: now}
+		s.fails[src.Addr()] = f
+	}
+	f.n++
+	var ban time.Time
+	if f.n >= s.cfg.General.MaxAuthFailures {
+		ban = now.Add(s.cfg.General.BanTime)
+		s.bans[src.Addr()] = ban
+		delete(s.fails, src.Addr())
+	}
+	s.mu.Unlock()
+	if !ban.IsZero() {
+		s.log.Warn("pbx: source banned", "addr", src.Addr(), "until", ban)
+		s.publish(bus.SourceBanned{Addr: src.Addr(), Until: ban})
+	}
+}
+
+// Bans lists the banned addresses and until when.
+func (s *Server) Bans() map[netip.Addr]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[netip.Addr]time.Time, len(s.bans))
+	for a, t := range s.bans {
+		out[a] = t
+	}
+	return out
+}
+
+// localIP is the address of ours a peer at remote reaches us on: the bound
+// address, externip, or the source address the kernel picks for remote.
+func (s *Server) localIP(remote netip.Addr) netip.Addr {
+	if a := s.addr.Addr(); a.IsValid() && !a.IsUnspecified() {
+		return a
+	}
+	s.mu.Lock()
+	ext := s.cfg.General.ExternIP
+	ip, ok := s.localIPs[remote]
+	s.mu.Unlock()
+	if ext.IsValid() {
+		return ext
+	}
+	if ok {
+		return ip
+	}
+	ip = netip.MustParseAddr("127.0.0.1")
+	if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote, 9))); err == nil {
+		ip = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		c.Close()
+	}
+	s.mu.Lock()
+	s.localIPs[remote] = ip
+	s.mu.Unlock()
+	return ip
+}
+
+// allowHeader lists what we accept, for Allow: headers.
+const allowMethods = "INVITE, ACK, CANCEL, OPTIONS, BYE, REGISTER, UPDATE, INFO"
+
+// respond sends a response built from req with our Server header.
+func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, body)
+	res.AppendHeader(sip.NewHeader("Server", s.cfg.General.UserAgent))
+	if code != 100 {
+		res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	}
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if body != nil && res.ContentType() == nil {
+		ct := sip.ContentTypeHeader("application/sdp")
+		res.AppendHeader(&ct)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("pbx: respond failed", "code", code, "err", err)
+	}
+}
+
+func (s *Server) handleNoRoute(req *sip.Request, tx sip.ServerTransaction) {
+	s.respond(tx, req, 405, "Method Not Allowed", nil)
+}
+
+// handleOptions answers OPTIONS outside a dialog (RFC 3261 §11.2); inside
+// a dialog it is relayed like any other request.
+func (s *Server) handleOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.handleInDialog(req, tx)
+		return
+	}
+	s.respond(tx, req, 200, "OK", nil, sip.NewHeader("Accept", "application/sdp"))
+}
+
+// strayResponse handles responses that match no transaction: a 2xx to an
+// INVITE we sent whose transaction is gone is ACKed again (RFC 3261
+// §13.2.2.4), so the callee stops retransmitting.
+func (s *Server) strayResponse(res *sip.Response) {
+	if !res.IsSuccess() || res.CSeq() == nil || res.CSeq().MethodName != sip.INVITE || res.CallID() == nil {
+		return
+	}
+	tag, _ := res.From().Params.Get("tag")
+	s.mu.Lock()
+	ref := s.dialogs[dialogKey{res.CallID().Value(), tag}]
+	s.mu.Unlock()
+	if ref != nil {
+		ref.call.reAck(ref.side, res)
+	}
+}
+
+// PeerInfo is a peer as `sip show peers` and `sip show peer` need it.
+type PeerInfo struct {
+	Name        string
+	Username    string // from config, else the REGISTER Contact user
+	Type        string
+	Host        netip.Addr // registered (or fixed) address; invalid if none
+	Port        int
+	Dynamic     bool
+	ForceRport  string // "Yes", "No", "Auto (Yes)", "Auto (No)"
+	Comedia     string
+	ACL         bool
+	Status      string // chan_sip's status string
+	Monitored   bool
+	Online      bool
+	Description string
+	Context     string
+	SecretSet   bool
+	DirectMedia bool
+	Insecure    string
+	Codecs      []string
+	UserAgent   string
+	Contact     string
+	Expires     time.Time
+	QualifyMS   int
+	QualifyFreq time.Duration
+	RTT         time.Duration // last RTT; -1 when unreachable
+	LineBusy    bool
+	Calls       int
+	CallLimit   int
+	MaxForwards int
+}
+
+// Peers returns every peer, sorted by name.
+func (s *Server) Peers() []PeerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerInfo, 0, len(s.peers))
+	for _, p := range s.peers {
+		out = append(out, s.peerInfoLocked(p))
+	}
+	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *Server) peerInfoLocked(p *peer) PeerInfo {
+	c := p.cfg
+	pi := PeerInfo{
+		Name: c.Name, Username: c.Username, Type: c.Type, Dynamic: strings.EqualFold(c.Host, "dynamic"),
+		ACL: len(c.ACL) > 0, Description: c.Description, Context: c.Context,
+		SecretSet: c.Secret != "" || c.MD5Secret != "", DirectMedia: c.DirectMedia, Insecure: c.Insecure,
+		Codecs: slices.Clone(c.Allow), QualifyMS: c.Qualify, QualifyFreq: c.QualifyFreq,
+		Monitored: c.Qualify > 0, LineBusy: s.lineBusy[c.Name], Calls: p.calls, CallLimit: c.CallLimit,
+		MaxForwards: c.MaxForwards, RTT: p.rtt,
+	}
+	nat := parseNAT(c.NAT)
+	detected := false
+	if b := p.binding; b != nil {
+		pi.Host, pi.Port = b.Source.Addr(), int(b.Source.Port())
+		if !nat.forceRport && !(nat.autoForce && b.NAT) {
+			if ap, ok := contactAddr(b.Contact); ok {
+				pi.Host, pi.Port = ap.Addr(), int(ap.Port())
+			}
+		}
+		pi.UserAgent, pi.Contact, pi.Expires = b.UserAgent, b.Contact, b.Expires
+		if pi.Username == "" {
+			pi.Username = b.Username
+		}
+		detected = b.NAT
+	} else if !pi.Dynamic {
+		if ap, err := netip.ParseAddrPort(c.Host); err == nil {
+			pi.Host, pi.Port = ap.Addr(), int(ap.Port())
+		} else if a, err := netip.ParseAddr(c.Host); err == nil {
+			pi.Host, pi.Port = a, c.Port
+			if pi.Port == 0 {
+				pi.Port = 5060
+			}
+		}
+	}
+	if !pi.Host.IsValid() && c.DefaultIP.IsValid() {
+		pi.Host, pi.Port = c.DefaultIP, c.Port
+	}
+	pi.ForceRport = yesNoAuto(nat.forceRport, nat.autoForce, detected)
+	pi.Comedia = yesNoAuto(nat.comedia, nat.autoComedia, detected)
+	pi.Status = peerStatus(c.Qualify, p.lastms)
+	switch {
+	case pi.Monitored:
+		pi.Online = p.lastms > 0 // OK or LAGGED
+	default:
+		pi.Online = pi.Host.IsValid() && pi.Port != 0
+	}
+	if p.lastms < 0 {
+		pi.RTT = -1
+	}
+	return pi
+}
+
+func yesNoAuto(on, auto, detected bool) string {
+	if auto {
+		if detected {
+			return "Auto (Yes)"
+		}
+		return "Auto (No)"
+	}
+	if on {
+		return "Yes"
+	}
+	return "No"
+}
+
+// natSetting is nat= parsed (channels/sip/config_parser.c 795-838).
+type natSetting struct {
+	forceRport, comedia, autoForce, autoComedia bool
+}
+
+func parseNAT(v string) natSetting {
+	var n natSetting
+	if strings.TrimSpace(v) == "" {
+		return natSetting{autoForce: true} // the global default: auto_force_rport
+	}
+	for f := range strings.SplitSeq(strings.ToLower(v), ",") {
+		switch strings.TrimSpace(f) {
+		case "no":
+			return natSetting{} // "no" anywhere wins
+		case "yes":
+			n.forceRport, n.comedia = true, true
+		case "force_rport":
+			n.forceRport = true
+		case "comedia":
+			n.comedia = true
+		case "auto_force_rport":
+			n.autoForce = true
+		case "auto_comedia":
+			n.autoComedia = true
+		}
+	}
+	return n
+}
+
+// peerStatus is chan_sip's peer_status() (C 20055-20077).
+func peerStatus(maxms, lastms int) string {
+	if maxms <= 0 {
+		return "Unmonitored"
+	}
+	switch {
+	case lastms < 0:
+		return "UNREACHABLE"
+	case lastms > maxms:
+		return fmt.Sprintf("LAGGED (%d ms)", lastms)
+	case lastms > 0:
+		return fmt.Sprintf("OK (%d ms)", lastms)
+	}
+	return "UNKNOWN"
+}
