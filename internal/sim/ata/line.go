@@ -699,21 +699,8 @@ func (l *Line) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 	l.mu.Lock()
 	c.uac = dc
 	l.mu.Unlock()
-	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{
-		Username: l.cfg.User, Password: l.cfg.Password,
-		OnResponse: func(res *sip.Response) error {
-			if res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress {
-				l.log.Info("far end ringing", "call", c.id, "code", res.StatusCode)
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			l.log.Info("dial abandoned", "call", c.id)
-			return nil, ctx.Err()
-		}
-		return nil, l.dialError(c, err)
+	if err := l.waitAnswer(ctx, c, dc); err != nil {
+		return nil, err
 	}
 	ans, err := parseSDP(dc.InviteResponse.Body())
 	var f format
@@ -747,6 +734,52 @@ func (l *Line) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 	l.log.Info("connected", "call", c.id, "rtp_to", c.remote.String(), "payload", f.Encoding)
 	l.a.notify(l)
 	return &carrier{l: l, c: c, m: m}, nil
+}
+
+// waitAnswer waits for the final response to the INVITE. sipgo sends
+// CANCEL when ctx ends, but only after a provisional response arrived and
+// then waits for the 487; the modem must not hang that long (ATH, S7), so
+// waitAnswer returns at once and lets the dialog finish in the background,
+// hanging up a 200 that still comes.
+func (l *Line) waitAnswer(ctx context.Context, c *call, dc *sipgo.DialogClientSession) error {
+	done := make(chan error, 1)
+	go func() {
+		err := dc.WaitAnswer(ctx, sipgo.AnswerOptions{
+			Username: l.cfg.User, Password: l.cfg.Password,
+			OnResponse: func(res *sip.Response) error {
+				if res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress {
+					l.log.Info("far end ringing", "call", c.id, "code", res.StatusCode)
+				}
+				return nil
+			},
+		})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			l.log.Info("dial abandoned", "call", c.id)
+			return ctx.Err()
+		}
+		return l.dialError(c, err)
+	case <-ctx.Done():
+		l.log.Info("dial abandoned", "call", c.id)
+		go func() {
+			if err := <-done; err == nil { // answered after all: ACK, then BYE
+				bctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+				defer cancel()
+				if dc.Ack(bctx) == nil {
+					bye := sip.NewRequest(sip.BYE, l.remoteTarget(dc.InviteResponse.Contact(), dc.InviteRequest.Recipient))
+					l.decorate(bye)
+					_ = dc.WriteBye(bctx, bye)
+				}
+			}
+		}()
+		return ctx.Err()
+	}
 }
 
 // pickAnswer finds the payload the answerer chose: the first of its
