@@ -69,6 +69,8 @@ type Stack struct {
 	pool *pool.Pool
 	eng  engine
 
+	defaultDNS []netip.Addr // handed out when cfg.DNS is empty
+
 	mu       sync.RWMutex
 	sessions map[netip.Addr]*Session // guarded by mu: by client address
 	closed   bool                    // guarded by mu
@@ -114,8 +116,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Stack, error) {
 	switch cfg.Mode {
 	case Userspace:
 		s.eng, err = newUserspace(ctx, s)
+		s.defaultDNS = []netip.Addr{cfg.Gateway} // the built-in forwarder
 	case Kernel:
 		s.eng, err = newKernel(ctx, s)
+		s.defaultDNS = kernelDNS()
 	default:
 		return nil, fmt.Errorf("netstack: mode %q: want %q or %q", cfg.Mode, Userspace, Kernel)
 	}
@@ -142,8 +146,8 @@ func (s *Stack) Attach(ctx context.Context, session string, want netip.Addr, del
 		return nil, fmt.Errorf("netstack: attach %s: %w", session, err)
 	}
 	dns := s.cfg.DNS
-	if len(dns) == 0 && s.cfg.Mode == Userspace {
-		dns = []netip.Addr{s.cfg.Gateway}
+	if len(dns) == 0 {
+		dns = s.defaultDNS
 	}
 	sess := &Session{
 		st: s, name: session, remote: addr, dns: append([]netip.Addr(nil), dns...),

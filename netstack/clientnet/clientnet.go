@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -35,13 +36,16 @@ type Client struct {
 	wg      sync.WaitGroup
 	closeMu sync.Mutex // guards closed
 	closed  bool
-	seqMu   sync.Mutex // guards seq
+	seqMu   sync.Mutex // guards seq and pings
 	seq     uint16
-	inDrops atomicCounter
+	pings   map[uint32]chan struct{} // outstanding echoes by id<<16|seq
+	pingID  uint16
+	sendMu  sync.Mutex // serialises calls of send
+	inDrops atomic.Uint64
 }
 
 // New makes a client stack with address local and resolvers dns. send is
-// called, from one goroutine, with each IP packet the client transmits; it
+// called with each IP packet the client transmits, never concurrently; it
 // may keep the slice.
 func New(local netip.Addr, dns []netip.Addr, mtu int, send func(pkt []byte)) (*Client, error) {
 	if send == nil {
@@ -52,7 +56,8 @@ func New(local netip.Addr, dns []netip.Addr, mtu int, send func(pkt []byte)) (*C
 		return nil, fmt.Errorf("clientnet: %w", err)
 	}
 	c := &Client{local: local, dev: dev, net: tnet, send: send,
-		in: make(chan []byte, 1024), stop: make(chan struct{})}
+		in: make(chan []byte, 1024), stop: make(chan struct{}),
+		pings: map[uint32]chan struct{}{}, pingID: uint16(rand.Uint32())}
 	c.wg.Add(2)
 	go c.readLoop(mtu)
 	go c.writeLoop()
@@ -83,7 +88,10 @@ func (c *Client) readLoop(mtu int) {
 			return
 		}
 		for i := 0; i < n; i++ {
-			c.send(append([]byte(nil), bufs[i][:sizes[i]]...))
+			p := append([]byte(nil), bufs[i][:sizes[i]]...)
+			c.sendMu.Lock()
+			c.send(p)
+			c.sendMu.Unlock()
 		}
 	}
 }
@@ -92,19 +100,19 @@ func (c *Client) readLoop(mtu int) {
 // never blocks: when the client's queue is full the packet is lost, as on a
 // congested link, and counted.
 func (c *Client) Deliver(pkt []byte) {
-	if len(pkt) == 0 {
+	if len(pkt) == 0 || c.echoReply(pkt) {
 		return
 	}
 	select {
 	case c.in <- append([]byte(nil), pkt...):
 	case <-c.stop:
 	default:
-		c.inDrops.add()
+		c.inDrops.Add(1)
 	}
 }
 
 // Dropped returns how many delivered packets were lost to a full queue.
-func (c *Client) Dropped() uint64 { return c.inDrops.load() }
+func (c *Client) Dropped() uint64 { return c.inDrops.Load() }
 
 // Addr returns the client's address.
 func (c *Client) Addr() netip.Addr { return c.local }
@@ -132,48 +140,80 @@ func (c *Client) HTTPClient() *http.Client {
 }
 
 // Ping sends one ICMP echo request (RFC 792) to addr and waits for the
-// reply; it returns the round-trip time.
+// reply; it returns the round-trip time. The echo is built and matched here,
+// beside the stack: wireguard's ping socket can miss a reply that arrives
+// before its reader waits, which a fast box makes likely.
 func (c *Client) Ping(ctx context.Context, addr netip.Addr) (time.Duration, error) {
-	pc, err := c.net.DialPingAddr(c.local, addr)
-	if err != nil {
-		return 0, fmt.Errorf("clientnet: ping %v: %w", addr, err)
+	if !addr.Is4() {
+		return 0, fmt.Errorf("clientnet: ping %v: IPv4 only", addr)
 	}
-	defer pc.Close()
 	c.seqMu.Lock()
 	c.seq++
 	seq := c.seq
+	key := uint32(c.pingID)<<16 | uint32(seq)
+	got := make(chan struct{}, 1)
+	c.pings[key] = got
 	c.seqMu.Unlock()
-	// type 8, code 0, checksum, identifier (set by the stack), sequence, data
-	msg := make([]byte, 8+32)
-	msg[0] = 8
-	binary.BigEndian.PutUint16(msg[6:], seq)
-	copy(msg[8:], "isp-box clientnet ping payload!!")
-	binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
-	dl := time.Now().Add(5 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-		dl = d
-	}
-	_ = pc.SetReadDeadline(dl)
+	defer func() {
+		c.seqMu.Lock()
+		delete(c.pings, key)
+		c.seqMu.Unlock()
+	}()
+	const hdr = 20
+	pkt := make([]byte, hdr+8+32)
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	binary.BigEndian.PutUint16(pkt[4:], seq) // IP identification
+	pkt[8], pkt[9] = 64, 1                   // TTL, protocol ICMP
+	src, dst := c.local.As4(), addr.As4()
+	copy(pkt[12:16], src[:])
+	copy(pkt[16:20], dst[:])
+	binary.BigEndian.PutUint16(pkt[10:], icmpChecksum(pkt[:hdr]))
+	m := pkt[hdr:]
+	m[0] = 8 // echo request, code 0
+	binary.BigEndian.PutUint16(m[4:], c.pingID)
+	binary.BigEndian.PutUint16(m[6:], seq)
+	copy(m[8:], "isp-box clientnet ping payload!!")
+	binary.BigEndian.PutUint16(m[2:], icmpChecksum(m))
+
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	start := time.Now()
-	if _, err := pc.Write(msg); err != nil {
-		return 0, fmt.Errorf("clientnet: ping %v: %w", addr, err)
-	}
-	buf := make([]byte, 1500)
-	for {
-		n, err := pc.Read(buf)
-		if err != nil {
-			return 0, fmt.Errorf("clientnet: ping %v: %w", addr, err)
-		}
-		if n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[6:]) == seq {
-			return time.Since(start), nil
-		}
+	c.sendMu.Lock()
+	c.send(pkt)
+	c.sendMu.Unlock()
+	select {
+	case <-got:
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("clientnet: ping %v: %w", addr, ctx.Err())
+	case <-c.stop:
+		return 0, fmt.Errorf("clientnet: ping %v: closed", addr)
 	}
 }
 
-type atomicCounter struct{ v atomic.Uint64 }
-
-func (a *atomicCounter) add()         { a.v.Add(1) }
-func (a *atomicCounter) load() uint64 { return a.v.Load() }
+// echoReply reports whether pkt is the reply to one of our pings, and
+// wakes that ping.
+func (c *Client) echoReply(pkt []byte) bool {
+	if len(pkt) < 28 || pkt[0]>>4 != 4 || pkt[9] != 1 {
+		return false
+	}
+	ihl := int(pkt[0]&0xf) * 4
+	if len(pkt) < ihl+8 || pkt[ihl] != 0 {
+		return false
+	}
+	key := uint32(binary.BigEndian.Uint16(pkt[ihl+4:]))<<16 | uint32(binary.BigEndian.Uint16(pkt[ihl+6:]))
+	c.seqMu.Lock()
+	ch, ok := c.pings[key]
+	c.seqMu.Unlock()
+	if ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	return ok
+}
 
 func icmpChecksum(b []byte) uint16 {
 	var sum uint32
