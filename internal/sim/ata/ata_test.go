@@ -29,7 +29,10 @@ func testLog(t *testing.T) *slog.Logger {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimRight(p, "\n"))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
 
 // startATA runs an ATA until the test ends.
 func startATA(t *testing.T, opts ata.Options) *ata.ATA {
@@ -77,8 +80,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // ringer is a modem stand-in that hands each incoming call to the test.
 type ringer struct{ calls chan phone.Call }
 
-func newRinger() *ringer                    { return &ringer{calls: make(chan phone.Call, 4)} }
-func (r *ringer) Incoming(c phone.Call)     { r.calls <- c }
+func newRinger() *ringer                { return &ringer{calls: make(chan phone.Call, 4)} }
+func (r *ringer) Incoming(c phone.Call) { r.calls <- c }
 func (r *ringer) next(t *testing.T) phone.Call {
 	t.Helper()
 	select {
