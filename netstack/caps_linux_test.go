@@ -14,9 +14,9 @@ func TestHasCap(t *testing.T) {
 		err    bool
 	}{
 		{"Name:\tx\nCapEff:\t000001ffffffffff\n", true, false}, // root
-		{"CapEff:\t0000000000001000\n", true, false},            // just CAP_NET_ADMIN
-		{"CapEff:\t0000000000000000\n", false, false},           // ordinary user
-		{"CapEff:\t0000000000002000\n", false, false},           // CAP_NET_RAW only
+		{"CapEff:\t0000000000001000\n", true, false},           // just CAP_NET_ADMIN
+		{"CapEff:\t0000000000000000\n", false, false},          // ordinary user
+		{"CapEff:\t0000000000002000\n", false, false},          // CAP_NET_RAW only
 		{"CapInh:\t0\n", false, true},
 		{"CapEff:\tzz\n", false, true},
 	}
