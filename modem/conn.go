@@ -1,0 +1,142 @@
+package modem
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+)
+
+// Conn is an answered call handed to PPP: the data path of the modem plus
+// what is known about the call.
+type Conn interface {
+	// Read first returns the bytes the line already consumed while
+	// detecting AutoPPP or a login (so a PPP frame sent right after
+	// CONNECT is not lost), then what the modem sends. After carrier loss
+	// or Close it returns an error (ErrCarrierLost, ErrClosed) within 1 s.
+	// Write sends to the modem. Close hangs up.
+	io.ReadWriteCloser
+	Line() string     // line name, "ttyUSB0"
+	Speed() int       // line rate from CONNECT, bit/s
+	Protocol() string // "ARQ/V34/LAPM/V42BIS", "" if none
+	CallerID() string // "" unless the modem reported one
+	CallID() string   // the SIP call that rang the line, "" if unknown
+}
+
+// Errors a Conn returns.
+var (
+	ErrCarrierLost = errors.New("modem: carrier lost")
+	ErrClosed      = errors.New("modem: connection closed")
+)
+
+// noCarrier is how a modem says the far side hung up, on ports where DCD
+// cannot be read (ptys) or is ignored.
+var noCarrier = []byte("NO CARRIER")
+
+// conn is a Line's Conn. A pump goroutine moves the port's input to in,
+// watching for NO CARRIER, and a DCD poller watches the pin where there is
+// one; either cancels ctx with ErrCarrierLost.
+type conn struct {
+	line, protocol, callerID, callID string
+	speed                            int
+	p                                *port
+	ctx                              context.Context
+	cancel                           context.CancelCauseFunc
+	in                               chan []byte
+
+	mu     sync.Mutex // guards replay
+	replay []byte
+}
+
+var _ Conn = (*conn)(nil)
+
+func (c *conn) Line() string     { return c.line }
+func (c *conn) Speed() int       { return c.speed }
+func (c *conn) Protocol() string { return c.protocol }
+func (c *conn) CallerID() string { return c.callerID }
+func (c *conn) CallID() string   { return c.callID }
+
+func (c *conn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.replay) > 0 {
+		n := copy(b, c.replay)
+		c.replay = c.replay[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	select {
+	case chunk := <-c.in:
+		n := copy(b, chunk)
+		if n < len(chunk) {
+			c.mu.Lock()
+			c.replay = append(chunk[n:], c.replay...)
+			c.mu.Unlock()
+		}
+		return n, nil
+	case <-c.ctx.Done():
+		return 0, context.Cause(c.ctx)
+	}
+}
+
+// unread puts b back in front of what Read returns.
+func (c *conn) unread(b []byte) {
+	c.mu.Lock()
+	c.replay = append(append([]byte(nil), b...), c.replay...)
+	c.mu.Unlock()
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	if err := c.p.write(b); err != nil {
+		c.cancel(err)
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (c *conn) Close() error {
+	c.cancel(ErrClosed)
+	return nil
+}
+
+// pump moves port input to the session until ctx ends. watchText makes it
+// end the session on a NO CARRIER result in the data (ports without DCD).
+// The last bytes of each chunk are kept so a result split across two reads
+// is still seen.
+func (c *conn) pump(watchText bool) {
+	var tail []byte
+	for {
+		select {
+		case b, ok := <-c.p.rx:
+			if !ok {
+				c.cancel(c.p.rxErr)
+				return
+			}
+			if watchText {
+				look := append(tail, b...)
+				if bytes.Contains(look, noCarrier) {
+					c.cancel(ErrCarrierLost)
+					return
+				}
+				if len(look) > len(noCarrier) {
+					look = look[len(look)-len(noCarrier):]
+				}
+				tail = append(tail[:0], look...)
+			}
+			select {
+			case c.in <- b:
+			case <-c.ctx.Done():
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,762 @@
+package modem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/modem/at"
+	"github.com/isp-box/isp-box/modem/lock"
+)
+
+// LineOptions is what internal/box gives a Line besides its config.
+type LineOptions struct {
+	Bus *bus.Bus     // may be nil
+	Log *slog.Logger // may be nil
+	// Handler runs a session (the box passes ppp.Serve). It returns when the
+	// session ends; ctx is cancelled on carrier loss, hang-up and shutdown.
+	// loggedInUser is the user of a text login, "" for AutoPPP and direct
+	// lines.
+	Handler func(ctx context.Context, c Conn, loggedInUser string) error
+	// DetectPPP decides whether b (starting at a 0x7E flag) is a PPP frame
+	// (ppp.Detect, injected: modem does not import ppp). Nil means mgetty's
+	// own test, DetectPPPFrame.
+	DetectPPP func(b []byte) (isPPP, decided bool)
+	// CheckLogin checks a text login against [users].
+	CheckLogin func(user, password string) bool
+}
+
+// timing holds the fixed intervals of mgetty's job; tests shorten them.
+type timing struct {
+	ringGap        time.Duration // ring.c ring_chat_timeout: 10 s between RINGs
+	chat           time.Duration // init chat, per expect: 20 s
+	backoffMin     time.Duration // reopen/reset backoff: 1 s, doubling
+	backoffMax     time.Duration // to 30 s
+	lockRetry      time.Duration // a live foreign lock is retried every 5 s
+	ctsWait        time.Duration // CTS must rise within 2 s
+	dcdPoll        time.Duration // carrier watch: 100 ms
+	loginGrace     time.Duration // the "one minute left"
+	loginFailDelay time.Duration // after a wrong password
+	pause          time.Duration // chat's \d: 500 ms
+}
+
+func defaultTiming() timing {
+	return timing{ringGap: 10 * time.Second, chat: 20 * time.Second, backoffMin: time.Second, backoffMax: 30 * time.Second,
+		lockRetry: 5 * time.Second, ctsWait: 2 * time.Second, dcdPoll: 100 * time.Millisecond,
+		loginGrace: time.Minute, loginFailDelay: time.Second, pause: 500 * time.Millisecond}
+}
+
+// Line is one modem line doing mgetty's job in process: see State for the
+// cycle. Create with NewLine, run with Run.
+type Line struct {
+	opts LineOptions
+	log  *slog.Logger
+	t    timing
+
+	mu      sync.Mutex // guards the fields below
+	cfg     LineConfig
+	reload  *LineConfig
+	status  LineStatus
+	callID  string    // the SIP call for the peer seen on the bus
+	callAt  time.Time // when it was seen
+	session int
+}
+
+// LineStatus is a snapshot of a line for `isp-box lines`.
+type LineStatus struct {
+	Name        string    // line name
+	Device      string    // configured device path
+	Peer        string    // SIP peer the line sits behind
+	State       string    // opening, resetting, ..., connected, hangingup, down
+	Since       time.Time // when State was entered
+	LastConnect string    // the last CONNECT line
+	Speed       int       // line rate of the current or last call
+	Protocol    string    // its protocol
+	CallerID    string    // of the current call
+	CallID      string    // the SIP call tied to the current call
+	Session     string    // "ttyUSB0/3": the line's n-th session
+	User        string    // logged-in user of the current session ("" for AutoPPP)
+	Answered    int       // calls answered (CONNECT) since start
+	Errors      int       // errors reported
+	LastError   string    // the last of them
+	Caps        string    // "modem lines", "pty: no DCD/DTR", ", RTS/CTS"
+}
+
+// NewLine checks cfg and returns a line ready to Run.
+func NewLine(cfg LineConfig, opts LineOptions) (*Line, error) {
+	if cfg.Device == "" {
+		return nil, fmt.Errorf("modem: line %q: no device", cfg.Name)
+	}
+	if cfg.Name == "" {
+		cfg.Name = strings.TrimPrefix(cfg.Device, "/dev/")
+	}
+	if cfg.FlowControl != "" && cfg.FlowControl != "hard" && cfg.FlowControl != "none" {
+		return nil, fmt.Errorf("modem: line %s: flow control %q: want hard or none", cfg.Name, cfg.FlowControl)
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &Line{opts: opts, log: log.With("comp", "modem", "line", cfg.Name), t: defaultTiming(), cfg: cfg}
+	l.status = LineStatus{Name: cfg.Name, Device: cfg.Device, Peer: cfg.Peer, State: "down", Since: time.Now()}
+	return l, nil
+}
+
+// Status returns a snapshot.
+func (l *Line) Status() LineStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+// Reload replaces the config; it takes effect the next time the line is
+// idle (a call in progress is not disturbed). A changed device reopens.
+func (l *Line) Reload(cfg LineConfig) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reload = &cfg
+}
+
+func (l *Line) config() LineConfig {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg
+}
+
+func (l *Line) setState(s State, detail, callID string) {
+	name := strings.ToLower(s.String())
+	l.mu.Lock()
+	changed := l.status.State != name
+	l.status.State, l.status.Since = name, time.Now()
+	if s == StateIdle || s == StateDown {
+		l.status.CallID, l.status.CallerID, l.status.Session, l.status.User = "", "", "", ""
+	}
+	cfg := l.cfg
+	l.mu.Unlock()
+	if changed {
+		l.log.Debug("state", "state", name, "detail", detail)
+	}
+	l.publish(bus.LineState{Line: cfg.Name, Peer: cfg.Peer, State: name, Detail: detail, CallID: callID})
+}
+
+func (l *Line) publish(ev bus.Event) {
+	if l.opts.Bus != nil {
+		l.opts.Bus.Publish(ev)
+	}
+}
+
+// fail counts and reports an error.
+func (l *Line) fail(err error) {
+	l.mu.Lock()
+	l.status.Errors++
+	l.status.LastError = err.Error()
+	name := l.cfg.Name
+	l.mu.Unlock()
+	l.log.Warn("line error", "err", err)
+	l.publish(bus.ModemError{Line: name, Err: err.Error()})
+}
+
+// Run does the line's job until ctx is done: open (retrying with backoff
+// while the device is missing or locked by another program), reset, init,
+// wait for calls, answer, hand each call to the Handler, hang up, re-init.
+// On return DTR has been dropped, the lock removed and the port closed. It
+// returns nil once ctx is done.
+func (l *Line) Run(ctx context.Context) error {
+	if l.opts.Bus != nil && l.config().Peer != "" {
+		sub := l.opts.Bus.Subscribe("modem:"+l.config().Name, 64, func(ev bus.Event) bool {
+			switch ev.(type) {
+			case bus.CallStarted, bus.CallRinging, bus.CallEnded:
+				return true
+			}
+			return false
+		})
+		defer sub.Close()
+		go l.watchCalls(ctx, sub)
+	}
+	backoff := l.t.backoffMin
+	for ctx.Err() == nil {
+		l.applyReload()
+		cfg := l.config()
+		l.setState(StateOpening, cfg.Device, "")
+		p, lk, err := l.open(ctx, cfg)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			l.fail(err)
+			l.sleep(ctx, backoff)
+			backoff = min(backoff*2, l.t.backoffMax)
+			continue
+		}
+		l.mu.Lock()
+		l.status.Caps = p.caps.String()
+		l.mu.Unlock()
+		start := time.Now()
+		err = l.serve(ctx, p, cfg)
+		l.shutdown(p, lk, cfg, ctx.Err() != nil)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil && !errors.Is(err, errReopen) {
+			l.fail(err)
+		}
+		if time.Since(start) > l.t.backoffMax {
+			backoff = l.t.backoffMin // it worked for a while
+		}
+		if !errors.Is(err, errReopen) {
+			l.sleep(ctx, backoff)
+			backoff = min(backoff*2, l.t.backoffMax)
+		}
+	}
+	l.setState(StateDown, "", "")
+	return nil
+}
+
+var errReopen = errors.New("modem: reopen for a new config")
+
+func (l *Line) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (l *Line) applyReload() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.reload == nil {
+		return false
+	}
+	old := l.cfg
+	l.cfg, l.reload = *l.reload, nil
+	l.status.Device, l.status.Peer = l.cfg.Device, l.cfg.Peer
+	return old.Device != l.cfg.Device || old.Speed != l.cfg.Speed || old.FlowControl != l.cfg.FlowControl || old.Direct != l.cfg.Direct
+}
+
+// open takes the UUCP lock (waiting while a live process holds it) and
+// opens the port.
+func (l *Line) open(ctx context.Context, cfg LineConfig) (*port, *lock.Lock, error) {
+	var lk *lock.Lock
+	if cfg.Lock {
+		dir := cfg.LockDir
+		if dir == "" {
+			dir = "/var/lock"
+		}
+		for {
+			var err error
+			lk, err = lock.Acquire(dir, cfg.Device, os.Getpid())
+			if err == nil {
+				break
+			}
+			var le *lock.LockedError
+			if !errors.As(err, &le) {
+				return nil, nil, err
+			}
+			// Another program (minicom, cu, a dial-out) has the line:
+			// wait for it, as mgetty does.
+			l.setState(StateOpening, fmt.Sprintf("locked by pid %d", le.PID), "")
+			l.sleep(ctx, l.t.lockRetry)
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+		}
+	}
+	p, err := openPort(cfg, l.t.ctsWait)
+	if err != nil {
+		lk.Release()
+		return nil, nil, err
+	}
+	if err := applyOwnership(p.real, cfg); err != nil {
+		l.log.Warn("port ownership", "err", err) // not fatal: mgetty only logs it too
+	}
+	l.log.Info("opened", "device", cfg.Device, "tty", p.real, "caps", p.caps.String())
+	return p, lk, nil
+}
+
+// shutdown closes the port: DTR dropped when the box stops (so the modem
+// hangs up), lock released.
+func (l *Line) shutdown(p *port, lk *lock.Lock, cfg LineConfig, final bool) {
+	if final && !cfg.Local {
+		p.setDTR(false)
+	}
+	p.close()
+	p.wait()
+	if err := lk.Release(); err != nil {
+		l.log.Warn("unlock", "err", err)
+	}
+}
+
+// serve runs the modem cycle on an open port until the device fails or
+// ctx ends.
+func (l *Line) serve(ctx context.Context, p *port, cfg LineConfig) error {
+	if cfg.Direct {
+		return l.serveDirect(ctx, p, cfg)
+	}
+	backoff := l.t.backoffMin
+	needReset := true
+	for ctx.Err() == nil {
+		if needReset {
+			l.setState(StateResetting, "", "")
+			if err := l.toggleDTR(p, cfg); err != nil {
+				return err
+			}
+		}
+		l.setState(StateInitialising, "", "")
+		if err := l.initModem(ctx, p, cfg); err != nil {
+			if isDeviceErr(err) || ctx.Err() != nil {
+				return err
+			}
+			l.fail(fmt.Errorf("modem on %s not responding, resetting: %w", cfg.Device, err))
+			l.sleep(ctx, backoff)
+			backoff = min(backoff*2, l.t.backoffMax)
+			needReset = true
+			continue
+		}
+		backoff = l.t.backoffMin
+		needReset = false
+		err := l.idle(ctx, p, &cfg)
+		switch {
+		case errors.Is(err, errReopen):
+			return err
+		case errors.Is(err, errSilent):
+			l.fail(fmt.Errorf("modem on %s stopped answering AT, resetting", cfg.Device))
+			needReset = true
+		case err != nil && (isDeviceErr(err) || ctx.Err() != nil):
+			return err
+		case err != nil:
+			l.log.Info("call ended", "err", err)
+		}
+	}
+	return ctx.Err()
+}
+
+var errSilent = errors.New("modem: silent")
+
+func isDeviceErr(err error) bool {
+	return errors.Is(err, errVanished) || errors.Is(err, errClosedPort)
+}
+
+// toggleDTR resets the modem: DTR low for toggle-dtr-waittime (mgetty
+// tio_toggle_dtr; with &D3 that is a hang-up and ATZ), input flushed.
+func (l *Line) toggleDTR(p *port, cfg LineConfig) error {
+	if cfg.ToggleDTR && !cfg.Local {
+		if err := p.setDTR(false); err != nil {
+			return err
+		}
+		wait := cfg.ToggleDTRWait
+		if wait <= 0 {
+			wait = 500 * time.Millisecond
+		}
+		time.Sleep(wait)
+		if err := p.setDTR(true); err != nil {
+			return err
+		}
+		time.Sleep(wait / 5) // let the modem come back before talking to it
+	}
+	return p.flush()
+}
+
+// initModem runs init-chat; when the modem does not answer, force-init-chat
+// and init-chat again (mgetty.c).
+func (l *Line) initModem(ctx context.Context, p *port, cfg LineConfig) error {
+	chat := cfg.InitChat
+	if len(chat) == 0 {
+		chat = at.DefaultInitChat
+	}
+	if err := p.flush(); err != nil {
+		return err
+	}
+	err := l.chat(ctx, p, chat)
+	if err == nil || isDeviceErr(err) || ctx.Err() != nil {
+		return err
+	}
+	l.log.Warn("init chat failed, trying force-init", "err", err)
+	if err := l.chat(ctx, p, at.ForceInitChat); err != nil {
+		return err
+	}
+	if err := p.flush(); err != nil {
+		return err
+	}
+	return l.chat(ctx, p, chat)
+}
+
+var errChatAbort = errors.New("modem: chat aborted")
+
+// chat runs an expect/send script (mgetty do_chat): each expect must appear
+// in a line within the chat timeout; ERROR, BUSY and NO CARRIER abort.
+func (l *Line) chat(ctx context.Context, p *port, words []string) error {
+	for _, st := range at.ParseChat(words) {
+		if st.Expect != "" {
+			if err := l.expect(ctx, p, st.Expect, l.t.chat); err != nil {
+				return err
+			}
+		}
+		if st.Send != "" {
+			if err := l.send(ctx, p, st.Send); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Line) expect(ctx context.Context, p *port, want string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		line, err := p.readLine(ctx, time.Until(deadline))
+		if err != nil {
+			return fmt.Errorf("expecting %q: %w", want, err)
+		}
+		l.log.Debug("modem said", "line", line)
+		if strings.Contains(line, want) {
+			return nil
+		}
+		switch at.ParseResult(line).Code {
+		case at.Error, at.Busy, at.NoCarrier:
+			return fmt.Errorf("expecting %q, got %q: %w", want, line, errChatAbort)
+		}
+	}
+}
+
+// send writes a chat send string with its escapes; mgetty waits 50 ms
+// before each send (DO_CHAT_SEND_DELAY).
+func (l *Line) send(ctx context.Context, p *port, s string) error {
+	time.Sleep(l.t.pause / 10)
+	for _, pc := range at.ExpandSend(s, l.t.pause) {
+		if pc.Pause > 0 {
+			l.sleep(ctx, pc.Pause)
+			continue
+		}
+		l.log.Debug("to modem", "data", string(pc.Data))
+		if err := p.write(pc.Data); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// idle waits for RING (or the modem's own CONNECT after auto-answer) and
+// checks the modem every modem-check-time. It returns after one call, so
+// the caller re-inits.
+func (l *Line) idle(ctx context.Context, p *port, cfg *LineConfig) error {
+	for {
+		if l.applyReload() {
+			return errReopen
+		}
+		*cfg = l.config()
+		l.setState(StateIdle, "", "")
+		check := cfg.ModemCheck
+		if check <= 0 {
+			check = time.Hour
+		}
+		line, err := p.readLine(ctx, check)
+		if errors.Is(err, errTimeout) {
+			if err := l.checkModem(ctx, p); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r := at.ParseResult(line)
+		switch r.Code {
+		case at.Ring:
+			return l.call(ctx, p, *cfg, r)
+		case at.Connect, at.Carrier, at.Protocol, at.Compression:
+			// The modem answered by itself (S0 > 0).
+			return l.connected(ctx, p, *cfg, l.currentCall(), "", r)
+		default:
+			l.log.Debug("junk on the line", "line", line)
+		}
+	}
+}
+
+// checkModem is mgetty's modem-check-time test: AT, twice, wants OK.
+func (l *Line) checkModem(ctx context.Context, p *port) error {
+	for try := 0; try < 2; try++ {
+		if err := p.flush(); err != nil {
+			return err
+		}
+		if err := l.send(ctx, p, "AT"); err != nil {
+			return err
+		}
+		err := l.expect(ctx, p, "OK", l.t.chat)
+		if err == nil {
+			return nil
+		}
+		if isDeviceErr(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return errSilent
+}
+
+// call counts RINGs (rings, at most ring-gap apart), answers and runs the
+// session.
+func (l *Line) call(ctx context.Context, p *port, cfg LineConfig, first at.Result) error {
+	callID := l.currentCall()
+	rings := cfg.Rings
+	if rings < 1 {
+		rings = 1
+	}
+	count, callerID := 0, ""
+	r := first
+	for {
+		switch r.Code {
+		case at.Ring:
+			count++
+			l.setState(StateRinging, fmt.Sprintf("RING %d", count), callID)
+			l.publish(bus.LineRing{Line: cfg.Name, Count: count, CallerID: callerID, CallID: callID})
+		case at.Connect:
+			return l.connected(ctx, p, cfg, callID, callerID, r)
+		}
+		if count >= rings {
+			break
+		}
+		line, err := p.readLine(ctx, l.t.ringGap)
+		if errors.Is(err, errTimeout) {
+			l.log.Info("phone stopped ringing", "rings", count)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if id, ok := strings.CutPrefix(line, "NMBR"); ok { // caller id between rings
+			callerID = strings.TrimSpace(strings.TrimLeft(id, " =:"))
+		}
+		r = at.ParseResult(line)
+		if callID == "" {
+			callID = l.currentCall()
+		}
+	}
+	l.mu.Lock()
+	l.status.CallID, l.status.CallerID = callID, callerID
+	l.mu.Unlock()
+
+	l.setState(StateAnswering, "", callID)
+	cmd := cfg.AnswerCommand
+	if cmd == "" {
+		cmd = "ATA"
+	}
+	if err := l.send(ctx, p, cmd); err != nil {
+		return err
+	}
+	timeout := cfg.AnswerTimeout
+	if timeout <= 0 {
+		timeout = 80 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	var cn at.Connection
+	for {
+		line, err := p.readLine(ctx, time.Until(deadline))
+		if errors.Is(err, errTimeout) {
+			l.fail(fmt.Errorf("no CONNECT within %s of %s", timeout, cmd))
+			p.write([]byte("\r")) // any character aborts the answer
+			return l.hangup(ctx, p, cfg, callID)
+		}
+		if err != nil {
+			return err
+		}
+		res := at.ParseResult(line)
+		cn.Merge(res)
+		switch res.Code {
+		case at.Connect:
+			return l.connected(ctx, p, cfg, callID, callerID, res, cn)
+		case at.NoCarrier, at.Busy, at.Error, at.NoAnswer, at.NoDialtone:
+			l.fail(fmt.Errorf("answer failed: %s", line))
+			return l.hangup(ctx, p, cfg, callID)
+		}
+	}
+}
+
+// currentCall is the SIP call ringing this line's peer, if one was seen in
+// the last minute.
+func (l *Line) currentCall() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.callID != "" && time.Since(l.callAt) < time.Minute {
+		return l.callID
+	}
+	return ""
+}
+
+func (l *Line) watchCalls(ctx context.Context, sub *bus.Sub) {
+	for {
+		select {
+		case env, ok := <-sub.C():
+			if !ok {
+				return
+			}
+			peer := l.config().Peer
+			l.mu.Lock()
+			switch ev := env.Event.(type) {
+			case bus.CallStarted:
+				if ev.Target == peer {
+					l.callID, l.callAt = ev.CallID, time.Now()
+				}
+			case bus.CallRinging:
+				if ev.Callee == peer {
+					l.callID, l.callAt = ev.CallID, time.Now()
+				}
+			case bus.CallEnded:
+				if ev.CallID == l.callID {
+					l.callID = ""
+				}
+			}
+			l.mu.Unlock()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// connected runs one session on the answered call: login or AutoPPP, the
+// Handler, then the hang-up.
+func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, callerID string, r at.Result, merged ...at.Connection) error {
+	var cn at.Connection
+	if len(merged) > 0 {
+		cn = merged[0]
+	} else {
+		cn.Merge(r)
+	}
+	l.mu.Lock()
+	l.session++
+	sess := fmt.Sprintf("%s/%d", cfg.Name, l.session)
+	l.status.Answered++
+	l.status.LastConnect, l.status.Speed, l.status.Protocol = cn.Result, cn.Speed, cn.Protocol
+	l.status.Session, l.status.CallID, l.status.CallerID = sess, callID, callerID
+	l.mu.Unlock()
+	l.publish(bus.ModemConnected{Line: cfg.Name, Speed: cn.Speed, Protocol: cn.Protocol, Result: cn.Result, CallID: callID})
+	l.setState(StateConnected, cn.Result, callID)
+
+	err := l.session1(ctx, p, cfg, cn, callID, callerID, false)
+	if isDeviceErr(err) || ctx.Err() != nil {
+		return err
+	}
+	return l.hangup(ctx, p, cfg, callID)
+}
+
+// session1 builds the Conn, starts the carrier watch, runs login (unless
+// direct) and the Handler.
+func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Connection, callID, callerID string, direct bool) error {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c := &conn{line: cfg.Name, speed: cn.Speed, protocol: cn.Protocol, callerID: callerID, callID: callID,
+		p: p, ctx: sctx, cancel: cancel, in: make(chan []byte, 64)}
+	// What came right after "CONNECT ...\r" is the caller's first data.
+	rest := p.pending
+	p.pending = nil
+	if len(rest) > 0 && rest[0] == '\n' {
+		rest = rest[1:]
+	}
+	c.replay = rest
+
+	hasDCD := p.caps.modemLines && !cfg.IgnoreCarrier && !cfg.Local && !direct
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.pump(!hasDCD && !direct) }()
+	if hasDCD {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.watchDCD(sctx, c) }()
+	}
+	defer wg.Wait()
+	defer cancel(nil)
+
+	user := ""
+	if !direct {
+		var err error
+		user, err = l.login(sctx, c, cfg, cn.Result)
+		if err != nil {
+			l.log.Info("no login", "err", err)
+			return sessionErr(sctx, err)
+		}
+		l.mu.Lock()
+		l.status.User = user
+		l.mu.Unlock()
+	}
+	if l.opts.Handler == nil {
+		return errors.New("modem: no handler")
+	}
+	start := time.Now()
+	err := l.opts.Handler(sctx, c, user)
+	cause := context.Cause(sctx)
+	l.log.Info("session over", "after", time.Since(start).Round(time.Millisecond), "err", err, "cause", cause)
+	return sessionErr(sctx, err)
+}
+
+// sessionErr prefers a device failure (so the line reopens) over what the
+// handler returned.
+func sessionErr(sctx context.Context, err error) error {
+	if c := context.Cause(sctx); c != nil && isDeviceErr(c) {
+		return c
+	}
+	return err
+}
+
+// watchDCD polls carrier detect (go.bug.st/serial has no TIOCMIWAIT; a
+// blocked TIOCMIWAIT cannot be cancelled either): DCD low ends the session.
+func (l *Line) watchDCD(ctx context.Context, c *conn) {
+	t := time.NewTicker(l.t.dcdPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			on, _, err := c.p.dcd()
+			if err != nil {
+				c.cancel(err)
+				return
+			}
+			if !on {
+				c.cancel(ErrCarrierLost)
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// hangup ends a call: DTR drop (B0 on ptys) for toggle-dtr-waittime, or
+// with `local` the escape and ATH; then input flushed.
+func (l *Line) hangup(ctx context.Context, p *port, cfg LineConfig, callID string) error {
+	l.setState(StateHangingup, "", callID)
+	if cfg.Local || !cfg.ToggleDTR {
+		time.Sleep(1100 * time.Millisecond) // S12 guard time
+		p.write([]byte("+++"))
+		time.Sleep(1100 * time.Millisecond)
+		l.send(ctx, p, "ATH0")
+		return p.flush()
+	}
+	return l.toggleDTR(p, cfg)
+}
+
+// serveDirect is mgetty's `direct yes`: a null-modem cable, no AT at all,
+// PPP at once, again and again.
+func (l *Line) serveDirect(ctx context.Context, p *port, cfg LineConfig) error {
+	for ctx.Err() == nil {
+		l.mu.Lock()
+		l.session++
+		l.status.Session = fmt.Sprintf("%s/%d", cfg.Name, l.session)
+		l.mu.Unlock()
+		l.setState(StateConnected, "direct", "")
+		err := l.session1(ctx, p, cfg, at.Connection{Speed: cfg.Speed}, "", "", true)
+		if isDeviceErr(err) || ctx.Err() != nil {
+			return err
+		}
+		l.setState(StateHangingup, "direct", "")
+		if err := p.flush(); err != nil {
+			return err
+		}
+		l.sleep(ctx, l.t.backoffMin)
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,532 @@
+package modem
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/modem/lock"
+)
+
+// dte is the caller's computer: the client modem's pty, driven like a
+// terminal program.
+type dte struct {
+	t   *testing.T
+	f   *os.File
+	buf []byte
+}
+
+func openDTE(t *testing.T, path string) *dte {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &dte{t: t, f: f}
+}
+
+func (d *dte) send(s string) {
+	d.t.Helper()
+	if _, err := d.f.WriteString(s); err != nil {
+		d.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+func (d *dte) expect(want string) string {
+	d.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	b := make([]byte, 1024)
+	for {
+		if i := bytes.Index(d.buf, []byte(want)); i >= 0 {
+			out := string(d.buf[:i+len(want)])
+			d.buf = d.buf[i+len(want):]
+			return out
+		}
+		d.f.SetReadDeadline(deadline)
+		n, err := d.f.Read(b)
+		d.buf = append(d.buf, b[:n]...)
+		if err != nil {
+			d.t.Fatalf("waiting for %q: %v; got %q", want, err, d.buf)
+		}
+	}
+}
+
+// rig is a line on an emulated ISP modem, and a client modem that can
+// call it through an in-memory exchange.
+type rig struct {
+	t        *testing.T
+	bus      *bus.Bus
+	events   *bus.Sub
+	isp      *hayes.Modem
+	client   *hayes.Modem
+	dte      *dte
+	line     *Line
+	sessions chan session
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// session is what the test Handler saw of one call.
+type session struct {
+	user      string
+	first     []byte    // the first bytes Read returned
+	readErrAt time.Time // when Read failed
+	readErr   error
+	ctxDoneAt time.Time
+	speed     int
+	callID    string
+}
+
+const ispNumber = "88567682"
+
+func newRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig {
+	t.Helper()
+	r := &rig{t: t, bus: bus.New(nil), sessions: make(chan session, 8), done: make(chan struct{})}
+	r.events = r.bus.SubscribeReliable("test", nil)
+	t.Cleanup(r.events.Close)
+	x := hayes.NewExchange()
+	dir := t.TempDir()
+	var err error
+	r.isp, err = hayes.New(hayes.Options{Name: "isp", Link: filepath.Join(dir, "ttyUSB0"), RingInterval: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.isp.Close() })
+	r.client, err = hayes.New(hayes.Options{Name: "client", Link: filepath.Join(dir, "ttyCLIENT"), Phone: x.Line("5550100")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.client.Close() })
+	x.Attach(ispNumber, r.isp)
+	r.dte = openDTE(t, r.client.Path())
+	r.dte.send("ATE0\r")
+	r.dte.expect("OK\r\n")
+
+	cfg := DefaultLineConfig("ttyUSB0")
+	cfg.Device = r.isp.Path()
+	cfg.Peer = "pap2t-ispmodem"
+	cfg.Rings = 2
+	cfg.LockDir = dir
+	cfg.ToggleDTRWait = 100 * time.Millisecond
+	cfg.LoginPrompt = "isp!login: "
+	cfg.Issue = "Welcome to isp-box\n"
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	r.line, err = NewLine(cfg, LineOptions{
+		Bus:        r.bus,
+		Handler:    r.handler,
+		CheckLogin: func(u, p string) bool { return u == "dial" && p == "dial" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.line.t.chat = 3 * time.Second
+	r.line.t.backoffMin = 100 * time.Millisecond
+	r.line.t.backoffMax = 500 * time.Millisecond
+	r.line.t.lockRetry = 100 * time.Millisecond
+	r.line.t.loginFailDelay = 10 * time.Millisecond
+	if tt != nil {
+		tt(&r.line.t)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { defer close(r.done); r.line.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *rig) stop() {
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(20 * time.Second):
+		r.t.Error("Run did not return after cancel")
+	}
+}
+
+// handler is a PPP stand-in: it greets the caller, then echoes what it
+// reads, and records when and how its Read failed.
+func (r *rig) handler(ctx context.Context, c Conn, user string) error {
+	s := session{user: user, speed: c.Speed(), callID: c.CallID()}
+	go func() { <-ctx.Done(); r.sessions <- session{ctxDoneAt: time.Now()} }()
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	if err != nil {
+		s.readErr, s.readErrAt = err, time.Now()
+		r.sessions <- s
+		return err
+	}
+	s.first = append([]byte(nil), buf[:n]...)
+	c.Write([]byte("[ready]"))
+	r.sessions <- s
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			r.sessions <- session{readErr: err, readErrAt: time.Now()}
+			return err
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return err
+		}
+	}
+}
+
+// waitState waits for a LineState event with state want.
+func (r *rig) waitState(want string) bus.LineState {
+	r.t.Helper()
+	return waitEvent(r.t, r.events, func(ev bus.LineState) bool { return ev.State == want })
+}
+
+func waitEvent[T bus.Event](t *testing.T, sub *bus.Sub, match func(T) bool) T {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case env := <-sub.C():
+			if ev, ok := env.Event.(T); ok && match(ev) {
+				return ev
+			}
+		case <-timeout:
+			var zero T
+			t.Fatalf("timed out waiting for %T", zero)
+			return zero
+		}
+	}
+}
+
+func (r *rig) nextSession() session {
+	r.t.Helper()
+	select {
+	case s := <-r.sessions:
+		return s
+	case <-time.After(30 * time.Second):
+		r.t.Fatal("no session")
+		return session{}
+	}
+}
+
+// dial makes the client call the ISP and waits for its CONNECT.
+func (r *rig) dial() {
+	r.t.Helper()
+	r.dte.send("ATDT" + ispNumber + "\r")
+	r.dte.expect("CONNECT 28800")
+	r.dte.expect("\r\n")
+}
+
+// lcpFrame is an LCP Configure-Request as Windows 95 sends it right after
+// CONNECT, with the control field escaped (RFC 1662).
+var lcpFrame = []byte{0x7e, 0xff, 0x7d, 0x23, 0xc0, 0x21, 0x7d, 0x21, 0x7d, 0x21, 0x7d, 0x20, 0x7d, 0x34, 0x7e}
+
+// TestAnswerAutoPPPCarrierLoss: two RINGs, ATA, CONNECT 28800, an AutoPPP
+// session that exchanges data with the caller; the caller hangs up and the
+// session's Read fails within 1 s; the line is idle again and answers the
+// next call, tied to the SIP call seen on the bus.
+func TestAnswerAutoPPPCarrierLoss(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	if caps := r.line.Status().Caps; caps != "pty: no DCD/DTR, RTS/CTS" {
+		t.Errorf("caps %q", caps)
+	}
+	r.bus.Publish(bus.CallStarted{CallID: "00000002", From: "pap2t-client", Exten: ispNumber, Target: "pap2t-ispmodem"})
+
+	for call := 1; call <= 2; call++ {
+		r.dial()
+		r.dte.expect("login: ")
+		r.dte.send(string(lcpFrame))
+		s := r.nextSession()
+		if s.readErr != nil {
+			t.Fatalf("call %d: first Read: %v", call, s.readErr)
+		}
+		if !bytes.HasPrefix(lcpFrame, s.first) || len(s.first) == 0 {
+			t.Fatalf("call %d: handler's first bytes %x, want the LCP frame %x replayed", call, s.first, lcpFrame)
+		}
+		if s.user != "" || s.speed != 28800 {
+			t.Errorf("call %d: user %q speed %d", call, s.user, s.speed)
+		}
+		if call == 1 && s.callID != "00000002" {
+			t.Errorf("call id %q, want 00000002", s.callID)
+		}
+		r.dte.expect("[ready]")
+		r.dte.send("ping over the line")
+		r.dte.expect("ping over the line")
+		st := r.line.Status()
+		if st.State != "connected" || st.Speed != 28800 || st.LastConnect != "CONNECT 28800/ARQ" {
+			t.Errorf("status %+v", st)
+		}
+
+		start := time.Now()
+		r.client.DropCarrier() // the caller hangs up
+		var readErr, ctxDone time.Time
+		for readErr.IsZero() || ctxDone.IsZero() {
+			s := r.nextSession()
+			if !s.readErrAt.IsZero() {
+				readErr = s.readErrAt
+				if !errors.Is(s.readErr, ErrCarrierLost) {
+					t.Errorf("Read error %v, want ErrCarrierLost", s.readErr)
+				}
+			}
+			if !s.ctxDoneAt.IsZero() {
+				ctxDone = s.ctxDoneAt
+			}
+		}
+		t.Logf("call %d: carrier dropped -> Read error after %v, ctx cancelled after %v", call, readErr.Sub(start), ctxDone.Sub(start))
+		if d := readErr.Sub(start); d > time.Second {
+			t.Errorf("Read failed %v after the hang-up, want < 1 s", d)
+		}
+		r.waitState("hangingup")
+		r.waitState("idle")
+	}
+	if st := r.line.Status(); st.Answered != 2 {
+		t.Errorf("answered %d, want 2", st.Answered)
+	}
+}
+
+func TestRingsCounted(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	r.dte.send("ATDT" + ispNumber + "\r")
+	for i := 1; i <= 2; i++ {
+		ev := waitEvent(t, r.events, func(ev bus.LineRing) bool { return true })
+		if ev.Count != i {
+			t.Fatalf("RING count %d, want %d", ev.Count, i)
+		}
+	}
+	r.waitState("answering")
+	mc := waitEvent(t, r.events, func(ev bus.ModemConnected) bool { return true })
+	if mc.Speed != 28800 || mc.Protocol != "ARQ" {
+		t.Errorf("ModemConnected %+v", mc)
+	}
+}
+
+func TestLoginPrompt(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	r.dial()
+	if got := r.dte.expect("isp!login: "); !bytes.Contains([]byte(got), []byte("Welcome to isp-box\r\n")) {
+		t.Errorf("no issue before the prompt: %q", got)
+	}
+	r.dte.send("dial\r")
+	r.dte.expect("dial\r\n") // echoed
+	r.dte.expect("Password: ")
+	r.dte.send("wrong\r")
+	r.dte.expect("Login incorrect")
+	r.dte.expect("login: ")
+	r.dte.send("dial\r")
+	r.dte.expect("Password: ")
+	r.dte.send("dial\r")
+	r.dte.send(string(lcpFrame)) // the login shell starts PPP: pppd's first frame
+	s := r.nextSession()
+	if s.user != "dial" {
+		t.Fatalf("user %q, want dial", s.user)
+	}
+	if len(s.first) == 0 || s.first[0] != 0x7e {
+		t.Errorf("first bytes after the login %x, want the frame", s.first)
+	}
+	r.dte.expect("[ready]")
+}
+
+// TestAutoPPPAfterTyping: the caller types something, then starts PPP at the
+// prompt (a dial-up script that gave up): still AutoPPP.
+func TestAutoPPPAfterTyping(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	r.dial()
+	r.dte.expect("login: ")
+	r.dte.send("CLIENT")
+	r.dte.expect("CLIENT")
+	r.dte.send(string(lcpFrame))
+	s := r.nextSession()
+	if s.user != "" || len(s.first) == 0 || s.first[0] != 0x7e {
+		t.Fatalf("session %+v, want AutoPPP with the frame replayed", s)
+	}
+}
+
+func TestLoginRefused(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	r.dial()
+	for i := 0; i < 3; i++ {
+		r.dte.expect("login: ")
+		r.dte.send("dial\r")
+		r.dte.expect("Password: ")
+		r.dte.send("nope\r")
+		r.dte.expect("Login incorrect")
+	}
+	r.dte.expect("NO CARRIER") // the line hung up
+	r.waitState("idle")
+	select {
+	case s := <-r.sessions:
+		t.Fatalf("handler ran after a refused login: %+v", s)
+	default:
+	}
+}
+
+// TestSilentModemReset: the idle modem stops answering AT; modem-check
+// notices, the line reports it and resets; once the modem is back, the line
+// is idle and answers calls.
+func TestSilentModemReset(t *testing.T) {
+	r := newRig(t, func(c *LineConfig) { c.ModemCheck = 300 * time.Millisecond }, func(tm *timing) { tm.chat = 500 * time.Millisecond })
+	r.waitState("idle")
+	r.isp.GoSilent(true)
+	ev := waitEvent(t, r.events, func(ev bus.ModemError) bool { return true })
+	t.Logf("reported: %s", ev.Err)
+	r.waitState("resetting")
+	r.isp.GoSilent(false)
+	r.waitState("idle")
+	r.dial()
+	r.dte.expect("login: ")
+	r.dte.send(string(lcpFrame))
+	if s := r.nextSession(); s.readErr != nil {
+		t.Fatal(s.readErr)
+	}
+}
+
+// TestDeviceVanishes: the USB adapter is unplugged during a call and comes
+// back later at the same path; the line reopens by itself.
+func TestDeviceVanishes(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	lockPath := lock.Path(r.line.config().LockDir, r.isp.Path())
+	r.dial()
+	r.dte.expect("login: ")
+	r.dte.send(string(lcpFrame))
+	r.nextSession()
+	r.isp.Vanish()
+	waitEvent(t, r.events, func(ev bus.ModemError) bool { return true })
+	r.waitState("opening")
+	if _, err := os.Stat(lockPath); !os.IsNotExist(err) {
+		t.Errorf("lock %s still there after the device vanished: %v", lockPath, err)
+	}
+	// Missing device: reopen attempts fail and are reported, with backoff.
+	waitEvent(t, r.events, func(ev bus.ModemError) bool { return true })
+	if err := r.isp.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState("idle")
+	if r.line.Status().Errors < 2 {
+		t.Errorf("errors %d", r.line.Status().Errors)
+	}
+	r.dte.expect("NO CARRIER") // the old call died with the device
+	r.dial()
+	r.dte.expect("login: ")
+	r.dte.send(string(lcpFrame))
+	for {
+		s := r.nextSession()
+		if len(s.first) > 0 {
+			break
+		}
+	}
+}
+
+// TestForeignLock: minicom (here: a sleep) holds the lock; the line waits,
+// and takes the line once the holder is gone (its lock now stale).
+func TestForeignLock(t *testing.T) {
+	dir := t.TempDir()
+	isp, err := hayes.New(hayes.Options{Link: filepath.Join(dir, "ttyUSB0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer isp.Close()
+	holder := exec.Command("sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer holder.Process.Kill()
+	lockPath := lock.Path(dir, isp.Path())
+	os.WriteFile(lockPath, []byte(fmt.Sprintf("%10d\n", holder.Process.Pid)), 0o644)
+
+	b := bus.New(nil)
+	sub := b.SubscribeReliable("test", nil)
+	defer sub.Close()
+	cfg := DefaultLineConfig("ttyUSB0")
+	cfg.Device, cfg.LockDir, cfg.ToggleDTRWait = isp.Path(), dir, 50*time.Millisecond
+	l, err := NewLine(cfg, LineOptions{Bus: b, Handler: func(context.Context, Conn, string) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.t.lockRetry = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	ev := waitEvent(t, sub, func(ev bus.LineState) bool { return ev.Detail != "" && ev.State == "opening" && ev.Detail != cfg.Device })
+	if want := "locked by pid " + strconv.Itoa(holder.Process.Pid); ev.Detail != want {
+		t.Errorf("detail %q, want %q", ev.Detail, want)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got, _ := lock.ReadPID(lockPath); got != holder.Process.Pid {
+		t.Fatalf("live foreign lock replaced: now %d", got)
+	}
+	holder.Process.Kill()
+	holder.Wait()
+	waitEvent(t, sub, func(ev bus.LineState) bool { return ev.State == "idle" })
+	if got, _ := lock.ReadPID(lockPath); got != os.Getpid() {
+		t.Errorf("lock holds %d, want ours %d", got, os.Getpid())
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(lockPath); !os.IsNotExist(err) {
+		t.Errorf("lock left after Run returned: %v", err)
+	}
+}
+
+// TestDirectLine: a null-modem line, no AT: the handler runs at once.
+func TestDirectLine(t *testing.T) {
+	dir := t.TempDir()
+	// The emulator is only used as a pty here: a direct line never talks AT,
+	// so it sees the data as the far end of a cable would.
+	far, err := hayes.New(hayes.Options{Link: filepath.Join(dir, "ttyS0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer far.Close()
+	got := make(chan string, 1)
+	cfg := DefaultLineConfig("ttyS0")
+	cfg.Device, cfg.LockDir, cfg.Direct = far.Path(), dir, true
+	l, err := NewLine(cfg, LineOptions{Handler: func(ctx context.Context, c Conn, user string) error {
+		c.Write([]byte("ATI3\r")) // talk to the "far end": the emulator answers
+		var b []byte
+		buf := make([]byte, 64)
+		for !bytes.Contains(b, []byte("OK")) {
+			n, err := c.Read(buf)
+			if err != nil {
+				return err
+			}
+			b = append(b, buf[:n]...)
+		}
+		got <- string(b)
+		<-ctx.Done()
+		return io.EOF
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	select {
+	case s := <-got:
+		if !bytes.Contains([]byte(s), []byte("Sportster")) {
+			t.Errorf("got %q", s)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("handler did not run on the direct line")
+	}
+	cancel()
+	<-done
+}
+
