@@ -1,0 +1,30 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestReference keeps REFERENCE.md honest: every key and option the parser
+// knows must appear in it, backquoted.
+func TestReference(t *testing.T) {
+	data, err := os.ReadFile("REFERENCE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	var keys []string
+	keys = append(keys, generalKeys...)
+	keys = append(keys, sortedKeys(generalIgnored)...)
+	keys = append(keys, peerKeys...)
+	keys = append(keys, boxKeys...)
+	keys = append(keys, networkKeys...)
+	keys = append(keys, mgettyKeys...)
+	keys = append(keys, sortedKeys(pppOptions)...)
+	for _, k := range keys {
+		if !strings.Contains(doc, "`"+k+"`") && !strings.Contains(doc, "`"+k+" ") {
+			t.Errorf("REFERENCE.md does not document %q", k)
+		}
+	}
+}
