@@ -38,7 +38,7 @@ const (
 	serverAddr = "10.77.0.2"
 )
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("kernel mode needs root (network namespaces, TUN, nftables)")
@@ -50,7 +50,7 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, args ...string) string {
+func run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -59,7 +59,7 @@ func run(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func newTopo(t *testing.T) *topo {
+func newTopo(t testing.TB) *topo {
 	needRoot(t)
 	id := fmt.Sprintf("%d-%d", os.Getpid(), topoSeq.Add(1))
 	tp := &topo{box: "ispbox-t-box-" + id, srv: "ispbox-t-srv-" + id}
@@ -114,7 +114,7 @@ func kernelConfig() netstack.Config {
 	return cfg
 }
 
-func (tp *topo) stack(t *testing.T, cfg netstack.Config) *netstack.Stack {
+func (tp *topo) stack(t testing.TB, cfg netstack.Config) *netstack.Stack {
 	t.Helper()
 	var (
 		st  *netstack.Stack
@@ -128,7 +128,7 @@ func (tp *topo) stack(t *testing.T, cfg netstack.Config) *netstack.Stack {
 	return st
 }
 
-func (tp *topo) listen(t *testing.T, network, addr string) (l net.Listener, pc net.PacketConn) {
+func (tp *topo) listen(t testing.TB, network, addr string) (l net.Listener, pc net.PacketConn) {
 	t.Helper()
 	var err error
 	inNS(t, tp.srvNS, func() {
