@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/console"
+)
+
+// requestTimeout bounds one status request to the daemon.
+const requestTimeout = 15 * time.Second
+
+// clientFlags are the flags of every command that talks to the daemon.
+type clientFlags struct {
+	socket string // -s: control socket
+	json   bool   // --json: print the JSON document instead of a table
+}
+
+func (cf *clientFlags) register(fs *flagSet, withJSON bool) {
+	fs.StringVar(&cf.socket, "s", "", "control socket of the daemon (default "+console.DefaultSocketPath()+")")
+	if withJSON {
+		fs.BoolVar(&cf.json, "json", false, "print JSON instead of a table (format may change)")
+	}
+}
+
+func (cf *clientFlags) client() *console.Client { return console.NewClient(cf.socket) }
+
+// daemonError prints err in one line and returns exit status 1. A missing
+// daemon reads "isp-box: no daemon at PATH: ... (is "isp-box serve" running?)".
+func daemonError(e *env, err error) int {
+	var nd *console.NoDaemonError
+	if errors.As(err, &nd) {
+		e.errorf("%s", nd)
+		return 1
+	}
+	e.errorf("%v", err)
+	return 1
+}
+
+func fetchStatus(ctx context.Context, cf *clientFlags) (console.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	return cf.client().Status(ctx)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// statusCommand builds a status subcommand: fetch Status, print a part of
+// it as a table or as JSON.
+func statusCommand(name, usage string, part func(console.Status) any, render func(io.Writer, console.Status) error) func(ctx context.Context, e *env, args []string) int {
+	return func(ctx context.Context, e *env, args []string) int {
+		fs := newFlagSet(e, name, usage)
+		var cf clientFlags
+		cf.register(fs, true)
+		if code := fs.parse(args, 0, 0); code >= 0 {
+			return code
+		}
+		st, err := fetchStatus(ctx, &cf)
+		if err != nil {
+			return daemonError(e, err)
+		}
+		if cf.json {
+			err = printJSON(e.stdout, part(st))
+		} else {
+			err = render(e.stdout, st)
+		}
+		if err != nil {
+			e.errorf("%s: %v", name, err)
+			return 1
+		}
+		return 0
+	}
+}
+
+var cmdCalls = statusCommand("calls", `
+Usage: isp-box calls [-s SOCKET] [--json]
+
+Lists the live calls through the PBX: who called which number, which peer
+it went to, its state, how long it has lasted and been answered, and for
+relayed media the packets, losses and jitter.`,
+	func(st console.Status) any { return nonNil(st.Calls) },
+	func(w io.Writer, st console.Status) error { return console.RenderCalls(w, st.Calls) })
+
+var cmdLines = statusCommand("lines", `
+Usage: isp-box lines [-s SOCKET] [--json]
+
+Lists the modem lines in config order: device, the SIP peer the line sits
+behind, state (opening, idle, ringing, connected, down...), how long in that
+state, the call and PPP session on it, and its last CONNECT and error.`,
+	func(st console.Status) any { return nonNil(st.Lines) },
+	func(w io.Writer, st console.Status) error { return console.RenderLines(w, st.Lines) })
+
+var cmdSessions = statusCommand("sessions", `
+Usage: isp-box sessions [-s SOCKET] [--json]
+
+Lists the live PPP sessions: line, user, phase, addresses, authentication,
+uptime and traffic.`,
+	func(st console.Status) any { return nonNil(st.Sessions) },
+	func(w io.Writer, st console.Status) error { return console.RenderSessions(w, st.Sessions) })
+
+var cmdStatus = statusCommand("status", `
+Usage: isp-box status [-s SOCKET] [--json]
+
+Shows the daemon at a glance: version, uptime, config file, network mode,
+SIP address, how many peers, lines, calls and sessions, non-zero counters,
+and the event bus: what each subscriber received, dropped or has queued.
+--json prints the whole Status document that the other commands show parts of.`,
+	func(st console.Status) any { return st },
+	renderStatus)
+
+func renderStatus(w io.Writer, st console.Status) error {
+	up := "-"
+	if !st.Started.IsZero() {
+		up = time.Since(st.Started).Round(time.Second).String()
+	}
+	online := 0
+	for _, p := range st.Peers {
+		if p.Online {
+			online++
+		}
+	}
+	fmt.Fprintf(w, "isp-box %s, up %s\n", st.Version, up)
+	fmt.Fprintf(w, "config:   %s\n", st.Config)
+	fmt.Fprintf(w, "network:  %s\n", st.Network)
+	fmt.Fprintf(w, "sip:      %s\n", st.SIPAddr)
+	fmt.Fprintf(w, "peers:    %d (%d online)\n", len(st.Peers), online)
+	fmt.Fprintf(w, "lines:    %d\n", len(st.Lines))
+	fmt.Fprintf(w, "calls:    %d\n", len(st.Calls))
+	fmt.Fprintf(w, "sessions: %d\n", len(st.Sessions))
+	if len(st.Counters) > 0 {
+		fmt.Fprintln(w, "\nCounters:")
+		if err := console.RenderCounters(w, st.Counters); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	return console.RenderBus(w, st.Bus)
+}
+
+// nonNil makes an empty list print as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+var cmdPeers = statusCommand("peers", `
+Usage: isp-box peers [-s SOCKET] [--json]
+
+Lists the SIP peers as Asterisk's "sip show peers" does: name/username,
+host, dynamic, port, status (OK (N ms), UNREACHABLE, UNKNOWN, Unmonitored),
+with the summary line of peers online and offline.`,
+	func(st console.Status) any { return nonNil(st.Peers) },
+	func(w io.Writer, st console.Status) error { return console.RenderPeers(w, st.Peers) })
+
+func cmdPeer(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "peer", `
+Usage: isp-box peer [-s SOCKET] [--json] NAME
+
+Shows one SIP peer in detail as Asterisk's "sip show peer NAME" does:
+secret set, context, type, address, registration contact and expiry, user
+agent, qualify status, codecs, direct media and the line behind it.`)
+	var cf clientFlags
+	cf.register(fs, true)
+	if code := fs.parse(args, 1, 1); code >= 0 {
+		return code
+	}
+	name := fs.args[0]
+	st, err := fetchStatus(ctx, &cf)
+	if err != nil {
+		return daemonError(e, err)
+	}
+	for _, p := range st.Peers {
+		if p.Name != name {
+			continue
+		}
+		if cf.json {
+			err = printJSON(e.stdout, p)
+		} else {
+			err = console.RenderPeer(e.stdout, p)
+		}
+		if err != nil {
+			e.errorf("peer: %v", err)
+			return 1
+		}
+		return 0
+	}
+	e.errorf("peer %s not found", name)
+	return 1
+}
+
+func cmdConsole(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "console", `
+Usage: isp-box console [-s SOCKET] [--json] [--kind PREFIX[,PREFIX...]]
+
+Connects to the daemon and prints its events as they happen, one line each,
+like "asterisk -rvvv": time, kind, then the event behind "  == " (a state
+changed), "    -- " (a call or session moved on) or "  !! " (trouble).
+The stream is lossy by design: a console that cannot keep up never slows the
+box down; it is told how many events it lost instead. Stop it with Ctrl-C.`)
+	var cf clientFlags
+	cf.register(fs, true)
+	kinds := fs.String("kind", "", "only events whose kind starts with one of these comma-separated prefixes, e.g. call.,line.")
+	if code := fs.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	c := cf.client()
+	vctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	v, err := c.Version(vctx)
+	cancel()
+	if err != nil {
+		return daemonError(e, err)
+	}
+	if !cf.json {
+		fmt.Fprintf(e.stdout, "Connected to isp-box %s currently running (pid = %d) on %s\n", v.Version, v.PID, c.Socket())
+	}
+	var prefixes []string
+	if *kinds != "" {
+		prefixes = splitList(*kinds)
+	}
+	err = c.EventStream(ctx, prefixes, func(l console.EventLine) error {
+		if cf.json {
+			return printJSONLine(e.stdout, l)
+		}
+		return console.RenderEvent(e.stdout, l)
+	})
+	if err != nil {
+		return daemonError(e, err)
+	}
+	return 0
+}
+
+func printJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
+func cmdReload(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "reload", `
+Usage: isp-box reload [-s SOCKET]
+
+Makes the daemon re-read its config file and apply it without dropping live
+calls or sessions, as SIGHUP does. A config that fails validation is refused
+and the running one stays; its problems are printed. Needs root or the
+daemon's own user.`)
+	var cf clientFlags
+	cf.register(fs, false)
+	if code := fs.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := cf.client().Reload(ctx); err != nil {
+		var ae *console.APIError
+		if errors.As(err, &ae) {
+			e.errorf("reload refused:\n%s", ae.Msg)
+			return 1
+		}
+		return daemonError(e, err)
+	}
+	fmt.Fprintln(e.stdout, "config reloaded")
+	return 0
+}
+
+func cmdVersion(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "version", `
+Usage: isp-box version [-s SOCKET]
+
+Prints the version of this binary, and of the daemon if one answers on the
+control socket.`)
+	var cf clientFlags
+	cf.register(fs, false)
+	if code := fs.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	fmt.Fprintln(e.stdout, "isp-box", Version())
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if v, err := cf.client().Version(ctx); err == nil {
+		fmt.Fprintf(e.stdout, "daemon: isp-box %s (%s %s/%s, pid %d, up since %s)\n", v.Version, v.Go, v.OS, v.Arch, v.PID,
+			v.Started.Format(time.DateTime))
+	}
+	return 0
+}

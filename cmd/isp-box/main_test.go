@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/console"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runCmd(ctx context.Context, args ...string) (code int, stdout, stderr string) {
+	var out, errb syncBuffer
+	code = run(ctx, &env{stdout: &out, stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "ibx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func TestHelp(t *testing.T) {
+	for _, c := range commands() {
+		t.Run(c.name, func(t *testing.T) {
+			for _, h := range []string{"--help", "-h"} {
+				code, out, errs := runCmd(t.Context(), c.name, h)
+				if code != 0 || errs != "" {
+					t.Errorf("%s %s: exit %d, stderr %q", c.name, h, code, errs)
+				}
+				if !strings.HasPrefix(out, "Usage: isp-box "+c.name) {
+					t.Errorf("%s %s: usage starts %q", c.name, h, firstLine(out))
+				}
+			}
+		})
+	}
+	code, out, _ := runCmd(t.Context(), "--help")
+	if code != 0 || !strings.Contains(out, "check-config") {
+		t.Errorf("isp-box --help: exit %d, %q", code, out)
+	}
+}
+
+func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args    []string
+		errLine string
+	}{
+		{nil, "isp-box replaces Asterisk + mgetty + pppd for a dial-up ISP: one binary,"},
+		{[]string{"frobnicate"}, `isp-box: unknown command "frobnicate"; commands: calls, check-config, console, demo, lines, peer, peers, reload, serve, sessions, sim-ata, status, version`},
+		{[]string{"lines", "--bogus"}, "isp-box: lines: flag provided but not defined: -bogus"},
+		{[]string{"lines", "extra"}, `isp-box: lines: unexpected argument "extra"`},
+		{[]string{"peer"}, "isp-box: peer: missing argument"},
+		{[]string{"check-config"}, "isp-box: check-config: missing argument"},
+		{[]string{"demo"}, "isp-box: demo: not yet wired"},
+		{[]string{"sim-ata"}, "isp-box: sim-ata: not yet wired"},
+	}
+	for _, tt := range tests {
+		code, _, errs := runCmd(t.Context(), tt.args...)
+		if code != 2 || firstLine(errs) != tt.errLine {
+			t.Errorf("isp-box %v: exit %d, first stderr line %q; want 2, %q", tt.args, code, firstLine(errs), tt.errLine)
+		}
+	}
+}
+
+// TestNoDaemon: every command that needs the daemon says in one line which
+// socket it tried, and exits 1.
+func TestNoDaemon(t *testing.T) {
+	sock := filepath.Join(shortDir(t), "none", "isp-box.sock")
+	want := "isp-box: no daemon at " + sock + `: no such file or directory (is "isp-box serve" running?)` + "\n"
+	for _, args := range [][]string{
+		{"status"}, {"peers"}, {"peer", "x"}, {"calls"}, {"lines"}, {"sessions"}, {"console"}, {"reload"},
+		{"lines", "--json"},
+	} {
+		code, out, errs := runCmd(t.Context(), append(args, "-s", sock)...)
+		if code != 1 || errs != want || out != "" {
+			t.Errorf("isp-box %v: exit %d, stdout %q, stderr %q; want 1 and %q", args, code, out, errs, want)
+		}
+	}
+	// version works without a daemon.
+	if code, out, errs := runCmd(t.Context(), "version", "-s", sock); code != 0 || errs != "" || !strings.HasPrefix(out, "isp-box ") || strings.Contains(out, "daemon") {
+		t.Errorf("version without daemon: exit %d, %q, %q", code, out, errs)
+	}
+}
+
+var t0 = time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC)
+
+var fixture = console.Status{
+	Version: "test-9", Started: t0, Config: "examples/pap2t.conf", Network: "userspace", SIPAddr: "0.0.0.0:5060",
+	Peers: []console.PeerRow{{Name: "pap2t-client", Host: "192.168.1.50", Port: 5061, Dynamic: true, Status: "OK (7 ms)", Online: true, Monitored: true}},
+	Calls: []console.CallRow{{ID: "00000002", From: "pap2t-client", Exten: "88567682", To: "pap2t-ispmodem", State: "up", Start: t0}},
+	Lines: []console.LineRow{{Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "down", Since: t0,
+		LastError: "open /dev/ttyUSB0: no such file or directory"}},
+	Sessions: []console.SessionRow{{ID: "ppp1", Line: "ttyUSB0", User: "dial", Phase: "running", Start: t0, BytesIn: 2048}},
+	Counters: []console.Counter{{Name: "sip.auth_failed", Value: 2}},
+}
+
+type testDaemon struct {
+	sock string
+	bus  *bus.Bus
+}
+
+func startDaemon(t *testing.T, reload func(context.Context) error) *testDaemon {
+	t.Helper()
+	d := &testDaemon{sock: filepath.Join(shortDir(t), "isp-box.sock"), bus: bus.New(nil)}
+	l, err := console.Listen(d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := console.NewServer(console.ServerOptions{
+		Status:  func(context.Context) console.Status { return fixture },
+		Bus:     d.bus,
+		Reload:  reload,
+		Version: "test-9",
+	})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-served; !errors.Is(err, console.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return d
+}
+
+func TestStatusCommands(t *testing.T) {
+	d := startDaemon(t, nil)
+	render := func(f func(*bytes.Buffer) error) string {
+		var b bytes.Buffer
+		if err := f(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lines"}, render(func(b *bytes.Buffer) error { return console.RenderLines(b, fixture.Lines) })},
+		{[]string{"calls"}, render(func(b *bytes.Buffer) error { return console.RenderCalls(b, fixture.Calls) })},
+		{[]string{"sessions"}, render(func(b *bytes.Buffer) error { return console.RenderSessions(b, fixture.Sessions) })},
+		{[]string{"peers"}, render(func(b *bytes.Buffer) error { return console.RenderPeers(b, fixture.Peers) })},
+		{[]string{"peer", "pap2t-client"}, render(func(b *bytes.Buffer) error { return console.RenderPeer(b, fixture.Peers[0]) })},
+	}
+	for _, tt := range tests {
+		code, out, errs := runCmd(t.Context(), append(tt.args, "-s", d.sock)...)
+		if code != 0 || errs != "" {
+			t.Errorf("%v: exit %d, stderr %q", tt.args, code, errs)
+		}
+		if diff := cmp.Diff(tt.want, out); diff != "" {
+			t.Errorf("%v (-want +got):\n%s", tt.args, diff)
+		}
+	}
+
+	// --json prints the part of Status the table shows.
+	jsonTests := []struct {
+		args []string
+		got  any
+		want any
+	}{
+		{[]string{"lines", "--json"}, &[]console.LineRow{}, &fixture.Lines},
+		{[]string{"calls", "--json"}, &[]console.CallRow{}, &fixture.Calls},
+		{[]string{"sessions", "--json"}, &[]console.SessionRow{}, &fixture.Sessions},
+		{[]string{"peers", "--json"}, &[]console.PeerRow{}, &fixture.Peers},
+		{[]string{"peer", "--json", "pap2t-client"}, &console.PeerRow{}, &fixture.Peers[0]},
+		{[]string{"status", "--json"}, &console.Status{}, &fixture},
+	}
+	for _, tt := range jsonTests {
+		code, out, errs := runCmd(t.Context(), append([]string{tt.args[0], "-s", d.sock}, tt.args[1:]...)...)
+		if code != 0 || errs != "" {
+			t.Fatalf("%v: exit %d, stderr %q", tt.args, code, errs)
+		}
+		if err := json.Unmarshal([]byte(out), tt.got); err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if st, ok := tt.got.(*console.Status); ok {
+			st.Bus = console.BusStats{} // filled by the server from its bus
+		}
+		if diff := cmp.Diff(tt.want, tt.got); diff != "" {
+			t.Errorf("%v (-want +got):\n%s", tt.args, diff)
+		}
+	}
+
+	code, out, _ := runCmd(t.Context(), "status", "-s", d.sock)
+	for _, want := range []string{"isp-box test-9, up ", "config:   examples/pap2t.conf", "peers:    1 (1 online)", "sip.auth_failed  2", "SUBSCRIBER"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("status: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	if code, _, errs := runCmd(t.Context(), "peer", "-s", d.sock, "nobody"); code != 1 || errs != "isp-box: peer nobody not found\n" {
+		t.Errorf("peer nobody: exit %d, %q", code, errs)
+	}
+	if code, out, _ := runCmd(t.Context(), "version", "-s", d.sock); code != 0 || !strings.Contains(out, "daemon: isp-box test-9 (") {
+		t.Errorf("version with daemon: exit %d, %q", code, out)
+	}
+}
+
+func TestReloadCommand(t *testing.T) {
+	tests := []struct {
+		name   string
+		reload func(context.Context) error
+		code   int
+		out    string
+		err    string
+	}{
+		{"ok", func(context.Context) error { return nil }, 0, "config reloaded\n", ""},
+		{"refused", func(context.Context) error { return errors.New("a.conf:3: unknown key \"x\"\na.conf:9: bad value") }, 1, "",
+			"isp-box: reload refused:\na.conf:3: unknown key \"x\"\na.conf:9: bad value\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := startDaemon(t, tt.reload)
+			code, out, errs := runCmd(t.Context(), "reload", "-s", d.sock)
+			if code != tt.code || out != tt.out || errs != tt.err {
+				t.Errorf("reload: exit %d, %q, %q; want %d, %q, %q", code, out, errs, tt.code, tt.out, tt.err)
+			}
+		})
+	}
+}
+
+func TestConsoleCommand(t *testing.T) {
+	d := startDaemon(t, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, &env{stdout: &out, stderr: &errb}, []string{"console", "-s", d.sock}) }()
+	// Publish until the stream has shown an event: the console subscribes
+	// on its own time, and the bus is lossy for it by design.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "Line ttyUSB0 is now idle") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no event shown; output:\n%s\nstderr: %s", out.String(), errb.String())
+		}
+		d.bus.Publish(bus.LineState{Line: "ttyUSB0", State: "idle"})
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("console exit %d, stderr %q", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if !strings.HasPrefix(lines[0], "Connected to isp-box test-9 currently running (pid = ") || !strings.HasSuffix(lines[0], " on "+d.sock) {
+		t.Errorf("first line %q", lines[0])
+	}
+	if l := lines[1]; !strings.Contains(l, "] line.state        == Line ttyUSB0 is now idle") {
+		t.Errorf("event line %q", l)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.conf")
+	if err := os.WriteFile(bad, []byte("[general]\nudpbindaddr = 0.0.0.0:5060\nno-such-key = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd(t.Context(), "check-config", bad)
+	if code != 1 || out != "" || !strings.HasPrefix(errs, bad+":3: unknown key") || !strings.HasSuffix(errs, "isp-box: "+bad+": 1 problem\n") {
+		t.Errorf("check-config bad.conf: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, _, errs = runCmd(t.Context(), "check-config", filepath.Join(dir, "missing.conf"))
+	if code != 1 || !strings.Contains(errs, "missing.conf") {
+		t.Errorf("check-config missing.conf: exit %d, %q", code, errs)
+	}
+	example := filepath.Join("..", "..", "examples", "pap2t.conf")
+	if _, err := os.Stat(example); err != nil {
+		t.Skipf("no %s: %v", example, err)
+	}
+	code, out, errs = runCmd(t.Context(), "check-config", example)
+	if code != 0 || out == "" {
+		t.Errorf("check-config %s: exit %d, stdout %q, stderr %q", example, code, out, errs)
+	}
+	if code, out, _ := runCmd(t.Context(), "check-config", "-q", example); code != 0 || out != "" {
+		t.Errorf("check-config -q: exit %d, %q", code, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	if v := Version(); v == "" {
+		t.Error("empty version")
+	}
+	old := version
+	version = "v1.2.3"
+	defer func() { version = old }()
+	if v := Version(); v != "v1.2.3" {
+		t.Errorf("Version = %q with -X main.version=v1.2.3", v)
+	}
+	if code, out, _ := runCmd(t.Context(), "--version", "-s", filepath.Join(shortDir(t), "x.sock")); code != 0 || out != "isp-box v1.2.3\n" {
+		t.Errorf("--version: %d %q", code, out)
+	}
+}

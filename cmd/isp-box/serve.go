@@ -1,0 +1,104 @@
+//go:build box
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/isp-box/isp-box/internal/box"
+	"github.com/isp-box/isp-box/internal/config"
+	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/store"
+)
+
+func cmdServe(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "serve", `
+Usage: isp-box serve -c FILE [-s SOCKET] [--db PATH] [--network userspace|kernel] [--log-level LEVEL]
+
+Runs the box in the foreground: the SIP PBX, the modem lines, PPP and the
+network, as the config file FILE describes them. It logs to stderr (for
+journald under systemd). SIGINT or SIGTERM stops it cleanly, live calls
+and sessions ended and recorded; SIGHUP (or "isp-box reload") re-reads
+FILE and applies it without dropping live calls or sessions, or keeps the
+running config if the new one has problems.
+
+A serial device that is missing is reported and retried, never fatal.
+The flags override the config file's [box] and [network] settings.`)
+	cfgPath := fs.String("c", "", "config file (required)")
+	socket := fs.String("s", "", "control socket (default: [box] console, else "+console.DefaultSocketPath()+")")
+	db := fs.String("db", "", "SQLite database (default: [box] database, else "+store.DefaultPath()+")")
+	network := fs.String("network", "", "network mode: userspace (no root) or kernel (TUN + nftables) (default: [network] mode)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default: [box] log-level, else info)")
+	if code := fs.parse(args, 0, 0); code >= 0 {
+		return code
+	}
+	if *cfgPath == "" {
+		e.errorf("serve: -c FILE is required")
+		fs.printUsage(e.stderr)
+		return 2
+	}
+	switch *network {
+	case "", "userspace", "kernel":
+	default:
+		e.errorf("serve: --network %q: want userspace or kernel", *network)
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		e.errorf("serve: %s has problems; not starting (see \"isp-box check-config %s\")", *cfgPath, *cfgPath)
+		return 1
+	}
+	level := cfg.Box.LogLevel
+	if *logLevel != "" {
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			e.errorf("serve: --log-level %q: want debug, info, warn or error", *logLevel)
+			return 2
+		}
+	}
+	log := newLogger(e, level)
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w.Error())
+	}
+	opts := box.Options{
+		ConfigPath: *cfgPath,
+		Socket:     firstOf(*socket, cfg.Box.Console, console.DefaultSocketPath()),
+		Database:   firstOf(*db, cfg.Box.Database, store.DefaultPath()),
+		Network:    *network,
+		Log:        log,
+		Version:    Version(),
+	}
+	if err := box.Run(ctx, cfg, opts); err != nil {
+		log.Error("isp-box stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger logs text to stderr. Under systemd (JOURNAL_STREAM set) the
+// time is left out: journald stamps every line itself.
+func newLogger(e *env, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if strings.TrimSpace(v) != "" {
+			return v
+		}
+	}
+	return ""
+}
