@@ -55,7 +55,8 @@ func (b *builder) box(s *section, es []entry) {
 	}
 }
 
-var networkKeys = []string{"mode", "gateway", "pool", "dns", "isolate", "mtu", "uplink", "tun", "table"}
+var networkKeys = []string{"mode", "gateway", "pool", "dns", "isolate", "mtu", "uplink", "tun", "table",
+	"host-loopback", "block-private", "dns-upstream", "hosts-file", "udp-timeout"}
 
 // networkSection maps [network] onto netstack.Config.
 func (b *builder) networkSection(s *section, es []entry) {
@@ -95,12 +96,44 @@ func (b *builder) networkSection(s *section, es []entry) {
 				}
 				n.DNS = append(n.DNS, a)
 			}
-		case "isolate":
+		case "isolate", "host-loopback", "block-private":
 			v, ok := parseBool(e.Value)
 			if !ok {
 				bad("%q is not %s", e.Value, boolWords)
 			}
-			n.Isolate = v
+			switch e.Key {
+			case "isolate":
+				n.Isolate = v
+			case "host-loopback":
+				n.HostLoopback = v
+			default:
+				n.BlockPrivate = v
+			}
+		case "dns-upstream":
+			n.DNSUpstream = nil
+			for _, w := range splitList(e.Value) {
+				ap, err := netip.ParseAddrPort(w)
+				if err != nil {
+					a, err2 := netip.ParseAddr(w)
+					if err2 != nil {
+						bad("%q is not an address or address:port", w)
+						continue
+					}
+					ap = netip.AddrPortFrom(a, 53)
+				}
+				n.DNSUpstream = append(n.DNSUpstream, ap)
+			}
+		case "hosts-file":
+			if e.Value == "" {
+				bad("empty; use - for none")
+			}
+			n.HostsFile = e.Value
+		case "udp-timeout":
+			d, err := parseSeconds(e.Value, 1, 86400)
+			if err != nil {
+				bad("%v", err)
+			}
+			n.UDPTimeout = d
 		case "mtu":
 			v, err := parseInt(e.Value, 128, 16384)
 			if err != nil {
