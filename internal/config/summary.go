@@ -96,7 +96,8 @@ func (c *Config) summaryDialplan(w io.Writer) {
 		ctxAt[fmt.Sprintf("%s:%d", l.File, l.Line)] = l.Context
 	}
 	targets := map[string][]string{}
-	if plan, err := dialplan.Compile(c.PBX.Dialplan); err == nil && plan != nil {
+	// A plan with errors still lists the Dials of the lines that compiled.
+	if plan, _ := dialplan.Compile(c.PBX.Dialplan); plan != nil {
 		for _, t := range plan.Targets() {
 			ctx := ctxAt[fmt.Sprintf("%s:%d", t.File, t.Line)]
 			targets[ctx] = appendUnique(targets[ctx], t.String())
