@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -256,6 +257,11 @@ func (b *builder) pppSection(s *section) {
 		words, err := pppWords(r.Text)
 		if err != nil {
 			b.errorf(r.File, r.Line, "%v", err)
+			continue
+		}
+		if slices.ContainsFunc(words, func(w string) bool { return strings.Contains(w, "=") }) {
+			b.errorf(r.File, r.Line, "pppd options take no =: write %q as option and value separated by a blank, like lcp-echo-interval 30",
+				strings.TrimSpace(r.Text))
 			continue
 		}
 		for len(words) > 0 {
