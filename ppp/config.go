@@ -49,6 +49,11 @@ type Config struct {
 	MaxTerminate  int           // lcp-max-terminate; 2
 	MaxFailure    int           // lcp-max-failure; 5
 	AuthFailDelay time.Duration // delay before answering a failed authentication; 1 s
+
+	// Added by the ppp package (keys proposed in the report):
+	Name           string        // name: our name in CHAP challenges and the secrets' server column; "" = "isp-box"
+	AuthTimeout    time.Duration // pap-timeout: how long to wait for the peer to authenticate; 30 s
+	IPCPMaxFailure int           // ipcp-max-failure; 100 (pppd: some modems Nak repeatedly)
 }
 
 // User is one pap-secrets / chap-secrets line: client server secret [addresses].
@@ -64,14 +69,16 @@ type User struct {
 // DefaultConfig returns pppd's defaults (from its source, not its man page).
 func DefaultConfig() Config {
 	return Config{
-		MRU:           1500,
-		MTU:           1500,
-		VJ:            true,
-		VJMaxSlots:    16,
-		Restart:       3 * time.Second,
-		MaxConfigure:  10,
-		MaxTerminate:  2,
-		MaxFailure:    5,
-		AuthFailDelay: time.Second,
+		MRU:            1500,
+		MTU:            1500,
+		VJ:             true,
+		VJMaxSlots:     16,
+		Restart:        3 * time.Second,
+		MaxConfigure:   10,
+		MaxTerminate:   2,
+		MaxFailure:     5,
+		AuthFailDelay:  time.Second,
+		AuthTimeout:    30 * time.Second,
+		IPCPMaxFailure: 100,
 	}
 }

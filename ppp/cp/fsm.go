@@ -295,3 +295,7 @@ func (f *FSM) NextID() uint8 {
 	f.id++
 	return f.id
 }
+
+// ProtocolRejected feeds RXJ-: the peer sent an LCP Protocol-Reject for
+// this protocol (RFC 1661 §5.7), so it cannot run on this link.
+func (f *FSM) ProtocolRejected() { f.event(RXJMinus, nil, nil) }

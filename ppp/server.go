@@ -1,0 +1,710 @@
+package ppp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/ppp/chap"
+	"github.com/isp-box/isp-box/ppp/cp"
+	"github.com/isp-box/isp-box/ppp/hdlc"
+	"github.com/isp-box/isp-box/ppp/ipcp"
+	"github.com/isp-box/isp-box/ppp/lcp"
+	"github.com/isp-box/isp-box/ppp/pap"
+	"github.com/isp-box/isp-box/ppp/vj"
+)
+
+// Options are the per-session inputs of Serve that are not PPP options.
+type Options struct {
+	Bus     *bus.Bus     // PPPPhase, PPPUp, PPPDown; nil = none
+	Log     *slog.Logger // nil = silent
+	Clock   Clock        // nil = the real clock
+	Line    string       // modem line name
+	CallID  string       // SIP call that carried the modem call
+	Session string       // session id; "" = generated
+	// Users are the secrets (pap-secrets lines). Secrets, if set, wins.
+	Users   []User
+	Secrets Secrets
+	Network Network // the IP side; nil = addresses from Config only, packets dropped
+	// LoggedInUser is set when the caller already logged in at the text
+	// login prompt (the seed's `dial` user whose shell was pppd);
+	// authentication is then as configured (usually noauth).
+	LoggedInUser string
+	Registry     *Sessions // optional: live sessions for `isp-box sessions`
+}
+
+// Record is a finished session's accounting record; Serve also publishes it
+// as bus.PPPDown.
+type Record struct {
+	Session, Line, CallID string
+	User                  string
+	Auth                  AuthProto
+	Local, Remote         netip.Addr
+	Start, Up, End        time.Time // Up is zero if IPCP never opened
+	BytesIn, BytesOut     uint64    // IP octets from / to the client
+	PktsIn, PktsOut       uint64
+	Dropped               uint64
+	FCSErrors             uint64
+	Cause                 string
+}
+
+// Serve runs one server session on rw until it ends: the peer's
+// Terminate-Request, echo failure, idle, maxconnect, authentication failure,
+// ctx done (a clean Terminate-Request first) or rw failing (carrier lost).
+// Serve closes rw before it returns.
+func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options) (Record, error) {
+	id := opts.Session
+	if id == "" {
+		var b [4]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("comp", "ppp", "session", id, "line", opts.Line)
+	sec := opts.Secrets
+	if sec == nil {
+		sec = UserList(opts.Users)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "isp-box"
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 30 * time.Second
+	}
+	if cfg.RequireAuth && len(cfg.Auth) == 0 {
+		// pppd auth without a protocol option: CHAP (strongest first), then PAP.
+		cfg.Auth = []AuthProto{AuthMSCHAPv2, AuthMSCHAP, AuthCHAP, AuthPAP}
+	}
+	srv := &server{opts: opts, secrets: sec, ctx: ctx,
+		reqACCM: true, reqMagic: true, reqPFC: true, reqACFC: true,
+		reqAuth: cfg.RequireAuth, reqAddr: true, reqVJ: cfg.VJ}
+	s := newSession(id, rw, cfg, srv, opts.Clock, log)
+	srv.vjSlots = uint8(min(max(cfg.VJMaxSlots, 1), 256) - 1)
+	if cfg.VJMaxSlots <= 0 {
+		srv.vjSlots = 15
+	}
+	s.info = &liveInfo{stats: &s.stats, fcs: s.dec.Stats.FCSErrors.Load}
+	s.info.info = SessionInfo{ID: id, Line: opts.Line, CallID: opts.CallID, Start: s.clock.Now(), User: opts.LoggedInUser}
+	s.user = opts.LoggedInUser
+	if opts.Bus != nil {
+		s.onPhase = func(p Phase, d string) {
+			opts.Bus.Publish(bus.PPPPhase{Session: id, Line: opts.Line, Phase: p.String(), Detail: d})
+		}
+	}
+	opts.Registry.add(id, s.info)
+	defer opts.Registry.remove(id)
+
+	s.run(ctx)
+
+	if srv.link != nil {
+		srv.link.Close()
+	}
+	rec := Record{
+		Session: id, Line: opts.Line, CallID: opts.CallID, User: s.user, Auth: s.authProto,
+		Local: srv.local, Remote: srv.remote, Start: s.start, Up: s.upAt, End: s.clock.Now(),
+		BytesIn: s.stats.BytesIn.Load(), BytesOut: s.stats.BytesOut.Load(),
+		PktsIn: s.stats.PktsIn.Load(), PktsOut: s.stats.PktsOut.Load(),
+		Dropped: s.stats.Dropped.Load(), FCSErrors: s.dec.Stats.FCSErrors.Load(), Cause: s.cause,
+	}
+	log.Info("session ended", "cause", rec.Cause, "in", rec.BytesIn, "out", rec.BytesOut, "duration", rec.End.Sub(rec.Start).Round(time.Second))
+	if opts.Bus != nil {
+		opts.Bus.Publish(bus.PPPDown{Session: id, Line: opts.Line, User: rec.User, Remote: rec.Remote,
+			Start: rec.Start, End: rec.End, BytesIn: rec.BytesIn, BytesOut: rec.BytesOut,
+			PktsIn: rec.PktsIn, PktsOut: rec.PktsOut, Cause: rec.Cause, CallID: opts.CallID})
+	}
+	return rec, nil
+}
+
+// server is the server role: pppd's negotiation policy.
+type server struct {
+	opts    Options
+	secrets Secrets
+	ctx     context.Context
+
+	// Which of our LCP options we still request (cleared by Reject).
+	reqMRU, reqACCM, reqMagic, reqPFC, reqACFC, reqAuth bool
+
+	// Authentication.
+	chapID    uint8
+	challenge []byte
+	chapTries int
+	authOK    bool
+	authName  string
+	failPkt   *cp.Packet // delayed failure answer
+	failProto uint16
+	lastOK    *cp.Packet // last success, resent on a retransmitted response
+	lastOKID  uint8
+
+	// IPCP.
+	link           NetLink
+	local, remote  netip.Addr
+	dns, wins      []netip.Addr
+	reqAddr, reqVJ bool
+	vjSlots        uint8 // our Max-Slot-Id
+	peerVJ         *ipcp.Compression
+}
+
+func authOption(p AuthProto) lcp.Auth {
+	switch p {
+	case AuthPAP:
+		return lcp.Auth{Protocol: lcp.ProtoPAP}
+	case AuthCHAP:
+		return lcp.Auth{Protocol: lcp.ProtoCHAP, Data: []byte{chap.MD5}}
+	case AuthMSCHAP:
+		return lcp.Auth{Protocol: lcp.ProtoCHAP, Data: []byte{chap.MSCHAPv1}}
+	default:
+		return lcp.Auth{Protocol: lcp.ProtoCHAP, Data: []byte{chap.MSCHAPv2}}
+	}
+}
+
+func authProtoOf(a lcp.Auth) (AuthProto, bool) {
+	switch {
+	case a.Protocol == lcp.ProtoPAP && len(a.Data) == 0:
+		return AuthPAP, true
+	case a.Algorithm() == chap.MD5:
+		return AuthCHAP, true
+	case a.Algorithm() == chap.MSCHAPv1:
+		return AuthMSCHAP, true
+	case a.Algorithm() == chap.MSCHAPv2:
+		return AuthMSCHAPv2, true
+	}
+	return "", false
+}
+
+func (r *server) curAuth(s *session) AuthProto {
+	if s.authIdx < len(s.cfg.Auth) {
+		return s.cfg.Auth[s.authIdx]
+	}
+	return ""
+}
+
+func (r *server) lcpRequest(s *session) cp.Options {
+	var o cp.Options
+	if s.mru != lcp.DefaultMRU {
+		o = append(o, lcp.MRU(s.mru).Encode())
+	}
+	if r.reqACCM {
+		o = append(o, lcp.ACCM(s.cfg.AsyncMap).Encode())
+	}
+	if r.reqAuth && r.curAuth(s) != "" {
+		o = append(o, authOption(r.curAuth(s)).Encode())
+	}
+	if r.reqMagic {
+		o = append(o, lcp.Magic(s.magic).Encode())
+	}
+	if r.reqPFC {
+		o = append(o, lcp.PFC{}.Encode())
+	}
+	if r.reqACFC {
+		o = append(o, lcp.ACFC{}.Encode())
+	}
+	return o
+}
+
+// lcpCheck judges the client's LCP request as pppd's lcp_reqci does.
+func (r *server) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
+	var rej, nak cp.Options
+	mru, accm, pfc, acfc := lcp.DefaultMRU, hdlc.DefaultACCM, false, false
+	for _, o := range opts {
+		d, err := lcp.Decode(o)
+		if err != nil {
+			rej = append(rej, o)
+			continue
+		}
+		switch v := d.(type) {
+		case lcp.MRU:
+			if v < 128 {
+				nak = append(nak, lcp.MRU(128).Encode())
+				continue
+			}
+			mru = int(v)
+		case lcp.ACCM:
+			accm = uint32(v)
+		case lcp.Magic:
+			if v == 0 || uint32(v) == s.magic {
+				if v != 0 {
+					s.loops++
+					if s.loops > 10 {
+						s.closeSoon(CauseLoopback, "Serial line is looped back")
+					}
+				}
+				nak = append(nak, lcp.Magic(newMagic()).Encode())
+			}
+		case lcp.PFC:
+			pfc = true
+		case lcp.ACFC:
+			acfc = true
+		default:
+			// Auth (we do not authenticate ourselves to the client),
+			// Callback/CBCP, MRRU, endpoint and link discriminators,
+			// quality protocol, unknown types.
+			rej = append(rej, o)
+		}
+	}
+	if len(rej) > 0 {
+		return cp.ConfRej, rej
+	}
+	if len(nak) > 0 {
+		if rejectOnly {
+			return cp.ConfRej, nakToRej(opts, nak)
+		}
+		return cp.ConfNak, nak
+	}
+	s.peerMRU, s.peerACCM, s.txPFC, s.txACFC = mru, accm, pfc, acfc
+	return cp.ConfAck, opts
+}
+
+// nakToRej turns the options we would Nak into Rejects of the peer's own
+// options (RFC 1661 §4.6 Max-Failure).
+func nakToRej(opts, nak cp.Options) cp.Options {
+	var rej cp.Options
+	for _, o := range opts {
+		if slices.ContainsFunc(nak, func(n cp.Option) bool { return n.Type == o.Type }) {
+			rej = append(rej, o)
+		}
+	}
+	return rej
+}
+
+func (r *server) lcpNak(s *session, opts cp.Options) {
+	for _, o := range opts {
+		d, err := lcp.Decode(o)
+		if err != nil {
+			continue
+		}
+		switch v := d.(type) {
+		case lcp.MRU:
+			if v >= 128 && int(v) < s.mru {
+				s.mru = int(v)
+			}
+		case lcp.ACCM:
+			s.cfg.AsyncMap |= uint32(v)
+		case lcp.Magic:
+			s.magic = newMagic()
+		case lcp.Auth:
+			// The client suggests another protocol: take it if we allow
+			// it, else move to our next preference.
+			cur := r.curAuth(s)
+			s.authDead[cur] = true
+			if p, ok := authProtoOf(v); ok && !s.authDead[p] {
+				if i := slices.Index(s.cfg.Auth, p); i >= 0 {
+					s.authIdx = i
+					continue
+				}
+			}
+			for i, p := range s.cfg.Auth {
+				if !s.authDead[p] {
+					s.authIdx = i
+					break
+				}
+			}
+		}
+	}
+}
+
+func (r *server) lcpReject(s *session, opts cp.Options) {
+	for _, o := range opts {
+		switch o.Type {
+		case lcp.OptMRU:
+			s.mru = lcp.DefaultMRU
+		case lcp.OptACCM:
+			r.reqACCM = false
+		case lcp.OptMagic:
+			r.reqMagic = false
+			s.magic = 0
+		case lcp.OptPFC:
+			r.reqPFC = false
+		case lcp.OptACFC:
+			r.reqACFC = false
+		case lcp.OptAuth:
+			if r.reqAuth {
+				// pppd: "peer refused to authenticate: terminating link".
+				s.log.Warn("peer refused to authenticate")
+				s.closeSoon(CauseAuthRefused, "peer refused to authenticate")
+			}
+		}
+	}
+}
+
+// ---- authentication (server side) ----
+
+func (r *server) authStart(s *session) bool {
+	s.lcpOptsAck.accm = r.reqACCM
+	if !r.reqAuth || r.curAuth(s) == "" {
+		return false
+	}
+	s.authProto = r.curAuth(s)
+	if s.info != nil {
+		s.info.update(func(i *SessionInfo) { i.Auth = string(s.authProto) })
+	}
+	switch s.authProto {
+	case AuthPAP:
+		s.setTimer(tAuth, s.cfg.AuthTimeout)
+	default:
+		n := 16
+		if s.authProto == AuthMSCHAP {
+			n = chap.MSv1ChallengeLen
+		}
+		r.challenge = make([]byte, n)
+		rand.Read(r.challenge)
+		r.chapID = s.lcp.NextID()
+		r.chapTries = 0
+		r.sendChallenge(s)
+	}
+	return true
+}
+
+func (r *server) sendChallenge(s *session) {
+	r.chapTries++
+	v := chap.Value{Value: r.challenge, Name: s.cfg.Name}
+	b, _ := v.Marshal()
+	s.sendCP(chap.Protocol, cp.Packet{Code: cp.Code(chap.Challenge), ID: r.chapID, Data: b})
+	s.setTimer(tAuth, s.restart())
+}
+
+func (s *session) restart() time.Duration {
+	if s.cfg.Restart > 0 {
+		return s.cfg.Restart
+	}
+	return 3 * time.Second
+}
+
+func (r *server) authTimeout(s *session) {
+	if r.authOK || s.phase != PhaseAuthenticate {
+		return
+	}
+	if s.authProto != AuthPAP && r.chapTries < max(s.cfg.MaxConfigure, 1) {
+		r.sendChallenge(s)
+		return
+	}
+	s.log.Warn("peer did not authenticate in time", "proto", s.authProto)
+	s.closeSoon(CauseAuth, "Authentication timeout")
+}
+
+func (r *server) authInput(s *session, proto uint16, p cp.Packet) {
+	switch {
+	case proto == pap.Protocol && s.authProto == AuthPAP && p.Code == cp.Code(pap.AuthReq):
+		r.papRequest(s, p)
+	case proto == chap.Protocol && s.authProto != AuthPAP && s.authProto != "" && p.Code == cp.Code(chap.Response):
+		r.chapResponse(s, p)
+	default:
+		s.log.Debug("unexpected authentication packet", "proto", lcp.ProtocolName(proto), "code", p.Code)
+	}
+}
+
+func (r *server) lookup(s *session, name string) (string, []string, bool) {
+	return r.secrets.Lookup(name, s.cfg.Name)
+}
+
+func (r *server) papRequest(s *session, p cp.Packet) {
+	if r.authOK {
+		// Our Ack was lost: answer the retransmission the same way.
+		s.sendCP(pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthAck), ID: p.ID, Data: pap.Message("Login ok").Marshal()})
+		return
+	}
+	if r.failPkt != nil || s.phase != PhaseAuthenticate {
+		return
+	}
+	var req pap.Request
+	if err := req.Unmarshal(p.Data); err != nil {
+		s.log.Debug("bad PAP request", "err", err)
+		return
+	}
+	secret, addrs, ok := r.lookup(s, req.PeerID)
+	pw := "<hidden>"
+	if s.cfg.ShowPassword {
+		pw = req.Password
+	}
+	if ok && secret == req.Password {
+		s.log.Info("PAP peer authentication succeeded", "user", req.PeerID)
+		s.log.Debug("PAP credentials", "user", req.PeerID, "password", pw)
+		s.sendCP(pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthAck), ID: p.ID, Data: pap.Message("Login ok").Marshal()})
+		r.authSucceeded(s, req.PeerID, addrs)
+		return
+	}
+	s.log.Warn("PAP peer authentication failed", "user", req.PeerID, "password", pw)
+	r.fail(s, pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthNak), ID: p.ID, Data: pap.Message("Login incorrect").Marshal()})
+}
+
+func (r *server) chapResponse(s *session, p cp.Packet) {
+	if r.authOK {
+		if r.lastOK != nil && p.ID == r.lastOKID {
+			s.sendCP(chap.Protocol, *r.lastOK)
+		}
+		return
+	}
+	if r.failPkt != nil || p.ID != r.chapID || s.phase != PhaseAuthenticate {
+		return
+	}
+	var v chap.Value
+	if err := v.Unmarshal(p.Data); err != nil {
+		s.log.Debug("bad CHAP response", "err", err)
+		return
+	}
+	alg := map[AuthProto]uint8{AuthCHAP: chap.MD5, AuthMSCHAP: chap.MSCHAPv1, AuthMSCHAPv2: chap.MSCHAPv2}[s.authProto]
+	secret, addrs, found := r.lookup(s, v.Name)
+	ok, authResp := false, ""
+	if found {
+		ok, authResp = chap.Verify(alg, p.ID, r.challenge, v.Value, v.Name, secret)
+	}
+	if ok {
+		msg := "Access granted"
+		if alg == chap.MSCHAPv2 {
+			msg = authResp + " M=Access granted"
+		}
+		pk := cp.Packet{Code: cp.Code(chap.Success), ID: p.ID, Data: []byte(msg)}
+		r.lastOK, r.lastOKID = &pk, p.ID
+		s.log.Info("CHAP peer authentication succeeded", "user", v.Name, "proto", s.authProto)
+		s.sendCP(chap.Protocol, pk)
+		r.authSucceeded(s, v.Name, addrs)
+		return
+	}
+	s.log.Warn("CHAP peer authentication failed", "user", v.Name, "proto", s.authProto, "known", found)
+	msg := "Access denied"
+	switch alg {
+	case chap.MSCHAPv1:
+		msg = "E=691 R=0" // RFC 2433 §5: 691 = authentication failure, no retry
+	case chap.MSCHAPv2:
+		msg = fmt.Sprintf("E=691 R=0 C=%s V=3 M=Access denied", strings.ToUpper(hex.EncodeToString(r.challenge)))
+	}
+	r.fail(s, chap.Protocol, cp.Packet{Code: cp.Code(chap.Failure), ID: p.ID, Data: []byte(msg)})
+}
+
+// fail answers a failed authentication after AuthFailDelay (slowing down
+// guessing), then closes the link: one failure ends the call, as pppd.
+func (r *server) fail(s *session, proto uint16, p cp.Packet) {
+	r.failPkt, r.failProto = &p, proto
+	s.stopTimer(tAuth)
+	if s.onPhase != nil {
+		s.onPhase(PhaseAuthenticate, string(s.authProto)+" failed")
+	}
+	if s.cfg.AuthFailDelay <= 0 {
+		r.authDelayed(s)
+		return
+	}
+	s.setTimer(tAuthDelay, s.cfg.AuthFailDelay)
+}
+
+func (r *server) authDelayed(s *session) {
+	if r.failPkt == nil {
+		return
+	}
+	s.sendCP(r.failProto, *r.failPkt)
+	s.closeSoon(CauseAuth, "Authentication failed")
+}
+
+func (r *server) authSucceeded(s *session, user string, addrs []string) {
+	r.authOK = true
+	s.user = user
+	s.stopTimer(tAuth)
+	if s.info != nil {
+		s.info.update(func(i *SessionInfo) { i.User = user })
+	}
+	r.authName = user
+	r.opts.LoggedInUser = ""
+	if a := wantedAddr(addrs); a.IsValid() {
+		r.remote = a
+	}
+	s.beginNetwork()
+}
+
+// ---- network (server side) ----
+
+var errNoAddress = errors.New("ppp: no local or remote address")
+
+func (r *server) networkStart(s *session) error {
+	cfg := s.cfg
+	want := cfg.Remote
+	if r.remote.IsValid() {
+		want = r.remote // pinned by the secrets line
+	}
+	r.dns, r.wins = cfg.DNS, cfg.WINS
+	if r.opts.Network != nil {
+		deliver := func(pkt []byte) {
+			c := make([]byte, len(pkt))
+			copy(c, pkt)
+			select {
+			case s.events <- func() { s.sendIP(c) }:
+			default:
+				s.stats.Dropped.Add(1)
+			}
+		}
+		link, err := r.opts.Network.Attach(r.ctx, s.id, want, deliver)
+		if err != nil {
+			return fmt.Errorf("attach: %w", err)
+		}
+		r.link = link
+		r.local, r.remote = link.Local(), link.Remote()
+		if len(r.dns) == 0 {
+			r.dns = link.DNS()
+		}
+	} else {
+		r.remote = want
+	}
+	if cfg.Local.IsValid() {
+		r.local = cfg.Local
+	}
+	if !r.local.Is4() || !r.remote.Is4() {
+		return errNoAddress
+	}
+	if s.info != nil {
+		s.info.update(func(i *SessionInfo) { i.Local, i.Remote, i.DNS = r.local, r.remote, r.dns })
+	}
+	return nil
+}
+
+func (r *server) ipcpRequest(s *session) cp.Options {
+	var o cp.Options
+	if r.reqVJ {
+		o = append(o, ipcp.Compression{Protocol: ipcp.ProtoVJC, MaxSlot: r.vjSlots, CompSlot: 1}.Encode())
+	}
+	if r.reqAddr {
+		o = append(o, ipcp.Address{Type: ipcp.OptAddress, Addr: r.local}.Encode())
+	}
+	return o
+}
+
+// slotAddr returns the n-th (0 or 1) address of a list, the first filling
+// both as pppd's ms-dns does; ok=false if the list is empty.
+func slotAddr(l []netip.Addr, n int) (netip.Addr, bool) {
+	switch {
+	case len(l) == 0:
+		return netip.Addr{}, false
+	case n < len(l):
+		return l[n], true
+	}
+	return l[0], true
+}
+
+// ipcpCheck judges the client's IPCP request as pppd's ipcp_reqci does.
+func (r *server) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
+	var rej, nak cp.Options
+	var peerVJ *ipcp.Compression
+	for _, o := range opts {
+		d, err := ipcp.Decode(o)
+		if err != nil {
+			rej = append(rej, o)
+			continue
+		}
+		switch v := d.(type) {
+		case ipcp.Address:
+			var want netip.Addr
+			ok := true
+			switch v.Type {
+			case ipcp.OptAddress:
+				want = r.remote
+			case ipcp.OptDNS1:
+				want, ok = slotAddr(r.dns, 0)
+			case ipcp.OptDNS2:
+				want, ok = slotAddr(r.dns, 1)
+			case ipcp.OptNBNS1:
+				want, ok = slotAddr(r.wins, 0)
+			case ipcp.OptNBNS2:
+				want, ok = slotAddr(r.wins, 1)
+			}
+			if !ok {
+				rej = append(rej, o) // ms-dns / ms-wins unset
+			} else if v.Addr != want {
+				nak = append(nak, ipcp.Address{Type: v.Type, Addr: want}.Encode())
+			}
+		case ipcp.Addresses:
+			if v.Src != r.remote || v.Dst != r.local {
+				nak = append(nak, ipcp.Addresses{Src: r.remote, Dst: r.local}.Encode())
+			}
+		case ipcp.Compression:
+			switch {
+			case !s.cfg.VJ || v.Protocol != ipcp.ProtoVJC || len(v.Extra) > 0:
+				rej = append(rej, o)
+			case v.Old:
+				peerVJ = &ipcp.Compression{Protocol: ipcp.ProtoVJC, MaxSlot: 15, CompSlot: 0, Old: true}
+			case v.MaxSlot > r.vjSlots:
+				// pppd: Nak a Max-Slot-Id above ours with ours.
+				nak = append(nak, ipcp.Compression{Protocol: ipcp.ProtoVJC, MaxSlot: r.vjSlots, CompSlot: v.CompSlot}.Encode())
+			default:
+				c := v
+				peerVJ = &c
+			}
+		default:
+			rej = append(rej, o)
+		}
+	}
+	if len(rej) > 0 {
+		return cp.ConfRej, rej
+	}
+	if len(nak) > 0 {
+		if rejectOnly {
+			return cp.ConfRej, nakToRej(opts, nak)
+		}
+		return cp.ConfNak, nak
+	}
+	r.peerVJ = peerVJ
+	return cp.ConfAck, opts
+}
+
+func (r *server) ipcpNak(s *session, opts cp.Options) {
+	for _, o := range opts {
+		if d, err := ipcp.Decode(o); err == nil {
+			if c, ok := d.(ipcp.Compression); ok {
+				if c.Protocol != ipcp.ProtoVJC || c.Old {
+					r.reqVJ = false
+				} else if c.MaxSlot < r.vjSlots {
+					r.vjSlots = c.MaxSlot
+				}
+			}
+		}
+	}
+}
+
+func (r *server) ipcpReject(s *session, opts cp.Options) {
+	for _, o := range opts {
+		switch o.Type {
+		case ipcp.OptCompression:
+			r.reqVJ = false
+		case ipcp.OptAddress:
+			r.reqAddr = false
+		}
+	}
+}
+
+func (r *server) ipcpUp(s *session) {
+	if r.peerVJ != nil {
+		s.vjTx = vj.NewCompressor(r.peerVJ.MaxSlot, r.peerVJ.CompSlot != 0)
+	}
+	if r.reqVJ {
+		s.vjRx = vj.NewDecompressor(r.vjSlots)
+	}
+	s.log.Info("IPCP up", "local", r.local, "remote", r.remote, "dns", r.dns, "vj", s.vjTx != nil)
+	if s.info != nil {
+		s.info.update(func(i *SessionInfo) { i.Up, i.VJ = s.upAt, s.vjTx != nil || s.vjRx != nil })
+	}
+	if r.opts.Bus != nil {
+		r.opts.Bus.Publish(bus.PPPUp{Session: s.id, Line: r.opts.Line, User: s.user, Local: r.local,
+			Remote: r.remote, DNS: slices.Clone(r.dns), CallID: r.opts.CallID})
+	}
+}
+
+func (r *server) ipcpDown(*session) {}
+
+func (r *server) otherProtocol(*session, uint16, []byte) bool { return false }
+
+func (r *server) receiveIP(s *session, pkt []byte) {
+	if r.link == nil {
+		s.stats.Dropped.Add(1)
+		return
+	}
+	if err := r.link.Send(pkt); err != nil {
+		s.stats.Dropped.Add(1)
+	}
+}

@@ -1,0 +1,860 @@
+package ppp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/isp-box/isp-box/ppp/cp"
+	"github.com/isp-box/isp-box/ppp/hdlc"
+	"github.com/isp-box/isp-box/ppp/ipcp"
+	"github.com/isp-box/isp-box/ppp/lcp"
+	"github.com/isp-box/isp-box/ppp/vj"
+)
+
+// Phase is the link's RFC 1661 §3.2 phase.
+type Phase uint8
+
+// Phases.
+const (
+	PhaseDead Phase = iota
+	PhaseEstablish
+	PhaseAuthenticate
+	PhaseNetwork
+	PhaseRunning // IPCP opened
+	PhaseTerminate
+)
+
+var phaseNames = [...]string{"dead", "establish", "authenticate", "network", "running", "terminate"}
+
+func (p Phase) String() string {
+	if int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return "phase?"
+}
+
+// Terminate causes (Record.Cause, bus.PPPDown.Cause).
+const (
+	CauseCarrier     = "carrier lost"
+	CausePeer        = "peer terminated"
+	CauseEcho        = "peer not responding"
+	CauseIdle        = "idle"
+	CauseMaxConnect  = "maxconnect"
+	CauseShutdown    = "shutdown"
+	CauseAuth        = "authentication failed"
+	CauseLCP         = "LCP negotiation failed"
+	CauseNoNetwork   = "no network protocols running"
+	CauseLoopback    = "line looped back"
+	CauseNoAddress   = "no address"
+	CauseLocalClose  = "closed"
+	CauseAuthRefused = "peer refused to authenticate"
+)
+
+// timer keys of the owner's timer set.
+const (
+	tLCP = iota
+	tIPCP
+	tAuth      // auth retransmit / wait
+	tAuthDelay // delayed failure answer
+	tEcho
+	tIdle
+	tMaxConnect
+	tHard // last resort end of a termination
+	numTimers
+)
+
+// ioStats are the session's counters, readable from other goroutines.
+type ioStats struct {
+	BytesIn, BytesOut, PktsIn, PktsOut atomic.Uint64
+	Dropped                            atomic.Uint64 // IP packets dropped (queue full, not up)
+	ProtoRejects                       atomic.Uint64
+}
+
+// role is what differs between server and client.
+type role interface {
+	lcpRequest(s *session) cp.Options
+	lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options)
+	lcpNak(s *session, opts cp.Options)
+	lcpReject(s *session, opts cp.Options)
+	ipcpRequest(s *session) cp.Options
+	ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options)
+	ipcpNak(s *session, opts cp.Options)
+	ipcpReject(s *session, opts cp.Options)
+	// authStart runs when LCP opens: it returns false if no authentication
+	// phase is needed in either direction.
+	authStart(s *session) bool
+	authInput(s *session, proto uint16, p cp.Packet)
+	authTimeout(s *session)
+	authDelayed(s *session)
+	// networkStart runs when authentication is done.
+	networkStart(s *session) error
+	ipcpUp(s *session)
+	ipcpDown(s *session)
+	// otherProtocol is offered frames of protocols the engine does not run;
+	// it returns false to have them Protocol-Rejected.
+	otherProtocol(s *session, proto uint16, info []byte) bool
+}
+
+// session is one PPP link, either role. All fields are owned by the owner
+// goroutine unless noted.
+type session struct {
+	id    string
+	log   *slog.Logger
+	clock Clock
+	rw    io.ReadWriteCloser
+	role  role
+	cfg   Config // limits, timers, MRU, ACCM, echo (the client fills one too)
+
+	enc *hdlc.Encoder
+	dec *hdlc.Reader // read by the reader goroutine; its setters are atomic
+
+	rx     chan []byte // frames from the reader
+	rxErr  chan error  // reader's final error
+	txq    txQueue
+	wErr   chan error // writer's final error
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	events chan func() // work posted by other goroutines (deliver, client calls)
+
+	timer    Timer
+	deadline [numTimers]time.Time
+
+	phase Phase
+	lcp   *cp.FSM
+	ipcp  *cp.FSM
+
+	// LCP state.
+	magic       uint32 // ours
+	loops       int    // magic collisions seen
+	mru         int    // ours, as acked
+	peerMRU     int
+	peerACCM    uint32
+	txACFC      bool // peer accepts compressed fields
+	txPFC       bool
+	lcpOptsAck  struct{ accm bool } // which of our options the peer acked
+	authProto   AuthProto           // the auth protocol the link agreed on ("" = none)
+	authIdx     int                 // index in the preference list being requested
+	authDead    map[AuthProto]bool  // protocols the peer refused
+	echoOut     int                 // unanswered Echo-Requests
+	rxSinceEcho bool
+
+	// IPCP / IP state.
+	vjTx        *vj.Compressor
+	vjRx        *vj.Decompressor
+	lastFCSErr  uint64
+	lastIP      time.Time
+	upAt        time.Time
+	start       time.Time
+	user        string
+	pendingEnd  string // cause to close LCP with after the current input
+	pendingText string
+	cause       string // first cause wins
+	ended       bool
+
+	stats   ioStats
+	info    *liveInfo           // shared with Sessions.List
+	onPhase func(Phase, string) // publishes bus.PPPPhase (server)
+}
+
+// txQueue is the writer's queue: control frames are never dropped; data
+// frames are dropped once dataLimit octets are waiting (a modem at 28.8k
+// would otherwise buffer seconds of traffic).
+type txQueue struct {
+	mu        sync.Mutex
+	frames    [][]byte
+	isData    []bool
+	dataBytes int
+	closed    bool
+	signal    chan struct{}
+}
+
+const dataLimit = 16 << 10
+
+func (q *txQueue) push(f []byte, data bool) bool {
+	q.mu.Lock()
+	if q.closed || data && q.dataBytes > dataLimit {
+		q.mu.Unlock()
+		return false
+	}
+	q.frames = append(q.frames, f)
+	q.isData = append(q.isData, data)
+	if data {
+		q.dataBytes += len(f)
+	}
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop returns the queued frames; done is true once closed and empty.
+func (q *txQueue) pop() (frames [][]byte, done bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	frames, q.frames, q.isData, q.dataBytes = q.frames, nil, nil, 0
+	return frames, q.closed && len(frames) == 0
+}
+
+func (q *txQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func newSession(id string, rw io.ReadWriteCloser, cfg Config, r role, clock Clock, log *slog.Logger) *session {
+	if clock == nil {
+		clock = realClock{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &session{
+		id: id, rw: rw, cfg: cfg, role: r, clock: clock, log: log,
+		enc:      hdlc.NewEncoder(),
+		dec:      hdlc.NewReader(rw),
+		rx:       make(chan []byte, 64),
+		rxErr:    make(chan error, 1),
+		wErr:     make(chan error, 1),
+		stop:     make(chan struct{}),
+		events:   make(chan func(), 256),
+		authDead: map[AuthProto]bool{},
+		peerMRU:  lcp.DefaultMRU,
+		mru:      lcp.DefaultMRU,
+	}
+	s.txq.signal = make(chan struct{}, 1)
+	if cfg.MRU > 0 {
+		s.mru = cfg.MRU
+	}
+	s.dec.SetMaxFrame(max(s.mru, lcp.DefaultMRU) + 8)
+	s.magic = newMagic()
+	p := cp.Params{Restart: cfg.Restart, MaxConfigure: cfg.MaxConfigure, MaxTerminate: cfg.MaxTerminate, MaxFailure: cfg.MaxFailure}
+	if p.Restart <= 0 {
+		p = cp.DefaultParams()
+	}
+	s.lcp = cp.New("LCP", &lcpHandler{s}, func(pk cp.Packet) { s.sendCP(lcp.Protocol, pk) }, fsmTimer{s, tLCP}, p, log)
+	ip := p
+	if cfg.IPCPMaxFailure > 0 {
+		ip.MaxFailure = cfg.IPCPMaxFailure
+	}
+	s.ipcp = cp.New("IPCP", &ipcpHandler{s}, func(pk cp.Packet) { s.sendCP(ipcp.Protocol, pk) }, fsmTimer{s, tIPCP}, ip, log)
+	return s
+}
+
+func newMagic() uint32 {
+	var b [4]byte
+	for {
+		rand.Read(b[:])
+		if m := binary.BigEndian.Uint32(b[:]); m != 0 {
+			return m
+		}
+	}
+}
+
+// fsmTimer is a cp.Timer over the session's timer set.
+type fsmTimer struct {
+	s   *session
+	key int
+}
+
+func (t fsmTimer) Start(d time.Duration) { t.s.setTimer(t.key, d) }
+func (t fsmTimer) Stop()                 { t.s.stopTimer(t.key) }
+
+func (s *session) setTimer(k int, d time.Duration) { s.deadline[k] = s.clock.Now().Add(d) }
+func (s *session) stopTimer(k int)                 { s.deadline[k] = time.Time{} }
+
+// run starts the reader and writer and runs the owner loop until the link
+// is dead. ready, if not nil, is called from the owner when IPCP opens.
+func (s *session) run(ctx context.Context) {
+	s.start = s.clock.Now()
+	s.lastIP = s.start
+	s.timer = s.clock.NewTimer(time.Hour)
+	s.wg.Add(2)
+	go s.reader()
+	go s.writer()
+
+	s.setPhase(PhaseEstablish, "")
+	s.lcp.Open()
+	s.lcp.Up()
+	done := ctx.Done()
+	for !s.ended {
+		s.armTimer()
+		select {
+		case f := <-s.rx:
+			s.input(f)
+		case err := <-s.rxErr:
+			s.log.Debug("line closed", "err", err)
+			s.lineLost()
+		case err := <-s.wErr:
+			s.log.Debug("line write failed", "err", err)
+			s.lineLost()
+		case fn := <-s.events:
+			fn()
+		case <-s.timer.C():
+			s.fireTimers()
+		case <-done:
+			done = nil
+			s.terminate(CauseShutdown, "Shutting down")
+		}
+		s.afterInput()
+	}
+	s.shutdown()
+}
+
+func (s *session) lineLost() {
+	s.setCause(CauseCarrier)
+	if s.ipcp.State() == cp.Opened {
+		s.ipcp.Down()
+	}
+	s.lcp.Down()
+	s.ended = true
+}
+
+// shutdown flushes the writer, closes the line and waits for the reader
+// and writer goroutines.
+func (s *session) shutdown() {
+	s.txq.close()
+	// Give the writer time to put the last Terminate-Ack on the line; a
+	// port stuck in flow control must not hold the session forever.
+	flushed := make(chan struct{})
+	go func() { s.wg.Wait(); close(flushed) }()
+	t := s.clock.NewTimer(2 * time.Second)
+	writerDone := false
+	for !writerDone {
+		select {
+		case <-s.wErr:
+			writerDone = true
+		case <-t.C():
+			writerDone = true
+		case <-flushed:
+			writerDone = true
+		}
+	}
+	t.Stop()
+	close(s.stop)
+	s.rw.Close()
+	<-flushed
+	s.timer.Stop()
+}
+
+func (s *session) reader() {
+	defer s.wg.Done()
+	for {
+		f, err := s.dec.ReadFrame()
+		if err != nil {
+			s.rxErr <- err
+			return
+		}
+		c := make([]byte, len(f))
+		copy(c, f)
+		select {
+		case s.rx <- c:
+		case <-s.stop:
+			s.rxErr <- io.EOF
+			return
+		}
+	}
+}
+
+func (s *session) writer() {
+	defer s.wg.Done()
+	for {
+		frames, done := s.txq.pop()
+		for _, f := range frames {
+			if _, err := s.rw.Write(f); err != nil {
+				s.wErr <- err
+				return
+			}
+		}
+		if done {
+			s.wErr <- nil
+			return
+		}
+		if len(frames) == 0 {
+			select {
+			case <-s.txq.signal:
+			case <-s.stop:
+				s.wErr <- nil
+				return
+			}
+		}
+	}
+}
+
+func (s *session) armTimer() {
+	var next time.Time
+	for _, d := range s.deadline {
+		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	if !s.timer.Stop() {
+		select {
+		case <-s.timer.C():
+		default:
+		}
+	}
+	if next.IsZero() {
+		return
+	}
+	s.timer.Reset(max(next.Sub(s.clock.Now()), 0))
+}
+
+func (s *session) fireTimers() {
+	now := s.clock.Now()
+	for k := range numTimers {
+		d := s.deadline[k]
+		if d.IsZero() || d.After(now) {
+			continue
+		}
+		s.deadline[k] = time.Time{}
+		switch k {
+		case tLCP:
+			s.lcp.Timeout()
+		case tIPCP:
+			s.ipcp.Timeout()
+		case tAuth:
+			s.role.authTimeout(s)
+		case tAuthDelay:
+			s.role.authDelayed(s)
+		case tEcho:
+			s.echoTick()
+		case tIdle:
+			s.idleTick()
+		case tMaxConnect:
+			s.terminate(CauseMaxConnect, "Connect time expired")
+		case tHard:
+			s.log.Debug("termination timed out")
+			s.ended = true
+		}
+		s.afterInput()
+	}
+}
+
+// afterInput carries out a close requested from inside an automaton
+// callback, where re-entering the automaton is not allowed.
+func (s *session) afterInput() {
+	if s.pendingEnd != "" {
+		cause, text := s.pendingEnd, s.pendingText
+		s.pendingEnd, s.pendingText = "", ""
+		s.terminate(cause, text)
+	}
+}
+
+// closeSoon asks for termination once the current callback returns.
+func (s *session) closeSoon(cause, text string) {
+	if s.pendingEnd == "" {
+		s.pendingEnd, s.pendingText = cause, text
+	}
+}
+
+func (s *session) setCause(c string) {
+	if s.cause == "" {
+		s.cause = c
+	}
+}
+
+// terminate closes LCP with a Terminate-Request (the automaton retries
+// Max-Terminate times); the session ends when LCP reaches Closed.
+func (s *session) terminate(cause, text string) {
+	s.setCause(cause)
+	s.log.Info("terminating", "cause", cause)
+	if s.ipcp.State() == cp.Opened {
+		s.ipcp.Down()
+	}
+	switch s.lcp.State() {
+	case cp.Initial, cp.Starting, cp.Closed, cp.Stopped:
+		s.ended = true
+		return
+	}
+	s.setPhase(PhaseTerminate, text)
+	s.lcp.Close(text)
+	p := s.cfg.Restart
+	if p <= 0 {
+		p = 3 * time.Second
+	}
+	if s.deadline[tHard].IsZero() {
+		s.setTimer(tHard, p*time.Duration(max(s.cfg.MaxTerminate, 2)+1))
+	}
+}
+
+func (s *session) setPhase(p Phase, detail string) {
+	if s.phase == p && detail == "" {
+		return
+	}
+	s.phase = p
+	s.log.Debug("phase", "phase", p.String(), "detail", detail)
+	if s.info != nil {
+		s.info.setPhase(p, detail)
+	}
+	if s.onPhase != nil {
+		s.onPhase(p, detail)
+	}
+}
+
+// input handles one deframed frame.
+func (s *session) input(f []byte) {
+	s.rxSinceEcho = true
+	if n := s.dec.Stats.FCSErrors.Load(); n != s.lastFCSErr {
+		// RFC 1144 §4.2: after a lost frame the decompressor must resync.
+		s.lastFCSErr = n
+		if s.vjRx != nil {
+			s.vjRx.Toss()
+		}
+	}
+	proto, info, err := hdlc.ParseHeader(f)
+	if err != nil {
+		s.log.Debug("bad frame header", "err", err)
+		return
+	}
+	if len(info) > s.mru+64 {
+		s.log.Debug("frame over MRU dropped", "len", len(info))
+		s.stats.Dropped.Add(1)
+		return
+	}
+	if proto == lcp.Protocol {
+		var p cp.Packet
+		if err := p.Unmarshal(info); err != nil {
+			s.log.Debug("bad LCP packet", "err", err)
+			return
+		}
+		s.lcp.Input(p)
+		return
+	}
+	// RFC 1661 §3.4: non-LCP packets before LCP is Opened are discarded.
+	if s.lcp.State() != cp.Opened {
+		s.log.Debug("discarding non-LCP frame while LCP not open", "proto", lcp.ProtocolName(proto))
+		return
+	}
+	switch proto {
+	case lcp.ProtoPAP, lcp.ProtoCHAP:
+		var p cp.Packet
+		if err := p.Unmarshal(info); err != nil {
+			return
+		}
+		s.role.authInput(s, proto, p)
+		return
+	}
+	// pppd: only authentication and LCP before the network phase.
+	if s.phase < PhaseNetwork {
+		s.log.Debug("discarding frame before network phase", "proto", lcp.ProtocolName(proto))
+		return
+	}
+	switch proto {
+	case ipcp.Protocol:
+		var p cp.Packet
+		if err := p.Unmarshal(info); err != nil {
+			return
+		}
+		s.ipcp.Input(p)
+		return
+	case ipcp.ProtoIP, ipcp.ProtoVJC, ipcp.ProtoVJUC:
+		if s.ipcp.State() != cp.Opened {
+			s.stats.Dropped.Add(1)
+			return
+		}
+		s.ipInput(proto, info)
+		return
+	}
+	if s.role.otherProtocol(s, proto, info) {
+		return
+	}
+	s.protocolReject(proto, info)
+}
+
+// protocolReject sends LCP Protocol-Reject (RFC 1661 §5.7) for a protocol we
+// do not run: IPXCP, NBFCP, CCP, IPv6CP, anything else.
+func (s *session) protocolReject(proto uint16, info []byte) {
+	s.stats.ProtoRejects.Add(1)
+	s.log.Debug("Protocol-Reject", "proto", lcp.ProtocolName(proto))
+	n := min(len(info), s.peerMRU-6)
+	d := binary.BigEndian.AppendUint16(nil, proto)
+	d = append(d, info[:max(n, 0)]...)
+	s.sendCP(lcp.Protocol, cp.Packet{Code: cp.ProtoRej, ID: s.lcp.NextID(), Data: d})
+}
+
+func (s *session) ipInput(proto uint16, info []byte) {
+	pkt := info
+	if proto != ipcp.ProtoIP {
+		if s.vjRx == nil {
+			s.stats.Dropped.Add(1)
+			return
+		}
+		var err error
+		if pkt, err = s.vjRx.Decompress(nil, proto, info); err != nil {
+			s.log.Debug("VJ decompress", "err", err)
+			s.stats.Dropped.Add(1)
+			return
+		}
+	}
+	s.stats.PktsIn.Add(1)
+	s.stats.BytesIn.Add(uint64(len(pkt)))
+	s.lastIP = s.clock.Now()
+	s.role.(ipReceiver).receiveIP(s, pkt)
+}
+
+// ipReceiver is where a role takes IP packets from the line.
+type ipReceiver interface{ receiveIP(s *session, pkt []byte) }
+
+// sendIP sends one IP packet to the peer, compressed if VJ is on.
+func (s *session) sendIP(pkt []byte) {
+	if s.ipcp.State() != cp.Opened {
+		s.stats.Dropped.Add(1)
+		return
+	}
+	proto, out := ipcp.ProtoIP, pkt
+	if s.vjTx != nil {
+		proto, out = s.vjTx.Compress(make([]byte, 0, len(pkt)), pkt)
+	}
+	if !s.sendFrame(proto, out, true) {
+		s.stats.Dropped.Add(1)
+		return
+	}
+	s.stats.PktsOut.Add(1)
+	s.stats.BytesOut.Add(uint64(len(pkt)))
+	s.lastIP = s.clock.Now()
+}
+
+// sendCP sends a control packet of protocol proto.
+func (s *session) sendCP(proto uint16, p cp.Packet) {
+	b, err := p.Marshal()
+	if err != nil {
+		s.log.Warn("control packet too long", "proto", lcp.ProtocolName(proto), "err", err)
+		return
+	}
+	s.sendFrame(proto, b, false)
+}
+
+// sendFrame frames and queues info. RFC 1661 §6.5, §6.6 and RFC 1662 §7.1:
+// LCP packets never use ACFC/PFC, and its Configure/Terminate/Code-Reject
+// packets go out with the default ACCM.
+func (s *session) sendFrame(proto uint16, info []byte, data bool) bool {
+	isLCP := proto == lcp.Protocol
+	hdr := hdlc.AppendHeader(make([]byte, 0, 4), proto, s.txACFC && !isLCP, s.txPFC && !isLCP)
+	defMap := isLCP && len(info) > 0 && info[0] >= byte(cp.ConfReq) && info[0] <= byte(cp.CodeRej)
+	return s.txq.push(s.enc.AppendFrame(nil, hdr, info, defMap), data)
+}
+
+// ---- LCP echo, idle ----
+
+func (s *session) startEcho() {
+	s.echoOut = 0
+	if s.cfg.EchoInterval > 0 {
+		s.setTimer(tEcho, s.cfg.EchoInterval)
+	}
+}
+
+func (s *session) echoTick() {
+	if s.lcp.State() != cp.Opened || s.cfg.EchoInterval <= 0 {
+		return
+	}
+	if s.cfg.EchoFailure > 0 && s.echoOut >= s.cfg.EchoFailure {
+		// pppd LcpLinkFailure: "No response to N echo-requests".
+		s.log.Warn("no response to echo-requests", "count", s.echoOut)
+		s.terminate(CauseEcho, "Peer not responding")
+		return
+	}
+	// lcp-echo-adaptive: traffic from the peer proves it alive.
+	if s.cfg.EchoAdaptive && s.rxSinceEcho {
+		s.echoOut = 0
+	} else {
+		s.echoOut++
+		d := binary.BigEndian.AppendUint32(nil, s.magic)
+		s.sendCP(lcp.Protocol, cp.Packet{Code: cp.EchoReq, ID: s.lcp.NextID(), Data: d})
+	}
+	s.rxSinceEcho = false
+	s.setTimer(tEcho, s.cfg.EchoInterval)
+}
+
+func (s *session) idleTick() {
+	if s.cfg.Idle <= 0 || s.phase != PhaseRunning {
+		return
+	}
+	if idle := s.clock.Now().Sub(s.lastIP); idle >= s.cfg.Idle {
+		s.terminate(CauseIdle, "Idle timeout")
+		return
+	} else {
+		s.setTimer(tIdle, s.cfg.Idle-idle)
+	}
+}
+
+// ---- LCP handler (common to both roles) ----
+
+type lcpHandler struct{ s *session }
+
+func (h *lcpHandler) Request() cp.Options { return h.s.role.lcpRequest(h.s) }
+func (h *lcpHandler) CheckRequest(o cp.Options, rej bool) (cp.Code, cp.Options) {
+	return h.s.role.lcpCheck(h.s, o, rej)
+}
+func (h *lcpHandler) Ack(o cp.Options) bool {
+	// RFC 1661 §5.2: the Ack must repeat our request exactly.
+	want := h.s.role.lcpRequest(h.s).Append(nil)
+	return string(want) == string(o.Append(nil))
+}
+func (h *lcpHandler) Nak(o cp.Options) bool    { h.s.role.lcpNak(h.s, o); return true }
+func (h *lcpHandler) Reject(o cp.Options) bool { h.s.role.lcpReject(h.s, o); return true }
+
+func (h *lcpHandler) Extended(p cp.Packet) (cp.Event, bool) {
+	s := h.s
+	switch p.Code {
+	case cp.ProtoRej:
+		if len(p.Data) < 2 {
+			return 0, false
+		}
+		proto := binary.BigEndian.Uint16(p.Data)
+		s.log.Debug("peer rejected protocol", "proto", lcp.ProtocolName(proto))
+		if pr, ok := s.role.(interface{ protocolRejected(uint16) }); ok {
+			pr.protocolRejected(proto)
+		}
+		if proto == lcp.Protocol {
+			return cp.RXJMinus, true
+		}
+		if proto == ipcp.Protocol && s.lcp.State() == cp.Opened {
+			defer s.ipcp.ProtocolRejected()
+		}
+		return cp.RXJPlus, true
+	case cp.EchoReq, cp.EchoReply, cp.DiscardReq, cp.Identification, cp.TimeRemaining:
+		// RFC 1570: Identification and Time-Remaining are informational.
+		return cp.RXR, true
+	}
+	return 0, false
+}
+
+func (h *lcpHandler) EchoReply(p cp.Packet) {
+	s := h.s
+	switch p.Code {
+	case cp.EchoReq:
+		if len(p.Data) >= 4 && binary.BigEndian.Uint32(p.Data) == s.magic && s.magic != 0 {
+			s.log.Debug("echo with our own magic: looped back?")
+		}
+		d := binary.BigEndian.AppendUint32(nil, s.magic)
+		if len(p.Data) > 4 {
+			d = append(d, p.Data[4:]...)
+		}
+		s.sendCP(lcp.Protocol, cp.Packet{Code: cp.EchoReply, ID: p.ID, Data: d})
+	case cp.EchoReply:
+		s.echoOut = 0
+	case cp.Identification:
+		if len(p.Data) > 4 {
+			s.log.Debug("peer identification", "text", string(p.Data[4:]))
+		}
+	}
+}
+
+func (h *lcpHandler) Up() {
+	s := h.s
+	s.log.Debug("LCP opened", "peerMRU", s.peerMRU, "accm", s.peerACCM, "acfc", s.txACFC, "pfc", s.txPFC)
+	s.enc.SetACCM(s.peerACCM)
+	if h.s.lcpOptsAck.accm {
+		s.dec.SetACCM(s.cfg.AsyncMap)
+	}
+	s.startEcho()
+	if s.role.authStart(s) {
+		s.setPhase(PhaseAuthenticate, string(s.authProto))
+		return
+	}
+	s.beginNetwork()
+}
+
+func (h *lcpHandler) Down() {
+	s := h.s
+	s.enc.SetACCM(hdlc.DefaultACCM)
+	s.dec.SetACCM(hdlc.DefaultACCM)
+	s.txACFC, s.txPFC = false, false
+	s.stopTimer(tEcho)
+	s.stopTimer(tAuth)
+	if s.ipcp.State() != cp.Initial && s.ipcp.State() != cp.Starting {
+		s.ipcp.Down()
+	}
+	if s.phase != PhaseTerminate {
+		s.setPhase(PhaseEstablish, "LCP down")
+	}
+	// The peer's Terminate-Request is the usual way a session ends.
+	if s.lcp.State() == cp.Stopping {
+		s.setCause(CausePeer)
+	}
+}
+
+func (h *lcpHandler) Started() {}
+
+func (h *lcpHandler) Finished() {
+	s := h.s
+	s.setCause(CauseLCP)
+	s.setPhase(PhaseDead, "")
+	s.ended = true
+}
+
+// beginNetwork enters the network phase and opens IPCP.
+func (s *session) beginNetwork() {
+	s.setPhase(PhaseNetwork, "")
+	if err := s.role.networkStart(s); err != nil {
+		s.log.Warn("network attach failed", "err", err)
+		s.closeSoon(CauseNoAddress, "No address available")
+		return
+	}
+	s.ipcp.Open()
+	s.ipcp.Up()
+}
+
+// ---- IPCP handler (common) ----
+
+type ipcpHandler struct{ s *session }
+
+func (h *ipcpHandler) Request() cp.Options { return h.s.role.ipcpRequest(h.s) }
+func (h *ipcpHandler) CheckRequest(o cp.Options, rej bool) (cp.Code, cp.Options) {
+	return h.s.role.ipcpCheck(h.s, o, rej)
+}
+func (h *ipcpHandler) Ack(o cp.Options) bool {
+	want := h.s.role.ipcpRequest(h.s).Append(nil)
+	return string(want) == string(o.Append(nil))
+}
+func (h *ipcpHandler) Nak(o cp.Options) bool    { h.s.role.ipcpNak(h.s, o); return true }
+func (h *ipcpHandler) Reject(o cp.Options) bool { h.s.role.ipcpReject(h.s, o); return true }
+func (h *ipcpHandler) Extended(cp.Packet) (cp.Event, bool) {
+	return 0, false
+}
+func (h *ipcpHandler) EchoReply(cp.Packet) {}
+func (h *ipcpHandler) Up() {
+	s := h.s
+	s.setPhase(PhaseRunning, "IPCP opened")
+	s.upAt = s.clock.Now()
+	s.lastIP = s.upAt
+	if s.cfg.MaxConnect > 0 {
+		s.setTimer(tMaxConnect, s.cfg.MaxConnect)
+	}
+	if s.cfg.Idle > 0 {
+		s.setTimer(tIdle, s.cfg.Idle)
+	}
+	s.role.ipcpUp(s)
+}
+func (h *ipcpHandler) Down() {
+	s := h.s
+	s.vjTx, s.vjRx = nil, nil
+	s.stopTimer(tIdle)
+	s.stopTimer(tMaxConnect)
+	if s.phase == PhaseRunning {
+		s.setPhase(PhaseNetwork, "IPCP down")
+	}
+	s.role.ipcpDown(s)
+}
+func (h *ipcpHandler) Started() {}
+func (h *ipcpHandler) Finished() {
+	// pppd: when the last NCP goes down, LCP is closed.
+	if h.s.lcp.State() == cp.Opened {
+		h.s.closeSoon(CauseNoNetwork, "No network protocols running")
+	}
+}
+
+var errClosed = errors.New("ppp: session closed")

@@ -1,0 +1,106 @@
+package ppp
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// SessionInfo is a snapshot of one live session for `isp-box sessions`.
+type SessionInfo struct {
+	ID       string       // session id
+	Line     string       // modem line
+	CallID   string       // SIP call tied to the line, when known
+	User     string       // authenticated (or logged-in) user
+	Phase    string       // dead, establish, authenticate, network, running, terminate
+	Detail   string       // last phase detail
+	Local    netip.Addr   // our address
+	Remote   netip.Addr   // the client's address
+	DNS      []netip.Addr // offered resolvers
+	Auth     string       // pap, chap, mschap, mschap-v2, or "" (none)
+	VJ       bool         // VJ header compression on
+	Start    time.Time    // CONNECT (session start)
+	Up       time.Time    // IPCP opened (zero until then)
+	BytesIn  uint64       // IP octets from the client
+	BytesOut uint64       // IP octets to the client
+	PktsIn   uint64
+	PktsOut  uint64
+	Dropped  uint64 // IP packets dropped
+	FCSErrs  uint64 // frames with a bad FCS
+}
+
+// liveInfo is the part of a session other goroutines may read.
+type liveInfo struct {
+	mu    sync.Mutex
+	info  SessionInfo // guarded by mu; counters are filled at snapshot
+	stats *ioStats
+	fcs   func() uint64
+}
+
+func (l *liveInfo) setPhase(p Phase, detail string) {
+	l.mu.Lock()
+	l.info.Phase, l.info.Detail = p.String(), detail
+	l.mu.Unlock()
+}
+
+func (l *liveInfo) update(fn func(*SessionInfo)) {
+	l.mu.Lock()
+	fn(&l.info)
+	l.mu.Unlock()
+}
+
+func (l *liveInfo) snapshot() SessionInfo {
+	l.mu.Lock()
+	i := l.info
+	i.DNS = slices.Clone(i.DNS)
+	l.mu.Unlock()
+	i.BytesIn, i.BytesOut = l.stats.BytesIn.Load(), l.stats.BytesOut.Load()
+	i.PktsIn, i.PktsOut = l.stats.PktsIn.Load(), l.stats.PktsOut.Load()
+	i.Dropped = l.stats.Dropped.Load()
+	i.FCSErrs = l.fcs()
+	return i
+}
+
+// Sessions is the registry of live sessions. Safe for concurrent use.
+type Sessions struct {
+	mu sync.Mutex
+	m  map[string]*liveInfo // guarded by mu
+}
+
+// NewSessions returns an empty registry.
+func NewSessions() *Sessions { return &Sessions{m: map[string]*liveInfo{}} }
+
+func (s *Sessions) add(id string, l *liveInfo) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.m[id] = l
+	s.mu.Unlock()
+}
+
+func (s *Sessions) remove(id string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
+}
+
+// List returns a snapshot of every live session, oldest first.
+func (s *Sessions) List() []SessionInfo {
+	s.mu.Lock()
+	ls := make([]*liveInfo, 0, len(s.m))
+	for _, l := range s.m {
+		ls = append(ls, l)
+	}
+	s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, l.snapshot())
+	}
+	slices.SortFunc(out, func(a, b SessionInfo) int { return a.Start.Compare(b.Start) })
+	return out
+}
