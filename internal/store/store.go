@@ -104,9 +104,13 @@ func dsn(path string) string {
 	return "file:" + path + "?" + strings.Join(q, "&")
 }
 
+// Memory is the path of a database that lives in memory only, for tests
+// and the demo: nothing survives Close.
+const Memory = ":memory:"
+
 // Open opens (creating if needed) the database at path, checks that it is
 // in WAL mode and brings its schema to the current version. The directory
-// is created with mode 0750 if missing.
+// is created with mode 0750 if missing. path may be Memory.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("store: empty database path")
@@ -114,12 +118,18 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("store: database path %q must not contain '?' or '#'", path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+	if path != Memory {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
 	}
 	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if path == Memory {
+		// Every connection to :memory: is a database of its own: keep one.
+		db.SetMaxOpenConns(1)
 	}
 	s := &Store{db: db, path: path}
 	if err := s.init(ctx); err != nil {
@@ -134,7 +144,7 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return err
 	}
-	if !strings.EqualFold(mode, "wal") {
+	if !strings.EqualFold(mode, "wal") && s.path != Memory {
 		return fmt.Errorf("journal_mode is %q, want wal", mode)
 	}
 	return migrate(ctx, s.db)

@@ -88,6 +88,27 @@ func TestOpenPragmas(t *testing.T) {
 	}
 }
 
+func TestMemory(t *testing.T) {
+	s, err := Open(t.Context(), Memory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := bus.New(nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	wait := s.Start(ctx, b)
+	for i := range 10 {
+		b.Publish(call(i))
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if calls, err := s.Calls(t.Context(), 0); err != nil || len(calls) != 10 {
+		t.Errorf("Calls = %d, %v; want 10", len(calls), err)
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	for _, p := range []string{"", "/tmp/a?b.db", "/tmp/a#b.db"} {
 		if _, err := Open(t.Context(), p); err == nil {
