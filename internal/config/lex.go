@@ -121,8 +121,7 @@ type lexer struct {
 	blockLine int
 }
 
-// file reads one file's lines into the lexer. incFile/incLine name the
-// #include that brought it in ("" for the main file).
+// file reads one file's lines into the lexer, in the current section.
 func (lx *lexer) file(name string, data []byte) {
 	lx.stack = append(lx.stack, name)
 	defer func() { lx.stack = lx.stack[:len(lx.stack)-1] }()
@@ -153,7 +152,7 @@ func (lx *lexer) line(file string, n int, text string) {
 		return
 	}
 	if strings.HasPrefix(trimmed, "#") {
-		word, rest, _ := strings.Cut(trimmed, " ")
+		word, rest := trimmed, ""
 		if i := strings.IndexAny(trimmed, " \t\"<"); i > 0 {
 			word, rest = trimmed[:i], trimmed[i:]
 		}
@@ -233,12 +232,12 @@ func (lx *lexer) header(file string, n int, text string) {
 	s := &section{Name: name, File: file, Line: n}
 	rest := strings.TrimSpace(text[end+1:])
 	if strings.HasPrefix(rest, "(") {
-		close := strings.IndexByte(rest, ')')
-		if close < 0 {
+		end := strings.IndexByte(rest, ')')
+		if end < 0 {
 			lx.errorf(file, n, "template list %q has no closing )", rest)
 			rest = ""
 		} else {
-			for _, o := range strings.Split(rest[1:close], ",") {
+			for _, o := range strings.Split(rest[1:end], ",") {
 				switch o = strings.TrimSpace(o); o {
 				case "":
 				case "!":
@@ -249,7 +248,7 @@ func (lx *lexer) header(file string, n int, text string) {
 					s.Parents = append(s.Parents, o)
 				}
 			}
-			rest = strings.TrimSpace(rest[close+1:])
+			rest = strings.TrimSpace(rest[end+1:])
 		}
 	}
 	if rest != "" {

@@ -233,19 +233,23 @@ func init() {
 			}
 			return func(st *pppState) { st.c.Netmask = m }
 		}},
-		"name":           ignored(1, "the box does not take its CHAP name from the config"),
-		"remotename":     ignored(1, "the client's name comes from its authentication"),
-		"ipparam":        ignored(1, "the box runs no ip-up/ip-down scripts"),
-		"defaultroute":   ignored(0, "the box never routes through a client"),
-		"nodefaultroute": ignored(0, "the box never routes through a client"),
-		"usepeerdns":     ignored(0, "the box is the DNS giver, not the taker"),
-		"nodetach":       ignored(0, "the box always runs in the foreground"),
-		"updetach":       ignored(0, "the box always runs in the foreground"),
-		"persist":        ignored(0, "lines answer calls; there is nothing to redial"),
-		"noccp":          ignored(0, "the box negotiates no compression (CCP) anyway"),
-		"nobsdcomp":      ignored(0, "the box negotiates no compression (CCP) anyway"),
-		"nodeflate":      ignored(0, "the box negotiates no compression (CCP) anyway"),
-		"ktune":          ignored(0, "kernel network mode turns on IP forwarding itself"),
+		"name": {1, func(b *builder, r rawLine, name string, a []string) pppOp {
+			return func(st *pppState) { st.c.Name = a[0] }
+		}},
+		"pap-timeout":      secOpt(0, 86400, func(st *pppState, d time.Duration) { st.c.AuthTimeout = d }),
+		"ipcp-max-failure": intOpt(1, 1000, func(st *pppState, n int) { st.c.IPCPMaxFailure = n }),
+		"remotename":       ignored(1, "the client's name comes from its authentication"),
+		"ipparam":          ignored(1, "the box runs no ip-up/ip-down scripts"),
+		"defaultroute":     ignored(0, "the box never routes through a client"),
+		"nodefaultroute":   ignored(0, "the box never routes through a client"),
+		"usepeerdns":       ignored(0, "the box is the DNS giver, not the taker"),
+		"nodetach":         ignored(0, "the box always runs in the foreground"),
+		"updetach":         ignored(0, "the box always runs in the foreground"),
+		"persist":          ignored(0, "lines answer calls; there is nothing to redial"),
+		"noccp":            ignored(0, "the box negotiates no compression (CCP) anyway"),
+		"nobsdcomp":        ignored(0, "the box negotiates no compression (CCP) anyway"),
+		"nodeflate":        ignored(0, "the box negotiates no compression (CCP) anyway"),
+		"ktune":            ignored(0, "kernel network mode turns on IP forwarding itself"),
 	}
 }
 
