@@ -110,7 +110,7 @@ type call struct {
 	uac       *sipgo.DialogClientSession
 	uas       *sipgo.DialogServerSession
 	m         *media
-	answerSDP []byte
+	localSDP  []byte // our current session description, to answer re-INVITEs
 
 	endOnce sync.Once
 }
@@ -557,7 +557,7 @@ func (l *Line) answer(c *call, ds *sipgo.DialogServerSession, f format) (phone.C
 	res.AppendHeader(sip.NewHeader("Server", UserAgent))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	l.mu.Lock()
-	c.answerSDP = body
+	c.localSDP = body
 	l.mu.Unlock()
 	if err := ds.WriteResponse(res); err != nil { // blocks until the ACK
 		m.end()
@@ -584,7 +584,7 @@ func (l *Line) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		d    *sipgo.Dialog
 	)
 	if c != nil && c.state == Connected {
-		m, body = c.m, c.answerSDP
+		m, body = c.m, c.localSDP
 		if c.uas != nil {
 			d = &c.uas.Dialog
 		} else if c.uac != nil {
@@ -688,7 +688,8 @@ func (l *Line) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 	l.decorate(req)
 	req.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(offer.marshal())
+	c.localSDP = offer.marshal()
+	req.SetBody(c.localSDP)
 	l.a.notify(l)
 	l.log.Info("dialing", "number", c.peer, "to", target.String(), "call", c.id)
 
