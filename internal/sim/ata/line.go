@@ -106,11 +106,11 @@ type call struct {
 	remote   netip.AddrPort
 
 	// guarded by Line.mu
-	state     CallState
-	uac       *sipgo.DialogClientSession
-	uas       *sipgo.DialogServerSession
-	m         *media
-	localSDP  []byte // our current session description, to answer re-INVITEs
+	state    CallState
+	uac      *sipgo.DialogClientSession
+	uas      *sipgo.DialogServerSession
+	m        *media
+	localSDP []byte // our current session description, to answer re-INVITEs
 
 	endOnce sync.Once
 }
