@@ -24,14 +24,21 @@ func (b *builder) validate() {
 	// The dial plan: compile it as the PBX will, then check every Dial()
 	// target names a peer or hunt group that exists.
 	plan := b.dialplan()
+	dialled := map[string]bool{} // peers and hunt groups some Dial() reaches
 	if plan != nil {
 		for _, t := range plan.Targets() {
 			switch strings.ToUpper(t.Tech) {
 			case "SIP":
-				if _, ok := peers[t.Resource]; !ok {
+				dialled[t.Resource] = true
+				i, ok := peers[t.Resource]
+				switch {
+				case !ok:
 					b.errorf(t.File, t.Line, "Dial(%s): there is no SIP peer [%s]%s", t, t.Resource, suggest(t.Resource, sortedKeys(peers)))
+				case c.PBX.Peers[i].Type == "user":
+					b.errorf(t.File, t.Line, "Dial(%s): peer [%s] has type=user and cannot be called; use type=friend", t, t.Resource)
 				}
 			case "HUNT":
+				dialled["HUNT/"+t.Resource] = true
 				if !groups[t.Resource] {
 					b.errorf(t.File, t.Line, "Dial(%s): no peer has huntgroup=%s", t, t.Resource)
 				}
@@ -64,6 +71,10 @@ func (b *builder) validate() {
 			b.errorf(m.File, m.Line, "line %s: peer %s already has line %s (%s:%d); one ATA port holds one modem", m.Name, m.Peer, prev.Modem.Name, prev.Modem.File, prev.Modem.Line)
 		} else {
 			byPeer[m.Peer] = l
+			p := c.PBX.Peers[i]
+			if plan != nil && !dialled[p.Name] && (p.HuntGroup == "" || !dialled["HUNT/"+p.HuntGroup]) {
+				b.warnf(m.File, m.Line, "line %s: no Dial() in the dial plan reaches peer %s, so this modem never rings", m.Name, m.Peer)
+			}
 		}
 	}
 
