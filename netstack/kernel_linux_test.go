@@ -381,3 +381,24 @@ func TestKernelIsolation(t *testing.T) {
 		t.Fatalf("isolated drop counted %d", got)
 	}
 }
+
+// TestUserspacePingWorldAllowed runs TestUserspacePingWorld in a network
+// namespace whose ping_group_range admits everyone, so the echo really
+// goes through a ping socket (the default range admits nobody).
+func TestUserspacePingWorldAllowed(t *testing.T) {
+	needRoot(t)
+	ns := fmt.Sprintf("ispbox-t-ping-%d-%d", os.Getpid(), topoSeq.Add(1))
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	// A veth pair stands in for a LAN interface (no dummy module needed).
+	run(t, "ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	run(t, "ip", "-n", ns, "addr", "add", "10.99.0.1/24", "dev", "v0")
+	run(t, "ip", "-n", ns, "link", "set", "v0", "up")
+	run(t, "ip", "-n", ns, "link", "set", "v1", "up")
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+	out, err := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestUserspacePingWorld$", "-test.v").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ping sockets allowed: true") || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}

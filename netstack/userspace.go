@@ -51,7 +51,7 @@ type userspace struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex // guards conns and closing; held around wg.Add
-	conns   map[io.Closer]struct{}
+	conns   map[io.Closer]netip.Addr // forwarded connections by client address
 	closing bool
 	wg      sync.WaitGroup
 
@@ -67,7 +67,7 @@ func newUserspace(ctx context.Context, st *Stack) (*userspace, error) {
 	u := &userspace{
 		st: st, ns: ns, gw: cfg.Gateway,
 		ep:      channel.New(512, uint32(cfg.MTU), ""),
-		conns:   map[io.Closer]struct{}{},
+		conns:   map[io.Closer]netip.Addr{},
 		pingSem: make(chan struct{}, 64),
 	}
 	u.ctx, u.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -148,15 +148,16 @@ func (u *userspace) spawn(fn func()) bool {
 	return true
 }
 
-// track registers connections that close must shut; false if closing.
-func (u *userspace) track(cs ...io.Closer) bool {
+// track registers a client's connections, which close and the client's
+// detach shut; false if closing.
+func (u *userspace) track(client netip.Addr, cs ...io.Closer) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closing {
 		return false
 	}
 	for _, c := range cs {
-		u.conns[c] = struct{}{}
+		u.conns[c] = client
 	}
 	return true
 }
@@ -171,10 +172,19 @@ func (u *userspace) untrack(cs ...io.Closer) {
 
 func (u *userspace) attach(*Session) error { return nil }
 
-// detach leaves the session's connections to time out: the address is not
-// reused at once (the pool is round-robin), and the client cannot be reached
-// any more, so gVisor's retransmissions give up on their own.
-func (u *userspace) detach(*Session) {}
+// detach closes the host sides of the session's forwarded connections, so
+// that servers see the end of the client at once (a hung-up modem sends no
+// FIN). The gVisor sides close with them.
+func (u *userspace) detach(s *Session) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for c, a := range u.conns {
+		if a == s.remote {
+			c.Close()
+			delete(u.conns, c)
+		}
+	}
+}
 
 // WriteNotify is called by the channel endpoint when gVisor has written a
 // packet: route it to the session that owns its destination.
@@ -303,7 +313,8 @@ func (u *userspace) forwardTCP(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
 	in := gonet.NewTCPConn(&wq, ep)
-	if !u.track(in, out) {
+	client := netip.AddrFrom4(id.RemoteAddress.As4())
+	if !u.track(client, in, out) {
 		in.Close()
 		out.Close()
 		return
@@ -365,7 +376,7 @@ func (u *userspace) forwardUDP(r *udp.ForwarderRequest) {
 			in.Close()
 			return
 		}
-		if !u.track(in, out) {
+		if !u.track(netip.AddrFrom4(id.RemoteAddress.As4()), in, out) {
 			in.Close()
 			out.Close()
 			return

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -552,4 +553,105 @@ func dnsServer(t testing.TB, name string, a [4]byte) netip.AddrPort {
 		}
 	}()
 	return netip.MustParseAddrPort(pc.LocalAddr().String())
+}
+
+// TestUserspaceDetachClosesConnections: when a session ends, the server's
+// side of its forwarded connections is closed at once.
+func TestUserspaceDetachClosesConnections(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st := newStack(t, userspaceConfig(t), nil)
+	sess, c := attach(t, st, "s1", netip.Addr{})
+	conn, err := c.DialContext(ctxT(t), "tcp", fmt.Sprintf("%s:%d", gw, netip.MustParseAddrPort(l.Addr().String()).Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	srv, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	sess.Close()
+	_ = srv.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := srv.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("server read after session close: %v, want EOF", err)
+	}
+}
+
+// FuzzSessionSend: whatever a client sends, Send does not panic, and a
+// packet whose source is not the client's is never accepted.
+func FuzzSessionSend(f *testing.F) {
+	remote := netip.MustParseAddr("192.168.32.2")
+	f.Add(udpPacket(netip.AddrPortFrom(remote, 1000), netip.AddrPortFrom(gw, 53), []byte("q")))
+	f.Add(udpPacket(netip.MustParseAddrPort("10.0.0.1:1000"), netip.AddrPortFrom(gw, 53), nil))
+	f.Add(udpPacket(netip.AddrPortFrom(remote, 1000), netip.MustParseAddrPort("192.168.32.3:9"), nil))
+	f.Add([]byte{0x45, 0, 0, 20})
+	f.Add([]byte{0x60, 0, 0, 0, 0, 0, 17, 64})
+	cfg := userspaceConfig(f)
+	cfg.HostLoopback = false
+	st := newStack(f, cfg, nil)
+	sess, err := st.Attach(context.Background(), "fuzz", remote, func([]byte) {})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		before := sess.Info().PktsIn
+		if err := sess.Send(pkt); err != nil {
+			t.Fatal(err)
+		}
+		spoofed := len(pkt) < 20 || netip.AddrFrom4([4]byte(pkt[12:16])) != remote
+		if spoofed && sess.Info().PktsIn != before {
+			t.Fatalf("accepted packet with source %x", pkt[12:min(16, len(pkt))])
+		}
+	})
+}
+
+// TestUserspaceCloseNoLeak: closing the stack stops every goroutine it and
+// its connections started.
+func TestUserspaceCloseNoLeak(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "x") }))
+	defer srv.Close()
+	before := runtime.NumGoroutine()
+	st, err := netstack.New(context.Background(), userspaceConfig(t), netstack.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := st.Attach(context.Background(), "s", netip.Addr{}, func([]byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := clientnet.New(sess.Remote(), sess.DNS(), 1500, func(p []byte) { _ = sess.Send(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c
+	// A connection left open on purpose, and a UDP flow.
+	st2, c2 := attach(t, st, "s2", netip.Addr{})
+	_ = st2
+	port := netip.MustParseAddrPort(srv.Listener.Addr().String()).Port()
+	conn, err := c2.DialContext(ctxT(t), "tcp", fmt.Sprintf("%s:%d", gw, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.LookupHost(ctxT(t), "localhost"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	c2.Close()
+	c.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
 }
