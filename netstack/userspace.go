@@ -50,7 +50,7 @@ type userspace struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex // guards conns and closing; held around wg.Add
+	mu      sync.Mutex               // guards conns and closing; held around wg.Add
 	conns   map[io.Closer]netip.Addr // forwarded connections by client address
 	closing bool
 	wg      sync.WaitGroup
