@@ -132,7 +132,8 @@ func (lx *lexer) file(name string, data []byte) {
 	if !seen {
 		lx.files = append(lx.files, name)
 	}
-	lines := strings.Split(string(data), "\n")
+	// A BOM (from Windows editors) and CRLF line ends are not part of the text.
+	lines := strings.Split(strings.TrimPrefix(string(data), "\ufeff"), "\n")
 	for i, text := range lines {
 		lx.line(name, i+1, strings.TrimSuffix(text, "\r"))
 	}

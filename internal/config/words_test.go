@@ -138,3 +138,15 @@ func TestAsideFiles(t *testing.T) {
 		t.Errorf("err = %v\nwant %s", err, want)
 	}
 }
+
+// TestWindowsText: a BOM and CRLF line ends change nothing.
+func TestWindowsText(t *testing.T) {
+	src := "\ufeff[general]\r\nrealm=box\r\n[users]\r\ndial * \"dial\" *\r\n"
+	cfg, err := Parse("win.conf", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PBX.General.Realm != "box" || len(cfg.Users) != 1 || cfg.Users[0].Secret != "dial" || cfg.Users[0].Addrs[0] != "*" {
+		t.Errorf("realm %q, users %+v", cfg.PBX.General.Realm, cfg.Users)
+	}
+}
