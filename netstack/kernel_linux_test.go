@@ -402,3 +402,26 @@ func TestUserspacePingWorldAllowed(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+// TestKernelBlockPrivate: with BlockPrivate the forward chain drops the
+// clients' packets to private nets (the server namespace is 10.77.0.0/24).
+func TestKernelBlockPrivate(t *testing.T) {
+	tp := newTopo(t)
+	cfg := kernelConfig()
+	cfg.BlockPrivate = true
+	st := tp.stack(t, cfg)
+	sess, _ := attach(t, st, "k1", netip.Addr{})
+	if err := sess.Send(udpPacket(netip.AddrPortFrom(sess.Remote(), 5000), netip.MustParseAddrPort(serverAddr+":9999"), []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var out string
+	for time.Now().Before(deadline) {
+		out = run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "forward")
+		if strings.Contains(out, "ip daddr 10.0.0.0/8 counter packets 1 ") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("private destination not dropped by the table:\n%s", out)
+}

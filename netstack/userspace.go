@@ -227,10 +227,17 @@ func (u *userspace) send(s *Session, pkt []byte) {
 			s.drop(reason)
 			return
 		}
-		if proto == uint8(header.ICMPv4ProtocolNumber) && len(pkt) >= ihl+header.ICMPv4MinimumSize &&
-			header.ICMPv4(pkt[ihl:]).Type() == header.ICMPv4Echo {
-			u.echo(s, dst, pkt[ihl:])
-			return
+		if proto == uint8(header.ICMPv4ProtocolNumber) {
+			if header.IPv4(pkt).More() || header.IPv4(pkt).FragmentOffset() != 0 {
+				// A fragmented echo would be reassembled and answered by
+				// gVisor itself, in the name of a host it never reached.
+				s.drop(ReasonNoRoute)
+				return
+			}
+			if len(pkt) >= ihl+header.ICMPv4MinimumSize && header.ICMPv4(pkt[ihl:]).Type() == header.ICMPv4Echo {
+				u.echo(s, dst, pkt[ihl:])
+				return
+			}
 		}
 	}
 	pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
