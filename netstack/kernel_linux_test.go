@@ -184,6 +184,7 @@ func TestKernelMasquerade(t *testing.T) {
 		t.Fatalf("ip_forward = %q", got)
 	}
 	sess, c := attach(t, st, "k1", netip.MustParseAddr("192.168.32.105"))
+	t.Logf("the box's table:\n%s", run(t, "ip", "netns", "exec", tp.box, "nft", "list", "table", "ip", "isp-box"))
 
 	// HTTP through the masquerade: the server sees the uplink's address.
 	req, _ := http.NewRequestWithContext(ctxT(t), "GET", "http://"+serverAddr+":8080/", nil)

@@ -11,6 +11,44 @@
 // Whatever the mode, a packet from a session must carry that session's
 // address as its source (no spoofing, BCP 38), and with Isolate set clients
 // cannot reach each other.
+//
+// # Userspace mode
+//
+// The gVisor NIC is promiscuous and may spoof: it accepts a SYN to any
+// address, and the TCP forwarder connects a host socket to that address
+// before completing the client's handshake (refused or unreachable → RST).
+// UDP flows get a host socket each, closed after Config.UDPTimeout of
+// silence. ICMP echo to the gateway is answered by gVisor; to other hosts it
+// goes out through an unprivileged ICMP socket where
+// net.ipv4.ping_group_range allows, and is otherwise dropped and counted.
+// gateway:53 (UDP and TCP) is a DNS forwarder (package dnsfwd) that answers
+// names of the host's hosts file and relays the rest to the host's
+// resolvers; the DNS handed out in IPCP defaults to it.
+//
+// Reaching the host: 127.0.0.0/8 never comes from a client on the wire
+// (RFC 1122 §3.2.1.3), so it is dropped. Instead, with HostLoopback set, a
+// connection to the gateway address on any port but 53 is forwarded to the
+// host's 127.0.0.1 on that port (QEMU's and slirp4netns's 10.0.2.2
+// convention): http://192.168.32.1:8080/ from a client is the host's
+// http://127.0.0.1:8080/. It is off by default: dial-in users should not
+// reach services the host keeps on loopback. BlockPrivate (off by default,
+// as the seed's MASQUERADE rule let clients reach the LAN) also refuses
+// private, shared and link-local destinations, e.g. the host's LAN and
+// 169.254.169.254.
+//
+// # Kernel mode
+//
+// One TUN device (Config.TunName) with the gateway address, a /32 route per
+// client (pppd's peer route), a proxy-ARP entry on the uplink for a client
+// address inside the uplink's subnet (pppd's proxyarp), ip_forward on, and
+// the nftables table Config.Table: masquerade of the clients out of the
+// uplink, a forward chain that drops spoofed sources (and, as configured,
+// client-to-client and private destinations) and clamps the MSS of passing
+// SYNs to MTU-40. Close removes all of it and writes back an ip_forward of
+// 0 it found; a run killed with -9 leaves the table and proxy entries, which
+// the next start removes (the table's client set says which proxy entries
+// were ours). The host's own firewall still applies: a forward policy of
+// drop elsewhere (Docker's, for instance) must let the clients through.
 package netstack
 
 import (
