@@ -269,10 +269,10 @@ func (b *builder) sipSection(s *section, es []entry) {
 			b.ctxAt[s.Name] = s
 		}
 		b.context(s, es)
-	case len(es) == 0:
+	case len(es) == 0 && !s.Bad:
 		b.warnf(s.File, s.Line, "[%s] is empty and ignored", s.Name)
 	default:
-		b.errorf(s.File, s.Line, "[%s] is not a section isp-box knows: %s", s.Name, sectionKinds)
+		b.errorf(s.File, s.Line, "[%s] is not a section isp-box knows%s: %s", s.Name, sectionHint(s.Name), sectionKinds)
 	}
 }
 
@@ -291,6 +291,15 @@ func (b *builder) context(s *section, es []entry) {
 				e.RawKey, s.Name, suggest(e.Key, []string{"exten", "same", "include"}))
 		}
 	}
+}
+
+// sectionHint suggests the fixed section a misspelt name may be.
+func sectionHint(name string) string {
+	h := suggest(strings.ToLower(name), []string{"general", "box", "network", "mgetty", "users", "ppp"})
+	if h == "" {
+		return ""
+	}
+	return " (did you mean [" + strings.TrimSuffix(strings.TrimPrefix(h, " (did you mean "), "?)") + "]?)"
 }
 
 func sortedKeys[V any](m map[string]V) []string {

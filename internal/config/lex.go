@@ -51,6 +51,7 @@ type section struct {
 	Parents  []string // (a,b)
 	File     string
 	Line     int
+	Bad      bool      // a line of it could not be read
 	Entries  []entry   // kindSIP
 	Raw      []rawLine // the other kinds
 }
@@ -288,7 +289,8 @@ func (lx *lexer) header(file string, n int, text string) {
 func (lx *lexer) keyValue(file string, n int, text string) {
 	eq := strings.IndexByte(text, '=')
 	if eq < 0 {
-		lx.errorf(file, n, "expected key = value or key => value, found %q", text)
+		lx.cur.Bad = true
+		lx.errorf(file, n, "expected key = value or key => value in [%s], found %q%s", lx.cur.Name, text, sectionHint(lx.cur.Name))
 		return
 	}
 	op, val := "=", text[eq+1:]
@@ -297,6 +299,7 @@ func (lx *lexer) keyValue(file string, n int, text string) {
 	}
 	key := strings.TrimSpace(text[:eq])
 	if key == "" {
+		lx.cur.Bad = true
 		lx.errorf(file, n, "missing key before %q", op)
 		return
 	}
