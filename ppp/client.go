@@ -312,7 +312,6 @@ func (r *client) lcpReject(s *session, opts cp.Options) {
 }
 
 func (r *client) authStart(s *session) bool {
-	s.lcpOptsAck.accm = r.reqACCM
 	s.authProto = r.authUsed
 	switch r.authUsed {
 	case "":

@@ -341,7 +341,6 @@ func (r *server) lcpReject(s *session, opts cp.Options) {
 // ---- authentication (server side) ----
 
 func (r *server) authStart(s *session) bool {
-	s.lcpOptsAck.accm = r.reqACCM
 	if !r.reqAuth || r.curAuth(s) == "" {
 		return false
 	}

@@ -757,8 +757,12 @@ func (h *lcpHandler) Up() {
 	s := h.s
 	s.log.Debug("LCP opened", "peerMRU", s.peerMRU, "accm", s.peerACCM, "acfc", s.txACFC, "pfc", s.txPFC)
 	s.enc.SetACCM(s.peerACCM)
-	if h.s.lcpOptsAck.accm {
-		s.dec.SetACCM(s.cfg.AsyncMap)
+	// Our request as the peer acked it says which ACCM the peer now uses
+	// toward us.
+	for _, o := range s.role.lcpRequest(s) {
+		if o.Type == lcp.OptACCM {
+			s.dec.SetACCM(s.cfg.AsyncMap)
+		}
 	}
 	s.startEcho()
 	if s.role.authStart(s) {
