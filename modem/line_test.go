@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,6 +93,14 @@ type session struct {
 
 const ispNumber = "88567682"
 
+// testLog logs to stderr with MODEM_DEBUG=1, else nowhere.
+func testLog() *slog.Logger {
+	if os.Getenv("MODEM_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func newRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig {
 	t.Helper()
 	r := &rig{t: t, bus: bus.New(nil), sessions: make(chan session, 8), done: make(chan struct{})}
@@ -100,7 +109,7 @@ func newRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig {
 	x := hayes.NewExchange()
 	dir := t.TempDir()
 	var err error
-	r.isp, err = hayes.New(hayes.Options{Name: "isp", Link: filepath.Join(dir, "ttyUSB0"), RingInterval: 300 * time.Millisecond})
+	r.isp, err = hayes.New(hayes.Options{Name: "isp", Log: testLog(), Link: filepath.Join(dir, "ttyUSB0"), RingInterval: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +137,7 @@ func newRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig {
 	}
 	r.line, err = NewLine(cfg, LineOptions{
 		Bus:        r.bus,
+		Log:        testLog(),
 		Handler:    r.handler,
 		CheckLogin: func(u, p string) bool { return u == "dial" && p == "dial" },
 	})
@@ -463,7 +473,9 @@ func TestForeignLock(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); l.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	ev := waitEvent(t, sub, func(ev bus.LineState) bool { return ev.Detail != "" && ev.State == "opening" && ev.Detail != cfg.Device })
+	ev := waitEvent(t, sub, func(ev bus.LineState) bool {
+		return ev.Detail != "" && ev.State == "opening" && ev.Detail != cfg.Device
+	})
 	if want := "locked by pid " + strconv.Itoa(holder.Process.Pid); ev.Detail != want {
 		t.Errorf("detail %q, want %q", ev.Detail, want)
 	}
@@ -529,4 +541,3 @@ func TestDirectLine(t *testing.T) {
 	cancel()
 	<-done
 }
-

@@ -36,7 +36,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/isp-box/isp-box/internal/sim/phone"
@@ -294,7 +293,7 @@ func (m *Modem) Reg(n int) int {
 // ---- pty ----
 
 func (m *Modem) openPty() (*ptyPair, error) {
-	master, slave, err := pty.Open()
+	master, slave, err := openpt()
 	if err != nil {
 		return nil, fmt.Errorf("hayes: open pty: %w", err)
 	}
@@ -336,6 +335,33 @@ func (m *Modem) openPty() (*ptyPair, error) {
 	go m.writePty(p)
 	m.log.Debug("pty up", "slave", slave.Name(), "link", m.opts.Link)
 	return p, nil
+}
+
+// openpt opens a pty pair. Not creack/pty: its Open calls File.Fd on the
+// master, which switches it to blocking mode, and then Close cannot
+// interrupt a pending Read — the master would stay open and the slave never
+// see the hang-up that Vanish is for. Opened O_NONBLOCK, the master goes
+// through the runtime poller.
+func openpt() (master, slave *os.File, err error) {
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
+	if err == nil {
+		err = unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0) // unlockpt
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, nil, err
+	}
+	master = os.NewFile(uintptr(fd), "/dev/ptmx")
+	slave, err = os.OpenFile("/dev/pts/"+strconv.FormatUint(uint64(n), 10), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		master.Close()
+		return nil, nil, err
+	}
+	return master, slave, nil
 }
 
 func control(f *os.File, fn func(fd int) error) error {
