@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/isp-box/isp-box/netstack/clientnet"
 )
 
 // cpuMeter measures process CPU time (user+system, getrusage) over a
@@ -166,4 +169,43 @@ func BenchmarkUserspacePingGateway(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkClientStackOnlyTCP isolates the test client's own cost: two
+// client stacks back to back, no box. The box benchmarks include this.
+func BenchmarkClientStackOnlyTCP(b *testing.B) {
+	var (
+		mu     sync.Mutex
+		ca, cb *clientnet.Client
+	)
+	link := func(get func() *clientnet.Client) func([]byte) {
+		return func(p []byte) {
+			mu.Lock()
+			c := get()
+			mu.Unlock()
+			if c != nil {
+				c.Deliver(p)
+			}
+		}
+	}
+	a, err := clientnet.New(netip.MustParseAddr("10.0.0.1"), nil, 1500, link(func() *clientnet.Client { return cb }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	bb, err := clientnet.New(netip.MustParseAddr("10.0.0.2"), nil, 1500, link(func() *clientnet.Client { return ca }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bb.Close()
+	mu.Lock()
+	ca, cb = a, bb
+	mu.Unlock()
+	l, err := bb.Net().ListenTCPAddrPort(netip.MustParseAddrPort("10.0.0.2:80"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	bulkServer(b, l)
+	benchBulk(b, func(ctx context.Context) (net.Conn, error) { return a.DialContext(ctx, "tcp", "10.0.0.2:80") })
 }
