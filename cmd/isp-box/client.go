@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/isp-box/isp-box/internal/console"
@@ -222,6 +223,11 @@ box down; it is told how many events it lost instead. Stop it with Ctrl-C.`)
 	}
 	if !cf.json {
 		fmt.Fprintf(e.stdout, "Connected to isp-box %s currently running (pid = %d) on %s\n", v.Version, v.PID, c.Socket())
+		sctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		if st, err := c.Status(sctx); err == nil {
+			fmt.Fprintln(e.stdout, busLine(st.Bus))
+		}
+		cancel()
 	}
 	var prefixes []string
 	if *kinds != "" {
@@ -237,6 +243,24 @@ box down; it is told how many events it lost instead. Stop it with Ctrl-C.`)
 		return daemonError(e, err)
 	}
 	return 0
+}
+
+// busLine sums up the event bus in one console line: what each subscriber
+// has dropped (lossy) or has queued (reliable).
+func busLine(b console.BusStats) string {
+	var parts []string
+	for _, s := range b.Subscribers {
+		if s.Reliable {
+			parts = append(parts, fmt.Sprintf("%s: reliable, %d queued (high water %d)", s.Name, s.Queued, s.HighWater))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s: lossy, %d dropped", s.Name, s.Dropped))
+		}
+	}
+	line := fmt.Sprintf("  == Event bus: %d events published", b.Published)
+	if len(parts) > 0 {
+		line += "; " + strings.Join(parts, "; ")
+	}
+	return line
 }
 
 func printJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

@@ -278,7 +278,10 @@ func TestConsoleCommand(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "Connected to isp-box test-9 currently running (pid = ") || !strings.HasSuffix(lines[0], " on "+d.sock) {
 		t.Errorf("first line %q", lines[0])
 	}
-	if l := lines[1]; !strings.Contains(l, "] line.state        == Line ttyUSB0 is now idle") {
+	if l := lines[1]; !strings.HasPrefix(l, "  == Event bus: ") || !strings.Contains(l, " events published") {
+		t.Errorf("bus line %q", l)
+	}
+	if l := lines[2]; !strings.Contains(l, "] line.state        == Line ttyUSB0 is now idle") {
 		t.Errorf("event line %q", l)
 	}
 }
@@ -322,5 +325,22 @@ func TestVersion(t *testing.T) {
 	}
 	if code, out, _ := runCmd(t.Context(), "--version", "-s", filepath.Join(shortDir(t), "x.sock")); code != 0 || out != "isp-box v1.2.3\n" {
 		t.Errorf("--version: %d %q", code, out)
+	}
+}
+
+func TestBusLine(t *testing.T) {
+	tests := []struct {
+		in   console.BusStats
+		want string
+	}{
+		{console.BusStats{}, "  == Event bus: 0 events published"},
+		{console.BusStats{Published: 9, Subscribers: []bus.SubStats{
+			{Name: "console pid 7", Dropped: 3}, {Name: "store", Reliable: true, Queued: 1, HighWater: 4}}},
+			"  == Event bus: 9 events published; console pid 7: lossy, 3 dropped; store: reliable, 1 queued (high water 4)"},
+	}
+	for _, tt := range tests {
+		if got := busLine(tt.in); got != tt.want {
+			t.Errorf("busLine = %q, want %q", got, tt.want)
+		}
 	}
 }
