@@ -60,6 +60,12 @@ type LineConfig struct {
 	RetryInterval time.Duration
 	// DisplayName goes in From and Contact if set.
 	DisplayName string
+	// ReInviteOnAnswer makes the line, when it answers, send a re-INVITE
+	// with the same media right after the ACK, as a PAP2T set to "FAX
+	// Passthru Method: ReINVITE" does when it hears the 2100 Hz answer tone
+	// (a modem's answer tone is fax CED to it; pbx.md §5). It exercises a
+	// PBX's in-dialog relay; the carrier comes up once the re-INVITE is done.
+	ReInviteOnAnswer bool
 }
 
 // Options configures an ATA.

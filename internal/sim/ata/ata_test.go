@@ -317,3 +317,26 @@ func TestDialErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestReInviteOnAnswer: the answering line sends a re-INVITE after the ACK
+// (PAP2T "FAX Passthru Method: ReINVITE"); the caller answers it with its
+// session and the carrier works.
+func TestReInviteOnAnswer(t *testing.T) {
+	a := startATA(t, ata.Options{Lines: []ata.LineConfig{{Name: "client"}, {Name: "isp", ReInviteOnAnswer: true}}})
+	r := newRinger()
+	a.Line(1).Plug(r)
+	k1, k2 := connect(t, a, 0, 1, r)
+	defer k1.Close()
+	defer k2.Close()
+	// The callee's carrier comes up after the re-INVITE's 200; the caller
+	// counts its answer a moment after sending it.
+	waitFor(t, 5*time.Second, "re-INVITE counted", func() bool { return a.Describe()[0].ReInvites.Received == 1 })
+	if n := a.Describe()[1].ReInvites.Sent; n != 1 {
+		t.Errorf("callee sent %d re-INVITEs, want 1", n)
+	}
+	for _, dir := range [][2]phone.Carrier{{k1, k2}, {k2, k1}} {
+		if _, err := transfer(dir[0], dir[1], randBytes(500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -62,6 +62,13 @@ type LineInfo struct {
 	RemoteRTP  netip.AddrPort // where RTP goes (from the SDP received)
 	Payload    string         // CLEARMODE or PCMU or PCMA while a call is up
 	Media      MediaStats     // RTP counters over the line's life
+	ReInvites  ReInviteStats  // in-dialog INVITEs over the line's life
+}
+
+// ReInviteStats counts re-INVITEs.
+type ReInviteStats struct {
+	Sent     uint64 // sent (ReInviteOnAnswer) and answered 2xx
+	Received uint64 // received and answered 200
 }
 
 // Line is one phone port of the ATA and its SIP user agent. It implements
@@ -86,6 +93,8 @@ type Line struct {
 	kill    context.CancelFunc
 	running atomic.Bool
 	stats   mediaCounters
+	reSent  atomic.Uint64
+	reRecv  atomic.Uint64
 
 	mu         sync.Mutex // guards the fields below
 	ringer     phone.Ringer
@@ -111,6 +120,9 @@ type call struct {
 	uas      *sipgo.DialogServerSession
 	m        *media
 	localSDP []byte // our current session description, to answer re-INVITEs
+	// remoteCSeq is the last CSeq the peer used in this dialog, if remoteSeen
+	remoteCSeq uint32
+	remoteSeen bool
 
 	endOnce sync.Once
 }
@@ -233,6 +245,7 @@ func (l *Line) Info() LineInfo {
 		SIP: l.sipAddr, Registrar: l.cfg.Registrar,
 		Registered: l.registered, Expires: l.granted, RegError: l.regErr,
 		RTP: l.rtpAddr, Media: l.stats.snapshot(),
+		ReInvites: ReInviteStats{Sent: l.reSent.Load(), Received: l.reRecv.Load()},
 	}
 	if c := l.cur; c != nil {
 		li.Call, li.Peer = c.state, c.peer
@@ -480,7 +493,8 @@ func (l *Line) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if from := req.From(); from != nil {
 		callerID = from.Address.User
 	}
-	c := &call{id: req.CallID().Value(), peer: callerID, payload: f, remote: offer.rtpAddr(), state: Ringing}
+	c := &call{id: req.CallID().Value(), peer: callerID, payload: f, remote: offer.rtpAddr(), state: Ringing,
+		remoteCSeq: req.CSeq().SeqNo, remoteSeen: true}
 	l.mu.Lock()
 	if l.cur != nil || !l.running.Load() {
 		l.mu.Unlock()
@@ -533,11 +547,13 @@ func (l *Line) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		reply <- answerResult{k: k}
 	case <-in.reject:
 		l.log.Info("modem rejected the call", "call", c.id)
+		l.endCall(c, false) // the port is free now, not after the ACK
 		_ = ds.Respond(sip.StatusBusyHere, "Busy Here", nil, sip.NewHeader("Server", UserAgent))
 	case <-ds.Context().Done():
 		// CANCEL: the transaction layer already sent 200 and 487.
 		l.log.Info("caller gave up", "call", c.id)
 	case <-l.life.Done():
+		l.endCall(c, false)
 		_ = ds.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil, sip.NewHeader("Server", UserAgent))
 	}
 }
@@ -563,6 +579,12 @@ func (l *Line) answer(c *call, ds *sipgo.DialogServerSession, f format) (phone.C
 		m.end()
 		return nil, err
 	}
+	if l.cfg.ReInviteOnAnswer {
+		l.reInvite(c, ds, &ans)
+		l.mu.Lock()
+		m.setRemote(c.remote)
+		l.mu.Unlock()
+	}
 	m.startSend()
 	l.mu.Lock()
 	c.m, c.state = m, Connected
@@ -579,24 +601,25 @@ func (l *Line) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := l.current(req.CallID().Value())
 	l.mu.Lock()
 	var (
-		m    *media
-		body []byte
-		d    *sipgo.Dialog
+		m     *media
+		body  []byte
+		stale bool
 	)
 	if c != nil && c.state == Connected {
 		m, body = c.m, c.localSDP
-		if c.uas != nil {
-			d = &c.uas.Dialog
-		} else if c.uac != nil {
-			d = &c.uac.Dialog
-		}
+		// RFC 3261 §12.2.2: a request with a lower CSeq than the last one
+		// from the remote side is out of order → 500. (sipgo's own check
+		// starts a UAC dialog at our CSeq, which is not the peer's space.)
+		seq := req.CSeq().SeqNo
+		stale = c.remoteSeen && seq <= c.remoteCSeq
+		c.remoteCSeq, c.remoteSeen = max(seq, c.remoteCSeq), true
 	}
 	l.mu.Unlock()
-	if m == nil || d == nil {
+	if m == nil {
 		l.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	if err := d.ReadRequest(req, tx); err != nil {
+	if stale {
 		l.respond(req, tx, sip.StatusInternalServerError, "Server Internal Error")
 		return
 	}
@@ -620,7 +643,47 @@ func (l *Line) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(sip.NewHeader("Server", UserAgent))
 	if err := tx.Respond(res); err != nil {
 		l.log.Info("re-INVITE 200 failed", "err", err)
+		return
 	}
+	l.reRecv.Add(1)
+}
+
+// reInvite sends a re-INVITE with our session, version raised (RFC 3264
+// §8), inside the answered dialog ds, and ACKs its 2xx.
+func (l *Line) reInvite(c *call, ds *sipgo.DialogServerSession, local *sdpDesc) {
+	ctx, cancel := context.WithTimeout(l.life, 8*time.Second)
+	defer cancel()
+	local.SessVer++
+	body := local.marshal()
+	l.mu.Lock()
+	c.localSDP = body
+	l.mu.Unlock()
+	target := l.remoteTarget(ds.InviteRequest.Contact(), ds.InviteRequest.Recipient)
+	req := sip.NewRequest(sip.INVITE, target)
+	l.decorate(req)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(body)
+	res, err := ds.Do(ctx, req)
+	if err != nil {
+		l.log.Info("re-INVITE failed", "call", c.id, "err", err)
+		return
+	}
+	if !res.IsSuccess() {
+		l.log.Info("re-INVITE refused", "call", c.id, "code", res.StatusCode)
+		return
+	}
+	ack := sip.NewRequest(sip.ACK, target)
+	l.decorate(ack)
+	if err := ds.WriteRequest(ack); err != nil {
+		l.log.Info("re-INVITE ACK failed", "call", c.id, "err", err)
+	}
+	if ans, err := parseSDP(res.Body()); err == nil && ans.Port != 0 && offerHas(ans, c.payload.PT) {
+		l.mu.Lock()
+		c.remote = ans.rtpAddr()
+		l.mu.Unlock()
+	}
+	l.reSent.Add(1)
+	l.log.Info("re-INVITE done", "call", c.id)
 }
 
 func offerHas(d *sdpDesc, pt uint8) bool {
@@ -721,16 +784,15 @@ func (l *Line) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 	c.payload, c.remote = f, ans.rtpAddr()
 	m := newMedia(l.rtpConn, c.remote, f.PT, l.a.opts.Speed, &l.stats, l.log)
 	m.startRecv()
+	// Connected before the ACK leaves: the far side may send a re-INVITE
+	// the moment it has the ACK.
 	l.mu.Lock()
-	c.m = m
+	c.m, c.state = m, Connected
 	l.mu.Unlock()
 	if err := dc.Ack(ctx); err != nil {
 		return nil, fmt.Errorf("%w: ACK: %w", phone.ErrNoCarrier, err)
 	}
 	m.startSend()
-	l.mu.Lock()
-	c.state = Connected
-	l.mu.Unlock()
 	ok = true
 	l.log.Info("connected", "call", c.id, "rtp_to", c.remote.String(), "payload", f.Encoding)
 	l.a.notify(l)

@@ -178,6 +178,7 @@ func TestMediaSend(t *testing.T) {
 			t.Error("first packet without marker bit")
 		}
 	}
+	m.end() // the counters are booked after each send returns
 	if s := st.snapshot(); s.PacketsSent != uint64(len(pkts)) || s.BytesSent != uint64(len(data)) {
 		t.Errorf("stats %+v", s)
 	}
