@@ -257,6 +257,10 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
 	}{true})
 }
 
+// streamWriteTimeout is how long one write of the event stream may block
+// before the stream is given up.
+const streamWriteTimeout = 30 * time.Second
+
 // EventLine is one line of the /v1/events stream. A line with Dropped > 0
 // carries no event: it says how many events this stream lost since the
 // previous line because the reader was too slow.
@@ -278,11 +282,6 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no event bus")
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming unsupported")
-		return
-	}
 	var filter func(bus.Event) bool
 	if k := r.URL.Query().Get("kind"); k != "" {
 		prefixes := strings.Split(k, ",")
@@ -302,9 +301,16 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	sub := s.opts.Bus.Subscribe(name, s.opts.EventBuffer, filter)
 	defer sub.Close()
 
+	rc := http.NewResponseController(w)
+	// A client that stops reading would block a write for ever, and with
+	// it Shutdown: each write must finish within streamWriteTimeout.
+	deadline := func() { rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout)) }
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	fl.Flush() // the client sees the stream open before the first event
+	deadline()
+	if err := rc.Flush(); err != nil { // the client sees the stream open before the first event
+		return
+	}
 
 	enc := json.NewEncoder(w)
 	var reported uint64
@@ -318,6 +324,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
+			deadline()
 			if d := sub.Dropped(); d > reported {
 				if enc.Encode(EventLine{Time: env.Time, Dropped: d - reported}) != nil {
 					return
@@ -333,8 +340,8 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			// Flush only when nothing else is waiting, so a burst goes out
 			// in few writes.
-			if len(sub.C()) == 0 {
-				fl.Flush()
+			if len(sub.C()) == 0 && rc.Flush() != nil {
+				return
 			}
 		}
 	}
