@@ -56,6 +56,14 @@ var migrations = []string{
 	`CREATE INDEX calls_end ON calls (end);
 	CREATE INDEX ppp_sessions_end ON ppp_sessions (end);
 	CREATE INDEX ppp_sessions_user ON ppp_sessions (user, end);`,
+	// 3: what the registrar needs to take a binding back after a restart:
+	// the Contact's user, the REGISTER's Call-ID and CSeq (RFC 3261
+	// §10.3 step 7 orders refreshes by them) and whether the peer is
+	// behind NAT.
+	`ALTER TABLE registrations ADD COLUMN username TEXT NOT NULL DEFAULT '';
+	ALTER TABLE registrations ADD COLUMN call_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE registrations ADD COLUMN cseq INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE registrations ADD COLUMN nat INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this isp-box writes.

@@ -65,7 +65,11 @@ type Registration struct {
 	AOR       string         // address of record, e.g. "sip:pap2t-client@box"
 	Contact   string         // Contact URI as registered
 	Addr      netip.AddrPort // source address of the REGISTER
+	Username  string         // the Contact's user part
 	UserAgent string
+	CallID    string    // Call-ID of the REGISTER
+	CSeq      uint32    // CSeq number of the REGISTER
+	NAT       bool      // the peer is behind NAT (Via differed from the source)
 	Expires   time.Time // when the binding lapses
 	Updated   time.Time // when it was saved; SaveRegistration sets it if zero
 }
@@ -227,11 +231,14 @@ func (s *Store) SaveRegistration(ctx context.Context, r Registration) error {
 		r.Updated = time.Now()
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO registrations
-		(peer, aor, contact, addr, user_agent, expires, updated) VALUES (?, ?, ?, ?, ?, ?, ?)
+		(peer, aor, contact, addr, username, user_agent, call_id, cseq, nat, expires, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (peer) DO UPDATE SET aor = excluded.aor, contact = excluded.contact,
-		addr = excluded.addr, user_agent = excluded.user_agent, expires = excluded.expires,
-		updated = excluded.updated`,
-		r.Peer, r.AOR, r.Contact, encAddrPort(r.Addr), r.UserAgent, encTime(r.Expires), encTime(r.Updated))
+		addr = excluded.addr, username = excluded.username, user_agent = excluded.user_agent,
+		call_id = excluded.call_id, cseq = excluded.cseq, nat = excluded.nat,
+		expires = excluded.expires, updated = excluded.updated`,
+		r.Peer, r.AOR, r.Contact, encAddrPort(r.Addr), r.Username, r.UserAgent, r.CallID, int64(r.CSeq), r.NAT,
+		encTime(r.Expires), encTime(r.Updated))
 	if err != nil {
 		return fmt.Errorf("store: save registration %s: %w", r.Peer, err)
 	}
@@ -250,8 +257,8 @@ func (s *Store) DeleteRegistration(ctx context.Context, peer string) error {
 // Registrations returns every saved binding, sorted by peer, expired ones
 // included: the registrar decides what an expired binding means.
 func (s *Store) Registrations(ctx context.Context) ([]Registration, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT peer, aor, contact, addr, user_agent, expires, updated
-		FROM registrations ORDER BY peer`)
+	rows, err := s.db.QueryContext(ctx, `SELECT peer, aor, contact, addr, username, user_agent, call_id, cseq, nat,
+		expires, updated FROM registrations ORDER BY peer`)
 	if err != nil {
 		return nil, fmt.Errorf("store: registrations: %w", err)
 	}
@@ -261,9 +268,12 @@ func (s *Store) Registrations(ctx context.Context) ([]Registration, error) {
 		var r Registration
 		var addr string
 		var exp, upd sql.NullString
-		if err := rows.Scan(&r.Peer, &r.AOR, &r.Contact, &addr, &r.UserAgent, &exp, &upd); err != nil {
+		var cseq int64
+		if err := rows.Scan(&r.Peer, &r.AOR, &r.Contact, &addr, &r.Username, &r.UserAgent, &r.CallID, &cseq, &r.NAT,
+			&exp, &upd); err != nil {
 			return nil, fmt.Errorf("store: registrations: %w", err)
 		}
+		r.CSeq = uint32(cseq)
 		if r.Addr, err = decAddrPort(addr); err != nil {
 			return nil, fmt.Errorf("store: registration %s: addr: %w", r.Peer, err)
 		}

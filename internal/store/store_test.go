@@ -143,7 +143,10 @@ func TestMigrateFromEachVersion(t *testing.T) {
 				if err := old.SaveSession(ctx, session(1)); err != nil {
 					t.Fatal(err)
 				}
-				if err := old.SaveRegistration(ctx, Registration{Peer: "p", AOR: "sip:p@box", Contact: "sip:p@10.0.0.2", Updated: t0}); err != nil {
+				// Registrations as version 1 wrote them, before the
+				// columns of version 3.
+				if _, err := db.ExecContext(ctx, `INSERT INTO registrations (peer, aor, contact, addr, user_agent, expires, updated)
+					VALUES ('p', 'sip:p@box', 'sip:p@10.0.0.2', '10.0.0.2:5060', 'ua', ?, ?)`, encTime(t0), encTime(t0)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -176,6 +179,16 @@ func TestMigrateFromEachVersion(t *testing.T) {
 			if len(calls) != want || len(sessions) != want || len(regs) != want {
 				t.Errorf("after upgrade: %d calls, %d sessions, %d registrations; want %d each", len(calls), len(sessions), len(regs), want)
 			}
+			if want == 1 {
+				wantReg := Registration{Peer: "p", AOR: "sip:p@box", Contact: "sip:p@10.0.0.2", Addr: netip.MustParseAddrPort("10.0.0.2:5060"),
+					UserAgent: "ua", Expires: t0, Updated: t0}
+				if d := cmp.Diff(wantReg, regs[0], netipEqual); d != "" {
+					t.Errorf("registration after upgrade (-want +got):\n%s", d)
+				}
+				if d := cmp.Diff(call(1), calls[0]); d != "" {
+					t.Errorf("call after upgrade (-want +got):\n%s", d)
+				}
+			}
 			// The current schema works: new records go in.
 			if err := s.SaveCall(ctx, call(2)); err != nil {
 				t.Error(err)
@@ -206,12 +219,14 @@ func TestNewerSchemaRefused(t *testing.T) {
 
 func TestRegistrations(t *testing.T) {
 	client := Registration{Peer: "pap2t-client", AOR: "sip:pap2t-client@192.168.1.2", Contact: "sip:pap2t-client@192.168.1.50:5061",
-		Addr: netip.MustParseAddrPort("192.168.1.50:5061"), UserAgent: "Linksys/PAP2T-5.1.6(LS)", Expires: t0.Add(time.Hour), Updated: t0}
+		Addr: netip.MustParseAddrPort("192.168.1.50:5061"), Username: "pap2t-client", UserAgent: "Linksys/PAP2T-5.1.6(LS)",
+		CallID: "a1b2c3@192.168.1.50", CSeq: 4294967295, NAT: true, Expires: t0.Add(time.Hour), Updated: t0}
 	modem := client
 	modem.Peer, modem.AOR, modem.Contact = "pap2t-ispmodem", "sip:pap2t-ispmodem@192.168.1.2", "sip:pap2t-ispmodem@192.168.1.50:5060"
 	modem.Addr = netip.MustParseAddrPort("192.168.1.50:5060")
 	moved := client
 	moved.Addr, moved.Contact, moved.Expires = netip.MustParseAddrPort("[2001:db8::5]:5062"), "sip:pap2t-client@[2001:db8::5]:5062", t0.Add(2*time.Hour)
+	moved.CSeq, moved.NAT = 5, false
 	bare := Registration{Peer: "bare", AOR: "sip:bare@box", Contact: "sip:bare@x"}
 
 	type op struct {
