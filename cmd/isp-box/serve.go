@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/isp-box/isp-box/internal/box"
 	"github.com/isp-box/isp-box/internal/config"
@@ -66,8 +65,8 @@ The flags override the config file's [box] and [network] settings.`)
 	}
 	opts := box.Options{
 		ConfigPath: *cfgPath,
-		Socket:     firstOf(*socket, cfg.Box.Console, console.DefaultSocketPath()),
-		Database:   firstOf(*db, cfg.Box.Database, store.DefaultPath()),
+		Socket:     *socket, // "" = [box] console, else the default; box resolves it
+		Database:   *db,     // "" = [box] database, else the default
 		Network:    *network,
 		Log:        log,
 		Version:    Version(),
@@ -92,13 +91,4 @@ func newLogger(e *env, level slog.Level) *slog.Logger {
 		}
 	}
 	return slog.New(slog.NewTextHandler(e.stderr, opts))
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if strings.TrimSpace(v) != "" {
-			return v
-		}
-	}
-	return ""
 }
