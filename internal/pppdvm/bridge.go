@@ -48,14 +48,17 @@ func bridge(ctx context.Context, conn deadliner, f io.ReadWriteCloser) error {
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Add(2)
+	// The wrappers hide ReadFrom/WriteTo: os.File would splice(2) from the
+	// socket, and a tty has no splice_write, so bytes would stick in the
+	// kernel pipe in between. Plain reads and writes it is.
 	go func() {
 		defer wg.Done()
-		_, err := io.Copy(f, conn)
+		_, err := io.Copy(struct{ io.Writer }{f}, struct{ io.Reader }{conn})
 		errc <- fmt.Errorf("serial to pty: %w", eofIsEnd(err))
 	}()
 	go func() {
 		defer wg.Done()
-		_, err := io.Copy(conn, f)
+		_, err := io.Copy(struct{ io.Writer }{conn}, struct{ io.Reader }{f})
 		errc <- fmt.Errorf("pty to serial: %w", eofIsEnd(err))
 	}()
 	var err error

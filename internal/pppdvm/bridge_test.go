@@ -1,0 +1,149 @@
+package pppdvm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// socketPair returns the two ends of a unix stream socketpair as conns,
+// the same kind of socket the VM's serial line is.
+func socketPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]*net.UnixConn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "sp")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c.(*net.UnixConn)
+		t.Cleanup(func() { c.Close() })
+	}
+	return conns[0], conns[1]
+}
+
+// TestBridgeToPTY joins a socket (the VM's serial line) to a real pty's
+// slave, as the chat-mode e2e test joins the VM to the emulated modem's
+// pty, and checks raw mode and both directions with every byte value.
+func TestBridgeToPTY(t *testing.T) {
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty here: %v", err)
+	}
+	defer master.Close()
+	// The bridge opens the slave by path, as it would the modem's. Ours
+	// stays open (unread) so that the master never sees EIO meanwhile.
+	defer slave.Close()
+	slavePath := slave.Name()
+
+	host, guest := socketPair(t)
+	v := &VM{serial: host}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- v.BridgeToPTY(ctx, slavePath) }()
+
+	// guest → pty: all 256 byte values arrive unchanged at the master
+	// (no CR/LF mapping, no OPOST), and nothing is echoed back.
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	if _, err := guest.Write(all); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(all))
+	if err := readFullTimeout(master, got, 10*time.Second); err != nil {
+		t.Fatalf("reading the pty master: %v", err)
+	}
+	if !bytes.Equal(got, all) {
+		t.Errorf("guest→pty bytes changed:\n got % x\nwant % x", got, all)
+	}
+
+	// pty → guest: the same, the other way.
+	if _, err := master.Write(all); err != nil {
+		t.Fatal(err)
+	}
+	guest.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(guest, got); err != nil {
+		t.Fatalf("reading the guest side: %v", err)
+	}
+	if !bytes.Equal(got, all) {
+		t.Errorf("pty→guest bytes changed:\n got % x\nwant % x", got, all)
+	}
+
+	// The line discipline is raw (checked on the master: same termios).
+	tio, err := unix.IoctlGetTermios(int(master.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tio.Lflag&(unix.ECHO|unix.ICANON|unix.ISIG) != 0 || tio.Iflag&unix.ICRNL != 0 || tio.Oflag&unix.OPOST != 0 {
+		t.Errorf("pty not raw: lflag %#x iflag %#x oflag %#x", tio.Lflag, tio.Iflag, tio.Oflag)
+	}
+	// No echo: what the master wrote does not come back to it. A marker
+	// sent from the guest side must be the next byte the master reads.
+	if _, err := guest.Write([]byte{0xaa}); err != nil {
+		t.Fatal(err)
+	}
+	if err := readFullTimeout(master, got[:1], 10*time.Second); err != nil || got[0] != 0xaa {
+		t.Errorf("after the master's write, it read % x (%v), want only the marker aa: echo?", got[:1], err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("BridgeToPTY after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("BridgeToPTY did not return after cancel")
+	}
+	// The VM's socket stays usable after the bridge.
+	host.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := guest.Write([]byte{0x7e}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(host, got[:1]); err != nil || got[0] != 0x7e {
+		t.Errorf("serial socket after the bridge: %v % x", err, got[:1])
+	}
+}
+
+// readFullTimeout reads len(b) bytes from f or fails after d. creack/pty's
+// master is a blocking file: deadlines do not work on it.
+func readFullTimeout(f *os.File, b []byte, d time.Duration) error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(f, b)
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(d):
+		f.Close() // unblocks the read, ends the test's use of the pty
+		return errors.New("timed out")
+	}
+}
+
+func TestBridgeToPTYMissing(t *testing.T) {
+	host, _ := socketPair(t)
+	v := &VM{serial: host}
+	if err := v.BridgeToPTY(context.Background(), "/dev/pts/does-not-exist"); err == nil {
+		t.Fatal("BridgeToPTY on a missing pty: no error")
+	}
+}
