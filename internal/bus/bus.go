@@ -23,6 +23,9 @@
 //     subscription's own goroutine into its channel. Nothing is ever dropped;
 //     a slow subscriber costs memory, not latency. The store uses this so that
 //     no call or session record is lost. Depth and high-water mark are visible.
+//     At shutdown its reader calls Drain instead of Close: Drain unsubscribes
+//     and returns, in order, every event not yet received from C, so the
+//     last records are committed, none twice.
 //
 // Handlers should do fast state updates only; anything slow belongs in the
 // subscriber's own goroutine.
