@@ -62,6 +62,7 @@ type Line struct {
 	mu      sync.Mutex // guards the fields below
 	cfg     LineConfig
 	reload  *LineConfig
+	wake    chan struct{} // Reload pokes an idle line (cap 1)
 	status  LineStatus
 	callID  string    // the SIP call for the peer seen on the bus
 	callAt  time.Time // when it was seen
@@ -103,7 +104,7 @@ func NewLine(cfg LineConfig, opts LineOptions) (*Line, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Line{opts: opts, log: log.With("comp", "modem", "line", cfg.Name), t: defaultTiming(), cfg: cfg}
+	l := &Line{opts: opts, log: log.With("comp", "modem", "line", cfg.Name), t: defaultTiming(), cfg: cfg, wake: make(chan struct{}, 1)}
 	l.status = LineStatus{Name: cfg.Name, Device: cfg.Device, Peer: cfg.Peer, State: "down", Since: time.Now()}
 	return l, nil
 }
@@ -119,8 +120,12 @@ func (l *Line) Status() LineStatus {
 // idle (a call in progress is not disturbed). A changed device reopens.
 func (l *Line) Reload(cfg LineConfig) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.reload = &cfg
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (l *Line) config() LineConfig {
@@ -229,16 +234,20 @@ func (l *Line) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-func (l *Line) applyReload() bool {
+// applyReload takes a pending config. changed: there was one (the modem is
+// re-initialised); reopen: the port itself must be reopened.
+func (l *Line) applyReload() (changed, reopen bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.reload == nil {
-		return false
+		return false, false
 	}
 	old := l.cfg
 	l.cfg, l.reload = *l.reload, nil
 	l.status.Device, l.status.Peer = l.cfg.Device, l.cfg.Peer
-	return old.Device != l.cfg.Device || old.Speed != l.cfg.Speed || old.FlowControl != l.cfg.FlowControl || old.Direct != l.cfg.Direct
+	l.log.Info("config reloaded")
+	return true, old.Device != l.cfg.Device || old.Speed != l.cfg.Speed || old.FlowControl != l.cfg.FlowControl ||
+		old.Direct != l.cfg.Direct || old.Lock != l.cfg.Lock || old.LockDir != l.cfg.LockDir || old.Local != l.cfg.Local
 }
 
 // open takes the UUCP lock (waiting while a live process holds it) and
@@ -326,6 +335,8 @@ func (l *Line) serve(ctx context.Context, p *port, cfg LineConfig) error {
 		switch {
 		case errors.Is(err, errReopen):
 			return err
+		case errors.Is(err, errReinit):
+			l.log.Debug("re-initialising for the new config")
 		case errors.Is(err, errSilent):
 			l.fail(fmt.Errorf("modem on %s stopped answering AT, resetting", cfg.Device))
 			needReset = true
@@ -338,7 +349,10 @@ func (l *Line) serve(ctx context.Context, p *port, cfg LineConfig) error {
 	return ctx.Err()
 }
 
-var errSilent = errors.New("modem: silent")
+var (
+	errSilent = errors.New("modem: silent")
+	errReinit = errors.New("modem: re-init for a new config")
+)
 
 func isDeviceErr(err error) bool {
 	return errors.Is(err, errVanished) || errors.Is(err, errClosedPort)
@@ -448,16 +462,31 @@ func (l *Line) send(ctx context.Context, p *port, s string) error {
 // the caller re-inits.
 func (l *Line) idle(ctx context.Context, p *port, cfg *LineConfig) error {
 	for {
-		if l.applyReload() {
+		if changed, reopen := l.applyReload(); reopen {
 			return errReopen
+		} else if changed {
+			*cfg = l.config()
+			return errReinit
 		}
-		*cfg = l.config()
 		l.setState(StateIdle, "", "")
 		check := cfg.ModemCheck
 		if check <= 0 {
 			check = time.Hour
 		}
-		line, err := p.readLine(ctx, check)
+		// A Reload wakes the wait so it applies now, not after the next call.
+		ictx, icancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-l.wake:
+				icancel()
+			case <-ictx.Done():
+			}
+		}()
+		line, err := p.readLine(ictx, check)
+		icancel()
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			continue
+		}
 		if errors.Is(err, errTimeout) {
 			if err := l.checkModem(ctx, p); err != nil {
 				return err
@@ -473,7 +502,12 @@ func (l *Line) idle(ctx context.Context, p *port, cfg *LineConfig) error {
 			return l.call(ctx, p, *cfg, r)
 		case at.Connect, at.Carrier, at.Protocol, at.Compression:
 			// The modem answered by itself (S0 > 0).
-			return l.connected(ctx, p, *cfg, l.currentCall(), "", r)
+			var cn at.Connection
+			cn.Merge(r)
+			if r.Code == at.Connect {
+				return l.connected(ctx, p, *cfg, l.currentCall(), "", cn)
+			}
+			return l.waitConnect(ctx, p, *cfg, l.currentCall(), "", cn, "auto-answer")
 		default:
 			l.log.Debug("junk on the line", "line", line)
 		}
@@ -516,8 +550,10 @@ func (l *Line) call(ctx context.Context, p *port, cfg LineConfig, first at.Resul
 			count++
 			l.setState(StateRinging, fmt.Sprintf("RING %d", count), callID)
 			l.publish(bus.LineRing{Line: cfg.Name, Count: count, CallerID: callerID, CallID: callID})
-		case at.Connect:
-			return l.connected(ctx, p, cfg, callID, callerID, r)
+		case at.Connect: // auto-answered meanwhile
+			var cn at.Connection
+			cn.Merge(r)
+			return l.connected(ctx, p, cfg, callID, callerID, cn)
 		}
 		if count >= rings {
 			break
@@ -550,12 +586,17 @@ func (l *Line) call(ctx context.Context, p *port, cfg LineConfig, first at.Resul
 	if err := l.send(ctx, p, cmd); err != nil {
 		return err
 	}
+	return l.waitConnect(ctx, p, cfg, callID, callerID, at.Connection{}, cmd)
+}
+
+// waitConnect reads the modem's answer up to CONNECT, merging Rockwell's
+// CARRIER/PROTOCOL/COMPRESSION lines (mgetty cnd.c), within answer-chat-timeout.
+func (l *Line) waitConnect(ctx context.Context, p *port, cfg LineConfig, callID, callerID string, cn at.Connection, cmd string) error {
 	timeout := cfg.AnswerTimeout
 	if timeout <= 0 {
 		timeout = 80 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	var cn at.Connection
 	for {
 		line, err := p.readLine(ctx, time.Until(deadline))
 		if errors.Is(err, errTimeout) {
@@ -570,7 +611,7 @@ func (l *Line) call(ctx context.Context, p *port, cfg LineConfig, first at.Resul
 		cn.Merge(res)
 		switch res.Code {
 		case at.Connect:
-			return l.connected(ctx, p, cfg, callID, callerID, res, cn)
+			return l.connected(ctx, p, cfg, callID, callerID, cn)
 		case at.NoCarrier, at.Busy, at.Error, at.NoAnswer, at.NoDialtone:
 			l.fail(fmt.Errorf("answer failed: %s", line))
 			return l.hangup(ctx, p, cfg, callID)
@@ -621,13 +662,7 @@ func (l *Line) watchCalls(ctx context.Context, sub *bus.Sub) {
 
 // connected runs one session on the answered call: login or AutoPPP, the
 // Handler, then the hang-up.
-func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, callerID string, r at.Result, merged ...at.Connection) error {
-	var cn at.Connection
-	if len(merged) > 0 {
-		cn = merged[0]
-	} else {
-		cn.Merge(r)
-	}
+func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, callerID string, cn at.Connection) error {
 	l.mu.Lock()
 	l.session++
 	sess := fmt.Sprintf("%s/%d", cfg.Name, l.session)
@@ -743,6 +778,11 @@ func (l *Line) hangup(ctx context.Context, p *port, cfg LineConfig, callID strin
 // PPP at once, again and again.
 func (l *Line) serveDirect(ctx context.Context, p *port, cfg LineConfig) error {
 	for ctx.Err() == nil {
+		if changed, reopen := l.applyReload(); reopen {
+			return errReopen
+		} else if changed {
+			cfg = l.config()
+		}
 		l.mu.Lock()
 		l.session++
 		l.status.Session = fmt.Sprintf("%s/%d", cfg.Name, l.session)

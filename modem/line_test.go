@@ -103,6 +103,13 @@ func testLog() *slog.Logger {
 
 func newRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig {
 	t.Helper()
+	r := newStoppedRig(t, tweak, tt)
+	r.start()
+	return r
+}
+
+func newStoppedRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig {
+	t.Helper()
 	r := &rig{t: t, bus: bus.New(nil), sessions: make(chan session, 8), done: make(chan struct{})}
 	r.events = r.bus.SubscribeReliable("test", nil)
 	t.Cleanup(r.events.Close)
@@ -152,11 +159,14 @@ func newRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig {
 	if tt != nil {
 		tt(&r.line.t)
 	}
+	return r
+}
+
+func (r *rig) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { defer close(r.done); r.line.Run(ctx) }()
-	t.Cleanup(r.stop)
-	return r
+	r.t.Cleanup(r.stop)
 }
 
 func (r *rig) stop() {
@@ -540,4 +550,95 @@ func TestDirectLine(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestCallerIDAndStoppedRinging: the modem reports the caller's number
+// between the first and second RING; the caller gives up before the third,
+// and 10 s (here shortened) after the last RING the line is idle again.
+func TestCallerIDAndStoppedRinging(t *testing.T) {
+	r := newRig(t, func(c *LineConfig) {
+		c.Rings = 4
+		c.InitChat = []string{"", "ATQ0V1H0", "OK", "ATS0=0Q0&D3&C1#CID=1", "OK"}
+	}, func(tm *timing) { tm.ringGap = time.Second })
+	r.waitState("idle")
+	r.dte.send("ATDT" + ispNumber + "\r")
+	ev := waitEvent(t, r.events, func(ev bus.LineRing) bool { return ev.Count == 2 })
+	if ev.CallerID != "5550100" {
+		t.Errorf("caller id %q, want 5550100", ev.CallerID)
+	}
+	r.dte.send("\r") // any key aborts the dial: the caller hangs up
+	r.dte.expect("NO CARRIER")
+	start := time.Now()
+	r.waitState("idle")
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("idle after %v: the ring gap was not waited for", d)
+	}
+	if st := r.line.Status(); st.Answered != 0 || st.CallerID != "" {
+		t.Errorf("status after an unanswered call: %+v", st)
+	}
+}
+
+// TestLoginTime: nobody logs in; mgetty's warning, then goodbye and hang-up.
+func TestLoginTime(t *testing.T) {
+	r := newRig(t, func(c *LineConfig) { c.LoginTime = 300 * time.Millisecond }, func(tm *timing) { tm.loginGrace = 300 * time.Millisecond })
+	r.waitState("idle")
+	r.dial()
+	r.dte.expect("login: ")
+	r.dte.expect("You have one minute left")
+	r.dte.expect("Goodbye.")
+	r.dte.expect("NO CARRIER")
+	r.waitState("idle")
+}
+
+// TestReload: a new config reaches an idle line at once (re-init) and the
+// next call uses it.
+func TestReload(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	cfg := r.line.config()
+	cfg.Rings = 1
+	cfg.LoginPrompt = "reloaded login: "
+	r.line.Reload(cfg)
+	r.waitState("initialising")
+	r.waitState("idle")
+	r.dte.send("ATDT" + ispNumber + "\r")
+	waitEvent(t, r.events, func(ev bus.LineState) bool { return ev.State == "answering" })
+	r.dte.expect("reloaded login: ")
+}
+
+// TestPortOwnership: port-group/port-mode are applied to the real device.
+func TestPortOwnership(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	r := newRig(t, func(c *LineConfig) { c.PortMode, c.PortOwner, c.PortGroup = 0o640, "root", "root" }, nil)
+	r.waitState("idle")
+	real, _ := filepath.EvalSymlinks(r.isp.Path())
+	fi, err := os.Stat(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", fi.Mode().Perm())
+	}
+}
+
+// TestForceInit: the modem is still online from an earlier call and the
+// line does not toggle DTR, so the init chat goes out as data and gets no
+// OK; mgetty's force-init (+++ with guard times, ATH0) brings it back.
+func TestForceInit(t *testing.T) {
+	r := newStoppedRig(t, func(c *LineConfig) { c.ToggleDTR = false }, func(tm *timing) { tm.chat = time.Second })
+	isp := openDTE(t, r.isp.Path())
+	isp.send("ATS0=1\r")
+	isp.expect("OK\r\n")
+	r.dial()
+	isp.expect("CONNECT")
+	isp.f.Close()
+	r.start()
+	r.dte.expect("ATQ0V1H0") // the init chat, received as data by the caller
+	r.waitState("idle")
+	r.dte.expect("NO CARRIER") // force-init hung up
+	if r.isp.Online() {
+		t.Error("still online after force-init")
+	}
 }

@@ -66,7 +66,35 @@ func ParseCommandLine(s string) ([]Command, error) {
 				// treats it like a query of nothing. Accept as a no-op.
 			}
 			out = append(out, cmd)
-		case c == '&' || c == '\\' || c == '%' || c == '#' || c == '*':
+		case c == '+' || c == '#':
+			// Extended commands: "+VCID=1", "#CID=1", "+GMI?" (V.250 §5.4):
+			// the name runs to '=', '?', ';' or the end.
+			j := i
+			for j < len(s) && s[j] != '=' && s[j] != '?' && s[j] != ';' {
+				j++
+			}
+			if j == i {
+				return nil, fmt.Errorf("%w: empty extended command at %d", ErrSyntax, i-1)
+			}
+			cmd := Command{Name: string(c) + strings.ToUpper(s[i:j])}
+			i = j
+			switch {
+			case i < len(s) && s[i] == '=' && i+1 < len(s) && s[i+1] == '?':
+				i += 2
+				cmd.Set, cmd.Query = true, true
+			case i < len(s) && s[i] == '=':
+				i++
+				cmd.Set = true
+				cmd.Num, cmd.HasNum = num()
+			case i < len(s) && s[i] == '?':
+				i++
+				cmd.Query = true
+			}
+			if i < len(s) && s[i] == ';' {
+				i++
+			}
+			out = append(out, cmd)
+		case c == '&' || c == '\\' || c == '%' || c == '*':
 			if i >= len(s) {
 				return nil, fmt.Errorf("%w: %c at end of line", ErrSyntax, c)
 			}
@@ -110,6 +138,19 @@ func (c Command) String() string {
 			s += "?"
 		}
 		return s
+	case len(c.Name) > 1 && (c.Name[0] == '+' || c.Name[0] == '#'):
+		s := c.Name
+		switch {
+		case c.Set && c.Query:
+			s += "=?"
+		case c.Set && c.HasNum:
+			s += fmt.Sprintf("=%d", c.Num)
+		case c.Set:
+			s += "="
+		case c.Query:
+			s += "?"
+		}
+		return s + ";"
 	case c.Query:
 		return c.Name + "?"
 	case c.HasNum:

@@ -21,6 +21,9 @@ func TestParseCommandLine(t *testing.T) {
 		{"DT555-1234;", []Command{{Name: "D", Dial: "T555-1234;"}}, false},
 		{"E0 X4 DT 12", []Command{{Name: "E", HasNum: true}, {Name: "X", Num: 4, HasNum: true}, {Name: "D", Dial: "T 12"}}, false},
 		{"Z", []Command{{Name: "Z"}}, false},
+		{"#CID=1", []Command{{Name: "#CID", Set: true, Num: 1, HasNum: true}}, false},
+		{"+vcid=1;E0", []Command{{Name: "+VCID", Set: true, Num: 1, HasNum: true}, {Name: "E", HasNum: true}}, false},
+		{"+GMI?", []Command{{Name: "+GMI", Query: true}}, false},
 		{"", nil, false},
 		{"S=1", nil, true},
 		{"&", nil, true},
@@ -45,7 +48,7 @@ func TestParseCommandLine(t *testing.T) {
 // FuzzParseCommandLine: never panics; formatting the parsed commands and
 // parsing again gives the same commands.
 func FuzzParseCommandLine(f *testing.F) {
-	for _, s := range []string{"Q0V1H0", "S0=0Q0&D3&C1", "DT5551234", "I3", "S7?", "&F&B1&H1&R2&A3&K3X4", "X?"} {
+	for _, s := range []string{"Q0V1H0", "S0=0Q0&D3&C1", "DT5551234", "I3", "S7?", "&F&B1&H1&R2&A3&K3X4", "X?", "#CID=1", "+VCID=?"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

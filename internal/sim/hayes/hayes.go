@@ -115,6 +115,7 @@ type Modem struct {
 	plusAt     time.Time
 	escTimer   *time.Timer
 	lastNumber string
+	cid        bool // #CID=1
 }
 
 // ptyPair is one incarnation of the pty (Vanish/Restore make a new one).
@@ -501,6 +502,7 @@ func (m *Modem) factory() {
 	m.regs[6], m.regs[7], m.regs[8], m.regs[10], m.regs[12] = 2, 60, 2, 7, 50
 	m.echo, m.quiet, m.verbose = true, false, true
 	m.xlevel, m.arq, m.ampC, m.ampD = 1, 1, 1, 2
+	m.cid = false
 }
 
 // ---- results ----
@@ -747,6 +749,21 @@ func (m *Modem) command(c at.Command) (res string, final bool) {
 			}
 			m.regs[c.Reg] = c.Num
 		}
+	case "#CID", "+VCID":
+		// Caller ID delivery between the first and second RING (USR #CID,
+		// Rockwell +VCID).
+		if c.Query {
+			m.send([]byte(fmt.Sprintf("\r\n%d\r\n", b2i(m.cid))))
+		} else {
+			m.cid = c.Num == 1
+		}
+	case "+FCLASS":
+		if c.Set && c.HasNum && c.Num != 0 {
+			return "ERROR", false // data only
+		}
+		if c.Query {
+			m.send([]byte("\r\n0\r\n"))
+		}
 	case "&F":
 		m.factory()
 	case "&C":
@@ -846,6 +863,11 @@ func (m *Modem) ring(c phone.Call) {
 	}
 	m.regs[1]++
 	m.result("RING")
+	if m.regs[1] == 1 && m.cid && m.verbose && !m.quiet && c.CallerID() != "" {
+		// Rockwell/USR format, as mgetty's cnd.c reads it.
+		now := time.Now()
+		m.send([]byte(fmt.Sprintf("\r\nDATE = %s\r\nTIME = %s\r\nNMBR = %s\r\n", now.Format("0102"), now.Format("1504"), c.CallerID())))
+	}
 	if m.regs[0] > 0 && m.regs[1] >= m.regs[0] && !m.dtrLow && !m.silent {
 		m.answerCall(c)
 		return
