@@ -181,8 +181,11 @@ func (l *Line) Run(ctx context.Context) error {
 			}
 			return false
 		})
-		defer sub.Close()
-		go l.watchCalls(ctx, sub)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer sub.Close() // ends watchCalls
+		wg.Add(1)
+		go func() { defer wg.Done(); l.watchCalls(ctx, sub) }()
 	}
 	backoff := l.t.backoffMin
 	for ctx.Err() == nil {

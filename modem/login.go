@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -168,12 +169,29 @@ func (l *Line) login(ctx context.Context, c *conn, cfg LineConfig, connect strin
 		lt = 240 * time.Second
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel(nil)
-	warn := time.AfterFunc(lt, func() {
+	// mgetty: after login-time a warning, a minute later goodbye.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		warn := time.NewTimer(lt)
+		defer warn.Stop()
+		select {
+		case <-warn.C:
+		case <-ctx.Done():
+			return
+		}
 		c.Write([]byte("\r\n\r\nHey! Please login now. You have one minute left\r\n"))
-		time.AfterFunc(l.t.loginGrace, func() { cancel(errLoginTime) })
-	})
-	defer warn.Stop()
+		grace := time.NewTimer(l.t.loginGrace)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			cancel(errLoginTime)
+		case <-ctx.Done():
+		}
+	}()
 
 	detect := l.opts.DetectPPP
 	if detect == nil {

@@ -141,6 +141,13 @@ func TestCallBetweenModems(t *testing.T) {
 	da.send("+++")
 	da.expect("\r\nOK\r\n")
 	db.expect("+++") // the escape characters went out as data
+	da.send("ATO\r")
+	da.expect("CONNECT 28800/ARQ\r\n")
+	da.send("back online")
+	db.expect("back online")
+	time.Sleep(1100 * time.Millisecond)
+	da.send("+++")
+	da.expect("\r\nOK\r\n")
 	da.send("ATH0\r")
 	da.expect("OK\r\n")
 	db.expect("\r\nNO CARRIER\r\n")
@@ -288,4 +295,26 @@ func TestChat(t *testing.T) {
 	if !a.Online() {
 		t.Error("modem a not online after chat")
 	}
+}
+
+// TestNumericAndExtendedResults: V0 gives USR numeric codes (108 = CONNECT
+// 28800/ARQ), &A3 the extended CONNECT text.
+func TestNumericAndExtendedResults(t *testing.T) {
+	x := NewExchange()
+	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
+	b := newModem(t, Options{Name: "b"})
+	x.Attach("2", b)
+	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
+	db.send("ATS0=1&A3\r")
+	db.expect("OK\r\n")
+	da.send("ATE0V0\r")
+	da.expect("ATE0V0\r") // the echo (E0 takes effect after the line)
+	if got := da.expect("\r"); got != "0\r" {
+		t.Errorf("numeric OK %q", got)
+	}
+	da.send("ATDT2\r")
+	if got := da.expect("\r"); got != "108\r" {
+		t.Errorf("numeric CONNECT %q, want 108", got)
+	}
+	db.expect("CONNECT 28800/ARQ/V34/LAPM/V42BIS\r\n")
 }
