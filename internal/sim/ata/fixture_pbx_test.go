@@ -38,7 +38,6 @@ type fixturePBX struct {
 	bound    map[string]string // AOR user → Contact
 	invites  chan *sip.Request // authenticated INVITEs
 	byes     chan string       // Call-IDs of BYEs received
-	authFail int
 }
 
 const fixtureRealm = "asterisk"
@@ -131,7 +130,11 @@ func (f *fixturePBX) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	ct := req.Contact()
 	f.mu.Lock()
-	f.bound[req.From().Address.User] = ct.Address.String()
+	if v, _ := ct.Params.Get("expires"); v == "0" {
+		delete(f.bound, req.From().Address.User)
+	} else {
+		f.bound[req.From().Address.User] = ct.Address.String()
+	}
 	f.mu.Unlock()
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Contact", "<"+ct.Address.String()+">;expires=60"))
@@ -282,5 +285,46 @@ func TestThroughRegistrar(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no BYE at the far side")
+	}
+}
+
+func (f *fixturePBX) binding(user string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bound[user]
+}
+
+// TestRegistrationLifecycle: a wrong password leaves the line unregistered
+// with the reason; a right one binds its Contact; stopping the ATA removes
+// the binding (expires=0).
+func TestRegistrationLifecycle(t *testing.T) {
+	f := newFixturePBX(t)
+	a, err := ata.New(ata.Options{Log: testLog(t), Lines: []ata.LineConfig{
+		{Name: "good", User: "pap2t-ispmodem", Password: "password", Registrar: f.addr},
+		{Name: "bad", User: "pap2t-client", Password: "wrong", Registrar: f.addr, RetryInterval: time.Hour},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, 10*time.Second, "registered", a.Line(0).Registered)
+	waitFor(t, 10*time.Second, "registration failure", func() bool { return a.Describe()[1].RegError != "" })
+	if li := a.Describe()[1]; li.Registered || !strings.Contains(li.RegError, "401") {
+		t.Errorf("bad password: registered %v, error %q", li.Registered, li.RegError)
+	}
+	if got, want := f.binding("pap2t-ispmodem"), "sip:pap2t-ispmodem@"+a.Line(0).Addr().String(); got != want {
+		t.Errorf("binding %q, want %q", got, want)
+	}
+	if _, err := a.Line(1).Dial(context.Background(), "88567682"); !errors.Is(err, phone.ErrNoDialtone) {
+		t.Errorf("Dial on unregistered line = %v, want ErrNoDialtone", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := f.binding("pap2t-ispmodem"); got != "" {
+		t.Errorf("binding after stop: %q, want none", got)
 	}
 }
