@@ -10,6 +10,28 @@
 // SIP: RFC 3261 (REGISTER §10, INVITE/ACK/BYE/CANCEL §13-15, digest §22),
 // SDP offer/answer RFC 3264 with RFC 4566 syntax, RTP RFC 3550, the
 // clear-channel payload RFC 4040.
+//
+// Wiring a two-line ATA to a registrar with a modem on each port:
+//
+//	a, _ := ata.New(ata.Options{Lines: []ata.LineConfig{
+//		{Name: "line1", User: "pap2t-ispmodem", Password: "password", Registrar: box},
+//		{Name: "line2", User: "pap2t-client", Password: "password", Registrar: box},
+//	}})
+//	isp, _ := hayes.New(hayes.Options{Phone: a.Line(0), Name: "isp"})
+//	a.Line(0).Plug(isp) // RING on isp.Path() when the box calls line 1
+//	cli, _ := hayes.New(hayes.Options{Phone: a.Line(1), Name: "client"})
+//	a.Line(1).Plug(cli) // ATDT88567682 on cli.Path() calls through the box
+//	go a.Run(ctx)
+//
+// What goes on the wire. Each side sends RTP to the address and port in
+// the SDP it received (so a PBX doing direct media really is exercised),
+// with CLEARMODE (dynamic PT 97, 8000 Hz clock, ptime 20) when both sides
+// offered it, else PCMU carrying the same raw bytes. A packet carries at
+// most 20 ms of line time (72 bytes at 28800 bit/s) and the sender never
+// exceeds the connect speed on average (a 40 ms burst after idleness). The
+// receiver drops late and duplicate packets by sequence number and counts
+// gaps as lost (the modems' V.42 would retransmit; here a lost packet is a
+// lost chunk). Nothing is sent while the modem is silent.
 package ata
 
 import (

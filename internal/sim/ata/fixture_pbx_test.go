@@ -170,10 +170,14 @@ func (f *fixturePBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		_ = ds.Respond(404, "Not Found", nil)
 		return
 	}
+	pt := 97
+	if req.Recipient.User == "pcmu" { // a far end without CLEARMODE
+		pt = 0
+	}
 	_ = ds.Respond(180, "Ringing", nil)
 	// sipgo runs each request in its own goroutine: a BYE sent right after
 	// the ACK can be handled first and end the dialog, which is no error.
-	if err := ds.RespondSDP(f.sdp(0, 97)); err != nil && ds.LoadState() != sip.DialogStateEnded {
+	if err := ds.RespondSDP(f.sdp(0, pt)); err != nil && ds.LoadState() != sip.DialogStateEnded {
 		f.t.Errorf("fixture 200: %v", err)
 	}
 }
@@ -270,6 +274,20 @@ func TestThroughRegistrar(t *testing.T) {
 		}
 		<-f.invites
 	}
+
+	// A far end that answers PCMU: the same bytes ride in PT 0.
+	waitFor(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
+	k, err = l.Dial(ctx, "pcmu")
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	<-f.invites
+	if li := a.Describe()[0]; li.Payload != "PCMU" {
+		t.Errorf("payload %q, want PCMU", li.Payload)
+	}
+	echoed("raw bytes in PCMU")
+	k.Close()
+	<-f.byes
 
 	// Our own hang-up reaches the far side as BYE.
 	k, err = l.Dial(ctx, "88567682")
