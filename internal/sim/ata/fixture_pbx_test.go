@@ -33,11 +33,11 @@ type fixturePBX struct {
 	addr netip.AddrPort
 	echo [2]*net.UDPConn // RTP echoes: the second is where a re-INVITE moves media
 
-	mu       sync.Mutex
-	dialogs  map[string]*sipgo.DialogServerSession
-	bound    map[string]string // AOR user → Contact
-	invites  chan *sip.Request // authenticated INVITEs
-	byes     chan string       // Call-IDs of BYEs received
+	mu      sync.Mutex
+	dialogs map[string]*sipgo.DialogServerSession
+	bound   map[string]string // AOR user → Contact
+	invites chan *sip.Request // authenticated INVITEs
+	byes    chan string       // Call-IDs of BYEs received
 }
 
 const fixtureRealm = "asterisk"
