@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func startATA(t *testing.T, opts ata.Options) *ata.ATA {
 	if opts.Log == nil {
 		opts.Log = testLog(t)
 	}
+	leakCheck(t)
 	a, err := ata.New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -64,6 +66,24 @@ func startATA(t *testing.T, opts ata.Options) *ata.ATA {
 		return !errors.Is(err, phone.ErrNoDialtone)
 	})
 	return a
+}
+
+// leakCheck fails the test if goroutines started during it outlive it
+// (registered first, so it runs after the other cleanups).
+func leakCheck(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
