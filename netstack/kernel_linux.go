@@ -174,6 +174,7 @@ func (k *kernel) removeStale() {
 			k.st.log.Warn("removing stale nftables table", "table", cfg.Table, "err", err)
 		} else {
 			k.st.log.Warn("removed stale nftables table of a previous run", "table", cfg.Table)
+			k.st.notice("removed stale nftables table " + cfg.Table + " of a previous run")
 		}
 	}
 	if l, err := k.nl.LinkByName(cfg.TunName); err == nil {
@@ -181,6 +182,7 @@ func (k *kernel) removeStale() {
 			k.st.log.Warn("removing stale TUN device", "dev", cfg.TunName, "err", err)
 		} else {
 			k.st.log.Warn("removed stale TUN device of a previous run", "dev", cfg.TunName)
+			k.st.notice("removed stale TUN device " + cfg.TunName + " of a previous run")
 		}
 	}
 }

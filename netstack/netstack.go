@@ -170,8 +170,8 @@ func New(ctx context.Context, cfg Config, opts Options) (*Stack, error) {
 
 // Attach gives session an address (want when set and free, otherwise one
 // from the pool) and starts carrying its packets. deliver is called with
-// every IP packet for the client; it must copy what it keeps and not block
-// for long.
+// every IP packet for the client, never concurrently for one session; it
+// must copy what it keeps and not block for long.
 func (s *Stack) Attach(ctx context.Context, session string, want netip.Addr, deliver func(pkt []byte)) (*Session, error) {
 	if deliver == nil {
 		return nil, errors.New("netstack: attach: nil deliver")
@@ -268,6 +268,7 @@ type Session struct {
 	remote  netip.Addr
 	dns     []netip.Addr
 	deliver func([]byte)
+	outMu   sync.Mutex // serialises deliver
 	since   time.Time
 	closed  atomic.Bool
 	once    sync.Once
@@ -331,7 +332,12 @@ func (s *Session) output(pkt []byte) {
 	}
 	s.pktsOut.Add(1)
 	s.bytesOut.Add(uint64(len(pkt)))
+	// Packets for one client come from several goroutines (gVisor's TCP
+	// processors, the UDP relays, the TUN reader); the caller's deliver
+	// need not be safe for concurrent use.
+	s.outMu.Lock()
 	s.deliver(pkt)
+	s.outMu.Unlock()
 }
 
 // drop counts a dropped packet and publishes bus.NetDropped at most once per
@@ -354,6 +360,13 @@ func (s *Session) drop(reason string) {
 	s.dropMu.Unlock()
 	if n > 0 {
 		s.publishDrop(reason, n)
+	}
+}
+
+// notice publishes a box-level message about the network side.
+func (s *Stack) notice(text string) {
+	if s.bus != nil {
+		s.bus.Publish(bus.Notice{Source: "netstack", Text: text})
 	}
 }
 
