@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -640,5 +641,33 @@ func TestForceInit(t *testing.T) {
 	r.dte.expect("NO CARRIER") // force-init hung up
 	if r.isp.Online() {
 		t.Error("still online after force-init")
+	}
+}
+
+// TestRunLeavesNothing: after a call and Run's return, no goroutine of the
+// line, the port or the session is left.
+func TestRunLeavesNothing(t *testing.T) {
+	before := runtime.NumGoroutine()
+	r := newRig(t, nil, nil)
+	r.waitState("idle")
+	r.dial()
+	r.dte.expect("login: ")
+	r.dte.send(string(lcpFrame))
+	r.nextSession()
+	r.stop()
+	r.events.Close()
+	r.dte.f.Close()
+	r.isp.Close()
+	r.client.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+	if st := r.line.Status(); st.State != "down" {
+		t.Errorf("state after Run: %q", st.State)
 	}
 }

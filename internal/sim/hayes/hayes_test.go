@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -317,4 +318,43 @@ func TestNumericAndExtendedResults(t *testing.T) {
 		t.Errorf("numeric CONNECT %q, want 108", got)
 	}
 	db.expect("CONNECT 28800/ARQ/V34/LAPM/V42BIS\r\n")
+}
+
+// TestNoGoroutineLeak: a modem that made a call, rang and vanished leaves
+// no goroutine behind after Close.
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	x := NewExchange()
+	dir := t.TempDir()
+	a, err := New(Options{Link: filepath.Join(dir, "a"), Phone: x.Line("1"), RingInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{Link: filepath.Join(dir, "b"), RingInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Attach("2", b)
+	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
+	db.send("ATS0=2\r")
+	db.expect("OK")
+	da.send("ATDT2\r")
+	da.expect("CONNECT")
+	da.send("data")
+	db.expect("data")
+	b.Vanish()
+	da.expect("NO CARRIER")
+	b.Restore()
+	da.f.Close()
+	db.f.Close()
+	a.Close()
+	b.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
 }
