@@ -1,0 +1,553 @@
+// Package box assembles one running isp-box from a parsed config: the event
+// bus, the store, the network side, the PBX, the modem lines with PPP behind
+// them, and the control socket.
+//
+// Parts start in that order and stop in reverse: the control socket closes
+// first so no one watches a half-stopped box, the lines hang up (PPP sends
+// Terminate-Request), the PBX ends its calls with BYE, the network side
+// removes what it put in the kernel, and the store commits the last records
+// from its reliable bus subscription before the database closes.
+//
+// SIGHUP (or `isp-box reload`) re-reads the config file. A config that fails
+// validation is refused and the running one stays. A valid one is applied
+// without dropping live calls or sessions: the PBX takes new peers and dial
+// plan in place, a line whose config changed takes it at its next idle, new
+// lines start, removed lines stop after their call ends.
+package box
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/config"
+	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/store"
+	"github.com/isp-box/isp-box/modem"
+	"github.com/isp-box/isp-box/netstack"
+	"github.com/isp-box/isp-box/pbx"
+	"github.com/isp-box/isp-box/ppp"
+)
+
+// Options are what `isp-box serve` gives the box besides the config.
+type Options struct {
+	ConfigPath string       // the file SIGHUP re-reads; "" = no reload
+	Socket     string       // control socket; "" = config's, else console.DefaultSocketPath; "-" = none
+	Database   string       // SQLite file; "" = config's, else store.DefaultPath(); ":memory:" for tests
+	Network    string       // "userspace" or "kernel"; "" = config's
+	Log        *slog.Logger // nil = discard
+	Version    string
+
+	// Bus, when set, is used instead of a new one (the demo watches it).
+	Bus *bus.Bus
+	// Started, when set, is called once every part has started.
+	Started func(*Box)
+	// NoSignals: do not handle SIGHUP (tests run several boxes in one process).
+	NoSignals bool
+}
+
+// Box is a running isp-box.
+type Box struct {
+	opts    Options
+	log     *slog.Logger
+	bus     *bus.Bus
+	store   *store.Store
+	net     *netstack.Stack
+	pbx     *pbx.Server
+	console *console.Server
+	sockets string
+	started time.Time
+	reg     *ppp.Sessions
+
+	mu    sync.Mutex // guards cfg and lines
+	cfg   *config.Config
+	lines map[string]*lineRunner
+	wg    sync.WaitGroup // line goroutines
+	ctx   context.Context
+}
+
+// lineRunner is one modem line and what it needs to run PPP sessions.
+type lineRunner struct {
+	line   *modem.Line
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu  sync.Mutex // guards cfg
+	cfg config.Line
+}
+
+// Run builds a box from cfg and runs it until ctx is done.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	b, err := New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}
+
+// New checks what can be checked before anything starts.
+func New(cfg *config.Config, opts Options) (*Box, error) {
+	if cfg == nil {
+		return nil, errors.New("box: no config")
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := *cfg
+	if opts.Network != "" {
+		switch netstack.Mode(opts.Network) {
+		case netstack.Userspace, netstack.Kernel:
+			c.Net.Mode = netstack.Mode(opts.Network)
+		default:
+			return nil, fmt.Errorf("box: network mode %q: expected userspace or kernel", opts.Network)
+		}
+	}
+	b := &Box{opts: opts, log: log, cfg: &c, lines: make(map[string]*lineRunner), reg: ppp.NewSessions()}
+	b.bus = opts.Bus
+	if b.bus == nil {
+		b.bus = bus.New(nil)
+	}
+	return b, nil
+}
+
+// Bus is the box's event bus.
+func (b *Box) Bus() *bus.Bus { return b.bus }
+
+// SIPAddr is the address the PBX listens on, once started.
+func (b *Box) SIPAddr() netip.AddrPort { return b.pbx.Addr() }
+
+// SocketPath is the control socket's path ("" if none).
+func (b *Box) SocketPath() string { return b.sockets }
+
+// Config is the config in force.
+func (b *Box) Config() *config.Config {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg
+}
+
+// Run starts every part, waits for ctx, then stops them in reverse order.
+// It returns nil after a clean stop.
+func (b *Box) Run(ctx context.Context) (err error) {
+	b.started = time.Now()
+	cfg := b.Config()
+	log := b.log
+
+	// The parts are stopped in reverse order of start; each start adds
+	// its stop here.
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		log.Info("isp-box stopped")
+	}()
+
+	// ---- store ----
+	dbPath := firstNonEmpty(b.opts.Database, cfg.Box.Database, store.DefaultPath())
+	if dbPath != ":memory:" {
+		if err := os.MkdirAll(filepath.Dir(dbPath), 0o750); err != nil {
+			return fmt.Errorf("box: database directory: %w", err)
+		}
+	}
+	st, err := store.Open(ctx, dbPath)
+	if err != nil {
+		return fmt.Errorf("box: %w", err)
+	}
+	st.Log = log.With("comp", "store")
+	b.store = st
+	storeCtx, storeCancel := context.WithCancel(context.Background())
+	storeWait := st.Start(storeCtx, b.bus)
+	stops = append(stops, func() {
+		storeCancel()
+		if err := storeWait(); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("store: final commit failed", "err", err)
+		}
+		st.Close()
+	})
+	log.Info("store opened", "path", dbPath)
+
+	// ---- network ----
+	netCtx, netCancel := context.WithCancel(context.Background())
+	ns, err := netstack.New(netCtx, cfg.Net, netstack.Options{Bus: b.bus, Log: log.With("comp", "net")})
+	if err != nil {
+		netCancel()
+		return fmt.Errorf("box: %w", err)
+	}
+	b.net = ns
+	stops = append(stops, func() {
+		if err := ns.Close(); err != nil {
+			log.Error("network: close", "err", err)
+		}
+		netCancel()
+	})
+	log.Info("network up", "mode", cfg.Net.Mode, "gateway", cfg.Net.Gateway, "pool", cfg.Net.Pool)
+
+	// ---- pbx ----
+	p, err := pbx.New(cfg.PBX, pbx.Options{Bus: b.bus, Log: log.With("comp", "pbx"), Bindings: bindingStore{st}})
+	if err != nil {
+		return fmt.Errorf("box: %w", err)
+	}
+	b.pbx = p
+	pbxCtx, pbxCancel := context.WithCancel(context.Background())
+	pbxDone := make(chan error, 1)
+	go func() { pbxDone <- p.Run(pbxCtx) }()
+	select {
+	case <-p.Ready():
+	case err := <-pbxDone:
+		pbxCancel()
+		return fmt.Errorf("box: sip: %w", err)
+	case <-ctx.Done():
+		pbxCancel()
+		<-pbxDone
+		return nil
+	}
+	stops = append(stops, func() {
+		pbxCancel()
+		if err := <-pbxDone; err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("pbx stopped", "err", err)
+		}
+	})
+	log.Info("sip listening", "addr", p.Addr())
+
+	// ---- lines ----
+	linesCtx, linesCancel := context.WithCancel(context.Background())
+	b.mu.Lock()
+	b.ctx = linesCtx
+	for _, lc := range cfg.Lines {
+		if err := b.startLineLocked(lc); err != nil {
+			b.mu.Unlock()
+			linesCancel()
+			b.wg.Wait()
+			return fmt.Errorf("box: line %s: %w", lc.Modem.Name, err)
+		}
+	}
+	b.mu.Unlock()
+	stops = append(stops, func() {
+		linesCancel()
+		b.wg.Wait()
+	})
+
+	// ---- control socket ----
+	sock := firstNonEmpty(b.opts.Socket, cfg.Box.Console, console.DefaultSocketPath())
+	if sock != "-" {
+		l, err := console.Listen(sock)
+		if err != nil {
+			return fmt.Errorf("box: control socket: %w", err)
+		}
+		b.sockets = sock
+		b.console = console.NewServer(console.ServerOptions{
+			Status:  func(context.Context) console.Status { return b.Status() },
+			Bus:     b.bus,
+			Reload:  func(context.Context) error { return b.Reload() },
+			Version: b.opts.Version,
+			Log:     log.With("comp", "console"),
+		})
+		srvDone := make(chan struct{})
+		go func() {
+			defer close(srvDone)
+			if err := b.console.Serve(l); err != nil && !errors.Is(err, console.ErrServerClosed) {
+				log.Error("control socket", "err", err)
+			}
+		}()
+		stops = append(stops, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			b.console.Shutdown(sctx)
+			<-srvDone
+			os.Remove(sock)
+		})
+		log.Info("control socket", "path", sock)
+	}
+
+	b.bus.Publish(bus.Notice{Source: "box", Text: fmt.Sprintf("isp-box %s started: %d peers, %d lines, %s network", b.opts.Version, len(cfg.PBX.Peers), len(cfg.Lines), cfg.Net.Mode)})
+	if b.opts.Started != nil {
+		b.opts.Started(b)
+	}
+
+	hup := make(chan os.Signal, 1)
+	if !b.opts.NoSignals {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("isp-box stopping")
+			b.bus.Publish(bus.Notice{Source: "box", Text: "stopping"})
+			return nil
+		case <-hup:
+			if err := b.Reload(); err != nil {
+				log.Error("reload refused; the running config stays", "err", err)
+			}
+		}
+	}
+}
+
+// startLineLocked starts one modem line. Precondition: b.mu is held.
+func (b *Box) startLineLocked(lc config.Line) error {
+	r := &lineRunner{cfg: lc, done: make(chan struct{})}
+	lg := b.log.With("comp", "line", "line", lc.Modem.Name)
+	line, err := modem.NewLine(lc.Modem, modem.LineOptions{
+		Bus:        b.bus,
+		Log:        lg,
+		Handler:    func(ctx context.Context, c modem.Conn, user string) error { return b.servePPP(ctx, r, c, user) },
+		DetectPPP:  ppp.Detect,
+		CheckLogin: b.checkLogin,
+	})
+	if err != nil {
+		return err
+	}
+	r.line = line
+	ctx, cancel := context.WithCancel(b.ctx)
+	r.cancel = cancel
+	b.lines[lc.Modem.Name] = r
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer close(r.done)
+		if err := line.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			lg.Error("line stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// servePPP runs one PPP session on an answered call.
+func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user string) error {
+	r.mu.Lock()
+	pcfg := r.cfg.PPP
+	r.mu.Unlock()
+	users := b.Config().Users
+	rec, err := ppp.Serve(ctx, c, pcfg, ppp.Options{
+		Bus:          b.bus,
+		Log:          b.log.With("comp", "ppp", "line", c.Line()),
+		Line:         c.Line(),
+		CallID:       c.CallID(),
+		Users:        users,
+		Network:      netAdapter{b.net},
+		LoggedInUser: user,
+		Registry:     b.reg,
+	})
+	b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause, "err", err)
+	return err
+}
+
+// checkLogin checks a text login against [users], as the seed's system
+// password of user dial.
+func (b *Box) checkLogin(user, password string) bool {
+	secret, _, ok := ppp.UserList(b.Config().Users).Lookup(user, "*")
+	return ok && secret == password
+}
+
+// Reload re-reads the config file and applies it, or refuses it and keeps
+// the running one.
+func (b *Box) Reload() error {
+	if b.opts.ConfigPath == "" {
+		return errors.New("no config file to reload")
+	}
+	nc, err := config.Load(b.opts.ConfigPath)
+	if err != nil {
+		b.bus.Publish(bus.Notice{Source: "box", Text: "reload refused: " + firstLine(err.Error())})
+		return err
+	}
+	if b.opts.Network != "" {
+		nc.Net.Mode = netstack.Mode(b.opts.Network)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.cfg
+	if !reflect.DeepEqual(nc.Net, old.Net) {
+		b.log.Warn("reload: [network] changes take effect at the next start")
+		nc.Net = old.Net
+	}
+	if err := b.pbx.Reload(nc.PBX); err != nil {
+		return fmt.Errorf("reload: sip: %w", err)
+	}
+	seen := make(map[string]bool)
+	for _, lc := range nc.Lines {
+		seen[lc.Modem.Name] = true
+		if r, ok := b.lines[lc.Modem.Name]; ok {
+			r.mu.Lock()
+			r.cfg = lc
+			r.mu.Unlock()
+			r.line.Reload(lc.Modem)
+			continue
+		}
+		if err := b.startLineLocked(lc); err != nil {
+			b.log.Error("reload: line not started", "line", lc.Modem.Name, "err", err)
+		}
+	}
+	for name, r := range b.lines {
+		if !seen[name] {
+			// Run returns after the line's call ends: the line's own
+			// shutdown hangs up only once its context is cancelled.
+			r.cancel()
+			delete(b.lines, name)
+		}
+	}
+	b.cfg = nc
+	b.log.Info("config reloaded", "file", b.opts.ConfigPath)
+	b.bus.Publish(bus.Notice{Source: "box", Text: "config reloaded from " + b.opts.ConfigPath})
+	return nil
+}
+
+// Status is the daemon's status for the control socket.
+func (b *Box) Status() console.Status {
+	cfg := b.Config()
+	st := console.Status{
+		Version: b.opts.Version,
+		Started: b.started,
+		Config:  b.opts.ConfigPath,
+		Network: string(cfg.Net.Mode),
+		Bus:     console.BusStatsOf(b.bus),
+	}
+	if b.pbx != nil {
+		st.SIPAddr = b.pbx.Addr().String()
+		for _, p := range b.pbx.Peers() {
+			st.Peers = append(st.Peers, peerRow(p))
+		}
+		for _, c := range b.pbx.Calls() {
+			st.Calls = append(st.Calls, console.CallRow(c))
+		}
+		st.Counters = append(st.Counters, console.Counter{Name: "sip.malformed", Value: b.pbx.Malformed()})
+	}
+	b.mu.Lock()
+	var lines []*lineRunner
+	for _, lc := range cfg.Lines {
+		if r, ok := b.lines[lc.Modem.Name]; ok {
+			lines = append(lines, r)
+		}
+	}
+	b.mu.Unlock()
+	for _, r := range lines {
+		s := r.line.Status()
+		st.Lines = append(st.Lines, console.LineRow{
+			Name: s.Name, Device: s.Device, Peer: s.Peer, State: s.State, Since: s.Since,
+			LastConnect: s.LastConnect, Session: s.Session, CallID: s.CallID,
+			Answered: s.Answered, Errors: s.Errors, LastError: s.LastError, Caps: s.Caps,
+		})
+	}
+	for _, s := range b.reg.List() {
+		st.Sessions = append(st.Sessions, sessionRow(s))
+	}
+	if b.net != nil {
+		reasons := map[string]uint64{}
+		for _, s := range b.net.Sessions() {
+			for k, v := range s.Reasons {
+				reasons[k] += v
+			}
+		}
+		keys := make([]string, 0, len(reasons))
+		for k := range reasons {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			st.Counters = append(st.Counters, console.Counter{Name: "net.dropped." + k, Value: reasons[k]})
+		}
+	}
+	return st
+}
+
+func peerRow(p pbx.PeerInfo) console.PeerRow {
+	host := ""
+	if p.Host.IsValid() {
+		host = p.Host.String()
+	}
+	return console.PeerRow{
+		Name: p.Name, Username: p.Username, Host: host, Port: p.Port, Dynamic: p.Dynamic,
+		ForceRport: p.ForceRport, Comedia: p.Comedia, ACL: p.ACL, Status: p.Status,
+		Monitored: p.Monitored, Online: p.Online, Description: p.Description, Type: p.Type,
+		Context: p.Context, Secret: p.SecretSet, DirectMedia: p.DirectMedia, Insecure: p.Insecure,
+		Codecs: p.Codecs, UserAgent: p.UserAgent, Contact: p.Contact, Expires: p.Expires,
+		QualifyMS: p.QualifyMS, QualifyFreq: int(p.QualifyFreq / time.Millisecond),
+		RTTMS: int(p.RTT / time.Millisecond), LineBusy: p.LineBusy, Calls: p.Calls,
+	}
+}
+
+func sessionRow(s ppp.SessionInfo) console.SessionRow {
+	return console.SessionRow{
+		ID: s.ID, Line: s.Line, User: s.User, Phase: s.Phase, Local: addrString(s.Local),
+		Remote: addrString(s.Remote), Auth: s.Auth, Start: s.Start, BytesIn: s.BytesIn,
+		BytesOut: s.BytesOut, PktsIn: s.PktsIn, PktsOut: s.PktsOut, VJ: s.VJ,
+	}
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// bindingStore adapts the store to the registrar's BindingStore.
+type bindingStore struct{ s *store.Store }
+
+func (a bindingStore) LoadBindings(ctx context.Context) ([]pbx.Binding, error) {
+	regs, err := a.s.Registrations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]pbx.Binding, 0, len(regs))
+	for _, r := range regs {
+		out = append(out, pbx.Binding{
+			Peer: r.Peer, Contact: r.Contact, Source: r.Addr, Username: r.Username,
+			UserAgent: r.UserAgent, CallID: r.CallID, CSeq: r.CSeq, Expires: r.Expires, NAT: r.NAT,
+		})
+	}
+	return out, nil
+}
+
+func (a bindingStore) SaveBinding(ctx context.Context, bd pbx.Binding) error {
+	return a.s.SaveRegistration(ctx, store.Registration{
+		Peer: bd.Peer, AOR: "sip:" + bd.Peer, Contact: bd.Contact, Addr: bd.Source, Username: bd.Username,
+		UserAgent: bd.UserAgent, CallID: bd.CallID, CSeq: bd.CSeq, Expires: bd.Expires, NAT: bd.NAT,
+	})
+}
+
+func (a bindingStore) DeleteBinding(ctx context.Context, peer string) error {
+	return a.s.DeleteRegistration(ctx, peer)
+}
+
+// netAdapter lets the network side satisfy ppp.Network: the methods match,
+// only Attach's result type differs.
+type netAdapter struct{ s *netstack.Stack }
+
+func (a netAdapter) Attach(ctx context.Context, session string, want netip.Addr, deliver func([]byte)) (ppp.NetLink, error) {
+	s, err := a.s.Attach(ctx, session, want, deliver)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i] + " …"
+		}
+	}
+	return s
+}
