@@ -105,6 +105,12 @@ func CacheDir() string {
 	}
 }
 
+// RequireEnv names the environment variable that, when set to anything
+// non-empty, turns the VM tests' skip (no qemu, no built cache) into a
+// failure: `make e2e-pppd` and CI set it so that the tests cannot pass by
+// not running.
+const RequireEnv = "ISPBOX_REQUIRE_PPPD_VM"
+
 // qemuBinary is the emulator Start runs; TCG is used (KVM aborts here).
 const qemuBinary = "qemu-system-x86_64"
 

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,9 @@ func needVM(t *testing.T) {
 		t.Skip("boots a qemu VM (about 10 s): skipped with -short")
 	}
 	if err := pppdvm.Available(); err != nil {
+		if os.Getenv(pppdvm.RequireEnv) != "" {
+			t.Fatalf("%s is set but: %v", pppdvm.RequireEnv, err)
+		}
 		t.Skipf("real-pppd VM not available: %v", err)
 	}
 }

@@ -21,12 +21,7 @@ import (
 // hands the call to ppp.Serve (pppd's job), and Debian's pppd gets the
 // seed's address and DNS and pings the gateway.
 func TestChatDialIn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a qemu VM with Debian's pppd (about 20 s): skipped with -short")
-	}
-	if err := pppdvm.Available(); err != nil {
-		t.Skipf("real-pppd VM not available: %v", err)
-	}
+	pppdvmtest.NeedVM(t)
 	var (
 		gateway = netip.MustParseAddr("192.168.32.1")
 		client  = netip.MustParseAddr("192.168.32.105")

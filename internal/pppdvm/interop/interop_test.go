@@ -20,16 +20,6 @@ var (
 	dns     = netip.MustParseAddr("8.8.8.8")
 )
 
-func needVM(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("boots a qemu VM with Debian's pppd (10-20 s): skipped with -short")
-	}
-	if err := pppdvm.Available(); err != nil {
-		t.Skipf("real-pppd VM not available: %v", err)
-	}
-}
-
 // TestRealPPPD dials the project's PPP server from Debian's pppd 2.4.9 over
 // the VM's serial line (a direct line: no modem), once per authentication
 // protocol the server requires, and checks what pppd itself reports: the
@@ -37,7 +27,7 @@ func needVM(t *testing.T) {
 // gateway answered through the server's Network. A wrong password must
 // fail on both sides.
 func TestRealPPPD(t *testing.T) {
-	needVM(t)
+	pppdvmtest.NeedVM(t)
 	tests := []struct {
 		name     string
 		server   ppp.AuthProto // what the server requires

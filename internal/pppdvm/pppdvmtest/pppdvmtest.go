@@ -1,6 +1,6 @@
-// Package pppdvmtest holds what the real-pppd tests share: the small IP
-// side that answers the guest's pings, and a writer that sends the guest
-// console to the test log.
+// Package pppdvmtest holds what the real-pppd tests share: the skip rule,
+// the small IP side that answers the guest's pings, and a writer that sends
+// the guest console to the test log.
 package pppdvmtest
 
 import (
@@ -8,13 +8,30 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/isp-box/isp-box/internal/pppdvm"
 	"github.com/isp-box/isp-box/ppp"
 )
+
+// NeedVM skips t in -short mode, and unless a VM can be booted; when
+// pppdvm.RequireEnv is set a missing VM fails t instead.
+func NeedVM(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a qemu VM with Debian's pppd (10-20 s): skipped with -short")
+	}
+	if err := pppdvm.Available(); err != nil {
+		if os.Getenv(pppdvm.RequireEnv) != "" {
+			t.Fatalf("%s is set but: %v", pppdvm.RequireEnv, err)
+		}
+		t.Skipf("real-pppd VM not available: %v", err)
+	}
+}
 
 // TestLog returns a writer that logs each line written to it on t, with
 // prefix.
