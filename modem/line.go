@@ -675,6 +675,11 @@ func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, c
 	l.mu.Unlock()
 	l.publish(bus.ModemConnected{Line: cfg.Name, Speed: cn.Speed, Protocol: cn.Protocol, Result: cn.Result, CallID: callID})
 	l.setState(StateConnected, cn.Result, callID)
+	if cfg.Autobauding && cn.Speed > 0 {
+		if err := p.setSpeed(cn.Speed); err != nil {
+			l.log.Warn("autobauding", "err", err)
+		}
+	}
 
 	err := l.session1(ctx, p, cfg, cn, callID, callerID, false)
 	if isDeviceErr(err) || ctx.Err() != nil {
@@ -767,6 +772,11 @@ func (l *Line) watchDCD(ctx context.Context, c *conn) {
 // with `local` the escape and ATH; then input flushed.
 func (l *Line) hangup(ctx context.Context, p *port, cfg LineConfig, callID string) error {
 	l.setState(StateHangingup, "", callID)
+	if cfg.Autobauding {
+		if err := p.restoreSpeed(); err != nil {
+			return err
+		}
+	}
 	if cfg.Local || !cfg.ToggleDTR {
 		time.Sleep(1100 * time.Millisecond) // S12 guard time
 		p.write([]byte("+++"))

@@ -671,3 +671,35 @@ func TestRunLeavesNothing(t *testing.T) {
 		t.Errorf("state after Run: %q", st.State)
 	}
 }
+
+// TestAutobauding: the DTE speed follows the CONNECT rate during the call
+// (28800 is not a termios constant: BOTHER) and returns afterwards.
+func TestAutobauding(t *testing.T) {
+	r := newRig(t, func(c *LineConfig) { c.Autobauding = true }, nil)
+	r.waitState("idle")
+	real, _ := filepath.EvalSymlinks(r.isp.Path())
+	speed := func() (uint32, uint32) {
+		fd, err := unix.Open(real, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+		if err != nil { // TIOCEXCL: root only
+			t.Skipf("second open: %v", err)
+		}
+		defer unix.Close(fd)
+		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tio.Cflag & unix.CBAUD, tio.Ospeed
+	}
+	r.dial()
+	r.dte.expect("login: ")
+	r.dte.send(string(lcpFrame))
+	r.nextSession()
+	if cbaud, ospeed := speed(); cbaud != unix.BOTHER || ospeed != 28800 {
+		t.Errorf("during the call: CBAUD %#o ospeed %d, want BOTHER 28800", cbaud, ospeed)
+	}
+	r.client.DropCarrier()
+	r.waitState("idle")
+	if cbaud, _ := speed(); cbaud != unix.B38400 {
+		t.Errorf("after the call: CBAUD %#o, want B38400", cbaud)
+	}
+}

@@ -51,6 +51,9 @@ type port struct {
 	sp   serial.Port
 	ctl  int
 	caps caps
+	// modemBits reads TIOCMGET on ctl; a seam so the RTS/CTS and DCD logic
+	// can be tested without a UART.
+	modemBits func() (int, error)
 
 	rx      chan []byte // chunks read; closed on a read error
 	rxErr   error       // valid once rx is closed
@@ -94,7 +97,10 @@ func openPort(cfg LineConfig, ctsWait time.Duration) (*port, error) {
 	}
 	p := &port{path: cfg.Device, real: real, mode: mode, sp: sp, ctl: ctl,
 		rx: make(chan []byte, 64), wq: make(chan writeReq), closed: make(chan struct{})}
-	if _, err := unix.IoctlGetInt(ctl, unix.TIOCMGET); err == nil {
+	p.modemBits = func() (int, error) { return unix.IoctlGetInt(ctl, unix.TIOCMGET) }
+	// A pty answers ENOTTY: no modem-control lines. Found out once; the
+	// line then drops DTR by B0 and takes carrier from NO CARRIER.
+	if _, err := p.modemBits(); err == nil {
 		p.caps.modemLines = true
 	}
 	if cfg.FlowControl == "hard" && !cfg.Local {
@@ -116,7 +122,7 @@ func (p *port) enableCRTSCTS(wait time.Duration) error {
 	if p.caps.modemLines {
 		deadline := time.Now().Add(wait)
 		for {
-			st, err := unix.IoctlGetInt(p.ctl, unix.TIOCMGET)
+			st, err := p.modemBits()
 			if err != nil {
 				return fmt.Errorf("modem: TIOCMGET: %w", err)
 			}
@@ -324,11 +330,29 @@ func (p *port) dcd() (on, ok bool, err error) {
 	if !p.caps.modemLines {
 		return false, false, nil
 	}
-	st, err := unix.IoctlGetInt(p.ctl, unix.TIOCMGET)
+	st, err := p.modemBits()
 	if err != nil {
 		return false, true, fmt.Errorf("%w: TIOCMGET %s: %w", errVanished, p.real, err)
 	}
 	return st&unix.TIOCM_CD != 0, true, nil
+}
+
+// setSpeed changes the DTE speed (mgetty's autobauding: the speed of the
+// CONNECT); restoreSpeed goes back to the configured one.
+func (p *port) setSpeed(bps int) error {
+	m := *p.mode
+	m.BaudRate = bps
+	if err := p.sp.SetMode(&m); err != nil {
+		return fmt.Errorf("modem: autobauding to %d: %w", bps, err)
+	}
+	return nil
+}
+
+func (p *port) restoreSpeed() error {
+	if err := p.sp.SetMode(p.mode); err != nil {
+		return fmt.Errorf("%w: restore speed on %s: %w", errVanished, p.real, err)
+	}
+	return nil
 }
 
 func (p *port) close() {
