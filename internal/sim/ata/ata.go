@@ -44,10 +44,11 @@ import (
 	"time"
 )
 
-// UserAgent is what the ATA puts in User-Agent and Server headers: the
-// PAP2T's firmware string (pbx.md §5; the seed's log shows the SPA2102
-// sibling as "Linksys/SPA2102-5.2.5").
-const UserAgent = "Linksys/PAP2T-5.1.6(LS)"
+// DefaultUserAgent is what the ATA puts in User-Agent and Server headers
+// unless Options.UserAgent says otherwise: the PAP2T's firmware string
+// (pbx.md §5; the seed's log shows its SPA2102 sibling as
+// "Linksys/SPA2102-5.2.5").
+const DefaultUserAgent = "Linksys/PAP2T-5.1.6(LS)"
 
 // Defaults of the PAP2T's Line and SIP tabs (Linksys ATA admin guide).
 const (
@@ -106,8 +107,11 @@ type Options struct {
 	// of the carrier and the number the modems print in CONNECT.
 	Speed int
 	// Notify, if set, is called after a line's registration or call state
-	// changed, with the line's new state. It must not block.
+	// changed, with the line's new state. It must not block; it may be
+	// called from several goroutines at once.
 	Notify func(LineInfo)
+	// UserAgent replaces DefaultUserAgent in User-Agent and Server headers.
+	UserAgent string
 }
 
 // ATA is an emulated PAP2T. Create it with New, then Run it.
@@ -129,6 +133,9 @@ func New(opts Options) (*ATA, error) {
 	}
 	if !opts.Bind.IsValid() {
 		opts.Bind = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = DefaultUserAgent
 	}
 	if opts.Speed <= 0 {
 		opts.Speed = DefaultSpeed
@@ -167,7 +174,8 @@ func New(opts Options) (*ATA, error) {
 	return a, nil
 }
 
-// Line returns port i (0-based): line 1 of a PAP2T is Line(0).
+// Line returns port i (0-based): line 1 of a PAP2T is Line(0). It panics
+// if i is out of range.
 func (a *ATA) Line(i int) *Line { return a.lines[i] }
 
 // Lines is the number of phone ports.

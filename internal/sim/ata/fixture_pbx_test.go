@@ -212,7 +212,7 @@ func TestThroughRegistrar(t *testing.T) {
 	if inv.Recipient.User != "88567682" || inv.Recipient.Host != "127.0.0.1" || inv.From().Address.User != "pap2t-client" {
 		t.Errorf("INVITE %s from %s", inv.Recipient.String(), inv.From().Address.String())
 	}
-	if ua := inv.GetHeader("User-Agent"); ua == nil || ua.Value() != ata.UserAgent {
+	if ua := inv.GetHeader("User-Agent"); ua == nil || ua.Value() != ata.DefaultUserAgent {
 		t.Errorf("INVITE User-Agent %v", ua)
 	}
 	if li := a.Describe()[0]; li.Payload != "CLEARMODE" || li.RemoteRTP != f.echo[0].LocalAddr().(*net.UDPAddr).AddrPort() {

@@ -168,7 +168,7 @@ func newLine(a *ATA, idx int, cfg LineConfig, rtpPort int) (*Line, error) {
 	port := int(l.sipAddr.Port())
 	sipLog := l.log.With("comp", "sipgo")
 	l.ua, err = sipgo.NewUA(
-		sipgo.WithUserAgent(UserAgent),
+		sipgo.WithUserAgent(a.opts.UserAgent),
 		sipgo.WithUserAgentHostname(ip),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(sipLog),
@@ -355,12 +355,12 @@ func (l *Line) remoteTarget(ct *sip.ContactHeader, fallback sip.Uri) sip.Uri {
 // port, as on the PAP2T) and adds the PAP2T's identifying headers.
 func (l *Line) decorate(req *sip.Request) {
 	req.Laddr = sip.Addr{IP: net.IP(l.sipAddr.Addr().AsSlice()), Port: int(l.sipAddr.Port()), Hostname: l.sipAddr.Addr().String()}
-	req.AppendHeader(sip.NewHeader("User-Agent", UserAgent))
+	req.AppendHeader(sip.NewHeader("User-Agent", l.a.opts.UserAgent))
 }
 
 func (l *Line) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	res.AppendHeader(sip.NewHeader("Server", UserAgent))
+	res.AppendHeader(sip.NewHeader("Server", l.a.opts.UserAgent))
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
@@ -523,7 +523,7 @@ func (l *Line) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l.mu.Unlock()
 	l.a.notify(l)
 	l.log.Info("ringing", "from", callerID, "call", c.id, "payload", f.Encoding)
-	if err := ds.Respond(sip.StatusRinging, "Ringing", nil, sip.NewHeader("Server", UserAgent)); err != nil {
+	if err := ds.Respond(sip.StatusRinging, "Ringing", nil, sip.NewHeader("Server", l.a.opts.UserAgent)); err != nil {
 		l.log.Info("180 failed", "err", err)
 		return
 	}
@@ -548,13 +548,13 @@ func (l *Line) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case <-in.reject:
 		l.log.Info("modem rejected the call", "call", c.id)
 		l.endCall(c, false) // the port is free now, not after the ACK
-		_ = ds.Respond(sip.StatusBusyHere, "Busy Here", nil, sip.NewHeader("Server", UserAgent))
+		_ = ds.Respond(sip.StatusBusyHere, "Busy Here", nil, sip.NewHeader("Server", l.a.opts.UserAgent))
 	case <-ds.Context().Done():
 		// CANCEL: the transaction layer already sent 200 and 487.
 		l.log.Info("caller gave up", "call", c.id)
 	case <-l.life.Done():
 		l.endCall(c, false)
-		_ = ds.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil, sip.NewHeader("Server", UserAgent))
+		_ = ds.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil, sip.NewHeader("Server", l.a.opts.UserAgent))
 	}
 }
 
@@ -570,7 +570,7 @@ func (l *Line) answer(c *call, ds *sipgo.DialogServerSession, f format) (phone.C
 		Formats: []format{f}, Ptime: sdpPtime, Dir: "sendrecv"}
 	body := ans.marshal()
 	res := sip.NewSDPResponseFromRequest(ds.InviteRequest, body)
-	res.AppendHeader(sip.NewHeader("Server", UserAgent))
+	res.AppendHeader(sip.NewHeader("Server", l.a.opts.UserAgent))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	l.mu.Lock()
 	c.localSDP = body
@@ -640,7 +640,7 @@ func (l *Line) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", body)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	res.AppendHeader(sip.HeaderClone(&l.contact))
-	res.AppendHeader(sip.NewHeader("Server", UserAgent))
+	res.AppendHeader(sip.NewHeader("Server", l.a.opts.UserAgent))
 	if err := tx.Respond(res); err != nil {
 		l.log.Info("re-INVITE 200 failed", "err", err)
 		return

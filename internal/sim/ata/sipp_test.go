@@ -188,7 +188,7 @@ func TestRegisterDigest(t *testing.T) {
 		if want := fmt.Sprintf("sip:127.0.0.1:%d", port); reqURI != want {
 			t.Errorf("REGISTER %d: Request-URI %s, want %s", i, reqURI, want)
 		}
-		if ua := header(msg, "User-Agent"); ua != ata.UserAgent {
+		if ua := header(msg, "User-Agent"); ua != ata.DefaultUserAgent {
 			t.Errorf("REGISTER %d: User-Agent %q", i, ua)
 		}
 		if ct := header(msg, "Contact"); ct != "<"+contact+">;expires=3600" {
