@@ -360,3 +360,74 @@ func TestReInviteOnAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestManyCalls: 100 lines, 50 direct calls at once, 1 KB each way on
+// each: every byte arrives, nothing is lost or dropped.
+func TestManyCalls(t *testing.T) {
+	const n = 100
+	var lines []ata.LineConfig
+	for i := range n {
+		lines = append(lines, ata.LineConfig{Name: fmt.Sprintf("l%03d", i)})
+	}
+	a := startATA(t, ata.Options{Lines: lines})
+	rs := make([]*ringer, n)
+	for i := 1; i < n; i += 2 {
+		rs[i] = newRinger()
+		a.Line(i).Plug(rs[i])
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i += 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			type res struct {
+				k   phone.Carrier
+				err error
+			}
+			dialed := make(chan res, 1)
+			go func() {
+				k, err := a.Line(i).Dial(ctx, uri(a.Line(i+1), lines[i+1].User))
+				dialed <- res{k, err}
+			}()
+			var in phone.Call
+			select {
+			case in = <-rs[i+1].calls:
+			case <-ctx.Done():
+				errs <- fmt.Errorf("line %d: no ring", i+1)
+				return
+			}
+			k2, err := in.Answer(ctx)
+			if err != nil {
+				errs <- fmt.Errorf("line %d: answer: %w", i+1, err)
+				return
+			}
+			d := <-dialed
+			if d.err != nil {
+				errs <- fmt.Errorf("line %d: dial: %w", i, d.err)
+				return
+			}
+			for _, dir := range [][2]phone.Carrier{{d.k, k2}, {k2, d.k}} {
+				if _, err := transfer(dir[0], dir[1], randBytes(1024)); err != nil {
+					errs <- fmt.Errorf("line %d: %w", i, err)
+				}
+			}
+			d.k.Close()
+			k2.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d calls, 2 KB each, in %v", n/2, time.Since(start).Round(time.Millisecond))
+	for _, li := range a.Describe() {
+		if m := li.Media; m.Lost+m.Late+m.Foreign+m.Overrun+m.BadPayload != 0 || m.BytesReceived != 1024 {
+			t.Errorf("%s: %+v", li.Name, m)
+		}
+	}
+}
