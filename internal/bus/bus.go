@@ -180,10 +180,13 @@ func (s *Sub) pump() {
 		s.queue[0] = Envelope{}
 		s.queue = s.queue[1:]
 		s.qmu.Unlock()
+		// Counted before the hand-over so that a reader who has received
+		// the event never sees a Stats that has not counted it.
+		s.delivered.Add(1)
 		select {
 		case s.c <- env:
-			s.delivered.Add(1)
 		case <-s.done:
+			s.delivered.Add(^uint64(0)) // not handed over after all
 			s.qmu.Lock()
 			s.queue = append([]Envelope{env}, s.queue...)
 			s.qmu.Unlock()
