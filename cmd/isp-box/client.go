@@ -136,7 +136,13 @@ func renderStatus(w io.Writer, st console.Status) error {
 	fmt.Fprintf(w, "lines:    %d\n", len(st.Lines))
 	fmt.Fprintf(w, "calls:    %d\n", len(st.Calls))
 	fmt.Fprintf(w, "sessions: %d\n", len(st.Sessions))
-	if len(st.Counters) > 0 {
+	nonZero := 0
+	for _, c := range st.Counters {
+		if c.Value != 0 {
+			nonZero++
+		}
+	}
+	if nonZero > 0 {
 		fmt.Fprintln(w, "\nCounters:")
 		if err := console.RenderCounters(w, st.Counters); err != nil {
 			return err

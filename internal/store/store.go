@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -108,6 +109,9 @@ func dsn(path string) string {
 	return "file:" + path + "?" + strings.Join(q, "&")
 }
 
+// FileMode is the permission of a database file that Open creates.
+const FileMode = 0o640
+
 // Memory is the path of a database that lives in memory only, for tests
 // and the demo: nothing survives Close.
 const Memory = ":memory:"
@@ -124,6 +128,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	if path != Memory {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		// The records name users and addresses: create the file 0640
+		// rather than SQLite's 0644. SQLite gives -wal and -shm the
+		// mode of the database file.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode)
+		if err == nil {
+			f.Close()
+		} else if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -106,6 +107,30 @@ func TestMemory(t *testing.T) {
 	}
 	if calls, err := s.Calls(t.Context(), 0); err != nil || len(calls) != 10 {
 		t.Errorf("Calls = %d, %v; want 10", len(calls), err)
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db", "isp-box.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCall(t.Context(), call(1)); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != FileMode {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), os.FileMode(FileMode))
+		}
+	}
+	if fi, _ := os.Stat(filepath.Dir(path)); fi.Mode().Perm() != 0o750 {
+		t.Errorf("directory mode %v, want 0750", fi.Mode().Perm())
 	}
 }
 
