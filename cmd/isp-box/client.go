@@ -55,23 +55,46 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // statusCommand builds a status subcommand: fetch Status, print a part of
-// it as a table or as JSON.
-func statusCommand(name, usage string, part func(console.Status) any, render func(io.Writer, console.Status) error) func(ctx context.Context, e *env, args []string) int {
+// it as a table or as JSON. history, if not nil, adds --history and -n:
+// print the newest records the store keeps instead of the live state.
+func statusCommand(name, usage string, part func(console.Status) any, render func(io.Writer, console.Status) error,
+	history func(w io.Writer, h console.History, asJSON bool) error) func(ctx context.Context, e *env, args []string) int {
 	return func(ctx context.Context, e *env, args []string) int {
 		fs := newFlagSet(e, name, usage)
 		var cf clientFlags
 		cf.register(fs, true)
+		var hist bool
+		var n int
+		if history != nil {
+			fs.BoolVar(&hist, "history", false, "the newest records kept in the database instead of what is live now")
+			fs.IntVar(&n, "n", console.DefaultHistory, "with --history: how many records")
+		}
 		if code := fs.parse(args, 0, 0); code >= 0 {
 			return code
 		}
-		st, err := fetchStatus(ctx, &cf)
-		if err != nil {
-			return daemonError(e, err)
-		}
-		if cf.json {
-			err = printJSON(e.stdout, part(st))
+		var err error
+		if hist {
+			if n < 1 || n > console.MaxHistory {
+				e.errorf("%s: -n %d: want 1 to %d", name, n, console.MaxHistory)
+				return 2
+			}
+			hctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			h, herr := cf.client().History(hctx, n)
+			if herr != nil {
+				return daemonError(e, herr)
+			}
+			err = history(e.stdout, localHistory(h), cf.json)
 		} else {
-			err = render(e.stdout, st)
+			st, serr := fetchStatus(ctx, &cf)
+			if serr != nil {
+				return daemonError(e, serr)
+			}
+			if cf.json {
+				err = printJSON(e.stdout, part(st))
+			} else {
+				err = render(e.stdout, st)
+			}
 		}
 		if err != nil {
 			e.errorf("%s: %v", name, err)
@@ -81,14 +104,43 @@ func statusCommand(name, usage string, part func(console.Status) any, render fun
 	}
 }
 
+// localHistory shows record times in this machine's zone.
+func localHistory(h console.History) console.History {
+	for i := range h.Calls {
+		c := &h.Calls[i]
+		c.Start, c.Answer, c.End = local(c.Start), local(c.Answer), local(c.End)
+	}
+	for i := range h.Sessions {
+		p := &h.Sessions[i]
+		p.Start, p.End = local(p.Start), local(p.End)
+	}
+	return h
+}
+
+func local(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Local()
+}
+
 var cmdCalls = statusCommand("calls", `
-Usage: isp-box calls [-s SOCKET] [--json]
+Usage: isp-box calls [-s SOCKET] [--json] [--history [-n N]]
 
 Lists the live calls through the PBX: who called which number, which peer
 it went to, its state, how long it has lasted and been answered, and for
-relayed media the packets, losses and jitter.`,
+relayed media the packets, losses and jitter. With --history it lists the
+newest N call records of the database instead (Asterisk's CDRs): start,
+caller, number, callee, outcome (ANSWER, BUSY, NOANSWER, CANCEL,
+CONGESTION, CHANUNAVAIL), SIP code, duration and talk time.`,
 	func(st console.Status) any { return nonNil(st.Calls) },
-	func(w io.Writer, st console.Status) error { return console.RenderCalls(w, st.Calls) })
+	func(w io.Writer, st console.Status) error { return console.RenderCalls(w, st.Calls) },
+	func(w io.Writer, h console.History, asJSON bool) error {
+		if asJSON {
+			return printJSON(w, h.Calls)
+		}
+		return console.RenderCallRecords(w, h.Calls)
+	})
 
 var cmdLines = statusCommand("lines", `
 Usage: isp-box lines [-s SOCKET] [--json]
@@ -97,15 +149,23 @@ Lists the modem lines in config order: device, the SIP peer the line sits
 behind, state (opening, idle, ringing, connected, down...), how long in that
 state, the call and PPP session on it, and its last CONNECT and error.`,
 	func(st console.Status) any { return nonNil(st.Lines) },
-	func(w io.Writer, st console.Status) error { return console.RenderLines(w, st.Lines) })
+	func(w io.Writer, st console.Status) error { return console.RenderLines(w, st.Lines) }, nil)
 
 var cmdSessions = statusCommand("sessions", `
-Usage: isp-box sessions [-s SOCKET] [--json]
+Usage: isp-box sessions [-s SOCKET] [--json] [--history [-n N]]
 
 Lists the live PPP sessions: line, user, phase, addresses, authentication,
-uptime and traffic.`,
+uptime and traffic. With --history it lists the newest N session records of
+the database instead (the accounting pppd's radius plugin would send): start,
+line, user, address, duration, bytes and packets each way, why it ended.`,
 	func(st console.Status) any { return nonNil(st.Sessions) },
-	func(w io.Writer, st console.Status) error { return console.RenderSessions(w, st.Sessions) })
+	func(w io.Writer, st console.Status) error { return console.RenderSessions(w, st.Sessions) },
+	func(w io.Writer, h console.History, asJSON bool) error {
+		if asJSON {
+			return printJSON(w, h.Sessions)
+		}
+		return console.RenderSessionRecords(w, h.Sessions)
+	})
 
 var cmdStatus = statusCommand("status", `
 Usage: isp-box status [-s SOCKET] [--json]
@@ -115,7 +175,7 @@ SIP address, how many peers, lines, calls and sessions, non-zero counters,
 and the event bus: what each subscriber received, dropped or has queued.
 --json prints the whole Status document that the other commands show parts of.`,
 	func(st console.Status) any { return st },
-	renderStatus)
+	renderStatus, nil)
 
 func renderStatus(w io.Writer, st console.Status) error {
 	up := "-"
@@ -167,7 +227,7 @@ Lists the SIP peers as Asterisk's "sip show peers" does: name/username,
 host, dynamic, port, status (OK (N ms), UNREACHABLE, UNKNOWN, Unmonitored),
 with the summary line of peers online and offline.`,
 	func(st console.Status) any { return nonNil(st.Peers) },
-	func(w io.Writer, st console.Status) error { return console.RenderPeers(w, st.Peers) })
+	func(w io.Writer, st console.Status) error { return console.RenderPeers(w, st.Peers) }, nil)
 
 func cmdPeer(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "peer", `

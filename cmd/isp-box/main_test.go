@@ -344,3 +344,54 @@ func TestBusLine(t *testing.T) {
 		}
 	}
 }
+
+func TestHistoryCommands(t *testing.T) {
+	sock := filepath.Join(shortDir(t), "isp-box.sock")
+	l, err := console.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := console.History{
+		Calls:    []bus.CallEnded{{CallID: "00000001", From: "pap2t-client", To: "88567682", Start: t0, End: t0.Add(time.Minute), Status: "ANSWER", SIPCode: 200}},
+		Sessions: []bus.PPPDown{{Session: "ppp1", Line: "ttyUSB0", User: "dial", Start: t0, End: t0.Add(time.Hour), Cause: "carrier lost"}},
+	}
+	var asked int
+	srv := console.NewServer(console.ServerOptions{History: func(_ context.Context, n int) (console.History, error) { asked = n; return h, nil }})
+	go srv.Serve(l)
+	defer srv.Close()
+
+	want := localHistory(h)
+	render := func(f func(*bytes.Buffer) error) string {
+		var b bytes.Buffer
+		f(&b)
+		return b.String()
+	}
+	tests := []struct {
+		args  []string
+		asked int
+		want  string
+	}{
+		{[]string{"calls", "--history"}, console.DefaultHistory, render(func(b *bytes.Buffer) error { return console.RenderCallRecords(b, want.Calls) })},
+		{[]string{"sessions", "--history", "-n", "3"}, 3, render(func(b *bytes.Buffer) error { return console.RenderSessionRecords(b, want.Sessions) })},
+	}
+	for _, tt := range tests {
+		code, out, errs := runCmd(t.Context(), append(tt.args, "-s", sock)...)
+		if code != 0 || errs != "" || asked != tt.asked {
+			t.Errorf("%v: exit %d, stderr %q, asked for %d records; want %d", tt.args, code, errs, asked, tt.asked)
+		}
+		if d := cmp.Diff(tt.want, out); d != "" {
+			t.Errorf("%v (-want +got):\n%s", tt.args, d)
+		}
+	}
+	code, out, _ := runCmd(t.Context(), "calls", "--history", "--json", "-s", sock)
+	var got []bus.CallEnded
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 1 || got[0].CallID != "00000001" {
+		t.Errorf("calls --history --json: exit %d, %v, %q", code, err, out)
+	}
+	if code, _, errs := runCmd(t.Context(), "calls", "--history", "-n", "0", "-s", sock); code != 2 || !strings.Contains(errs, "-n 0: want 1 to") {
+		t.Errorf("-n 0: exit %d, %q", code, errs)
+	}
+	if code, _, _ := runCmd(t.Context(), "lines", "--history", "-s", sock); code != 2 {
+		t.Errorf("lines --history: exit %d, want 2 (no such flag)", code)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -137,6 +138,18 @@ func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 	var v VersionInfo
 	err := c.getJSON(ctx, "/v1/version", &v)
 	return v, err
+}
+
+// History fetches up to limit of the newest call and session records
+// (limit <= 0: the daemon's default, DefaultHistory).
+func (c *Client) History(ctx context.Context, limit int) (History, error) {
+	path := "/v1/history"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	var h History
+	err := c.getJSON(ctx, path, &h)
+	return h, err
 }
 
 // Reload asks the daemon to re-read its config. The error carries the

@@ -219,3 +219,62 @@ func RenderEvent(w io.Writer, l EventLine) error {
 	_, err = fmt.Fprintf(w, "[%s] %-16s%s%s\n", ts, l.Kind, eventPrefix(l.Kind), text)
 	return err
 }
+
+// recordTime formats the time of a record: date and time in the record's
+// own zone (the daemon's), "-" when unset.
+func recordTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format("2006-01-02 15:04:05")
+}
+
+// RenderCallRecords prints call records (the store's CDRs), as given
+// (newest first from the daemon). TALK is the billable time, from answer
+// to end, like Asterisk's billsec.
+func RenderCallRecords(w io.Writer, recs []bus.CallEnded) error {
+	t := newTable(w)
+	fmt.Fprintln(t, "START\tCALL\tFROM\tEXTEN\tCALLEE\tSTATUS\tSIP\tDURATION\tTALK\tHANGUP BY\tMEDIA")
+	for _, r := range recs {
+		dur, talk := "-", "-"
+		if !r.Start.IsZero() && !r.End.IsZero() {
+			dur = clockDuration(r.End.Sub(r.Start))
+		}
+		if !r.Answer.IsZero() && !r.End.IsZero() {
+			talk = clockDuration(r.End.Sub(r.Answer))
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
+			recordTime(r.Start), r.CallID, dash(r.From), dash(r.To), dash(r.Callee), dash(r.Status), r.SIPCode,
+			dur, talk, dash(r.HangupBy), dash(strings.TrimSpace(r.MediaMode+" "+r.Codec)))
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, plural(len(recs), "call record", "call records"))
+	return err
+}
+
+// RenderSessionRecords prints PPP session records (the accounting the
+// store keeps), as given.
+func RenderSessionRecords(w io.Writer, recs []bus.PPPDown) error {
+	t := newTable(w)
+	fmt.Fprintln(t, "START\tSESSION\tLINE\tUSER\tREMOTE\tDURATION\tIN\tOUT\tPKTS IN/OUT\tCAUSE\tCALL")
+	for _, r := range recs {
+		dur := "-"
+		if !r.Start.IsZero() && !r.End.IsZero() {
+			dur = clockDuration(r.End.Sub(r.Start))
+		}
+		remote := "-"
+		if r.Remote.IsValid() {
+			remote = r.Remote.String()
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n",
+			recordTime(r.Start), r.Session, dash(r.Line), dash(r.User), remote, dur,
+			sizeIEC(r.BytesIn), sizeIEC(r.BytesOut), r.PktsIn, r.PktsOut, dash(r.Cause), dash(r.CallID))
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, plural(len(recs), "session record", "session records"))
+	return err
+}

@@ -63,6 +63,24 @@ func TestRenderGolden(t *testing.T) {
 				{Name: "pbx line state", Delivered: 12},
 			}})
 		}},
+		{"call-records", func(w io.Writer) error {
+			return RenderCallRecords(w, []bus.CallEnded{
+				{CallID: "00000002", SIPID: "x@y", From: "pap2t-client", To: "88567682", Callee: "pap2t-ispmodem",
+					Start: now.Add(-time.Hour), Answer: now.Add(-time.Hour + 7*time.Second), End: now.Add(-20 * time.Minute),
+					Status: "ANSWER", SIPCode: 200, HangupBy: "caller", MediaMode: "direct", Codec: "PCMU"},
+				{CallID: "00000001", From: "pap2t-client", To: "5551234", Start: now.Add(-2 * time.Hour), End: now.Add(-2*time.Hour + 20*time.Second),
+					Status: "NOANSWER", SIPCode: 480, HangupBy: "box"},
+			})
+		}},
+		{"call-records-empty", func(w io.Writer) error { return RenderCallRecords(w, nil) }},
+		{"session-records", func(w io.Writer) error {
+			return RenderSessionRecords(w, []bus.PPPDown{
+				{Session: "ppp1", Line: "ttyUSB0", User: "dial", Remote: netip.MustParseAddr("192.168.32.105"),
+					Start: now.Add(-time.Hour), End: now.Add(-20 * time.Minute), BytesIn: 3 << 20, BytesOut: 45 << 20,
+					PktsIn: 20000, PktsOut: 40000, Cause: "carrier lost", CallID: "00000002"},
+				{Session: "ppp0", Line: "ttyUSB0", Start: now.Add(-3 * time.Hour), End: now.Add(-3*time.Hour + 30*time.Second), Cause: "authentication failed"},
+			})
+		}},
 		{"counters", func(w io.Writer) error {
 			return RenderCounters(w, []Counter{{"sip.auth_failed", 3}, {"net.spoofed", 0}, {"hdlc.fcs_errors", 12}})
 		}},

@@ -7,6 +7,7 @@
 //	GET  /v1/status   the Status JSON (one document, shared with the CLI)
 //	GET  /v1/events   live bus events, one JSON EventLine per line (NDJSON)
 //	GET  /v1/version  a VersionInfo
+//	GET  /v1/history  the newest call and PPP session records (?limit=N)
 //	POST /v1/reload   re-read the config (write access)
 //
 // Anyone who can open the socket (mode 0660: the daemon's user and group)
@@ -25,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +56,9 @@ type ServerOptions struct {
 	// Reload re-reads and applies the config; its error is shown to the
 	// caller of `isp-box reload`. Nil answers 501.
 	Reload func(ctx context.Context) error
+	// History returns the newest limit call and session records, newest
+	// first (the store's Calls and Sessions). Nil answers 501.
+	History func(ctx context.Context, limit int) (History, error)
 	// Version is the daemon's version string.
 	Version string
 	// Log receives request errors; nil discards.
@@ -150,6 +155,7 @@ func (s *Server) routes() map[string]Route {
 		"GET /v1/status":  {Handler: http.HandlerFunc(s.serveStatus)},
 		"GET /v1/events":  {Handler: http.HandlerFunc(s.serveEvents)},
 		"GET /v1/version": {Handler: http.HandlerFunc(s.serveVersion)},
+		"GET /v1/history": {Handler: http.HandlerFunc(s.serveHistory)},
 		"POST /v1/reload": {Write: true, Handler: http.HandlerFunc(s.serveReload)},
 	}
 	for k, v := range s.opts.Handlers {
@@ -240,6 +246,47 @@ type VersionInfo struct {
 func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, VersionInfo{Version: s.opts.Version, Go: runtime.Version(), OS: runtime.GOOS,
 		Arch: runtime.GOARCH, PID: os.Getpid(), Started: s.started})
+}
+
+// History is the answer of GET /v1/history: the records the store keeps.
+type History struct {
+	Calls    []bus.CallEnded `json:"calls"`    // newest first
+	Sessions []bus.PPPDown   `json:"sessions"` // newest first
+}
+
+// Limits of GET /v1/history's limit parameter.
+const (
+	DefaultHistory = 20
+	MaxHistory     = 10000
+)
+
+func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
+	if s.opts.History == nil {
+		writeError(w, http.StatusNotImplemented, "this daemon keeps no records")
+		return
+	}
+	limit := DefaultHistory
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxHistory {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a number from 1 to %d", v, MaxHistory))
+			return
+		}
+		limit = n
+	}
+	h, err := s.opts.History(r.Context(), limit)
+	if err != nil {
+		s.log.Warn("history", "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if h.Calls == nil {
+		h.Calls = []bus.CallEnded{}
+	}
+	if h.Sessions == nil {
+		h.Sessions = []bus.PPPDown{}
+	}
+	writeJSON(w, h)
 }
 
 func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {

@@ -377,3 +377,38 @@ func TestNoDaemon(t *testing.T) {
 		}
 	}
 }
+
+func TestHistory(t *testing.T) {
+	rec := bus.CallEnded{CallID: "00000001", From: "a", To: "1", Start: time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC), Status: "ANSWER", SIPCode: 200}
+	var gotLimit int
+	d := startDaemon(t, ServerOptions{History: func(_ context.Context, limit int) (History, error) {
+		gotLimit = limit
+		return History{Calls: []bus.CallEnded{rec}}, nil
+	}})
+	c := NewClient(d.sock)
+	tests := []struct {
+		limit, want int
+	}{
+		{0, DefaultHistory}, {5, 5}, {MaxHistory, MaxHistory},
+	}
+	for _, tt := range tests {
+		h, err := c.History(t.Context(), tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gotLimit != tt.want {
+			t.Errorf("History(%d) asked the store for %d, want %d", tt.limit, gotLimit, tt.want)
+		}
+		if d := cmp.Diff(History{Calls: []bus.CallEnded{rec}, Sessions: []bus.PPPDown{}}, h); d != "" {
+			t.Errorf("History (-want +got):\n%s", d)
+		}
+	}
+	var ae *APIError
+	if _, err := c.History(t.Context(), MaxHistory+1); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+		t.Errorf("History(MaxHistory+1): %v", err)
+	}
+	d2 := startDaemon(t, ServerOptions{})
+	if _, err := NewClient(d2.sock).History(t.Context(), 0); err == nil || err.Error() != "this daemon keeps no records" {
+		t.Errorf("History without a store: %v", err)
+	}
+}
