@@ -48,7 +48,17 @@ type PeerStatus struct {
 
 func (PeerStatus) Kind() string { return "sip.peerstatus" }
 func (e PeerStatus) String() string {
-	return fmt.Sprintf("Peer '%s' is now %s. (%dms / %dms)", e.Peer, e.Status, e.RTT.Milliseconds(), e.MaxMS)
+	// chan_sip's words: "Peer 'x' is now Reachable. (7ms / 200ms)".
+	ms := (e.RTT + time.Millisecond - 1) / time.Millisecond
+	switch {
+	case len(e.Status) >= 2 && e.Status[:2] == "OK":
+		return fmt.Sprintf("Peer '%s' is now Reachable. (%dms / %dms)", e.Peer, ms, e.MaxMS)
+	case len(e.Status) >= 6 && e.Status[:6] == "LAGGED":
+		return fmt.Sprintf("Peer '%s' is now Lagged. (%dms / %dms)", e.Peer, ms, e.MaxMS)
+	case e.Status == "UNREACHABLE":
+		return fmt.Sprintf("Peer '%s' is now UNREACHABLE!", e.Peer)
+	}
+	return fmt.Sprintf("Peer '%s' is now %s.", e.Peer, e.Status)
 }
 
 // AuthFailed: a SIP request failed digest authentication or an ACL.
@@ -87,6 +97,9 @@ type CallStarted struct {
 
 func (CallStarted) Kind() string { return "call.started" }
 func (e CallStarted) String() string {
+	if e.Target == "" {
+		return fmt.Sprintf("Executing [%s@%s:1] call %s from SIP/%s", e.Exten, e.Context, e.CallID, e.From)
+	}
 	return fmt.Sprintf("Executing [%s@%s:1] Dial(\"SIP/%s-%s\", \"SIP/%s\")", e.Exten, e.Context, e.From, e.CallID, e.Target)
 }
 
