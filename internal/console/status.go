@@ -48,9 +48,11 @@ type PeerRow struct {
 	Expires     time.Time `json:"expires"`    // registration expiry; zero if none
 	QualifyMS   int       `json:"qualify_ms"` // maxms
 	QualifyFreq int       `json:"qualifyfreq_ms"`
-	RTTMS       int       `json:"rtt_ms"`    // last RTT, -1 unreachable
-	LineBusy    bool      `json:"line_busy"` // the modem line behind this peer is busy or down
-	Calls       int       `json:"calls"`     // live calls through this peer
+	RTTMS       int       `json:"rtt_ms"`       // last RTT, -1 unreachable
+	LineBusy    bool      `json:"line_busy"`    // the modem line behind this peer is busy or down
+	Calls       int       `json:"calls"`        // live calls through this peer
+	CallLimit   int       `json:"call_limit"`   // call-limit=, 0 = none
+	MaxForwards int       `json:"max_forwards"` // maxforwards=
 }
 
 // CallRow is one live call (both legs).
