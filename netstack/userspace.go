@@ -149,11 +149,16 @@ func (u *userspace) spawn(fn func()) bool {
 }
 
 // track registers a client's connections, which close and the client's
-// detach shut; false if closing.
+// detach shut; false if closing or the client is gone. Session.Close marks
+// the session closed before detach takes u.mu, so a connection is either
+// seen by detach or refused here, never missed.
 func (u *userspace) track(client netip.Addr, cs ...io.Closer) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closing {
+		return false
+	}
+	if s := u.st.lookup(client); s == nil || s.closed.Load() {
 		return false
 	}
 	for _, c := range cs {
@@ -310,23 +315,27 @@ func (u *userspace) forwardTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	// Tracked from here on, so that a session closing while the client's
+	// handshake is still in flight (its last ACK may never come) closes the
+	// server's side at once.
+	client := netip.AddrFrom4(id.RemoteAddress.As4())
+	if !u.track(client, out) {
+		out.Close()
+		r.Complete(true)
+		return
+	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
 		r.Complete(true)
+		u.untrack(out)
 		out.Close()
 		return
 	}
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
 	in := gonet.NewTCPConn(&wq, ep)
-	client := netip.AddrFrom4(id.RemoteAddress.As4())
-	if !u.track(client, in, out) {
-		in.Close()
-		out.Close()
-		return
-	}
-	if !u.spawn(func() {
+	if !u.track(client, in) || !u.spawn(func() {
 		defer u.untrack(in, out)
 		splice(in, out)
 	}) {
