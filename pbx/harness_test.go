@@ -317,3 +317,5 @@ func mustEnded(t *testing.T, box *testBox) bus.CallEnded {
 }
 
 var _ = fmt.Sprint
+
+func itoa(n int) string { return strconv.Itoa(n) }

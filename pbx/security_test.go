@@ -1,0 +1,186 @@
+package pbx
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/isp-box/isp-box/internal/bus"
+)
+
+func TestUnauthenticatedInviteRefused(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	u := newRawUA(t, box.Addr())
+	r := u.invite(clientLine, "88567682", 1, "noauth-1@127.0.0.1", "")
+	if r == nil || r.StatusCode != 401 {
+		t.Fatalf("want 401, got %v", r)
+	}
+	wa := r.GetHeader("WWW-Authenticate")
+	if wa == nil || !strings.HasPrefix(wa.Value(), `Digest algorithm=MD5, realm="asterisk", nonce="`) {
+		t.Errorf("challenge %v", wa)
+	}
+	// a made-up nonce is no better
+	r = u.invite(clientLine, "88567682", 2, "noauth-1@127.0.0.1",
+		`Digest username="pap2t-client", realm="asterisk", nonce="0123", uri="sip:x", response="00000000000000000000000000000000"`)
+	if r == nil || r.StatusCode != 401 {
+		t.Fatalf("forged nonce: want 401, got %v", r)
+	}
+	// a guest (unknown From) never reaches the dial plan either
+	r = u.invite("guest", "88567682", 1, "noauth-2@127.0.0.1", "")
+	if r == nil || r.StatusCode != 401 {
+		t.Fatalf("guest: want 401, got %v", r)
+	}
+	box.ev.mu.Lock()
+	defer box.ev.mu.Unlock()
+	for _, e := range box.ev.evs {
+		if _, ok := e.(bus.CallStarted); ok {
+			t.Fatal("an unauthenticated INVITE reached the dial plan")
+		}
+	}
+}
+
+// alwaysauthreject: an unknown user and a wrong password look the same,
+// for REGISTER and for INVITE, at the challenge and at the refusal.
+func TestAlwaysAuthReject(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	type answer struct {
+		Code    int
+		Reason  string
+		Headers []string
+	}
+	run := func(user, pass, method string) (first, second answer) {
+		u := newRawUA(t, box.Addr())
+		switch method {
+		case "REGISTER":
+			r := u.register(user, 1, "", "", "")
+			first = answer{r.StatusCode, r.Reason, headerNames(r)}
+			r = u.register(user, 2, "", "", authz(r, user, pass, "REGISTER", "sip:"+box.Addr().String()))
+			second = answer{r.StatusCode, r.Reason, headerNames(r)}
+		case "INVITE":
+			r := u.invite(user, "88567682", 1, "aar-"+user+"@x", "")
+			first = answer{r.StatusCode, r.Reason, headerNames(r)}
+			r = u.invite(user, "88567682", 2, "aar-"+user+"@x", authz(r, user, pass, "INVITE", "sip:88567682@"+box.Addr().String()))
+			second = answer{r.StatusCode, r.Reason, headerNames(r)}
+		}
+		return
+	}
+	for _, m := range []string{"REGISTER", "INVITE"} {
+		wf, ws := run(clientLine, "wrong", m)
+		uf, us := run("nosuchuser", "whatever", m)
+		if wf.Code != 401 || ws.Code != 403 {
+			t.Errorf("%s wrong password: %+v %+v", m, wf, ws)
+		}
+		if d := cmp.Diff(wf, uf); d != "" {
+			t.Errorf("%s challenge differs (-wrong password +unknown user):\n%s", m, d)
+		}
+		if d := cmp.Diff(ws, us); d != "" {
+			t.Errorf("%s refusal differs (-wrong password +unknown user):\n%s", m, d)
+		}
+	}
+	// AuthFailed events for both
+	box.ev.wait(t, 2*time.Second, func(e bus.Event) bool { a, ok := e.(bus.AuthFailed); return ok && a.User == "nosuchuser" })
+	box.ev.wait(t, 2*time.Second, func(e bus.Event) bool { a, ok := e.(bus.AuthFailed); return ok && a.User == clientLine })
+}
+
+// A nonce is good for one request: replaying a whole Authorization gets a
+// stale challenge, not a second registration.
+func TestNonceReplayRefused(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	u := newRawUA(t, box.Addr())
+	r := u.register(clientLine, 1, "", "", "")
+	a := authz(r, clientLine, secret, "REGISTER", "sip:"+box.Addr().String())
+	if r := u.register(clientLine, 2, "", "", a); r.StatusCode != 200 {
+		t.Fatalf("first use: %d", r.StatusCode)
+	}
+	r = u.register(clientLine, 3, "", "", a)
+	if r.StatusCode != 401 || !strings.Contains(r.GetHeader("WWW-Authenticate").Value(), "stale=true") {
+		t.Fatalf("replay: %s %v", r.StartLine(), r.GetHeader("WWW-Authenticate"))
+	}
+}
+
+func TestBanAfterFailures(t *testing.T) {
+	cfg := testConfig("")
+	cfg.General.MaxAuthFailures = 3
+	box := startBox(t, cfg, nil)
+	u := newRawUA(t, box.Addr())
+	for i := 0; i < 3; i++ {
+		r := u.register(clientLine, 2*i+1, "", "", "")
+		r = u.register(clientLine, 2*i+2, "", "", authz(r, clientLine, "wrong", "REGISTER", "sip:"+box.Addr().String()))
+		if r.StatusCode != 403 {
+			t.Fatalf("attempt %d: %d", i, r.StatusCode)
+		}
+	}
+	ev := box.ev.wait(t, 2*time.Second, func(e bus.Event) bool { _, ok := e.(bus.SourceBanned); return ok }).(bus.SourceBanned)
+	if ev.Addr.String() != "127.0.0.1" {
+		t.Errorf("banned %v", ev.Addr)
+	}
+	if r := u.register(clientLine, 10, "", "", ""); r != nil {
+		t.Errorf("banned source got an answer: %s", r.StartLine())
+	}
+	if _, ok := box.Bans()[ev.Addr]; !ok {
+		t.Error("Bans() does not list it")
+	}
+}
+
+func TestMalformedDroppedAndCounted(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	u := newRawUA(t, box.Addr())
+	u.sendRaw([]byte("this is not SIP\r\n\r\n"))
+	u.sendRaw([]byte("INVITE sip:1@x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\nContent-Length: 0\r\n\r\n")) // no From/To/Call-ID/CSeq
+	// the box still works
+	u.send(`
+OPTIONS sip:`+box.Addr().String()+` SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:`+itoa(u.port())+`;branch=`+branch()+`
+From: <sip:probe@127.0.0.1>;tag=p1
+To: <sip:`+box.Addr().String()+`>
+Call-ID: probe@127.0.0.1
+CSeq: 1 OPTIONS
+Max-Forwards: 70`, "")
+	if r := u.final(5 * time.Second); r == nil || r.StatusCode != 200 {
+		t.Fatalf("OPTIONS after garbage: %v", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for box.Malformed() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if box.Malformed() < 1 {
+		t.Errorf("Malformed() = %d", box.Malformed())
+	}
+}
+
+func TestRegistrarExpiryClampQueryUnregister(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	u := newRawUA(t, box.Addr())
+	check := func(expires, want string) {
+		t.Helper()
+		r := u.registerAuth(clientLine, secret, expires)
+		if r.StatusCode != 200 || r.GetHeader("Expires").Value() != want || !strings.HasSuffix(r.GetHeader("Contact").Value(), ";expires="+want) {
+			t.Errorf("Expires %s: %s Expires=%v Contact=%v", expires, r.StartLine(), r.GetHeader("Expires"), r.GetHeader("Contact"))
+		}
+	}
+	check("10", "60")      // minexpiry
+	check("99999", "3600") // maxexpiry
+	check("", "120")       // defaultexpiry
+	// query: no Contact
+	r := u.register(clientLine, 1, "", "-", "")
+	r = u.register(clientLine, 2, "", "-", authz(r, clientLine, secret, "REGISTER", "sip:"+box.Addr().String()))
+	if r.StatusCode != 200 || r.GetHeader("Contact") == nil || !strings.Contains(r.GetHeader("Contact").Value(), itoa(u.port())) {
+		t.Errorf("query: %s %v", r.StartLine(), r.GetHeader("Contact"))
+	}
+	// unregister with Contact: * and Expires: 0
+	r = u.register(clientLine, 3, "0", "*", "")
+	r = u.register(clientLine, 4, "0", "*", authz(r, clientLine, secret, "REGISTER", "sip:"+box.Addr().String()))
+	if r.StatusCode != 200 {
+		t.Fatalf("unregister: %s", r.StartLine())
+	}
+	box.ev.wait(t, 2*time.Second, func(e bus.Event) bool {
+		ev, ok := e.(bus.PeerUnregistered)
+		return ok && ev.Peer == clientLine && ev.Reason == "unregister"
+	})
+	for _, p := range box.Peers() {
+		if p.Name == clientLine && p.Host.IsValid() {
+			t.Errorf("still has an address: %+v", p)
+		}
+	}
+}
