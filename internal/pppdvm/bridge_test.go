@@ -52,7 +52,7 @@ func TestBridgeToPTY(t *testing.T) {
 	slavePath := slave.Name()
 
 	host, guest := socketPair(t)
-	v := &VM{serial: host}
+	v := &VM{serial: &gatedConn{UnixConn: host}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -142,8 +142,37 @@ func readFullTimeout(f *os.File, b []byte, d time.Duration) error {
 
 func TestBridgeToPTYMissing(t *testing.T) {
 	host, _ := socketPair(t)
-	v := &VM{serial: host}
+	v := &VM{serial: &gatedConn{UnixConn: host}}
 	if err := v.BridgeToPTY(context.Background(), "/dev/pts/does-not-exist"); err == nil {
 		t.Fatal("BridgeToPTY on a missing pty: no error")
+	}
+}
+
+// TestSerialGate: bytes written to the guest before it has sent anything
+// are dropped (a line to a port nobody has open), later ones pass.
+func TestSerialGate(t *testing.T) {
+	host, guest := socketPair(t)
+	g := &gatedConn{UnixConn: host}
+	if n, err := g.Write([]byte("early")); n != 5 || err != nil {
+		t.Fatalf("early write: %d %v, want 5 <nil>", n, err)
+	}
+	if _, err := guest.Write([]byte{0x7e}); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 8)
+	g.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := g.Read(b); n != 1 || err != nil {
+		t.Fatalf("read: %d %v", n, err)
+	}
+	if _, err := g.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	guest.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := guest.Read(b)
+	if err != nil || string(b[:n]) != "late" {
+		t.Errorf("guest read %q %v, want only %q (the early write dropped)", b[:n], err, "late")
+	}
+	if d := g.dropped.Load(); d != 5 {
+		t.Errorf("dropped %d bytes, want 5", d)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,7 +64,7 @@ type Options struct {
 // VM is one running qemu with pppd inside.
 type VM struct {
 	cmd     *exec.Cmd
-	serial  *net.UnixConn
+	serial  *gatedConn
 	dir     string
 	started time.Time
 
@@ -170,7 +171,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pppdvm: serial socket: %w", err)
 	}
-	v.serial = c.(*net.UnixConn)
+	v.serial = &gatedConn{UnixConn: c.(*net.UnixConn)}
 
 	mem := opts.MemoryMB
 	if mem == 0 {
@@ -345,7 +346,37 @@ func (v *VM) readConsole(r io.ReadCloser, log io.Writer) {
 // chat) reads and writes. Serve it as a direct line (a PPP server reads
 // and writes it), or use BridgeToPTY; not both. Closing it hangs up the
 // guest's line (pppd sees no more bytes; qemu's 16550 keeps carrier).
+//
+// What is written before the guest has sent its first byte is dropped, as
+// on a real line to a port nobody has open: qemu would instead hold it and
+// hand it to the tty the moment pppd opens it, still in cooked mode, and
+// the tty would echo it back (a server's early LCP Configure-Requests came
+// back as the "peer's" and broke negotiation). pppd writes only once its
+// tty is raw, so its first byte opens the gate.
 func (v *VM) Serial() net.Conn { return v.serial }
+
+// gatedConn drops writes until the first byte has been read.
+type gatedConn struct {
+	*net.UnixConn
+	open    atomic.Bool
+	dropped atomic.Int64 // bytes dropped before the gate opened
+}
+
+func (c *gatedConn) Read(p []byte) (int, error) {
+	n, err := c.UnixConn.Read(p)
+	if n > 0 {
+		c.open.Store(true)
+	}
+	return n, err
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	if !c.open.Load() {
+		c.dropped.Add(int64(len(p)))
+		return len(p), nil
+	}
+	return c.UnixConn.Write(p)
+}
 
 // Started is when Start launched qemu.
 func (v *VM) Started() time.Time { return v.started }
