@@ -101,6 +101,7 @@ type testBox struct {
 	ev     *events
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func startBox(t *testing.T, cfg Config, store BindingStore) *testBox {
@@ -130,12 +131,14 @@ func startBox(t *testing.T, cfg Config, store BindingStore) *testBox {
 }
 
 func (tb *testBox) stop() {
-	tb.cancel()
-	select {
-	case <-tb.done:
-	case <-time.After(40 * time.Second):
-		panic("pbx: Run did not return after cancel")
-	}
+	tb.once.Do(func() {
+		tb.cancel()
+		select {
+		case <-tb.done:
+		case <-time.After(40 * time.Second):
+			panic("pbx: Run did not return after cancel")
+		}
+	})
 }
 
 type testWriter struct{ t *testing.T }

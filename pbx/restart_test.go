@@ -1,0 +1,88 @@
+package pbx
+
+import (
+	"testing"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/bus"
+)
+
+// A new Server with the same BindingStore still knows where the lines are
+// and routes a call.
+func TestSippRestartKeepsBindings(t *testing.T) {
+	needSipp(t)
+	store := NewMemoryBindings()
+	box1 := startBox(t, testConfig(""), store)
+	ispPort, cliPort := freePort(t), freePort(t)
+	registerLine(t, box1, ispLine, ispPort)
+	registerLine(t, box1, clientLine, cliPort)
+	box1.stop()
+
+	box2 := startBox(t, testConfig(""), store)
+	for _, n := range []string{ispLine, clientLine} {
+		if p := peerByName(box2.Server, n); !p.Host.IsValid() || p.Contact == "" {
+			t.Fatalf("%s lost its binding: %+v", n, p)
+		}
+	}
+	uas := startSipp(t, scenario(t, "uas_answer.xml", defaults(ispLine)), ispPort, "")
+	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), cliPort, box2.Addr().String())
+	uac.wait(t, 30*time.Second)
+	uas.wait(t, 30*time.Second)
+	if ev := mustEnded(t, box2); ev.Status != "ANSWER" {
+		t.Errorf("CallEnded = %+v", ev)
+	}
+}
+
+// A modem line that is busy gets no INVITE: 486 at once; in a hunt group
+// the next free line gets the call.
+func TestLineBusyAndHunt(t *testing.T) {
+	needSipp(t)
+	cfg := testConfig("Dial(HUNT/modems,20)")
+	m2 := DefaultPeer("modem2")
+	m2.Secret, m2.Host, m2.NAT, m2.HuntGroup = secret, "dynamic", "no", "modems"
+	cfg.Peers[0].HuntGroup = "modems" // the ISP line first, modem2 second
+	cfg.Peers = append(cfg.Peers, m2)
+	box := startBox(t, cfg, nil)
+
+	// the ISP line registers from a socket that records anything sent to it
+	isp := newRawUA(t, box.Addr())
+	if r := isp.registerAuth(ispLine, secret, ""); r.StatusCode != 200 {
+		t.Fatal(r.StartLine())
+	}
+	m2Port, cliPort := freePort(t), freePort(t)
+	registerLine(t, box, "modem2", m2Port)
+	registerLine(t, box, clientLine, cliPort)
+	box.bus.Publish(bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "connected"})
+	deadline := time.Now().Add(5 * time.Second)
+	for !peerByName(box.Server, ispLine).LineBusy && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	uas := startSipp(t, scenario(t, "uas_answer.xml", defaults("modem2")), m2Port, "")
+	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), cliPort, box.Addr().String())
+	uac.wait(t, 30*time.Second)
+	uas.wait(t, 30*time.Second)
+	if ev := mustEnded(t, box); ev.Callee != "modem2" || ev.Status != "ANSWER" {
+		t.Errorf("CallEnded = %+v", ev)
+	}
+	if m := isp.recv(200 * time.Millisecond); m != nil {
+		t.Errorf("the busy line got %v", m)
+	}
+	// Without a hunt group: straight 486, no INVITE.
+	box.stop()
+	box2 := startBox(t, testConfig(""), nil)
+	isp2 := newRawUA(t, box2.Addr())
+	isp2.registerAuth(ispLine, secret, "")
+	box2.bus.Publish(bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "down"})
+	for !peerByName(box2.Server, ispLine).LineBusy {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cli := newRawUA(t, box2.Addr())
+	r := cli.invite(clientLine, "88567682", 1, "busy@x", "")
+	r = cli.invite(clientLine, "88567682", 2, "busy@x", authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box2.Addr().String()))
+	if r == nil || r.StatusCode != 486 {
+		t.Fatalf("want 486, got %v", r)
+	}
+	if m := isp2.recv(200 * time.Millisecond); m != nil {
+		t.Errorf("the busy line got %v", m)
+	}
+}
