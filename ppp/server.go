@@ -530,7 +530,13 @@ func (r *server) networkStart(s *session) error {
 		want = r.remote // pinned by the secrets line
 	}
 	r.dns, r.wins = cfg.DNS, cfg.WINS
-	if r.opts.Network != nil {
+	if r.link != nil {
+		// LCP was renegotiated: the session keeps its address.
+		r.local, r.remote = r.link.Local(), r.link.Remote()
+		if len(r.dns) == 0 {
+			r.dns = r.link.DNS()
+		}
+	} else if r.opts.Network != nil {
 		deliver := func(pkt []byte) {
 			c := make([]byte, len(pkt))
 			copy(c, pkt)
@@ -695,6 +701,12 @@ func (r *server) ipcpUp(s *session) {
 }
 
 func (r *server) ipcpDown(*session) {}
+
+func (r *server) lcpDown(*session) {
+	// A failure being answered stays pending: renegotiating LCP must not
+	// be a way around it.
+	r.authOK, r.lastOK = false, nil
+}
 
 func (r *server) otherProtocol(*session, uint16, []byte) bool { return false }
 

@@ -97,6 +97,9 @@ type role interface {
 	networkStart(s *session) error
 	ipcpUp(s *session)
 	ipcpDown(s *session)
+	// lcpDown runs on This-Layer-Down: a renegotiated link authenticates
+	// again (RFC 1661 §3.5).
+	lcpDown(s *session)
 	// otherProtocol is offered frames of protocols the engine does not run;
 	// it returns false to have them Protocol-Rejected.
 	otherProtocol(s *session, proto uint16, info []byte) bool
@@ -345,7 +348,15 @@ func (s *session) shutdown() {
 	t.Stop()
 	close(s.stop)
 	s.rw.Close()
-	<-flushed
+	// A line whose Close does not interrupt a blocked Read would hold the
+	// reader forever; the session must still end.
+	t = s.clock.NewTimer(5 * time.Second)
+	select {
+	case <-flushed:
+	case <-t.C():
+		s.log.Warn("line reader did not stop after Close")
+	}
+	t.Stop()
 	s.timer.Stop()
 }
 
@@ -779,6 +790,7 @@ func (h *lcpHandler) Down() {
 	s.txACFC, s.txPFC = false, false
 	s.stopTimer(tEcho)
 	s.stopTimer(tAuth)
+	s.role.lcpDown(s)
 	if s.ipcp.State() != cp.Initial && s.ipcp.State() != cp.Starting {
 		s.ipcp.Down()
 	}

@@ -21,6 +21,16 @@ type Stats struct {
 	TooLong   atomic.Uint64 // frames longer than MaxFrame (dropped)
 	Runts     atomic.Uint64 // frames shorter than protocol + FCS (dropped)
 	Aborts    atomic.Uint64 // frames ended by 0x7D 0x7E (RFC 1662 §4.4.1)
+	// Unmapped counts frames that only checked with their unescaped control
+	// characters kept: the peer had switched to a smaller ACCM before our
+	// owner did (the switch and the frames race on the line).
+	Unmapped atomic.Uint64
+}
+
+// removal records a control character dropped at offset pos of the frame.
+type removal struct {
+	pos int
+	c   byte
 }
 
 // Reader reads frames from an asynchronous byte stream. It is owned by one
@@ -32,9 +42,10 @@ type Reader struct {
 	start int
 	end   int
 
-	frame []byte // unescaped octets of the frame being assembled
-	esc   bool   // an escape octet ended the previous chunk
-	toss  bool   // discarding until the next flag
+	frame   []byte    // unescaped octets of the frame being assembled
+	removed []removal // control characters taken out by the receive ACCM
+	esc     bool      // an escape octet ended the previous chunk
+	toss    bool      // discarding until the next flag
 
 	accm     atomic.Uint32 // our receive ACCM: flagged control chars are removed
 	maxFrame atomic.Int64
@@ -132,6 +143,7 @@ func (d *Reader) add(seg []byte) {
 		} else {
 			for _, c := range run {
 				if c < 0x20 && accm&(1<<c) != 0 {
+					d.removed = append(d.removed, removal{len(d.frame), c})
 					continue
 				}
 				d.frame = append(d.frame, c)
@@ -141,6 +153,7 @@ func (d *Reader) add(seg []byte) {
 			d.Stats.TooLong.Add(1)
 			d.toss, d.esc = true, false
 			d.frame = d.frame[:0]
+			d.removed = d.removed[:0]
 			return
 		}
 	}
@@ -149,7 +162,9 @@ func (d *Reader) add(seg []byte) {
 // endFrame handles a flag: it checks the frame assembled so far.
 func (d *Reader) endFrame() ([]byte, bool) {
 	f := d.frame
+	removed := d.removed
 	d.frame = d.frame[:0]
+	d.removed = d.removed[:0]
 	if d.toss {
 		d.toss, d.esc = false, false
 		return nil, false
@@ -167,9 +182,31 @@ func (d *Reader) endFrame() ([]byte, bool) {
 		d.Stats.Runts.Add(1)
 		return nil, false
 	case FCS16(InitFCS, f) != GoodFCS:
+		if g := restore(f, removed); g != nil && FCS16(InitFCS, g) == GoodFCS {
+			d.Stats.Unmapped.Add(1)
+			d.Stats.Frames.Add(1)
+			d.frame = g[:0] // keep the larger buffer
+			return g[:len(g)-2], true
+		}
 		d.Stats.FCSErrors.Add(1)
 		return nil, false
 	}
 	d.Stats.Frames.Add(1)
 	return f[:len(f)-2], true
+}
+
+// restore rebuilds a frame with the removed control characters put back,
+// or returns nil if none were removed.
+func restore(f []byte, removed []removal) []byte {
+	if len(removed) == 0 {
+		return nil
+	}
+	g := make([]byte, 0, len(f)+len(removed))
+	prev := 0
+	for _, r := range removed {
+		g = append(g, f[prev:r.pos]...)
+		g = append(g, r.c)
+		prev = r.pos
+	}
+	return append(g, f[prev:]...)
 }

@@ -262,3 +262,16 @@ func BenchmarkFCS(b *testing.B) {
 		FCS16(InitFCS, p)
 	}
 }
+
+// A peer that already uses ACCM 0 while we still expect the default map:
+// its raw control characters must not cost the frame.
+func TestUnmappedControlCharactersKept(t *testing.T) {
+	e := NewEncoder()
+	e.SetACCM(0)
+	enc := e.AppendFrame(nil, []byte{0xc0, 0x23}, []byte{1, 1, 0, 14, 4, 'd', 'i', 'a', 'l', 4, 'd', 'i', 'a', 'l'}, false)
+	d := NewReader(bytes.NewReader(enc))
+	f, err := d.ReadFrame()
+	if err != nil || !bytes.Equal(f[:3], []byte{0xc0, 0x23, 1}) || d.Stats.Unmapped.Load() != 1 {
+		t.Fatalf("frame % x err %v unmapped %d", f, err, d.Stats.Unmapped.Load())
+	}
+}
