@@ -201,7 +201,7 @@ func BenchmarkClientStackOnlyTCP(b *testing.B) {
 	mu.Lock()
 	ca, cb = a, bb
 	mu.Unlock()
-	l, err := bb.Net().ListenTCPAddrPort(netip.MustParseAddrPort("10.0.0.2:80"))
+	l, err := bb.ListenTCP(netip.MustParseAddrPort("10.0.0.2:80"))
 	if err != nil {
 		b.Fatal(err)
 	}

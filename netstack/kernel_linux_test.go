@@ -263,7 +263,7 @@ func TestKernelProxyARP(t *testing.T) {
 	if got := run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); !strings.Contains(got, "10.77.0.50 dev up0") {
 		t.Fatalf("no proxy entry:\n%s", got)
 	}
-	l, err := c.Net().ListenTCPAddrPort(netip.AddrPortFrom(client, 7))
+	l, err := c.ListenTCP(netip.AddrPortFrom(client, 7))
 	if err != nil {
 		t.Fatal(err)
 	}

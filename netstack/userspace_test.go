@@ -400,7 +400,7 @@ func TestUserspaceIsolation(t *testing.T) {
 			st := newStack(t, cfg, nil)
 			sa, a := attach(t, st, "a", netip.Addr{})
 			sb, b := attach(t, st, "b", netip.Addr{})
-			l, err := a.Net().ListenTCPAddrPort(netip.AddrPortFrom(sa.Remote(), 7))
+			l, err := a.ListenTCP(netip.AddrPortFrom(sa.Remote(), 7))
 			if err != nil {
 				t.Fatal(err)
 			}

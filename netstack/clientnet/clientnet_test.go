@@ -47,7 +47,7 @@ func TestTCPAndPing(t *testing.T) {
 	a, b := pair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := b.Net().ListenTCPAddrPort(netip.MustParseAddrPort("10.0.0.2:80"))
+	l, err := b.ListenTCP(netip.MustParseAddrPort("10.0.0.2:80"))
 	if err != nil {
 		t.Fatal(err)
 	}
