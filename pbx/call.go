@@ -1296,9 +1296,12 @@ type CallInfo struct {
 	Codec     string
 	CallerLeg string // Call-ID of the caller's dialog
 	CalleeLeg string
-	Packets   uint64 // relayed RTP packets, both directions
-	Lost      uint64
-	JitterMS  float64 // worst of the two directions
+	// RelayCaller and RelayCallee are the box's media addresses facing each
+	// side when media is relayed; invalid with direct media.
+	RelayCaller, RelayCallee netip.AddrPort
+	Packets                  uint64 // relayed RTP packets, both directions
+	Lost                     uint64
+	JitterMS                 float64 // worst of the two directions
 }
 
 // Calls returns the live calls, oldest first.
@@ -1320,6 +1323,7 @@ func (s *Server) Calls() []CallInfo {
 		rl := c.relay
 		c.mu.Unlock()
 		if rl != nil {
+			ci.RelayCaller, ci.RelayCallee = rl.addr(sideCaller), rl.addr(sideCallee)
 			for _, st := range rl.Stats() {
 				ci.Packets += st.Packets
 				ci.Lost += st.Lost
