@@ -35,8 +35,11 @@ type Config struct {
 	// dial-in users should not reach services the host keeps on loopback.
 	HostLoopback bool
 	// BlockPrivate drops clients' traffic to private, shared (100.64/10) and
-	// link-local destinations (the host's LAN). Off by default, like the
-	// seed's MASQUERADE rule, which let clients reach the LAN.
+	// link-local destinations (the host's LAN, 169.254.169.254), but not to
+	// other clients (that is Isolate). Off by default, like the seed's
+	// MASQUERADE rule, which let clients reach the LAN. In kernel mode it
+	// filters forwarded traffic only; what clients may reach on the box
+	// itself is the host firewall's business.
 	BlockPrivate bool
 	// DNSUpstream (userspace): servers the gateway's DNS forwarder relays to;
 	// empty = the nameservers of /etc/resolv.conf.

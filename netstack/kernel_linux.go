@@ -200,7 +200,7 @@ func ifname(n string) []byte {
 //	  chain forward { type filter hook forward priority filter; policy accept;
 //	    iifname <tun> ip saddr != @clients counter drop
 //	    iifname <tun> oifname <tun> drop                       # Isolate
-//	    iifname <tun> ip daddr <private net> drop              # BlockPrivate
+//	    iifname <tun> oifname != <tun> ip daddr <private net> drop  # BlockPrivate
 //	    iifname <tun> tcp flags & (syn|rst) == syn tcp option maxseg size > MSS counter tcp option maxseg size set MSS
 //	    oifname <tun> (the same)
 //	  }
@@ -233,6 +233,10 @@ func (k *kernel) installTable() error {
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tunName},
 	}
+	notOif := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: tunName},
+	}
 	saddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
 	daddr := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}
 	rule := func(c *nftables.Chain, es ...[]expr.Any) {
@@ -252,7 +256,8 @@ func (k *kernel) installTable() error {
 	if cfg.BlockPrivate {
 		for _, p := range privateNets {
 			mask := net.CIDRMask(p.Bits(), 32)
-			rule(fwd, iif, []expr.Any{daddr,
+			// Not towards another client: that is Isolate's business.
+			rule(fwd, iif, notOif, []expr.Any{daddr,
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Addr().AsSlice()},
 			}, drop)
