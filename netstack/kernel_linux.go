@@ -81,6 +81,12 @@ func newKernel(ctx context.Context, st *Stack) (eng engine, err error) {
 	if k.uplink, err = k.findUplink(cfg.Uplink); err != nil {
 		return nil, err
 	}
+	// Our TUN device is not persistent: it vanishes with the process that
+	// holds it, even after kill -9. One that exists belongs to a running
+	// box (or to someone else): never take it over, nor its table.
+	if _, err := k.nl.LinkByName(cfg.TunName); err == nil {
+		return nil, fmt.Errorf("netstack: kernel: device %s exists: another isp-box running? (set a different TUN name and table)", cfg.TunName)
+	}
 	k.removeStale()
 
 	dev, err := tun.CreateTUN(cfg.TunName, cfg.MTU)
@@ -155,8 +161,8 @@ func maskBits(m net.IPMask) int {
 	return ones
 }
 
-// removeStale removes what a crashed run left: the table (after reading its
-// client set, to find proxy-ARP entries), and a TUN device of our name.
+// removeStale removes what a crashed run left: the table, after reading its
+// client set to find the proxy-ARP entries it had made.
 func (k *kernel) removeStale() {
 	cfg := k.st.cfg
 	if t, err := k.nft.ListTableOfFamily(cfg.Table, nftables.TableFamilyIPv4); err == nil && t != nil {
@@ -175,14 +181,6 @@ func (k *kernel) removeStale() {
 		} else {
 			k.st.log.Warn("removed stale nftables table of a previous run", "table", cfg.Table)
 			k.st.notice("removed stale nftables table " + cfg.Table + " of a previous run")
-		}
-	}
-	if l, err := k.nl.LinkByName(cfg.TunName); err == nil {
-		if err := k.nl.LinkDel(l); err != nil {
-			k.st.log.Warn("removing stale TUN device", "dev", cfg.TunName, "err", err)
-		} else {
-			k.st.log.Warn("removed stale TUN device of a previous run", "dev", cfg.TunName)
-			k.st.notice("removed stale TUN device " + cfg.TunName + " of a previous run")
 		}
 	}
 }

@@ -479,3 +479,18 @@ func TestKernelBlockPrivate(t *testing.T) {
 		t.Fatal("client to client blocked by BlockPrivate")
 	}
 }
+
+// TestKernelRefusesRunningBox: a second box with the same TUN name in the
+// same namespace must not take over the first one's device and table.
+func TestKernelRefusesRunningBox(t *testing.T) {
+	tp := newTopo(t)
+	tp.stack(t, kernelConfig())
+	var err error
+	inNS(t, tp.boxNS, func() { _, err = netstack.New(context.Background(), kernelConfig(), netstack.Options{}) })
+	if err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("second box: %v", err)
+	}
+	if got := tp.nftTables(t); !strings.Contains(got, "table ip isp-box") {
+		t.Fatalf("first box's table gone:\n%s", got)
+	}
+}
