@@ -322,3 +322,6 @@ func mustEnded(t *testing.T, box *testBox) bus.CallEnded {
 var _ = fmt.Sprint
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }

@@ -308,14 +308,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("pbx: %w", err)
 	}
 	s.ua, s.cli = ua, cli
-	srv.OnRegister(s.guard(s.handleRegister))
-	srv.OnInvite(s.guard(s.handleInvite))
-	srv.OnAck(s.guard(s.handleAck))
-	srv.OnBye(s.guard(s.handleInDialog))
-	srv.OnCancel(s.guard(s.handleCancel))
-	srv.OnOptions(s.guard(s.handleOptions))
-	srv.OnUpdate(s.guard(s.handleInDialog))
-	srv.OnInfo(s.guard(s.handleInDialog))
+	for _, m := range []sip.RequestMethod{sip.REGISTER, sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS, sip.UPDATE, sip.INFO} {
+		srv.OnRequest(m, s.guard(s.route(m)))
+	}
 	srv.OnNoRoute(s.guard(s.handleNoRoute))
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -363,6 +358,25 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 		}
 		h(req, tx)
 	}
+}
+
+// route is the handler for a method.
+func (s *Server) route(m sip.RequestMethod) func(*sip.Request, sip.ServerTransaction) {
+	switch m {
+	case sip.REGISTER:
+		return s.handleRegister
+	case sip.INVITE:
+		return s.handleInvite
+	case sip.ACK:
+		return s.handleAck
+	case sip.CANCEL:
+		return s.handleCancel
+	case sip.OPTIONS:
+		return s.handleOptions
+	case sip.BYE, sip.UPDATE, sip.INFO:
+		return s.handleInDialog
+	}
+	return s.handleNoRoute
 }
 
 func validRequest(req *sip.Request) bool {
