@@ -73,8 +73,8 @@ func (v *Value) Unmarshal(b []byte) error {
 	if len(b) < 1 || len(b) < 1+int(b[0]) {
 		return fmt.Errorf("%w: value", errShort)
 	}
-	v.Value = b[1 : 1+b[0]]
-	v.Name = string(b[1+b[0]:])
+	v.Value = b[1 : 1+int(b[0])]
+	v.Name = string(b[1+int(b[0]):])
 	return nil
 }
 

@@ -108,3 +108,11 @@ func FuzzValue(f *testing.F) {
 		}
 	})
 }
+
+// Fuzzer find, kept as a named case: a 255-octet value.
+func TestValue255(t *testing.T) {
+	var v Value
+	if err := v.Unmarshal(append([]byte{0xff}, make([]byte, 255)...)); err != nil || len(v.Value) != 255 || v.Name != "" {
+		t.Fatalf("%v %d %q", err, len(v.Value), v.Name)
+	}
+}

@@ -50,12 +50,12 @@ func (r *Request) Unmarshal(b []byte) error {
 	if len(b) < 1 || len(b) < 1+int(b[0])+1 {
 		return fmt.Errorf("%w: peer-id", errShort)
 	}
-	r.PeerID = string(b[1 : 1+b[0]])
-	b = b[1+b[0]:]
+	r.PeerID = string(b[1 : 1+int(b[0])])
+	b = b[1+int(b[0]):]
 	if len(b) < 1+int(b[0]) {
 		return fmt.Errorf("%w: password", errShort)
 	}
-	r.Password = string(b[1 : 1+b[0]])
+	r.Password = string(b[1 : 1+int(b[0])])
 	return nil
 }
 
@@ -80,5 +80,5 @@ func ParseMessage(b []byte) (Message, error) {
 	if len(b) < 1+int(b[0]) {
 		return "", fmt.Errorf("%w: message", errShort)
 	}
-	return Message(b[1 : 1+b[0]]), nil
+	return Message(b[1 : 1+int(b[0])]), nil
 }

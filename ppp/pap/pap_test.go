@@ -41,3 +41,15 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+// Fuzzer finds, kept as named cases.
+func TestFuzzRegressions(t *testing.T) {
+	var r Request
+	// a 255-octet peer-id: 1+b[0] must not wrap as a byte
+	if err := r.Unmarshal(append([]byte{0xff}, make([]byte, 256)...)); err != nil || len(r.PeerID) != 255 {
+		t.Fatalf("%v %d", err, len(r.PeerID))
+	}
+	if _, err := ParseMessage(append([]byte{0xff}, make([]byte, 10)...)); err == nil {
+		t.Fatal("short message accepted")
+	}
+}
