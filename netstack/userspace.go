@@ -230,6 +230,12 @@ func (u *userspace) send(s *Session, pkt []byte) {
 		}
 		if reason := u.st.policy(dst); reason != "" {
 			s.drop(reason)
+			if reason == ReasonForbidden && proto == uint8(header.TCPProtocolNumber) {
+				// Rejected like a firewall's "reject with tcp reset": the
+				// forwarder refuses the SYN with a RST, so the client fails
+				// at once instead of after its connect timeout.
+				u.inject(pkt)
+			}
 			return
 		}
 		if proto == uint8(header.ICMPv4ProtocolNumber) {
@@ -245,6 +251,11 @@ func (u *userspace) send(s *Session, pkt []byte) {
 			}
 		}
 	}
+	u.inject(pkt)
+}
+
+// inject hands a packet to the gVisor stack; pkt is copied.
+func (u *userspace) inject(pkt []byte) {
 	pkb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
 	u.ep.InjectInbound(ipv4.ProtocolNumber, pkb)
 	pkb.DecRef()

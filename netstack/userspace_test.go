@@ -665,3 +665,22 @@ func TestUserspaceCloseNoLeak(t *testing.T) {
 		t.Fatalf("%d goroutines after close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestUserspaceBlockPrivate: a connection to a private address is refused
+// at once (RST) and counted; with BlockPrivate off nothing is counted.
+func TestUserspaceBlockPrivate(t *testing.T) {
+	cfg := userspaceConfig(t)
+	cfg.BlockPrivate = true
+	st := newStack(t, cfg, nil)
+	sess, c := attach(t, st, "s1", netip.Addr{})
+	ctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := c.DialContext(ctx, "tcp", "10.1.2.3:80")
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("dial to a private address: %v after %v, want an immediate refusal", err, time.Since(start))
+	}
+	if n := sess.Info().Reasons[netstack.ReasonForbidden]; n == 0 {
+		t.Fatalf("not counted: %+v", sess.Info())
+	}
+}
