@@ -118,7 +118,10 @@ type Stack struct {
 }
 
 // New starts the network side in cfg.Mode. In kernel mode it needs
-// CAP_NET_ADMIN, and without it returns a one-line error saying so.
+// CAP_NET_ADMIN, and without it returns a one-line error saying so; it binds
+// to the network namespace of the calling thread. The stack runs until
+// Close (cancelling ctx does not stop it: only Close removes kernel state
+// in order).
 func New(ctx context.Context, cfg Config, opts Options) (*Stack, error) {
 	d := DefaultConfig()
 	if cfg.Mode == "" {
