@@ -420,7 +420,11 @@ func (b *Box) Status() console.Status {
 			st.Peers = append(st.Peers, peerRow(p))
 		}
 		for _, c := range b.pbx.Calls() {
-			st.Calls = append(st.Calls, console.CallRow(c))
+			st.Calls = append(st.Calls, console.CallRow{
+				ID: c.ID, From: c.From, Exten: c.Exten, To: c.To, State: c.State, Start: c.Start,
+				Answer: c.Answer, MediaMode: c.MediaMode, Codec: c.Codec, CallerLeg: c.CallerLeg,
+				CalleeLeg: c.CalleeLeg, Packets: c.Packets, Lost: c.Lost, JitterMS: c.JitterMS,
+			})
 		}
 		st.Counters = append(st.Counters, console.Counter{Name: "sip.malformed", Value: b.pbx.Malformed()})
 	}
