@@ -29,6 +29,8 @@ type Options struct {
 	// Login makes the client log in at the text prompt as the seed's
 	// user dial/dial before PPP, instead of AutoPPP.
 	Login bool
+	// RingInterval is the emulated modems' ring cadence; 0 = 2 s.
+	RingInterval time.Duration
 }
 
 // StepError names the step of the demo that failed.
@@ -85,7 +87,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	}()
 	defer func() { evcancel(); <-evdone }()
 
-	w, err := Start(ctx, WorldOptions{Config: cfg, Log: o.Log, Bus: b})
+	w, err := Start(ctx, WorldOptions{Config: cfg, Log: o.Log, Bus: b, RingInterval: o.RingInterval})
 	if err != nil {
 		return step("start the box and the virtual ATA", err)
 	}
@@ -201,7 +203,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 		return step("read the status over the control socket", err)
 	}
 	printf("isp-box peers:")
-	renderPeers(indent(out, &mu), st.Peers)
+	console.RenderPeers(indent(out, &mu), st.Peers)
 	printf("isp-box lines:")
 	console.RenderLines(indent(out, &mu), st.Lines)
 	printf("demo finished: the whole chain works")
