@@ -113,7 +113,7 @@ func (s *Server) contactFor(user string, dest netip.AddrPort) *sip.ContactHeader
 // source socket: requests leave from the listening port, so an ATA's NAT
 // and "only from the proxy" rules hold (pbx.md §4, outbound source port).
 func (s *Server) finishRequest(req *sip.Request, dest netip.AddrPort, body []byte, ctype string) {
-	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.General.UserAgent))
+	req.AppendHeader(sip.NewHeader("User-Agent", s.general().UserAgent))
 	if body != nil {
 		if ctype == "" {
 			ctype = "application/sdp"
@@ -934,10 +934,13 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 		c.hangup(sideCaller, "CANCEL", 487)
 		return true
 	}
-	body := c.answerBody(lg.sdp)
-	ok := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, c.legs[sideCaller])
-	s.publish(bus.CallAnswered{CallID: c.id, Callee: lg.peer, MediaMode: c.media, Codec: c.codec})
-	s.log.Info("pbx: answered", "id", c.id, "callee", lg.peer, "media", c.media, "codec", c.codec)
+	c.mu.Lock()
+	sdp, media, codec, a := lg.sdp, c.media, c.codec, c.legs[sideCaller]
+	c.mu.Unlock()
+	body := c.answerBody(sdp)
+	ok := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a)
+	s.publish(bus.CallAnswered{CallID: c.id, Callee: lg.peer, MediaMode: media, Codec: codec})
+	s.log.Info("pbx: answered", "id", c.id, "callee", lg.peer, "media", media, "codec", codec)
 	if !ok {
 		c.hangup(-1, "ANSWER", 200)
 	}
@@ -951,7 +954,7 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 func (c *call) sendFinal2xx(tx sip.ServerTransaction, req *sip.Request, body []byte, from *sip.Response, l *leg) bool {
 	s := c.s
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
-	res.AppendHeader(sip.NewHeader("Server", s.cfg.General.UserAgent))
+	res.AppendHeader(sip.NewHeader("Server", s.general().UserAgent))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	c.mu.Lock()
 	res.AppendHeader(s.contactFor(l.local.User, l.dest))

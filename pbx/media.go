@@ -148,6 +148,16 @@ func (r *relay) setRemote(side int, sdp []byte) {
 	rs.mu.Unlock()
 }
 
+// setRemoteAddr sets where side receives, unless latched.
+func (r *relay) setRemoteAddr(side int, ap netip.AddrPort) {
+	rs := r.sides[side]
+	rs.mu.Lock()
+	if !rs.latched {
+		rs.remote = ap
+	}
+	rs.mu.Unlock()
+}
+
 // pump forwards what side `from` sends to the other side.
 func (r *relay) pump(from int) {
 	defer r.wg.Done()

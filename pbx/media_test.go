@@ -172,7 +172,7 @@ func BenchmarkRelay(b *testing.B) {
 		}
 		src := udpAt(b, "127.0.0.1:0")
 		dst := udpAt(b, "127.0.0.1:0")
-		r.sides[sideCallee].remote = dst.LocalAddr().(*net.UDPAddr).AddrPort()
+		r.setRemoteAddr(sideCallee, dst.LocalAddr().(*net.UDPAddr).AddrPort())
 		pairs[i] = pair{r, src, dst}
 		b.Cleanup(r.close)
 	}
@@ -233,7 +233,7 @@ func TestRelayJitter100Streams(t *testing.T) {
 		}
 		t.Cleanup(r.close)
 		srcs[i], dsts[i] = udpAt(t, "127.0.0.1:0"), udpAt(t, "127.0.0.1:0")
-		r.sides[sideCallee].remote = dsts[i].LocalAddr().(*net.UDPAddr).AddrPort()
+		r.setRemoteAddr(sideCallee, dsts[i].LocalAddr().(*net.UDPAddr).AddrPort())
 		relays[i] = r
 	}
 	n := int(dur / (20 * time.Millisecond))

@@ -136,7 +136,8 @@ const (
 // (nil when unknown). alwaysauthreject makes an unknown user look exactly
 // like a known one with a wrong password: same codes, same headers.
 func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, name string, p *Peer, src netip.AddrPort) authResult {
-	realm := s.cfg.General.Realm
+	gen := s.general()
+	realm := gen.Realm
 	now := s.now()
 	h := req.GetHeader("Authorization")
 	sendChallenge := func(stale bool) authResult {
@@ -144,7 +145,7 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, name s
 			sip.NewHeader("WWW-Authenticate", challenge(realm, s.nonces.issue(now), stale)))
 		return authSent
 	}
-	if p == nil && !s.cfg.General.AlwaysAuthReject {
+	if p == nil && !gen.AlwaysAuthReject {
 		s.authFailed(src, name, string(req.Method), "no such peer")
 		s.respond(tx, req, 404, "Not found", nil)
 		return authSent

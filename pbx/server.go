@@ -233,6 +233,13 @@ func (s *Server) Reload(cfg Config) error {
 	return nil
 }
 
+// general returns a copy of [general], which Reload may replace.
+func (s *Server) general() General {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.General
+}
+
 func (s *Server) publish(ev bus.Event) {
 	if s.bus != nil {
 		s.bus.Publish(ev)
@@ -263,9 +270,8 @@ func (h parseFilterLog) WithGroup(g string) slog.Handler {
 // Run binds the UDP socket and serves until ctx is done; then it ends the
 // calls in progress with BYE and returns.
 func (s *Server) Run(ctx context.Context) error {
-	s.mu.Lock()
-	bind := s.cfg.General.UDPBindAddr
-	s.mu.Unlock()
+	gen := s.general()
+	bind := gen.UDPBindAddr
 	if !bind.IsValid() {
 		bind = netip.MustParseAddrPort("0.0.0.0:5060")
 	}
@@ -283,7 +289,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	sipLog := slog.New(parseFilterLog{s.log.With("comp", "sipgo").Handler(), &s.counters.malformed})
 	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent(s.cfg.General.UserAgent),
+		sipgo.WithUserAgent(gen.UserAgent),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
 			sip.WithTransportLayerReadFilter(s.readFilter),
@@ -484,7 +490,7 @@ const allowMethods = "INVITE, ACK, CANCEL, OPTIONS, BYE, REGISTER, UPDATE, INFO"
 // respond sends a response built from req with our Server header.
 func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, hdrs ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, body)
-	res.AppendHeader(sip.NewHeader("Server", s.cfg.General.UserAgent))
+	res.AppendHeader(sip.NewHeader("Server", s.general().UserAgent))
 	if code != 100 {
 		res.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	}
