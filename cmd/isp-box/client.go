@@ -227,7 +227,7 @@ Lists the SIP peers as Asterisk's "sip show peers" does: name/username,
 host, dynamic, port, status (OK (N ms), UNREACHABLE, UNKNOWN, Unmonitored),
 with the summary line of peers online and offline.`,
 	func(st console.Status) any { return nonNil(st.Peers) },
-	func(w io.Writer, st console.Status) error { return console.RenderPeers(w, st.Peers) }, nil)
+	func(w io.Writer, st console.Status) error { console.RenderPeers(w, st.Peers); return nil }, nil)
 
 func cmdPeer(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "peer", `
@@ -253,7 +253,7 @@ agent, qualify status, codecs, direct media and the line behind it.`)
 		if cf.json {
 			err = printJSON(e.stdout, p)
 		} else {
-			err = console.RenderPeer(e.stdout, p)
+			console.RenderPeer(e.stdout, p)
 		}
 		if err != nil {
 			e.errorf("peer: %v", err)

@@ -175,8 +175,8 @@ func TestStatusCommands(t *testing.T) {
 		{[]string{"lines"}, render(func(b *bytes.Buffer) error { return console.RenderLines(b, fixture.Lines) })},
 		{[]string{"calls"}, render(func(b *bytes.Buffer) error { return console.RenderCalls(b, fixture.Calls) })},
 		{[]string{"sessions"}, render(func(b *bytes.Buffer) error { return console.RenderSessions(b, fixture.Sessions) })},
-		{[]string{"peers"}, render(func(b *bytes.Buffer) error { return console.RenderPeers(b, fixture.Peers) })},
-		{[]string{"peer", "pap2t-client"}, render(func(b *bytes.Buffer) error { return console.RenderPeer(b, fixture.Peers[0]) })},
+		{[]string{"peers"}, render(func(b *bytes.Buffer) error { console.RenderPeers(b, fixture.Peers); return nil })},
+		{[]string{"peer", "pap2t-client"}, render(func(b *bytes.Buffer) error { console.RenderPeer(b, fixture.Peers[0]); return nil })},
 	}
 	for _, tt := range tests {
 		code, out, errs := runCmd(t.Context(), append(tt.args, "-s", d.sock)...)
