@@ -230,6 +230,9 @@ func (r *client) lcpRequest(s *session) cp.Options {
 func (r *client) accepts(p AuthProto) bool { return slices.Contains(r.cfg.Auth, p) }
 
 func (r *client) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
+	if looped, code, reply := loopCheck(s, opts); looped {
+		return code, reply
+	}
 	var rej, nak cp.Options
 	mru, accm, pfc, acfc := lcp.DefaultMRU, uint32(0xFFFFFFFF), false, false
 	var auth AuthProto

@@ -233,3 +233,26 @@ func TestServerRejectsWindowsLCPOptions(t *testing.T) {
 		<-srv
 	})
 }
+
+// A line that echoes (the client's tty before it is put in raw mode) sends
+// our own ConfReq back: the server Naks the magic and nothing else.
+func TestServerOwnRequestEchoed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		srv := startServer(t, t.Context(), a, seedConfig(ppp.AuthPAP), ppp.Options{Users: users, Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
+		p := newRawPeer(t, b)
+		req := p.expect(0xc021, 1)
+		p.write(hdlc.NewEncoder().AppendFrame(nil, h("ff 03 c0 21"), req.info, true)) // the echo
+		nak := p.expect(0xc021, 3)
+		if len(nak.info) != 10 || nak.info[4] != 5 || bytes.Equal(nak.info[6:10], req.info[16:20]) {
+			t.Fatalf("answer to our own request: % x", nak.info)
+		}
+		// Then pppd's real request still negotiates normally.
+		p.write(h("7e ff 7d 23 c0 21 7d 21 7d 21 7d 20 7d 34 7d 22 7d 26 7d 20 7d 20 7d 20 7d 20 7d 25 7d 26 5a d2 e3 f1 7d 27 7d 22 7d 28 7d 22 90 d0 7e"))
+		p.expect(0xc021, 2)
+		b.Close()
+		if res := <-srv; res.rec.Cause == ppp.CauseAuthRefused {
+			t.Fatalf("cause %q", res.rec.Cause)
+		}
+	})
+}

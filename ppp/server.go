@@ -215,6 +215,9 @@ func (r *server) lcpRequest(s *session) cp.Options {
 
 // lcpCheck judges the client's LCP request as pppd's lcp_reqci does.
 func (r *server) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
+	if looped, code, reply := loopCheck(s, opts); looped {
+		return code, reply
+	}
 	var rej, nak cp.Options
 	mru, accm, pfc, acfc := lcp.DefaultMRU, hdlc.DefaultACCM, false, false
 	for _, o := range opts {
@@ -233,13 +236,7 @@ func (r *server) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code
 		case lcp.ACCM:
 			accm = uint32(v)
 		case lcp.Magic:
-			if v == 0 || uint32(v) == s.magic {
-				if v != 0 {
-					s.loops++
-					if s.loops > 10 {
-						s.closeSoon(CauseLoopback, "Serial line is looped back")
-					}
-				}
+			if v == 0 {
 				nak = append(nak, lcp.Magic(newMagic()).Encode())
 			}
 		case lcp.PFC:

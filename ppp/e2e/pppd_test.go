@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -124,17 +123,22 @@ func TestRealPppd(t *testing.T) {
 					pinger(ctx, l)
 				}
 			}()
-			var up time.Time
-			rec, err := ppp.Serve(ctx, conn, cfg, ppp.Options{Users: []ppp.User{{Name: "dial", Server: "*", Secret: "dial"}},
+			fc := &firstOctet{Conn: conn}
+			rec, err := ppp.Serve(ctx, fc, cfg, ppp.Options{Users: []ppp.User{{Name: "dial", Server: "*", Secret: "dial"}},
 				Network: netw, Line: "ttyS1", Log: testLog(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			up = rec.Up
 			qemu.Wait()
 			log, _ := os.ReadFile(console)
 			out := string(log)
-			t.Logf("qemu start → LCP: %s, → IP up: %s, whole call %s", "-", up.Sub(rec.Start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+			if !fc.at.IsZero() && !rec.Up.IsZero() {
+				t.Logf("qemu start → pppd's first octet %s; first octet → IPCP up %s; whole run %s",
+					fc.at.Sub(start).Round(time.Millisecond), rec.Up.Sub(fc.at).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+			}
+			if testing.Verbose() {
+				t.Logf("pppd's log:\n%s", tail(out, 40))
+			}
 			for _, want := range []string{
 				"E2E IPUP local=192.168.32.105 remote=192.168.32.1 dns1=8.8.8.8 dns2=8.8.8.8",
 				"E2E PING rc=0",
@@ -151,6 +155,20 @@ func TestRealPppd(t *testing.T) {
 	}
 }
 
+// firstOctet notes when the first octet arrives from pppd.
+type firstOctet struct {
+	net.Conn
+	at time.Time
+}
+
+func (f *firstOctet) Read(b []byte) (int, error) {
+	n, err := f.Conn.Read(b)
+	if n > 0 && f.at.IsZero() {
+		f.at = time.Now()
+	}
+	return n, err
+}
+
 func tail(s string, n int) string {
 	l := strings.Split(s, "\n")
 	if len(l) > n {
@@ -160,5 +178,3 @@ func tail(s string, n int) string {
 }
 
 func testLog(t *testing.T) *slogLogger { return newTestLog(t) }
-
-var _ = fmt.Sprint
