@@ -21,6 +21,11 @@ import (
 // is: raw, 8 data bits, no echo or CR/LF mapping.
 type Terminal struct {
 	f *os.File
+
+	mu      sync.Mutex    // guards the tap
+	tapping bool          // Read copies what it reads into tap
+	tap     []byte        // bytes read since the tap was reset
+	tapGrew chan struct{} // signalled (non-blocking) when tap grows
 }
 
 // OpenTerminal opens the tty at path in raw mode.
@@ -33,10 +38,60 @@ func OpenTerminal(path string) (*Terminal, error) {
 		f.Close()
 		return nil, fmt.Errorf("raw mode on %s: %w", path, err)
 	}
-	return &Terminal{f: f}, nil
+	return &Terminal{f: f, tapGrew: make(chan struct{}, 1)}, nil
 }
 
-func (t *Terminal) Read(p []byte) (int, error)  { return t.f.Read(p) }
+// Read reads from the tty; while a tap is on it keeps a copy, so that the
+// modem's result codes can be seen while the PPP client owns the reading.
+func (t *Terminal) Read(p []byte) (int, error) {
+	n, err := t.f.Read(p)
+	if n > 0 {
+		t.mu.Lock()
+		if t.tapping {
+			t.tap = append(t.tap, p[:n]...)
+			if len(t.tap) > 1<<16 {
+				t.tap = t.tap[len(t.tap)-1<<15:]
+			}
+			select {
+			case t.tapGrew <- struct{}{}:
+			default:
+			}
+		}
+		t.mu.Unlock()
+	}
+	return n, err
+}
+
+// resetTap turns the tap on and forgets what it held.
+func (t *Terminal) resetTap() {
+	t.mu.Lock()
+	t.tapping = true
+	t.tap = t.tap[:0]
+	t.mu.Unlock()
+}
+
+// waitTap waits until the text read since resetTap holds the line want
+// (a result code, between CR/LF), whoever reads the tty.
+func (t *Terminal) waitTap(ctx context.Context, want string, timeout time.Duration) error {
+	tm := time.NewTimer(timeout)
+	defer tm.Stop()
+	for {
+		t.mu.Lock()
+		seen := string(t.tap)
+		t.mu.Unlock()
+		if strings.Contains(seen, "\r\n"+want+"\r\n") || strings.HasPrefix(seen, want+"\r\n") {
+			return nil
+		}
+		select {
+		case <-t.tapGrew:
+		case <-tm.C:
+			return fmt.Errorf("no %s from the modem within %v (read %q)", want, timeout, tail([]byte(seen)))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 func (t *Terminal) Write(p []byte) (int, error) { return t.f.Write(p) }
 func (t *Terminal) Close() error                { return t.f.Close() }
 
@@ -111,7 +166,28 @@ type DialOptions struct {
 	Login bool
 	// Step, if set, is told each step as it happens.
 	Step func(format string, args ...any)
+	// Init are AT commands sent after ATZ, each answered OK (e.g. "ATX4"
+	// for BUSY and NO DIALTONE results, as Windows' modem INF files do).
+	Init []string
+	// NoStack leaves out the client IP stack: Session.Net is nil and the
+	// caller sends and receives IP packets with PPP.WritePacket and
+	// PPP.ReadPacket (the scale test, which wants the box's cost, not a
+	// gVisor stack per client).
+	NoStack bool
+	// EchoInterval and EchoFailure are the client's lcp-echo-interval and
+	// lcp-echo-failure; 0 = no echoes from the client.
+	EchoInterval time.Duration
+	EchoFailure  int
 }
+
+// ResultError is a dial that ended with a result code other than CONNECT
+// (BUSY, NO ANSWER, NO CARRIER, NO DIALTONE, ERROR).
+type ResultError struct {
+	Command string
+	Result  string
+}
+
+func (e *ResultError) Error() string { return "dial: " + e.Command + ": " + e.Result }
 
 // Dial dials with the modem at path, waits for CONNECT, brings PPP up and
 // starts a client IP stack on the link.
@@ -128,13 +204,18 @@ func Dial(ctx context.Context, path string, o DialOptions) (*Session, error) {
 	if res, _, err := t.Command(ctx, "ATZ", 5*time.Second); err != nil || res != "OK" {
 		return fail(fmt.Errorf("modem reset: %q %v", res, err))
 	}
+	for _, c := range o.Init {
+		if res, _, err := t.Command(ctx, c, 5*time.Second); err != nil || res != "OK" {
+			return fail(fmt.Errorf("modem init %s: %q %v", c, res, err))
+		}
+	}
 	step("client modem: ATDT%s", o.Number)
 	res, _, err := t.Command(ctx, "ATDT"+o.Number, 90*time.Second)
 	if err != nil {
 		return fail(err)
 	}
 	if !strings.HasPrefix(res, "CONNECT") {
-		return fail(fmt.Errorf("dial: %s", res))
+		return fail(&ResultError{Command: "ATDT" + o.Number, Result: res})
 	}
 	step("client modem: %s", res)
 	s := &Session{Term: t, Connect: res}
@@ -143,13 +224,17 @@ func Dial(ctx context.Context, path string, o DialOptions) (*Session, error) {
 			return fail(err)
 		}
 	}
-	cc := ppp.ClientConfig{User: o.User, Password: o.Password, Windows: o.Windows, WantVJ: true}
+	cc := ppp.ClientConfig{User: o.User, Password: o.Password, Windows: o.Windows, WantVJ: true,
+		EchoInterval: o.EchoInterval, EchoFailure: o.EchoFailure}
 	pc, err := ppp.Dial(ctx, t, cc, o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("ppp: %w", err) // Dial closed t
 	}
 	s.PPP = pc
 	step("PPP up: local %s, gateway %s, DNS %v, auth %q", pc.Local(), pc.Remote(), pc.DNS(), pc.AuthProto())
+	if o.NoStack {
+		return s, nil
+	}
 	cn, err := clientnet.New(pc.Local(), pc.DNS(), 1500, func(pkt []byte) { pc.WritePacket(pkt) })
 	if err != nil {
 		pc.Close()
@@ -211,7 +296,72 @@ func tail(b []byte) string {
 	return string(b)
 }
 
-// HangUp ends PPP (LCP Terminate), then hangs the modem up with +++ and ATH.
+// ModemHangUp hangs up the way a user who pulls the modem back to command
+// mode does, with no LCP Terminate-Request first: the +++ escape with the
+// guard time of silence on either side (S12, 1 s by default), then ATH.
+// The box sees only the carrier go. Then the PPP client and the client
+// stack are closed.
+func (s *Session) ModemHangUp(ctx context.Context) error {
+	guard := time.Duration(50) * 20 * time.Millisecond // S12 = 50 fiftieths of a second
+	// The escape is only recognised with a guard time of silence from the
+	// computer before and after it; the client's IP stack may still be
+	// sending (TCP's last ACKs), so wait for a quiet guard time, and try
+	// again if something broke the silence after the +++.
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = s.quiet(ctx, guard+guard/4); err != nil {
+			return err
+		}
+		s.Term.resetTap()
+		if _, err := io.WriteString(s.Term, "+++"); err != nil {
+			return fmt.Errorf("+++: %w", err)
+		}
+		if err = s.Term.waitTap(ctx, "OK", 2*guard+5*time.Second); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("+++: %w", err)
+	}
+	s.Term.resetTap()
+	if _, err := io.WriteString(s.Term, "ATH\r"); err != nil {
+		return fmt.Errorf("ATH: %w", err)
+	}
+	if err := s.Term.waitTap(ctx, "OK", 10*time.Second); err != nil {
+		return fmt.Errorf("ATH: %w", err)
+	}
+	// Close the tty first: the PPP client then ends on the read error
+	// instead of sending a Terminate-Request into the modem's command mode.
+	s.Term.Close()
+	if s.PPP != nil {
+		s.PPP.Close()
+	}
+	s.pump.Wait()
+	if s.Net != nil {
+		s.Net.Close()
+	}
+	return nil
+}
+
+// quiet waits until the PPP client has sent nothing for d.
+func (s *Session) quiet(ctx context.Context, d time.Duration) error {
+	last, _, _, _ := s.PPP.Stats()
+	for {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		out, _, _, _ := s.PPP.Stats()
+		if out == last {
+			return nil
+		}
+		last = out
+	}
+}
+
+// HangUp ends PPP (LCP Terminate-Request, then the PPP client closes the
+// tty); the box's line hangs the call up when its PPP session ends.
 func (s *Session) HangUp(ctx context.Context) error {
 	var errs []error
 	if s.PPP != nil {

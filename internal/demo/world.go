@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/isp-box/isp-box/internal/box"
@@ -45,6 +46,10 @@ type WorldOptions struct {
 	Socket string
 	// Expires is the ATA lines' registration lifetime; 0 = 3600 s.
 	Expires time.Duration
+	// Notify, if set, is the ATA's ata.Options.Notify: told every change
+	// of a line's registration or call state (tests watch the ISP port
+	// ring or stay quiet). It must not block.
+	Notify func(ata.LineInfo)
 }
 
 // World is a running chain: box, ATA and modems.
@@ -66,6 +71,9 @@ type World struct {
 	ataDone chan error
 	tmp     bool
 	modems  []*hayes.Modem
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start builds and starts a World. It returns once the box runs and the ATA
@@ -135,7 +143,7 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 	started := make(chan *box.Box, 1)
 	b, err := box.New(&cfg, box.Options{
 		Socket:    sock,
-		Database:  filepath.Join(w.Dir, "isp-box.db"),
+		Database:  w.DatabasePath(),
 		Log:       log,
 		Version:   "demo",
 		Bus:       w.Bus,
@@ -177,7 +185,7 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 	if len(lines) == 0 {
 		return nil, errors.New("demo: the config has no dynamic SIP peers for the ATA")
 	}
-	a, err := ata.New(ata.Options{Log: log.With("comp", "ata"), Lines: lines})
+	a, err := ata.New(ata.Options{Log: log.With("comp", "ata"), Lines: lines, Notify: opts.Notify})
 	if err != nil {
 		return nil, fmt.Errorf("demo: ata: %w", err)
 	}
@@ -227,8 +235,13 @@ func (w *World) WaitRegistered(ctx context.Context) error {
 }
 
 // Close stops the ATA, the box and the modems, and removes a temporary Dir.
-// It returns the box's error, if any.
+// It returns the box's error, if any. Calling it again returns the same.
 func (w *World) Close() error {
+	w.closeOnce.Do(func() { w.closeErr = w.close() })
+	return w.closeErr
+}
+
+func (w *World) close() error {
 	var err error
 	if w.cancel != nil {
 		w.cancel()
