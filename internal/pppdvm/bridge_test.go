@@ -176,3 +176,45 @@ func TestSerialGate(t *testing.T) {
 		t.Errorf("dropped %d bytes, want 5", d)
 	}
 }
+
+// TestWaitSerial: WaitSerial returns once the guest has written, and the
+// bytes it read come out of the next Read; it honours ctx.
+func TestWaitSerial(t *testing.T) {
+	host, guest := socketPair(t)
+	v := &VM{serial: &gatedConn{UnixConn: host}}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err := v.WaitSerial(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitSerial with nothing sent: %v, want the deadline", err)
+	}
+	if _, err := guest.Write([]byte{0x7e, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WaitSerial(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := guest.Write([]byte{0x7d}); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	b := make([]byte, 1)
+	host.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(got) < 3 {
+		n, err := v.Serial().Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if !bytes.Equal(got, []byte{0x7e, 0xff, 0x7d}) {
+		t.Errorf("read % x, want 7e ff 7d", got)
+	}
+	if _, err := v.Serial().Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	guest.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(guest, b); err != nil || b[0] != 1 {
+		t.Errorf("write after WaitSerial did not pass the gate: %v % x", err, b)
+	}
+}

@@ -355,14 +355,37 @@ func (v *VM) readConsole(r io.ReadCloser, log io.Writer) {
 // tty is raw, so its first byte opens the gate.
 func (v *VM) Serial() net.Conn { return v.serial }
 
+// WaitSerial blocks until the guest has written its first byte on the
+// serial line (pppd has its tty raw and sent its first LCP
+// Configure-Request, or chat its first command), and keeps what it read
+// for the next Read of Serial. Start a direct-line server after it, as a
+// line manager starts PPP on CONNECT: a server started at boot sends its
+// Configure-Requests into a line nobody listens to yet and, on a loaded
+// machine where the guest boots for more than 30 s, gives up before pppd
+// runs. It returns an error if ctx ends or the guest dies first.
+func (v *VM) WaitSerial(ctx context.Context) error {
+	return v.serial.waitFirst(ctx)
+}
+
 // gatedConn drops writes until the first byte has been read.
 type gatedConn struct {
 	*net.UnixConn
 	open    atomic.Bool
 	dropped atomic.Int64 // bytes dropped before the gate opened
+
+	mu      sync.Mutex // guards pending
+	pending []byte     // read by waitFirst, not yet by Read
 }
 
 func (c *gatedConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
 	n, err := c.UnixConn.Read(p)
 	if n > 0 {
 		c.open.Store(true)
@@ -376,6 +399,37 @@ func (c *gatedConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.UnixConn.Write(p)
+}
+
+// waitFirst reads the guest's first bytes into pending. It must not run
+// concurrently with Read.
+func (c *gatedConn) waitFirst(ctx context.Context) error {
+	if c.open.Load() {
+		return nil
+	}
+	// A past deadline unblocks the read when ctx ends.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.UnixConn.SetReadDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	buf := make([]byte, 4096)
+	n, err := c.UnixConn.Read(buf)
+	if !stop() {
+		<-fired // then undo its deadline: the conn stays usable
+		c.UnixConn.SetReadDeadline(time.Time{})
+	}
+	if n > 0 {
+		c.mu.Lock()
+		c.pending = append(c.pending, buf[:n]...)
+		c.mu.Unlock()
+		c.open.Store(true)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("pppdvm: waiting for the guest on the serial line: %w", ctx.Err())
+	}
+	return fmt.Errorf("pppdvm: waiting for the guest on the serial line: %w", err)
 }
 
 // Started is when Start launched qemu.

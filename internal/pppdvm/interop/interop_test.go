@@ -39,6 +39,7 @@ func TestRealPPPD(t *testing.T) {
 		{name: "pap", server: ppp.AuthPAP, client: pppdvm.AuthPAP, password: "dial"},
 		{name: "chap-md5", server: ppp.AuthCHAP, client: pppdvm.AuthCHAP, password: "dial"},
 		{name: "mschapv2", server: ppp.AuthMSCHAPv2, client: pppdvm.AuthMSCHAPv2, password: "dial"},
+		{name: "mschapv1", server: ppp.AuthMSCHAP, client: pppdvm.AuthMSCHAP, password: "dial"},
 		{name: "pap wrong password", server: ppp.AuthPAP, client: pppdvm.AuthPAP, password: "wrong", wantFail: true},
 	}
 	for _, tt := range tests {
@@ -67,6 +68,12 @@ func TestRealPPPD(t *testing.T) {
 				rec ppp.Record
 				err error
 			}
+			// Answer once pppd speaks, as the line manager starts PPP on
+			// CONNECT: a loaded machine may take over 30 s to boot the guest.
+			if err := vm.WaitSerial(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("pppd spoke %v after Start", time.Since(vm.Started()).Round(10*time.Millisecond))
 			servedc := make(chan served, 1)
 			go func() {
 				rec, err := ppp.Serve(ctx, vm.Serial(), cfg, ppp.Options{
