@@ -44,12 +44,14 @@ type timing struct {
 	loginGrace     time.Duration // the "one minute left"
 	loginFailDelay time.Duration // after a wrong password
 	pause          time.Duration // chat's \d: 500 ms
+	drain          time.Duration // before a hang-up: time for the modem to send its buffer
 }
 
 func defaultTiming() timing {
 	return timing{ringGap: 10 * time.Second, chat: 20 * time.Second, backoffMin: time.Second, backoffMax: 30 * time.Second,
 		lockRetry: 5 * time.Second, ctsWait: 2 * time.Second, dcdPoll: 100 * time.Millisecond,
-		loginGrace: time.Minute, loginFailDelay: time.Second, pause: 500 * time.Millisecond}
+		loginGrace: time.Minute, loginFailDelay: time.Second, pause: 500 * time.Millisecond,
+		drain: 250 * time.Millisecond}
 }
 
 // Line is one modem line doing mgetty's job in process: see State for the
@@ -188,6 +190,7 @@ func (l *Line) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); l.watchCalls(ctx, sub) }()
 	}
 	backoff := l.t.backoffMin
+	lastOpenErr := ""
 	for ctx.Err() == nil {
 		l.applyReload()
 		cfg := l.config()
@@ -197,11 +200,19 @@ func (l *Line) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			l.fail(err)
+			// A missing adapter fails the same way every few seconds:
+			// report it once, not at every retry.
+			if err.Error() != lastOpenErr {
+				l.fail(err)
+				lastOpenErr = err.Error()
+			} else {
+				l.log.Debug("still cannot open", "err", err)
+			}
 			l.sleep(ctx, backoff)
 			backoff = min(backoff*2, l.t.backoffMax)
 			continue
 		}
+		lastOpenErr = ""
 		l.mu.Lock()
 		l.status.Caps = p.caps.String()
 		l.mu.Unlock()
@@ -772,6 +783,10 @@ func (l *Line) watchDCD(ctx context.Context, c *conn) {
 // with `local` the escape and ATH; then input flushed.
 func (l *Line) hangup(ctx context.Context, p *port, cfg LineConfig, callID string) error {
 	l.setState(StateHangingup, "", callID)
+	// The last words ("Login incorrect", PPP's Terminate-Ack) are still in
+	// the tty and the modem's buffer: let them go out before DTR drops.
+	p.drain(2 * time.Second)
+	l.sleep(ctx, l.t.drain)
 	if cfg.Autobauding {
 		if err := p.restoreSpeed(); err != nil {
 			return err

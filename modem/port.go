@@ -337,6 +337,19 @@ func (p *port) dcd() (on, ok bool, err error) {
 	return st&unix.TIOCM_CD != 0, true, nil
 }
 
+// drain waits until the tty's output queue is empty, at most max. Not
+// tcdrain: with RTS/CTS and a dead modem that blocks forever, uninterruptibly.
+func (p *port) drain(max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		n, err := unix.IoctlGetInt(p.ctl, unix.TIOCOUTQ)
+		if err != nil || n == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // setSpeed changes the DTE speed (mgetty's autobauding: the speed of the
 // CONNECT); restoreSpeed goes back to the configured one.
 func (p *port) setSpeed(bps int) error {
