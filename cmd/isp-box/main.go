@@ -207,28 +207,3 @@ func (fs *flagSet) parse(args []string, minArgs, maxArgs int) int {
 	}
 	return -1
 }
-
-// placeholder is a subcommand that the assembly of the box will provide.
-func placeholder(name, usage string) func(ctx context.Context, e *env, args []string) int {
-	return func(ctx context.Context, e *env, args []string) int {
-		fs := newFlagSet(e, name, usage)
-		if code := fs.parse(args, 0, 100); code >= 0 {
-			return code
-		}
-		e.errorf("%s: not yet wired", name)
-		return 2
-	}
-}
-
-var cmdDemo = placeholder("demo", `
-Usage: isp-box demo
-
-Runs a whole simulated setup on this machine: the box, an emulated two-line
-ATA, an emulated ISP modem and an emulated client modem dialling in, up to
-a PPP session with traffic through it.`)
-
-var cmdSimATA = placeholder("sim-ata", `
-Usage: isp-box sim-ata
-
-Runs the emulated Linksys PAP2T (two SIP lines with emulated modems behind
-them) against a running box.`)

@@ -85,8 +85,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lines", "extra"}, `isp-box: lines: unexpected argument "extra"`},
 		{[]string{"peer"}, "isp-box: peer: missing argument"},
 		{[]string{"check-config"}, "isp-box: check-config: missing argument"},
-		{[]string{"demo"}, "isp-box: demo: not yet wired"},
-		{[]string{"sim-ata"}, "isp-box: sim-ata: not yet wired"},
+		{[]string{"sim-ata"}, "isp-box: sim-ata: -c FILE is required"},
 	}
 	for _, tt := range tests {
 		code, _, errs := runCmd(t.Context(), tt.args...)

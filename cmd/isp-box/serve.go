@@ -1,5 +1,3 @@
-//go:build box
-
 package main
 
 import (

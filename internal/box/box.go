@@ -252,6 +252,11 @@ func (b *Box) Run(ctx context.Context) (err error) {
 			Status:  func(context.Context) console.Status { return b.Status() },
 			Bus:     b.bus,
 			Reload:  func(context.Context) error { return b.Reload() },
+			History: func(ctx context.Context, n int) (console.History, error) {
+				calls, err1 := st.Calls(ctx, n)
+				sessions, err2 := st.Sessions(ctx, n)
+				return console.History{Calls: calls, Sessions: sessions}, errors.Join(err1, err2)
+			},
 			Version: b.opts.Version,
 			Log:     log.With("comp", "console"),
 		})
