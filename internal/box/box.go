@@ -249,9 +249,9 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		}
 		b.sockets = sock
 		b.console = console.NewServer(console.ServerOptions{
-			Status:  func(context.Context) console.Status { return b.Status() },
-			Bus:     b.bus,
-			Reload:  func(context.Context) error { return b.Reload() },
+			Status: func(context.Context) console.Status { return b.Status() },
+			Bus:    b.bus,
+			Reload: func(context.Context) error { return b.Reload() },
 			History: func(ctx context.Context, n int) (console.History, error) {
 				calls, err1 := st.Calls(ctx, n)
 				sessions, err2 := st.Sessions(ctx, n)
