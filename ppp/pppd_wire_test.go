@@ -256,3 +256,55 @@ func TestServerOwnRequestEchoed(t *testing.T) {
 		}
 	})
 }
+
+// The AutoPPP detector's octets handed over in Options.Preread start the
+// negotiation at once instead of after the client's retransmission.
+func TestPreread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		first := h("7e ff 7d 23 c0 21 7d 21 7d 21 7d 20 7d 34 7d 22 7d 26 7d 20 7d 20 7d 20 7d 20 7d 25 7d 26 5a d2 e3 f1 7d 27 7d 22 7d 28 7d 22 90 d0 7e")
+		if isPPP, decided := ppp.Detect(first[:8]); !isPPP || !decided {
+			t.Fatal("Detect")
+		}
+		srv := startServer(t, t.Context(), a, seedConfig(), ppp.Options{Preread: first, Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
+		p := newRawPeer(t, b)
+		start := time.Now()
+		p.expect(0xc021, 2)
+		if time.Since(start) != 0 {
+			t.Errorf("ConfAck after %s", time.Since(start))
+		}
+		b.Close()
+		<-srv
+	})
+}
+
+// FuzzServerInput feeds random control packets, framed correctly, to a live
+// server session: no panic, and the session always ends.
+func FuzzServerInput(f *testing.F) {
+	f.Add([]byte{0xc0, 0x21, 1, 1, 0, 8, 5, 6, 1, 2, 3, 4, 0x80, 0x21, 1, 1, 0, 10, 3, 6, 0, 0, 0, 0})
+	f.Add([]byte{0xc0, 0x23, 1, 1, 0, 14, 4, 'd', 'i', 'a', 'l', 4, 'd', 'i', 'a', 'l'})
+	f.Add([]byte{0xc2, 0x23, 2, 7, 0, 8, 1, 0xaa, 'x', 'y', 0x80, 0x2b, 1, 1, 0, 4})
+	f.Fuzz(func(t *testing.T, script []byte) {
+		synctest.Test(t, func(t *testing.T) {
+			a, b := net.Pipe()
+			cfg := seedConfig(ppp.AuthCHAP, ppp.AuthPAP)
+			cfg.EchoInterval, cfg.EchoFailure = 5*time.Second, 2
+			srv := startServer(t, t.Context(), a, cfg, ppp.Options{Users: users, Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
+			go io.Copy(io.Discard, b)
+			enc := hdlc.NewEncoder()
+			protos := []uint16{0xc021, 0xc023, 0xc223, 0x8021, 0x0021, 0x002d, 0x002f, 0x802b}
+			for len(script) >= 3 {
+				proto := protos[int(script[0])%len(protos)]
+				n := min(int(script[1]), len(script)-2)
+				info := script[2 : 2+n]
+				script = script[2+n:]
+				if _, err := b.Write(enc.AppendFrame(nil, hdlc.AppendHeader(nil, proto, false, false), info, true)); err != nil {
+					break
+				}
+			}
+			time.Sleep(time.Minute)
+			b.Close()
+			<-srv
+		})
+	})
+}

@@ -40,6 +40,11 @@ type Options struct {
 	// authentication is then as configured (usually noauth).
 	LoggedInUser string
 	Registry     *Sessions // optional: live sessions for `isp-box sessions`
+	// Preread holds octets already read from rw (by the AutoPPP detector)
+	// that belong to the session; they are read before rw. Without it the
+	// client's first Configure-Request is lost and negotiation waits for its
+	// retransmission (3 s), as with mgetty.
+	Preread []byte
 }
 
 // Record is a finished session's accounting record; Serve also publishes it
@@ -86,6 +91,9 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 	if cfg.RequireAuth && len(cfg.Auth) == 0 {
 		// pppd auth without a protocol option: CHAP (strongest first), then PAP.
 		cfg.Auth = []AuthProto{AuthMSCHAPv2, AuthMSCHAP, AuthCHAP, AuthPAP}
+	}
+	if len(opts.Preread) > 0 {
+		rw = &prereadRW{ReadWriteCloser: rw, pre: opts.Preread}
 	}
 	srv := &server{opts: opts, secrets: sec, ctx: ctx,
 		reqACCM: true, reqMagic: true, reqPFC: true, reqACFC: true,
@@ -715,4 +723,19 @@ func (r *server) receiveIP(s *session, pkt []byte) {
 	if err := r.link.Send(pkt); err != nil {
 		s.stats.Dropped.Add(1)
 	}
+}
+
+// prereadRW returns pre before reading from the line.
+type prereadRW struct {
+	io.ReadWriteCloser
+	pre []byte
+}
+
+func (p *prereadRW) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.ReadWriteCloser.Read(b)
 }
