@@ -154,7 +154,7 @@ func (c *Client) WritePacket(pkt []byte) error {
 	case c.s.events <- func() { c.s.sendIP(p) }:
 		return nil
 	case <-c.done:
-		return errClosed
+		return ErrClosed
 	}
 }
 
@@ -167,7 +167,7 @@ func (c *Client) ReadPacket(buf []byte) (int, error) {
 		}
 		return copy(buf, p), nil
 	case <-c.done:
-		return 0, errClosed
+		return 0, ErrClosed
 	}
 }
 

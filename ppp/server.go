@@ -3,6 +3,7 @@ package ppp
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -65,7 +66,8 @@ type Record struct {
 // Serve runs one server session on rw until it ends: the peer's
 // Terminate-Request, echo failure, idle, maxconnect, authentication failure,
 // ctx done (a clean Terminate-Request first) or rw failing (carrier lost).
-// Serve closes rw before it returns.
+// Serve closes rw before it returns. The Record says how the session went
+// (Cause); the error is reserved for failures to start and is nil today.
 func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options) (Record, error) {
 	id := opts.Session
 	if id == "" {
@@ -431,7 +433,7 @@ func (r *server) papRequest(s *session, p cp.Packet) {
 	if s.cfg.ShowPassword {
 		pw = req.Password
 	}
-	if ok && secret == req.Password {
+	if ok && subtle.ConstantTimeCompare([]byte(secret), []byte(req.Password)) == 1 {
 		s.log.Info("PAP peer authentication succeeded", "user", req.PeerID)
 		s.log.Debug("PAP credentials", "user", req.PeerID, "password", pw)
 		s.sendCP(pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthAck), ID: p.ID, Data: pap.Message("Login ok").Marshal()})

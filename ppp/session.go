@@ -873,7 +873,8 @@ func (h *ipcpHandler) Finished() {
 	}
 }
 
-var errClosed = errors.New("ppp: session closed")
+// ErrClosed is returned by Client methods once the link is down.
+var ErrClosed = errors.New("ppp: session closed")
 
 // loopCheck handles a Configure-Request carrying our own Magic-Number: on a
 // line that echoes (a tty not yet in raw mode, a modem in command mode) it
