@@ -338,7 +338,8 @@ func TestWindowsClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a, b := net.Pipe()
 		cfg := seedConfig(ppp.AuthPAP, ppp.AuthMSCHAP)
-		srv := startServer(t, t.Context(), a, cfg, ppp.Options{Users: users, Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
+		netw := ppptest.NewNetwork("192.168.32.1", "192.168.32.105")
+		srv := startServer(t, t.Context(), a, cfg, ppp.Options{Users: users, Network: netw})
 		// "Require encrypted password": the client Naks PAP with MS-CHAP.
 		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{User: "dial", Password: "dial", Windows: true, WantVJ: true,
 			Auth: []ppp.AuthProto{ppp.AuthMSCHAP, ppp.AuthCHAP}}, testLog(t))
@@ -353,6 +354,12 @@ func TestWindowsClient(t *testing.T) {
 		}
 		if tx, rx := c.VJ(); !tx || !rx {
 			t.Errorf("VJ tx %v rx %v", tx, rx)
+		}
+		// VJ with Comp-Slot-Id 0: every compressed packet names its slot.
+		link, _ := netw.Attached(t.Context())
+		for i := range 10 {
+			exchange(t, c, link, tcpPacket(client, dns, 1025, 80, 1, uint32(1+512*i), 0x10, uint16(i), nil),
+				tcpPacket(dns, client, 80, 1025, uint32(1+512*i), 1, 0x18, uint16(i), make([]byte, 512)))
 		}
 		synctest.Wait()
 		rej := c.ProtocolRejects()

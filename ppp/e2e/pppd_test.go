@@ -79,7 +79,7 @@ func csum(b []byte) uint16 {
 
 func TestRealPppd(t *testing.T) {
 	dir := vmDir(t)
-	for _, proto := range []ppp.AuthProto{ppp.AuthPAP, ppp.AuthCHAP, ppp.AuthMSCHAPv2} {
+	for _, proto := range []ppp.AuthProto{ppp.AuthPAP, ppp.AuthCHAP, ppp.AuthMSCHAP, ppp.AuthMSCHAPv2} {
 		t.Run(string(proto), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 			defer cancel()
