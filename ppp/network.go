@@ -27,3 +27,11 @@ type NetLink interface {
 	// Close releases the address.
 	Close() error
 }
+
+// MTUSetter is optionally implemented by a NetLink that can honour the
+// session's MTU: min(the client's MRU, Config.MTU), set when IPCP opens, as
+// pppd sets the interface MTU. Packets larger than the client's MRU are
+// otherwise dropped and counted by the session.
+type MTUSetter interface {
+	SetMTU(mtu int)
+}

@@ -697,6 +697,13 @@ func (r *server) ipcpUp(s *session) {
 	if r.reqVJ {
 		s.vjRx = vj.NewDecompressor(r.vjSlots)
 	}
+	if m, ok := r.link.(MTUSetter); ok && r.link != nil {
+		mtu := s.peerMRU
+		if s.cfg.MTU > 0 {
+			mtu = min(mtu, s.cfg.MTU)
+		}
+		m.SetMTU(mtu)
+	}
 	s.log.Info("IPCP up", "local", r.local, "remote", r.remote, "dns", r.dns, "vj", s.vjTx != nil)
 	if s.info != nil {
 		s.info.update(func(i *SessionInfo) { i.Up, i.VJ = s.upAt, s.vjTx != nil || s.vjRx != nil })

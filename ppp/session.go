@@ -625,6 +625,11 @@ func (s *session) sendIP(pkt []byte) {
 		s.stats.Dropped.Add(1)
 		return
 	}
+	if len(pkt) > s.peerMRU {
+		// RFC 1661 §6.1: the peer need not accept more than its MRU.
+		s.stats.Dropped.Add(1)
+		return
+	}
 	proto, out := ipcp.ProtoIP, pkt
 	if s.vjTx != nil {
 		proto, out = s.vjTx.Compress(make([]byte, 0, len(pkt)), pkt)

@@ -134,6 +134,9 @@ func TestAuthProtocols(t *testing.T) {
 					t.Fatal(err)
 				}
 				exchange(t, c, link, udp(client, dns, "query"), udp(dns, client, "answer!"))
+				if link.MTU() != 1500 {
+					t.Errorf("MTU %d, want 1500", link.MTU())
+				}
 				synctest.Wait()
 				list := reg.List()
 				if len(list) != 1 || list[0].User != "dial" || list[0].Phase != "running" || list[0].Remote != client || list[0].Auth != string(proto) {

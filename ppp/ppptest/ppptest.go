@@ -27,7 +27,10 @@ type Network struct {
 	att   chan *Link
 }
 
-var _ ppp.Network = (*Network)(nil)
+var (
+	_ ppp.Network   = (*Network)(nil)
+	_ ppp.MTUSetter = (*Link)(nil)
+)
 
 // NewNetwork returns a network whose gateway is local and whose pool holds
 // the given client addresses.
@@ -89,6 +92,20 @@ type Link struct {
 	Sent          chan []byte // packets the client sent, in order
 	mu            sync.Mutex
 	closed        bool
+}
+
+// MTU is the last MTU the session set (0 = never).
+func (l *Link) MTU() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mtu
+}
+
+// SetMTU implements ppp.MTUSetter.
+func (l *Link) SetMTU(mtu int) {
+	l.mu.Lock()
+	l.mtu = mtu
+	l.mu.Unlock()
 }
 
 // Local implements ppp.NetLink.
