@@ -92,6 +92,7 @@ type Link struct {
 	Sent          chan []byte // packets the client sent, in order
 	mu            sync.Mutex
 	closed        bool
+	mtu           int
 }
 
 // MTU is the last MTU the session set (0 = never).
