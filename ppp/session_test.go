@@ -486,3 +486,26 @@ func TestLossyReorderingLine(t *testing.T) {
 }
 
 func netip4(a, b, c, d byte) netip.Addr { return netip.AddrFrom4([4]byte{a, b, c, d}) }
+
+// ms-wins set: the Windows client's 130/132 are Nak'd with it (one value
+// fills both, as pppd), and two ms-dns values go to 129 and 131 in order.
+func TestWindowsClientWINS(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		cfg := seedConfig()
+		dns2 := netip.MustParseAddr("1.1.1.1")
+		wins := netip.MustParseAddr("192.168.32.10")
+		cfg.DNS = []netip.Addr{dns, dns2}
+		cfg.WINS = []netip.Addr{wins}
+		srv := startServer(t, t.Context(), a, cfg, ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
+		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{Windows: true}, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(c.DNS(), []netip.Addr{dns, dns2}) || !slices.Equal(c.WINS(), []netip.Addr{wins, wins}) {
+			t.Errorf("dns %v wins %v", c.DNS(), c.WINS())
+		}
+		c.Close()
+		<-srv
+	})
+}
