@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,7 +88,7 @@ const consoleCap = 4 << 20
 
 // CacheDir is where tools/pppd-vm/build.sh puts the VM: $ISPBOX_VM_CACHE,
 // else /var/cache/isp-box-vm for root, else .cache/pppd-vm in the
-// repository (found from the working directory upwards).
+// repository.
 func CacheDir() string {
 	if d := os.Getenv("ISPBOX_VM_CACHE"); d != "" {
 		return d
@@ -92,18 +96,59 @@ func CacheDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/cache/isp-box-vm"
 	}
+	if dir := toolsDir(); dir != "" {
+		return filepath.Join(dir, "..", "..", ".cache", "pppd-vm")
+	}
+	return filepath.Join(".cache", "pppd-vm")
+}
+
+// toolsDir finds tools/pppd-vm from the working directory upwards (tests
+// run in their package's directory); "" if it is not there.
+func toolsDir() string {
 	dir, err := os.Getwd()
 	if err != nil {
-		return filepath.Join(".cache", "pppd-vm")
+		return ""
 	}
 	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "tools", "pppd-vm", "build.sh")); err == nil {
-			return filepath.Join(d, ".cache", "pppd-vm")
+		t := filepath.Join(d, "tools", "pppd-vm")
+		if _, err := os.Stat(filepath.Join(t, "build.sh")); err == nil {
+			return t
 		}
 		if filepath.Dir(d) == d {
-			return filepath.Join(dir, ".cache", "pppd-vm")
+			return ""
 		}
 	}
+}
+
+// inputsHash is build.sh's stamp for the sources in dir: the SHA-256 of
+// build.sh followed by the files under guest/ in byte order of their paths
+// (as `find guest -type f -print0 | LC_ALL=C sort -z | xargs -0 cat`).
+func inputsHash(dir string) (string, error) {
+	h := sha256.New()
+	b, err := os.ReadFile(filepath.Join(dir, "build.sh"))
+	if err != nil {
+		return "", err
+	}
+	h.Write(b)
+	var files []string
+	err = filepath.WalkDir(filepath.Join(dir, "guest"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // RequireEnv names the environment variable that, when set to anything
@@ -125,6 +170,18 @@ func Available() error {
 	for _, f := range []string{"vmlinuz", "initrd.cpio.gz"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			return fmt.Errorf("pppdvm: no %s in %s: run `make pppd-vm` (tools/pppd-vm/build.sh): %w", f, dir, err)
+		}
+	}
+	// In a checkout, the cache must have been built from these sources:
+	// a guest/init changed since would otherwise be silently not tested.
+	if tools := toolsDir(); tools != "" {
+		want, err := inputsHash(tools)
+		if err != nil {
+			return fmt.Errorf("pppdvm: hashing %s: %w", tools, err)
+		}
+		stamp, _ := os.ReadFile(filepath.Join(dir, "stamp"))
+		if got := strings.TrimSpace(string(stamp)); got != want {
+			return fmt.Errorf("pppdvm: the VM in %s was built from other sources than %s: run `make pppd-vm` (tools/pppd-vm/build.sh)", dir, tools)
 		}
 	}
 	return nil

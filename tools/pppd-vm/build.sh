@@ -47,7 +47,7 @@ done
 mkdir -p "$cache/debs"
 
 # The inputs that decide the output: this script and the guest's files.
-inputs_hash=$( (cat "$here/build.sh"; find "$here/guest" -type f | LC_ALL=C sort | xargs cat) | sha256sum | cut -d' ' -f1)
+inputs_hash=$( (cat "$here/build.sh"; find "$here/guest" -type f -print0 | LC_ALL=C sort -z | xargs -0 cat) | sha256sum | cut -d' ' -f1)
 if [[ -f "$cache/stamp" && -f "$cache/vmlinuz" && -f "$cache/initrd.cpio.gz" ]] &&
 	[[ "$(cat "$cache/stamp")" == "$inputs_hash" ]]; then
 	log "up to date in $cache"
@@ -93,11 +93,18 @@ if ((${#missing[@]})); then
 fi
 for p in "${pkgs[@]}"; do have "$p" || die "no .deb for $p after download"; done
 
+deb() { ls "$cache"/debs/"${1}"_*.deb | tail -n1; }
+# Drop .debs no longer used (an older kernel package after a Debian update).
+declare -A keep=()
+for p in "${pkgs[@]}"; do keep[$(deb "$p")]=1; done
+for f in "$cache"/debs/*.deb; do
+	[[ -n "${keep[$f]:-}" ]] || { log "removing unused $(basename "$f")"; rm -f "$f"; }
+done
+
 # --- 2. extraction --------------------------------------------------------
 work="$cache/work"
 rm -rf "$work"
 mkdir -p "$work/libs" "$work/kernel" "$work/root"
-deb() { ls "$cache"/debs/"${1}"_*.deb | tail -n1; }
 
 for p in ppp busybox-static "${libs[@]}"; do
 	dpkg-deb -x "$(deb "$p")" "$work/libs"
