@@ -111,12 +111,16 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg ClientConfig, log *slo
 	}
 }
 
-// Local is the client's address, Remote the server's.
-func (c *Client) Local() netip.Addr  { return c.r.local }
+// Local is the client's address.
+func (c *Client) Local() netip.Addr { return c.r.local }
+
+// Remote is the server's address.
 func (c *Client) Remote() netip.Addr { return c.r.remote }
 
-// DNS returns the DNS servers the server gave (129, 131), WINS (130, 132).
-func (c *Client) DNS() []netip.Addr  { return slices.Clone(c.r.dnsUp) }
+// DNS returns the DNS servers the server gave (129, 131).
+func (c *Client) DNS() []netip.Addr { return slices.Clone(c.r.dnsUp) }
+
+// WINS returns the NBNS (WINS) servers the server gave (130, 132).
 func (c *Client) WINS() []netip.Addr { return slices.Clone(c.r.winsUp) }
 
 // AuthProto is the protocol the client authenticated with ("" = none).

@@ -33,6 +33,7 @@ const (
 
 var phaseNames = [...]string{"dead", "establish", "authenticate", "network", "running", "terminate"}
 
+// String names the phase as bus.PPPPhase carries it.
 func (p Phase) String() string {
 	if int(p) < len(phaseNames) {
 		return phaseNames[p]

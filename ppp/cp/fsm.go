@@ -93,9 +93,13 @@ func New(name string, h Handler, send func(Packet), timer Timer, p Params, log *
 // State returns the current state.
 func (f *FSM) State() State { return f.state }
 
-// Up, Down, Open and Close are the administrative and lower-layer events.
-func (f *FSM) Up()   { f.event(Up, nil, nil) }
+// Up is the lower layer coming up.
+func (f *FSM) Up() { f.event(Up, nil, nil) }
+
+// Down is the lower layer going down.
 func (f *FSM) Down() { f.event(Down, nil, nil) }
+
+// Open is the administrative Open.
 func (f *FSM) Open() { f.event(Open, nil, nil) }
 
 // Close starts an orderly close; reason goes into the Terminate-Request.

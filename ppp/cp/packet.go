@@ -30,6 +30,7 @@ const (
 var codeNames = [...]string{"Code0", "ConfReq", "ConfAck", "ConfNak", "ConfRej", "TermReq", "TermAck",
 	"CodeRej", "ProtRej", "EchoReq", "EchoRep", "DiscReq", "Ident", "TimeRem"}
 
+// String names the code as pppd's log does.
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
 		return codeNames[c]

@@ -28,6 +28,7 @@ const (
 var stateNames = [numStates]string{"Initial", "Starting", "Closed", "Stopped", "Closing", "Stopping",
 	"Req-Sent", "Ack-Rcvd", "Ack-Sent", "Opened"}
 
+// String names the state as RFC 1661 does.
 func (s State) String() string {
 	if s < numStates {
 		return stateNames[s]
@@ -62,6 +63,7 @@ const (
 var eventNames = [numEvents]string{"Up", "Down", "Open", "Close", "TO+", "TO-", "RCR+", "RCR-",
 	"RCA", "RCN", "RTR", "RTA", "RUC", "RXJ+", "RXJ-", "RXR"}
 
+// String names the event as RFC 1661's table does.
 func (e Event) String() string {
 	if e < numEvents {
 		return eventNames[e]
@@ -93,6 +95,7 @@ const (
 
 var actionNames = [numActions]string{"tld", "irc", "zrc", "scr", "sca", "scn", "str", "sta", "scj", "ser", "tlu", "tls", "tlf"}
 
+// String lists the actions as the RFC writes a cell: "irc,scr".
 func (a Action) String() string {
 	var parts []string
 	for i := range numActions {
