@@ -233,6 +233,9 @@ func (r *client) lcpRequest(s *session) cp.Options {
 
 func (r *client) accepts(p AuthProto) bool { return slices.Contains(r.cfg.Auth, p) }
 
+// lcpCheck judges the server's LCP request as a dial-up client does: it
+// authenticates with any protocol it was configured to accept and
+// suggests its first choice otherwise.
 func (r *client) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
 	if looped, code, reply := loopCheck(s, opts); looped {
 		return code, reply
@@ -318,6 +321,9 @@ func (r *client) lcpReject(s *session, opts cp.Options) {
 	}
 }
 
+// authStart authenticates with the protocol agreed in LCP: PAP sends the
+// Authenticate-Request (retransmitted like pppd's pap-restart), CHAP waits
+// for the server's Challenge.
 func (r *client) authStart(s *session) bool {
 	s.authProto = r.authUsed
 	switch r.authUsed {
@@ -388,6 +394,8 @@ func (r *client) authInput(s *session, proto uint16, p cp.Packet) {
 	}
 }
 
+// chapRespond answers a Challenge with the agreed algorithm. For MS-CHAPv2
+// it also computes the authenticator response the server must return.
 func (r *client) chapRespond(s *session, p cp.Packet) {
 	var ch chap.Value
 	if err := ch.Unmarshal(p.Data); err != nil {
@@ -499,6 +507,7 @@ func (r *client) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Cod
 	return cp.ConfAck, opts
 }
 
+// ipcpNak takes the addresses the server assigns (RFC 1332 §3.3, RFC 1877).
 func (r *client) ipcpNak(s *session, opts cp.Options) {
 	for _, o := range opts {
 		d, err := ipcp.Decode(o)
@@ -548,6 +557,8 @@ func (r *client) ipcpReject(s *session, opts cp.Options) {
 	}
 }
 
+// ipcpUp records the addresses in force and turns VJ on where negotiated;
+// the first time, it lets Dial return.
 func (r *client) ipcpUp(s *session) {
 	r.local = r.addr
 	r.dnsUp, r.winsUp = nil, nil

@@ -238,6 +238,7 @@ func (r *server) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code
 		}
 		switch v := d.(type) {
 		case lcp.MRU:
+			// pppd: below 128 (MINMRU) is Nak'd with 128.
 			if v < 128 {
 				nak = append(nak, lcp.MRU(128).Encode())
 				continue
@@ -246,6 +247,7 @@ func (r *server) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code
 		case lcp.ACCM:
 			accm = uint32(v)
 		case lcp.Magic:
+			// RFC 1661 §6.4: zero is not a magic number.
 			if v == 0 {
 				nak = append(nak, lcp.Magic(newMagic()).Encode())
 			}
@@ -285,6 +287,9 @@ func nakToRej(opts, nak cp.Options) cp.Options {
 	return rej
 }
 
+// lcpNak adopts what the client suggests for our options (RFC 1661 §5.3):
+// a smaller MRU, more escaped characters, a new magic number, or another
+// authentication protocol if our list allows it.
 func (r *server) lcpNak(s *session, opts cp.Options) {
 	for _, o := range opts {
 		d, err := lcp.Decode(o)
@@ -321,6 +326,8 @@ func (r *server) lcpNak(s *session, opts cp.Options) {
 	}
 }
 
+// lcpReject stops asking for options the client rejected (RFC 1661 §5.4);
+// a rejected Authentication-Protocol ends the link when auth is required.
 func (r *server) lcpReject(s *session, opts cp.Options) {
 	for _, o := range opts {
 		switch o.Type {
@@ -347,6 +354,9 @@ func (r *server) lcpReject(s *session, opts cp.Options) {
 
 // ---- authentication (server side) ----
 
+// authStart begins the authentication phase with the protocol the client
+// acked: PAP waits for the client's request, CHAP sends a Challenge (16
+// random octets; 8 for MS-CHAPv1, RFC 2433 §2).
 func (r *server) authStart(s *session) bool {
 	if !r.reqAuth || r.curAuth(s) == "" {
 		return false
@@ -387,6 +397,8 @@ func (s *session) restart() time.Duration {
 	return 3 * time.Second
 }
 
+// authTimeout retransmits the Challenge every restart period (RFC 1994
+// §4.1) up to Max-Configure times, or gives up waiting for PAP.
 func (r *server) authTimeout(s *session) {
 	if r.authOK || s.phase != PhaseAuthenticate {
 		return
@@ -414,6 +426,8 @@ func (r *server) lookup(s *session, name string) (string, []string, bool) {
 	return r.secrets.Lookup(name, s.cfg.Name)
 }
 
+// papRequest checks an Authenticate-Request (RFC 1334 §2.2.1). One wrong
+// password ends the call, as pppd; the answer is delayed (fail).
 func (r *server) papRequest(s *session, p cp.Packet) {
 	if r.authOK {
 		// Our Ack was lost: answer the retransmission the same way.
@@ -444,6 +458,9 @@ func (r *server) papRequest(s *session, p cp.Packet) {
 	r.fail(s, pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthNak), ID: p.ID, Data: pap.Message("Login incorrect").Marshal()})
 }
 
+// chapResponse checks a Response to our Challenge (RFC 1994 §4.1) with the
+// negotiated algorithm; MS-CHAPv2's Success carries the authenticator
+// response that proves we know the password too (RFC 2759 §5).
 func (r *server) chapResponse(s *session, p cp.Packet) {
 	if r.authOK {
 		if r.lastOK != nil && p.ID == r.lastOKID {
@@ -530,6 +547,9 @@ func (r *server) authSucceeded(s *session, user string, addrs []string) {
 
 var errNoAddress = errors.New("ppp: no local or remote address")
 
+// networkStart asks the network for the session's addresses before IPCP
+// starts, so that the client's 0.0.0.0 can be Nak'd with a real one. The
+// secrets line may pin the address; Config.Local overrides the gateway.
 func (r *server) networkStart(s *session) error {
 	cfg := s.cfg
 	want := cfg.Remote
@@ -665,6 +685,8 @@ func (r *server) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Cod
 	return cp.ConfAck, opts
 }
 
+// ipcpNak accepts fewer VJ slots; our own address is not negotiable
+// (pppd without ipcp-accept-local).
 func (r *server) ipcpNak(s *session, opts cp.Options) {
 	for _, o := range opts {
 		if d, err := ipcp.Decode(o); err == nil {
@@ -690,6 +712,9 @@ func (r *server) ipcpReject(s *session, opts cp.Options) {
 	}
 }
 
+// ipcpUp turns VJ on in each direction that was negotiated: we compress
+// with the peer's slots (its option says what it can receive) and
+// decompress with ours, then announces the session on the bus.
 func (r *server) ipcpUp(s *session) {
 	if r.peerVJ != nil {
 		s.vjTx = vj.NewCompressor(r.peerVJ.MaxSlot, r.peerVJ.CompSlot != 0)

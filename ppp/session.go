@@ -361,6 +361,10 @@ func (s *session) shutdown() {
 	s.timer.Stop()
 }
 
+// reader deframes the line into s.rx. It copies each frame because the
+// deframer reuses its buffer; the owner may keep the copy (IP packets go to
+// the network and the client by reference). It stops on a line error or
+// when the session is stopped.
 func (s *session) reader() {
 	defer s.wg.Done()
 	for {
@@ -380,6 +384,8 @@ func (s *session) reader() {
 	}
 }
 
+// writer puts queued frames on the line, so that the owner never blocks on
+// a slow or flow-controlled port; a write error means the line is gone.
 func (s *session) writer() {
 	defer s.wg.Done()
 	for {
@@ -405,6 +411,9 @@ func (s *session) writer() {
 	}
 }
 
+// armTimer points the one clock timer at the earliest deadline of the
+// timer set: all protocol timers share it, so the owner selects on one
+// channel whatever runs (LCP, IPCP, auth, echo, idle, maxconnect).
 func (s *session) armTimer() {
 	var next time.Time
 	for _, d := range s.deadline {
@@ -536,6 +545,7 @@ func (s *session) input(f []byte) {
 		s.stats.Dropped.Add(1)
 		return
 	}
+	// LCP is accepted in every phase; it is what brings the link up.
 	if proto == lcp.Protocol {
 		var p cp.Packet
 		if err := p.Unmarshal(info); err != nil {
@@ -580,6 +590,8 @@ func (s *session) input(f []byte) {
 		s.ipInput(proto, info)
 		return
 	}
+	// Anything else (IPXCP, NBFCP, CCP, IPv6CP, unknown) is refused with
+	// LCP Protocol-Reject; the peer stops that protocol and the link goes on.
 	if s.role.otherProtocol(s, proto, info) {
 		return
 	}
@@ -723,6 +735,8 @@ func (h *lcpHandler) Ack(o cp.Options) bool {
 func (h *lcpHandler) Nak(o cp.Options) bool    { h.s.role.lcpNak(h.s, o); return true }
 func (h *lcpHandler) Reject(o cp.Options) bool { h.s.role.lcpReject(h.s, o); return true }
 
+// Extended maps LCP's own codes (RFC 1661 §5.7-5.9, RFC 1570 §2) onto
+// automaton events; unknown codes get a Code-Reject through RUC.
 func (h *lcpHandler) Extended(p cp.Packet) (cp.Event, bool) {
 	s := h.s
 	switch p.Code {
@@ -749,6 +763,9 @@ func (h *lcpHandler) Extended(p cp.Packet) (cp.Event, bool) {
 	return 0, false
 }
 
+// EchoReply is the ser action: RFC 1661 §5.8 answers an Echo-Request with
+// our magic number and the request's data; Echo-Replies reset the echo
+// failure count; Discard, Identification and Time-Remaining are only logged.
 func (h *lcpHandler) EchoReply(p cp.Packet) {
 	s := h.s
 	switch p.Code {
@@ -770,6 +787,8 @@ func (h *lcpHandler) EchoReply(p cp.Packet) {
 	}
 }
 
+// Up is LCP's tlu: apply the negotiated framing, start echoes, and enter
+// the authentication or the network phase (RFC 1661 §3.4, §3.5).
 func (h *lcpHandler) Up() {
 	s := h.s
 	s.log.Debug("LCP opened", "peerMRU", s.peerMRU, "accm", s.peerACCM, "acfc", s.txACFC, "pfc", s.txPFC)
@@ -789,6 +808,7 @@ func (h *lcpHandler) Up() {
 	s.beginNetwork()
 }
 
+// Down is LCP's tld: back to the default framing, NCPs down.
 func (h *lcpHandler) Down() {
 	s := h.s
 	s.enc.SetACCM(hdlc.DefaultACCM)
@@ -848,6 +868,8 @@ func (h *ipcpHandler) Extended(cp.Packet) (cp.Event, bool) {
 	return 0, false
 }
 func (h *ipcpHandler) EchoReply(cp.Packet) {}
+
+// Up is IPCP's tlu: the session is running; idle and maxconnect start.
 func (h *ipcpHandler) Up() {
 	s := h.s
 	s.setPhase(PhaseRunning, "IPCP opened")

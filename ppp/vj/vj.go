@@ -108,6 +108,7 @@ func appendEncode(b []byte, n uint16) []byte {
 func (c *Compressor) Compress(dst, pkt []byte) (uint16, []byte) {
 	c.Packets++
 	ihl, thl, ok := headerLens(pkt)
+	// RFC 1144 §3.2.3: only unfragmented TCP over IPv4 is compressed.
 	if !ok || pkt[9] != protoTCP || binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 {
 		return TypeIP, append(dst, pkt...) // not TCP, or a fragment
 	}
@@ -115,6 +116,8 @@ func (c *Compressor) Compress(dst, pkt []byte) (uint16, []byte) {
 		pkt = pkt[:total]
 	}
 	th := pkt[ihl:]
+	// SYN, FIN and RST start or end a connection and a segment without
+	// ACK is unusual: they go as plain IP (RFC 1144 §3.2.3).
 	if th[13]&(tcpSYN|tcpFIN|tcpRST|tcpACK) != tcpACK {
 		return TypeIP, append(dst, pkt...)
 	}
@@ -138,6 +141,8 @@ func (c *Compressor) Compress(dst, pkt []byte) (uint16, []byte) {
 	}
 	c.Searches++
 	if cs < 0 {
+		// A new connection takes the least recently used slot and is
+		// sent uncompressed to teach the peer its header.
 		cs = oldest
 		return c.uncompressed(dst, pkt, cs, hlen)
 	}
@@ -156,6 +161,8 @@ func (c *Compressor) Compress(dst, pkt []byte) (uint16, []byte) {
 		return c.uncompressed(dst, pkt, cs, hlen)
 	}
 
+	// RFC 1144 §3.2.2, A.2: the fields that change are sent as deltas in
+	// the order urgent, window, ack, sequence, IP ID.
 	var deltas [16]byte
 	d := deltas[:0]
 	changes := byte(0)
@@ -213,9 +220,12 @@ func (c *Compressor) Compress(dst, pkt []byte) (uint16, []byte) {
 	if th[13]&tcpPSH != 0 {
 		changes |= pushBit
 	}
+	// The slot now holds this header: the next delta is against it.
 	copy(s.hdr[:], pkt[:hlen])
 
 	c.Compressed++
+	// The connection number may be left out only if the peer allowed it
+	// (Comp-Slot-Id 1) and it is the same as in the last packet.
 	if !c.compressCID || c.lastXmit != cs {
 		c.lastXmit = cs
 		dst = append(dst, changes|newC, byte(cs))
@@ -353,6 +363,8 @@ func (d *Decompressor) decompress(dst []byte, typ uint16, p []byte) ([]byte, err
 	}
 	add16 := func(b []byte, v uint16) { binary.BigEndian.PutUint16(b, binary.BigEndian.Uint16(b)+v) }
 	add32 := func(b []byte, v uint32) { binary.BigEndian.PutUint32(b, binary.BigEndian.Uint32(b)+v) }
+	// SPECIAL_I and SPECIAL_D carry no deltas: they advance by the data
+	// length of the previous packet of the connection (RFC 1144 §3.2.2).
 	olddata := uint32(s.ipLen() - hlen)
 	switch changes & specials {
 	case specialI:
@@ -385,6 +397,8 @@ func (d *Decompressor) decompress(dst []byte, typ uint16, p []byte) ([]byte, err
 	if err != nil {
 		return dst, err
 	}
+	// The IP length and checksum are not sent: they are rebuilt from the
+	// frame's length (RFC 1144 §3.2.5).
 	total := hlen + len(p)
 	if total > 0xffff {
 		return dst, errBadPkt
