@@ -43,6 +43,7 @@ type LogWriter struct {
 	prefix string
 }
 
+// Write logs each line of p.
 func (l *LogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
 		l.t.Log(l.prefix + strings.TrimRight(line, "\r"))
