@@ -51,6 +51,7 @@ type leg struct {
 	lastAck    *sip.Request // the ACK we sent for the last 2xx, re-sent on retransmissions
 	sdp        []byte       // the last SDP this side sent us
 	allow      []string     // the peer's codec policy (allow=)
+	nat        natSetting
 	busy       bool         // an INVITE transaction from or to this side is pending (RFC 3261 §14.1 glare: 491)
 	ackWait    chan *sip.Request
 }
@@ -719,6 +720,7 @@ func (c *call) newCalleeLeg(cd candidate, offer []byte, ctype string) (*leg, *si
 		local:  sip.Uri{Scheme: "sip", User: c.inviteReq.From().Address.User, Host: h},
 		remote: sip.Uri{Scheme: "sip", User: ru.User, Host: ru.Host, Port: ru.Port},
 		target: ru, dest: cd.dest, cseq: 101, ackWait: make(chan *sip.Request, 1), allow: cd.peer.Allow,
+		nat: parseNAT(cd.peer.NAT),
 	}
 	c.mu.Lock()
 	req := s.newInDialog(lg, sip.INVITE, offer, ctype)
@@ -829,6 +831,12 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 			}
 			c.forgetLeg(lg)
 			return
+		case <-s.runCtx.Done():
+			if !cancelled {
+				cancelIt()
+			}
+			c.forgetLeg(lg)
+			return
 		}
 	}
 }
@@ -856,19 +864,21 @@ func (s *Server) sendCancel(inv *sip.Request) {
 	s.doRequest(req)
 }
 
-// doRequest sends a non-INVITE request in the background and waits for its
-// final response, so the transaction retransmits as it should.
+// doRequest sends a non-INVITE request now and waits for its final
+// response in the background, so that the transaction retransmits as it
+// should; when the box stops it stops waiting.
 func (s *Server) doRequest(req *sip.Request) {
+	tx, err := s.cli.TransactionRequest(context.Background(), req, noBuild)
+	if err != nil {
+		s.log.Debug("pbx: sending request", "method", req.Method, "err", err)
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-		defer cancel()
-		tx, err := s.cli.TransactionRequest(ctx, req, noBuild)
-		if err != nil {
-			return
-		}
 		defer tx.Terminate()
+		t := time.NewTimer(64 * sip.T1)
+		defer t.Stop()
 		for {
 			select {
 			case res := <-tx.Responses():
@@ -877,7 +887,9 @@ func (s *Server) doRequest(req *sip.Request) {
 				}
 			case <-tx.Done():
 				return
-			case <-ctx.Done():
+			case <-t.C:
+				return
+			case <-s.runCtx.Done():
 				return
 			}
 		}
@@ -925,6 +937,7 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 	c.legs[sideCallee] = lg
 	c.callee, c.state, c.answer = lg.peer, "up", s.now()
 	if c.relay != nil {
+		c.relay.setComedia(sideCallee, lg.nat.comedia)
 		c.relay.setRemote(sideCallee, lg.sdp)
 	}
 	c.codec = sdpCodec(lg.sdp)

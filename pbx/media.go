@@ -148,6 +148,14 @@ func (r *relay) setRemote(side int, sdp []byte) {
 	rs.mu.Unlock()
 }
 
+// setComedia makes the relay answer side where its packets come from.
+func (r *relay) setComedia(side int, on bool) {
+	rs := r.sides[side]
+	rs.mu.Lock()
+	rs.comedia = on
+	rs.mu.Unlock()
+}
+
 // setRemoteAddr sets where side receives, unless latched.
 func (r *relay) setRemoteAddr(side int, ap netip.AddrPort) {
 	rs := r.sides[side]

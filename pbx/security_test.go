@@ -184,3 +184,42 @@ func TestRegistrarExpiryClampQueryUnregister(t *testing.T) {
 		}
 	}
 }
+
+// nat=no: a response goes to the Via's port (RFC 3261 §18.2.2), not to
+// the packet's source port; nat=force_rport: to the source, with rport
+// and received (RFC 3581).
+func TestResponseRoutingPerNAT(t *testing.T) {
+	cfg := testConfig("")
+	cfg.Peers[0].NAT = "force_rport" // the ISP line
+	box := startBox(t, cfg, nil)
+	for _, tt := range []struct {
+		user        string
+		toViaSocket bool
+	}{{clientLine, true}, {ispLine, false}} {
+		sender := newRawUA(t, box.Addr())
+		viaSock := newRawUA(t, box.Addr())
+		sender.send(`
+OPTIONS sip:`+box.Addr().String()+` SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:`+itoa(viaSock.port())+`;branch=`+branch()+`
+From: <sip:`+tt.user+`@127.0.0.1>;tag=n1
+To: <sip:`+box.Addr().String()+`>
+Call-ID: nat-`+tt.user+`@127.0.0.1
+CSeq: 1 OPTIONS
+Max-Forwards: 70`, "")
+		got, other := viaSock, sender
+		if !tt.toViaSocket {
+			got, other = sender, viaSock
+		}
+		r := got.final(3 * time.Second)
+		if r == nil {
+			t.Fatalf("%s: no response where expected", tt.user)
+		}
+		if m := other.recv(100 * time.Millisecond); m != nil {
+			t.Errorf("%s: response also at the other socket", tt.user)
+		}
+		rp, hasR := r.Via().Params.Get("rport")
+		if tt.toViaSocket == hasR || (!tt.toViaSocket && rp != itoa(sender.port())) {
+			t.Errorf("%s: Via %s", tt.user, r.Via().Value())
+		}
+	}
+}

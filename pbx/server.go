@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -501,9 +502,48 @@ func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, r
 		ct := sip.ContentTypeHeader("application/sdp")
 		res.AppendHeader(&ct)
 	}
+	s.routeResponse(req, res)
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("pbx: respond failed", "code", code, "err", err)
 	}
+}
+
+// routeResponse applies nat= to where a response goes (RFC 3261 §18.2.2,
+// RFC 3581 §4). With force_rport (or auto_force_rport and NAT seen) the
+// response goes back to the packet's source with rport and received, even
+// if the Via did not ask; otherwise, without rport, to the Via's port at
+// the source address.
+func (s *Server) routeResponse(req *sip.Request, res *sip.Response) {
+	v := res.Via()
+	src := sourceOf(req)
+	if v == nil || !src.IsValid() {
+		return
+	}
+	name := req.From().Address.User
+	if req.Method == sip.REGISTER {
+		name = req.To().Address.User
+	}
+	s.mu.Lock()
+	n := natSetting{autoForce: true}
+	if p := s.peers[name]; p != nil {
+		n = parseNAT(p.cfg.NAT)
+	}
+	s.mu.Unlock()
+	force := n.forceRport || (n.autoForce && viaNAT(req, src))
+	if _, has := v.Params.Get("rport"); has {
+		return // sipgo filled rport and received already
+	}
+	if force {
+		v.Params.Add("rport", strconv.Itoa(int(src.Port())))
+		v.Params.Add("received", src.Addr().String())
+		res.SetDestination(src.String())
+		return
+	}
+	port := v.Port
+	if port == 0 {
+		port = 5060
+	}
+	res.SetDestination(netip.AddrPortFrom(src.Addr(), uint16(port)).String())
 }
 
 func (s *Server) handleNoRoute(req *sip.Request, tx sip.ServerTransaction) {
