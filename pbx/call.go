@@ -52,7 +52,7 @@ type leg struct {
 	sdp        []byte       // the last SDP this side sent us
 	allow      []string     // the peer's codec policy (allow=)
 	nat        natSetting
-	busy       bool         // an INVITE transaction from or to this side is pending (RFC 3261 §14.1 glare: 491)
+	busy       bool // an INVITE transaction from or to this side is pending (RFC 3261 §14.1 glare: 491)
 	ackWait    chan *sip.Request
 }
 
