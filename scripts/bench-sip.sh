@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 command -v sipp >/dev/null || { echo "bench-sip: sipp not installed (apt-get install sip-tester)"; exit 1; }
 DURATION=${DURATION:-20}
 HOLD=${HOLD:-1000}
-RATES=${RATES:-"25 50 100 150 200 300 400 600"}
-REG_RATES=${REG_RATES:-"100 200 400 800 1200 1600 2400"}
+RATES=${RATES:-"50 100 150 200 250 300 400 600"}
+REG_RATES=${REG_RATES:-"400 800 1600 2400 3200 4000 5000 6400"}
 BOX=127.0.0.1:${BOX_PORT:-15060}
 UAS_PORT=${UAS_PORT:-15070}
 UAC_PORT=${UAC_PORT:-15080}
@@ -45,7 +45,7 @@ run() {
 	timeout $((DURATION * 3 + 60)) sipp -sf "$scen" -i 127.0.0.1 -p "$UAC_PORT" -nostdin \
 		-r "$rate" -m "$n" -l $((rate * (HOLD / 1000 + 2) + 100)) \
 		-s 88567682 -au bench-uac -ap bench -timeout $((DURATION * 2 + 30))s -timeout_error \
-		-trace_stat -stf "$work/stat.csv" "$@" "$BOX" >"$work/sipp.out" 2>&1
+		-trace_err -error_file "$work/uac_err.log" "$@" "$BOX" >"$work/sipp.out" 2>&1
 }
 
 best_calls=0
@@ -56,7 +56,8 @@ for r in $RATES; do
 		best_calls=$r
 	else
 		echo "calls: $r/s: failures (sipp exit $?); stopping"
-		tail -5 "$work/sipp.out" || true
+		grep -E "Failed call|Retransmissions|Timeout" "$work/sipp.out" | tail -3 || true
+		grep -v '^$' "$work/uac_err.log" 2>/dev/null | head -3 || true
 		break
 	fi
 done
