@@ -218,3 +218,39 @@ func TestWaitSerial(t *testing.T) {
 		t.Errorf("write after WaitSerial did not pass the gate: %v % x", err, b)
 	}
 }
+
+// TestSerialCloseKeepsWrittenBytes: Close of the host side fails later
+// reads and writes and unblocks a pending read, but what was written just
+// before still reaches the guest.
+func TestSerialCloseKeepsWrittenBytes(t *testing.T) {
+	host, guest := socketPair(t)
+	g := &gatedConn{UnixConn: host}
+	g.open.Store(true)
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := g.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	if _, err := g.Write([]byte("term-ack")); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("blocked Read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not unblock Read")
+	}
+	if _, err := g.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after Close: %v, want net.ErrClosed", err)
+	}
+	b := make([]byte, 8)
+	guest.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(guest, b); err != nil || string(b) != "term-ack" {
+		t.Errorf("guest read %q %v after the host's Close, want %q", b, err, "term-ack")
+	}
+}

@@ -401,8 +401,8 @@ func (v *VM) readConsole(r io.ReadCloser, log io.Writer) {
 
 // Serial is the host side of the guest's ttyS1: the byte stream pppd (or
 // chat) reads and writes. Serve it as a direct line (a PPP server reads
-// and writes it), or use BridgeToPTY; not both. Closing it hangs up the
-// guest's line (pppd sees no more bytes; qemu's 16550 keeps carrier).
+// and writes it), or use BridgeToPTY; not both. Closing it leaves the
+// guest's line silent (qemu's 16550 keeps carrier, so pppd sees no hang-up).
 //
 // What is written before the guest has sent its first byte is dropped, as
 // on a real line to a port nobody has open: qemu would instead hold it and
@@ -424,10 +424,12 @@ func (v *VM) WaitSerial(ctx context.Context) error {
 	return v.serial.waitFirst(ctx)
 }
 
-// gatedConn drops writes until the first byte has been read.
+// gatedConn drops writes until the first byte has been read, and closes
+// only logically: see Close.
 type gatedConn struct {
 	*net.UnixConn
 	open    atomic.Bool
+	closed  atomic.Bool
 	dropped atomic.Int64 // bytes dropped before the gate opened
 
 	mu      sync.Mutex // guards pending
@@ -443,19 +445,40 @@ func (c *gatedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	c.mu.Unlock()
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	n, err := c.UnixConn.Read(p)
 	if n > 0 {
 		c.open.Store(true)
+	}
+	if err != nil && c.closed.Load() {
+		err = net.ErrClosed
 	}
 	return n, err
 }
 
 func (c *gatedConn) Write(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	if !c.open.Load() {
 		c.dropped.Add(int64(len(p)))
 		return len(p), nil
 	}
 	return c.UnixConn.Write(p)
+}
+
+// Close ends the host's use of the line: Read and Write fail from now on,
+// and a blocked Read returns. The socket itself stays open until VM.Close,
+// so that what was written last (a server's Terminate-Ack) still reaches
+// the guest, as a UART drains its transmit buffer on close: qemu drops the
+// bytes it has not read yet when the socket hangs up.
+func (c *gatedConn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.UnixConn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // waitFirst reads the guest's first bytes into pending. It must not run
@@ -540,6 +563,7 @@ func (v *VM) Close() error {
 		}
 		<-v.consoleDone
 		v.serial.Close()
+		v.serial.UnixConn.Close()
 		os.RemoveAll(v.dir)
 	})
 	return nil
