@@ -649,9 +649,19 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 	}
 	var out ringOutcome
 	relayed180, relayed183 := false, false
+	released := map[*leg]bool{}
+	release := func(lg *leg) {
+		if !released[lg] {
+			released[lg] = true
+			c.releasePeer(lg.peer)
+		}
+	}
 	for pending > 0 {
 		select {
 		case <-ctx.Done():
+			for _, lg := range legs {
+				release(lg)
+			}
 			return out
 		case ev := <-events:
 			switch {
@@ -659,7 +669,7 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 				pending--
 				out.causes = append(out.causes, causeNoUserResponse)
 				out.cause = causeNoUserResponse
-				c.releasePeer(ev.lg.peer)
+				release(ev.lg)
 			case ev.res.IsProvisional():
 				code := ev.res.StatusCode
 				body := c.answerBody(ev.res.Body())
@@ -682,7 +692,7 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 				stopAll(ev.lg)
 				for i := range legs {
 					if legs[i] != ev.lg {
-						c.releasePeer(legs[i].peer)
+						release(legs[i])
 					}
 				}
 				if c.answered(ev.lg, ev.res) {
@@ -694,7 +704,7 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 				cause := sip2cause(ev.res.StatusCode)
 				out.causes = append(out.causes, cause)
 				out.cause = cause
-				c.releasePeer(ev.lg.peer)
+				release(ev.lg)
 			}
 		}
 	}
@@ -951,7 +961,7 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 	sdp, media, codec, a := lg.sdp, c.media, c.codec, c.legs[sideCaller]
 	c.mu.Unlock()
 	body := c.answerBody(sdp)
-	ok := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a)
+	ok := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a) != nil
 	s.publish(bus.CallAnswered{CallID: c.id, Callee: lg.peer, MediaMode: media, Codec: codec})
 	s.log.Info("pbx: answered", "id", c.id, "callee", lg.peer, "media", media, "codec", codec)
 	if !ok {
@@ -961,10 +971,9 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 }
 
 // sendFinal2xx sends a 2xx to a server INVITE transaction and retransmits
-// it (T1 doubling to T2) until the ACK arrives, for at most 64*T1 (RFC
-// 3261 §13.3.1.4). The ACK's body, if any, is handed back on l.ackWait
-// consumers; here it only matters that it came.
-func (c *call) sendFinal2xx(tx sip.ServerTransaction, req *sip.Request, body []byte, from *sip.Response, l *leg) bool {
+// it (T1 doubling to T2) until the ACK with the same CSeq arrives, for at
+// most 64*T1 (RFC 3261 §13.3.1.4). It returns that ACK, nil if none came.
+func (c *call) sendFinal2xx(tx sip.ServerTransaction, req *sip.Request, body []byte, from *sip.Response, l *leg) *sip.Request {
 	s := c.s
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
 	res.AppendHeader(sip.NewHeader("Server", s.general().UserAgent))
@@ -980,31 +989,43 @@ func (c *call) sendFinal2xx(tx sip.ServerTransaction, req *sip.Request, body []b
 		cth := sip.ContentTypeHeader(ct)
 		res.AppendHeader(&cth)
 	}
-	if err := tx.Respond(res); err != nil {
-		return false
+	for { // an ACK left over from an earlier 2xx must not count
+		select {
+		case <-l.ackWait:
+			continue
+		default:
+		}
+		break
 	}
+	s.routeResponse(req, res)
+	if err := tx.Respond(res); err != nil {
+		return nil
+	}
+	seq := req.CSeq().SeqNo
 	interval := sip.T1
 	deadline := time.NewTimer(64 * sip.T1)
 	defer deadline.Stop()
+	t := time.NewTimer(interval)
+	defer t.Stop()
 	for {
-		t := time.NewTimer(interval)
 		select {
-		case <-l.ackWait:
-			t.Stop()
-			return true
-		case <-tx.Acks():
-			t.Stop()
-			return true
+		case ack := <-l.ackWait:
+			if ack.CSeq().SeqNo == seq {
+				return ack
+			}
+		case ack := <-tx.Acks():
+			return ack
 		case <-t.C:
 			_ = tx.Respond(res)
 			interval = min(interval*2, sip.T2)
+			t.Reset(interval)
 		case <-deadline.C:
-			t.Stop()
 			s.log.Warn("pbx: no ACK for 200 OK", "id", c.id)
-			return false
-		case <-c.s.runCtx.Done():
-			t.Stop()
-			return false
+			return nil
+		case <-c.ctx.Done():
+			return nil
+		case <-s.runCtx.Done():
+			return nil
 		}
 	}
 }
@@ -1057,7 +1078,7 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	// RFC 3261 §12.2.2: a lower CSeq than the last one is out of order.
-	if seq := req.CSeq().SeqNo; seq <= l.remoteCSeq && !(from == sideCaller && seq == l.remoteCSeq && req.Method != sip.INVITE && req.Method != sip.BYE) {
+	if seq := req.CSeq().SeqNo; seq <= l.remoteCSeq {
 		c.mu.Unlock()
 		s.respond(tx, req, 500, "Server Internal Error", nil, sip.NewHeader("Retry-After", "1"))
 		return
@@ -1149,19 +1170,9 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	// re-INVITE answered 2xx: ACK the other side once this side ACKs us,
 	// carrying this side's ACK body (late offer: the answer rides in the ACK).
-	c.mu.Lock()
-	if c.relay == nil && rbody == nil {
-		rbody = nil
-	}
-	c.mu.Unlock()
-	got := c.sendFinal2xx(tx, req, rbody, res, l)
 	var ackBody []byte
-	if got {
-		select {
-		case a := <-l.ackWait:
-			ackBody = a.Body()
-		default:
-		}
+	if a := c.sendFinal2xx(tx, req, rbody, res, l); a != nil {
+		ackBody = a.Body()
 	}
 	c.mu.Lock()
 	c.adopt2xx(other, res)

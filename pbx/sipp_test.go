@@ -30,6 +30,7 @@ func TestSippCallDirectMedia(t *testing.T) {
 	if ev.Answer.IsZero() || ev.End.Before(ev.Answer) {
 		t.Errorf("times: %+v", ev)
 	}
+	noCallsLeft(t, box)
 	// The SDP the callee got: c= and m= exactly as the caller wrote them.
 	got := sdpOfFirstInvite(t, uas.messages())
 	for _, want := range []string{"c=IN IP4 127.0.0.50", "m=audio 16384 RTP/AVP 0 8 100 101", "a=rtpmap:100 NSE/8000", "a=ptime:30"} {
@@ -89,6 +90,7 @@ func TestSippCancelWhileRinging(t *testing.T) {
 	if ev := mustEnded(t, box); ev.Status != "CANCEL" || ev.SIPCode != 487 || ev.HangupBy != "caller" {
 		t.Errorf("CallEnded = %+v", ev)
 	}
+	noCallsLeft(t, box)
 }
 
 // failCase runs one call that must end with an error response to the caller.
@@ -113,6 +115,26 @@ func failCase(t *testing.T, dial string, uasScenario string, registerISP bool, c
 	}
 	if ev := mustEnded(t, box); ev.Status != status || ev.SIPCode != code {
 		t.Errorf("CallEnded = %+v, want %s %d", ev, status, code)
+	}
+	noCallsLeft(t, box)
+}
+
+// noCallsLeft checks that the call counters went back to zero.
+func noCallsLeft(t *testing.T, box *testBox) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		busy := len(box.Calls()) > 0
+		for _, p := range box.Peers() {
+			busy = busy || p.Calls != 0
+		}
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls left: %+v %+v", box.Calls(), box.Peers())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
