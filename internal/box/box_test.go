@@ -1,0 +1,217 @@
+package box_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/box"
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/config"
+	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/demo"
+)
+
+var gateway = netip.MustParseAddr("192.168.32.1")
+
+// dial calls 88567682 with the client modem, as the seed's Windows 95 PC
+// did, and waits for CONNECT and PPP up; the test's end hangs up.
+func (r *rig) dial(ctx context.Context) *demo.Session {
+	r.t.Helper()
+	s, err := demo.Dial(ctx, r.cli.Path(), demo.DialOptions{Number: "88567682", Log: r.log("client-ppp")})
+	if err != nil {
+		r.t.Fatalf("dial: %v", err)
+	}
+	return s
+}
+
+// hangUp ends the call by LCP and waits for the line to be idle again.
+func hangUp(t *testing.T, ctx context.Context, s *demo.Session, b *box.Box) {
+	t.Helper()
+	if err := s.HangUp(ctx); err != nil {
+		t.Fatalf("hang up: %v", err)
+	}
+	waitPeersReady(t, b)
+}
+
+// TestRestartKeepsRegistrations (issue 3): the box stops as on SIGTERM
+// while the ATA keeps running and does not register again; the new box on
+// the same port and database knows where both lines are at once, and a
+// call through it routes all the way to CONNECT and PPP.
+func TestRestartKeepsRegistrations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts the box under a running ATA and dials through it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newRig(t)
+	b1 := r.startBox()
+	r.startATA()
+	r.waitReady(b1)
+	before := b1.Status()
+	addrs := map[string]netip.AddrPort{}
+	for _, li := range r.ata.Describe() {
+		addrs[li.User] = li.SIP
+	}
+
+	start := time.Now()
+	b1.Stop(t)
+	b2 := r.startBox()
+	st := b2.Status() // before any OPTIONS answer or REGISTER could arrive
+	t.Logf("restarted in %v", time.Since(start).Round(time.Millisecond))
+	for user, addr := range addrs {
+		old, _ := peerByName(before, user)
+		p, ok := peerByName(st, user)
+		switch {
+		case !ok:
+			t.Errorf("peer %s missing after restart", user)
+		case p.Host != addr.Addr().String() || p.Port != int(addr.Port()):
+			t.Errorf("peer %s after restart: host %q port %d; want the ATA line's %v", user, p.Host, p.Port, addr)
+		case p.Contact != old.Contact || !p.Expires.Equal(old.Expires) || p.UserAgent != old.UserAgent:
+			t.Errorf("peer %s after restart: contact %q expires %v UA %q; before: %q %v %q", user,
+				p.Contact, p.Expires, p.UserAgent, old.Contact, old.Expires, old.UserAgent)
+		}
+	}
+
+	waitPeersReady(t, b2.Box)
+	s := r.dial(ctx)
+	if _, err := s.Net.Ping(ctx, gateway); err != nil {
+		t.Errorf("ping the gateway through the restarted box: %v", err)
+	}
+	hangUp(t, ctx, s, b2.Box)
+	b2.Stop(t) // drains the bus: every event is in the log
+
+	var ended []bus.CallEnded
+	for _, ev := range b2.events.all() {
+		switch e := ev.(type) {
+		case bus.PeerRegistered:
+			// The ATA registered for an hour: the new box knew the
+			// lines from the database, not from a new REGISTER.
+			t.Errorf("a REGISTER reached the restarted box: %v", e)
+		case bus.CallEnded:
+			ended = append(ended, e)
+		}
+	}
+	if len(ended) != 1 || ended[0].Status != "ANSWER" || ended[0].Callee != "pap2t-ispmodem" {
+		t.Errorf("call records of the restarted box: %+v; want one ANSWER to pap2t-ispmodem", ended)
+	}
+}
+
+// thirdPeer is a valid change to the config: a new SIP peer.
+const thirdPeer = `
+[pap2t-line3]
+context=default
+type=friend
+secret=password3
+host=dynamic
+`
+
+// TestReloadDuringCall (issue 2): with a dial-up call up and PPP running,
+// a valid config change is applied (a new peer shows in the status and on
+// the control socket), a broken file is refused with file:line and the
+// running config stays, and the call and its session live through both.
+func TestReloadDuringCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("dials through the box")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newRig(t)
+	b := r.startBox()
+	r.startATA()
+	r.waitReady(b)
+	s := r.dial(ctx)
+	up := b.Status()
+	if len(up.Calls) != 1 || len(up.Sessions) != 1 {
+		t.Fatalf("after CONNECT: %d calls, %d sessions; want 1 and 1", len(up.Calls), len(up.Sessions))
+	}
+
+	// A valid change.
+	r.writeConfig(thirdPeer)
+	if err := b.Reload(); err != nil {
+		t.Fatalf("reload of a valid config: %v", err)
+	}
+	st, err := console.NewClient(r.sock).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := peerByName(st, "pap2t-line3"); !ok || len(st.Peers) != 3 {
+		t.Errorf("after reload: peers %v; want pap2t-line3 added to the two", peerNames(st))
+	}
+	applied := b.Config()
+
+	// A broken file: an unknown key, reported at its line.
+	broken := thirdPeer + "\n[pap2t-broken]\ntype=friend\nsecret=x\nhost=dynamic\nbogus-key=1\n"
+	r.writeConfig(broken)
+	badLine := strings.Count(r.configText(broken), "\n") // the last line
+	err = b.Reload()
+	want := fmt.Sprintf("%s:%d: ", r.cfgPath, badLine)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "bogus-key") {
+		t.Errorf("reload of a broken config: %v; want an error at %s about bogus-key", err, want)
+	}
+	if b.Config() != applied {
+		t.Error("the refused config replaced the running one")
+	}
+	st = b.Status()
+	if _, ok := peerByName(st, "pap2t-broken"); ok || len(st.Peers) != 3 {
+		t.Errorf("after a refused reload: peers %v; want the three of the running config", peerNames(st))
+	}
+
+	// The call lived through both.
+	if len(st.Calls) != 1 || st.Calls[0].ID != up.Calls[0].ID || len(st.Sessions) != 1 || st.Sessions[0].ID != up.Sessions[0].ID {
+		t.Errorf("after reloads: calls %+v sessions %+v; want call %s and session %s still up", st.Calls, st.Sessions,
+			up.Calls[0].ID, up.Sessions[0].ID)
+	}
+	if _, err := s.Net.Ping(ctx, gateway); err != nil {
+		t.Errorf("ping through the call after the reloads: %v", err)
+	}
+	var notices []string
+	for _, ev := range b.events.all() {
+		switch e := ev.(type) {
+		case bus.CallEnded, bus.PPPDown:
+			t.Errorf("during the reloads: %v", e)
+		case bus.Notice:
+			notices = append(notices, e.Text)
+		}
+	}
+	if !hasPrefix(notices, "config reloaded from "+r.cfgPath) || !hasPrefix(notices, "reload refused: "+want) {
+		t.Errorf("notices %q: want the reload and the refusal", notices)
+	}
+	hangUp(t, ctx, s, b.Box)
+}
+
+// TestReloadWithoutFile: a box run from a parsed config with no file
+// refuses reload in words, instead of failing to read "".
+func TestReloadWithoutFile(t *testing.T) {
+	cfg, err := config.Parse("inline.conf", []byte("[general]\nudpbindaddr=127.0.0.1:5060\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := box.New(cfg, box.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reload(); err == nil || err.Error() != "no config file to reload" {
+		t.Errorf("Reload without a file: %v", err)
+	}
+}
+
+func peerNames(st console.Status) []string {
+	var n []string
+	for _, p := range st.Peers {
+		n = append(n, p.Name)
+	}
+	return n
+}
+
+func hasPrefix(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
