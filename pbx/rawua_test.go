@@ -143,15 +143,14 @@ func (u *rawUA) registerAuth(user, pass, expires string) *sip.Response {
 	return r
 }
 
-// invite sends an INVITE as user to exten, with auth if given.
-func (u *rawUA) invite(user, exten string, cseq int, callID, auth string) *sip.Response {
-	u.t.Helper()
+const testSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\nm=audio 16384 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+
+func inviteText(box string, port int, user, exten string, cseq int, callID, auth string) string {
 	a := ""
 	if auth != "" {
 		a = "\nAuthorization: " + auth
 	}
-	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\nm=audio 16384 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-	u.send(fmt.Sprintf(`
+	return fmt.Sprintf(`
 INVITE sip:%[6]s@%[1]s SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
 From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
@@ -160,7 +159,14 @@ Call-ID: %[7]s
 CSeq: %[5]d INVITE
 Contact: <sip:%[4]s@127.0.0.1:%[2]d>
 Max-Forwards: 70
-Content-Type: application/sdp%[8]s`, u.box, u.port(), branch(), user, cseq, exten, callID, a), sdp)
+Content-Type: application/sdp%[8]s`, box, port, branch(), user, cseq, exten, callID, a)
+}
+
+// invite sends an INVITE as user to exten, with auth if given, and
+// returns the final response.
+func (u *rawUA) invite(user, exten string, cseq int, callID, auth string) *sip.Response {
+	u.t.Helper()
+	u.send(inviteText(u.box.String(), u.port(), user, exten, cseq, callID, auth), testSDP)
 	return u.final(5 * time.Second)
 }
 

@@ -67,3 +67,28 @@ Max-Forwards: 69`, "")
 		t.Errorf("loop: %v", r)
 	}
 }
+
+// call-limit: a peer at its limit gets 480 (chan_sip C 26990-27005).
+func TestCallLimit(t *testing.T) {
+	cfg := testConfig("")
+	cfg.Peers[1].CallLimit = 1 // the client line
+	box := startBox(t, cfg, nil)
+	isp := newRawUA(t, box.Addr())
+	isp.registerAuth(ispLine, secret, "")
+	cli := newRawUA(t, box.Addr())
+	r := cli.invite(clientLine, "1", 1, "lim1@x", "")
+	// the first call rings at the ISP line (which never answers)
+	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "1", 2, "lim1@x", authz(r, clientLine, secret, "INVITE", "sip:1@"+box.Addr().String())), testSDP)
+	if m := isp.recv(5e9); m == nil {
+		t.Fatal("the ISP line got no INVITE")
+	}
+	cli2 := newRawUA(t, box.Addr())
+	r = cli2.invite(clientLine, "1", 1, "lim2@x", "")
+	r = cli2.invite(clientLine, "1", 2, "lim2@x", authz(r, clientLine, secret, "INVITE", "sip:1@"+box.Addr().String()))
+	if r == nil || r.StatusCode != 480 {
+		t.Fatalf("over the limit: %v", r)
+	}
+	if c := box.Calls(); len(c) != 1 || c[0].State != "routing" && c[0].State != "ringing" {
+		t.Errorf("calls: %+v", c)
+	}
+}
