@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// TestReference keeps REFERENCE.md honest: every key and option the parser
+// TestReference keeps README.md honest: every key and option the parser
 // knows must appear in it, backquoted.
 func TestReference(t *testing.T) {
-	data, err := os.ReadFile("REFERENCE.md")
+	data, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func TestReference(t *testing.T) {
 	keys = append(keys, sortedKeys(pppOptions)...)
 	for _, k := range keys {
 		if !strings.Contains(doc, "`"+k+"`") && !strings.Contains(doc, "`"+k+" ") {
-			t.Errorf("REFERENCE.md does not document %q", k)
+			t.Errorf("README.md does not document %q", k)
 		}
 	}
 }
