@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/isp-box/isp-box/internal/rawtty"
 	"github.com/isp-box/isp-box/netstack/clientnet"
 	"github.com/isp-box/isp-box/ppp"
 )
@@ -34,7 +35,7 @@ func OpenTerminal(path string) (*Terminal, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := makeRaw(f); err != nil {
+	if err := rawtty.MakeRaw(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("raw mode on %s: %w", path, err)
 	}
@@ -374,32 +375,4 @@ func (s *Session) HangUp(ctx context.Context) error {
 		s.Net.Close()
 	}
 	return errors.Join(errs...)
-}
-
-// makeRaw sets f's terminal to raw mode as cfmakeraw(3) does.
-func makeRaw(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		t, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
-		if err != nil {
-			serr = err
-			return
-		}
-		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON | unix.IXOFF
-		t.Oflag &^= unix.OPOST
-		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		t.Cflag &^= unix.CSIZE | unix.PARENB | unix.CRTSCTS
-		t.Cflag |= unix.CS8 | unix.CLOCAL | unix.CREAD
-		t.Cc[unix.VMIN] = 1
-		t.Cc[unix.VTIME] = 0
-		serr = unix.IoctlSetTermios(int(fd), unix.TCSETS, t)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }

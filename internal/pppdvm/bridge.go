@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/isp-box/isp-box/internal/rawtty"
 )
 
 // BridgeToPTY copies bytes both ways between the guest's serial line and
@@ -29,7 +31,7 @@ func (v *VM) BridgeToPTY(ctx context.Context, ptyPath string) error {
 	if err != nil {
 		return fmt.Errorf("pppdvm: opening %s: %w", ptyPath, err)
 	}
-	if err := makeRaw(f); err != nil {
+	if err := rawtty.MakeRaw(f); err != nil {
 		f.Close()
 		return fmt.Errorf("pppdvm: raw mode on %s: %w", ptyPath, err)
 	}
@@ -85,33 +87,4 @@ func eofIsEnd(err error) error {
 		return errEnded
 	}
 	return err
-}
-
-// makeRaw sets f's terminal to raw mode as cfmakeraw(3) does: no echo, no
-// CR/LF mapping, no signals, 8 data bits, reads return each byte at once.
-func makeRaw(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		t, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
-		if err != nil {
-			serr = err
-			return
-		}
-		t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON | unix.IXOFF
-		t.Oflag &^= unix.OPOST
-		t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		t.Cflag &^= unix.CSIZE | unix.PARENB
-		t.Cflag |= unix.CS8
-		t.Cc[unix.VMIN] = 1
-		t.Cc[unix.VTIME] = 0
-		serr = unix.IoctlSetTermios(int(fd), unix.TCSETS, t)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
