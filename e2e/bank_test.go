@@ -21,6 +21,8 @@ type bank struct {
 	echo int
 	// pool and gateway: a /24 holds 253 clients; bigger banks need more.
 	pool, gateway string
+	// qualify is the peers' qualify= in ms; 0 = 200, the seed's.
+	qualify int
 }
 
 func (b bank) number(i int) string {
@@ -37,6 +39,10 @@ func (b bank) config() string {
 	if pool == "" {
 		pool, gw = "192.168.32.0/24", "192.168.32.1"
 	}
+	q := b.qualify
+	if q == 0 {
+		q = 200
+	}
 	var s strings.Builder
 	fmt.Fprintf(&s, `[general]
 udpbindaddr=127.0.0.1:5060
@@ -50,7 +56,7 @@ pool = %s
 type=friend
 context=from-bank
 host=dynamic
-qualify=200
+qualify=%d
 directmedia=yes
 call-limit=1
 huntgroup=bank
@@ -59,10 +65,10 @@ huntgroup=bank
 type=friend
 context=from-callers
 host=dynamic
-qualify=200
+qualify=%[3]d
 directmedia=yes
 
-`, gw, pool)
+`, gw, pool, q)
 	for i := 1; i <= b.n; i++ {
 		fmt.Fprintf(&s, "[modem%d](modem-port)\nsecret=m%d\n[caller%d](caller-port)\nsecret=c%d\n", i, i, i, i)
 	}

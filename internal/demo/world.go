@@ -66,11 +66,12 @@ type World struct {
 	Peers []string
 	Dir   string
 
-	cancel  context.CancelFunc
-	boxDone chan error
-	ataDone chan error
-	tmp     bool
-	modems  []*hayes.Modem
+	cancel    context.CancelFunc // stops the box
+	ataCancel context.CancelFunc // stops the ATA
+	boxDone   chan error
+	ataDone   chan error
+	tmp       bool
+	modems    []*hayes.Modem
 
 	closeOnce sync.Once
 	closeErr  error
@@ -208,7 +209,12 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 		w.Clients[peer] = m
 	}
 	w.ataDone = make(chan error, 1)
-	go func() { w.ataDone <- a.Run(rctx) }()
+	// The ATA stops before the box (Close), as when the ATA is unplugged
+	// and then the box is shut down: its lines hang up and unregister
+	// while the box still answers.
+	actx, acancel := context.WithCancel(context.Background())
+	w.ataCancel = acancel
+	go func() { w.ataDone <- a.Run(actx) }()
 	return w, nil
 }
 
@@ -243,11 +249,14 @@ func (w *World) Close() error {
 
 func (w *World) close() error {
 	var err error
-	if w.cancel != nil {
-		w.cancel()
+	if w.ataCancel != nil {
+		w.ataCancel()
 	}
 	if w.ataDone != nil {
 		<-w.ataDone
+	}
+	if w.cancel != nil {
+		w.cancel()
 	}
 	if w.boxDone != nil {
 		err = <-w.boxDone
