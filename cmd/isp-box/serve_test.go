@@ -85,19 +85,22 @@ type daemon struct {
 
 // serveOpts choose how the child runs.
 type serveOpts struct {
-	nobody bool // run as uid/gid 65534 (when the test runs as root)
+	nobody bool     // run as uid/gid 65534 (when the test runs as root)
+	env    []string // the child's whole environment if not nil
+	dir    string   // its working directory
 }
 
-// startServe runs `isp-box serve -c cfg -s sock --db db --log-level debug`
-// and returns once the control socket answers.
-func startServe(t *testing.T, o serveOpts, cfg, sock, db string) *daemon {
+// startServe runs `isp-box serve args...` and returns once the control
+// socket sock answers.
+func startServe(t *testing.T, o serveOpts, sock string, args ...string) *daemon {
 	t.Helper()
 	bin := binary(t)
 	d := &daemon{t: t, sock: sock, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(bin, "serve", "-c", cfg, "-s", sock, "--db", db, "--log-level", "debug")
+	d.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
 	d.cmd.Stdout = d.stderr
 	d.cmd.Stderr = d.stderr
-	d.cmd.Dir = filepath.Dir(cfg)
+	d.cmd.Dir = o.dir
+	d.cmd.Env = o.env
 	if o.nobody && os.Geteuid() == 0 {
 		d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
@@ -261,15 +264,20 @@ func TestServeUnprivileged(t *testing.T) {
 	}
 	nobody := os.Geteuid() == 0
 	dir := userDir(t, nobody)
-	cfg := filepath.Join(dir, "pap2t.conf")
+	const cfgArg = "pap2t.conf" // relative to the daemon's working directory, as typed
+	cfg := filepath.Join(dir, cfgArg)
 	text := exampleConfig(t, freeUDPPort(t), nil)
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "isp-box.sock")
+	// No -s and no --db: the ordinary user's defaults, under $XDG_RUNTIME_DIR
+	// and $HOME, as `isp-box serve -c examples/pap2t.conf` finds them.
+	sock := filepath.Join(dir, "xdg", "isp-box", "isp-box.sock")
+	db := filepath.Join(dir, ".local", "state", "isp-box", "isp-box.db")
+	childEnv := []string{"HOME=" + dir, "XDG_RUNTIME_DIR=" + filepath.Join(dir, "xdg"), "PATH=/usr/bin:/bin", "LANG=C"}
 	binary(t) // before the clock starts
 	start := time.Now()
-	d := startServe(t, serveOpts{nobody: nobody}, cfg, sock, filepath.Join(dir, "isp-box.db"))
+	d := startServe(t, serveOpts{nobody: nobody, env: childEnv, dir: dir}, sock, "-c", cfgArg, "--log-level", "debug")
 	t.Logf("serve answered on its socket after %v", time.Since(start).Round(time.Millisecond))
 	if fi, err := os.Lstat(sock); err != nil {
 		t.Fatal(err)
@@ -303,7 +311,7 @@ func TestServeUnprivileged(t *testing.T) {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
 	code, out, _ = runCmd(t.Context(), "status", "-s", sock)
-	if code != 0 || !containsAll(out, "config:   "+cfg, "network:  userspace", "peers:    2 (0 online)", "lines:    1", "calls:    0") {
+	if code != 0 || !containsAll(out, "config:   "+cfgArg, "network:  userspace", "peers:    2 (0 online)", "lines:    1", "calls:    0") {
 		t.Errorf("status: exit %d, output:\n%s", code, out)
 	}
 	code, out, _ = runCmd(t.Context(), "peers", "-s", sock)
@@ -329,7 +337,7 @@ func TestServeUnprivileged(t *testing.T) {
 		t.Errorf("reload: exit %d, %q, %q", code, out, errs)
 	}
 	waitCond(t, 30*time.Second, "the reload notice in the console", func() bool {
-		return strings.Contains(cout.String(), "config reloaded from "+cfg)
+		return strings.Contains(cout.String(), "config reloaded from "+cfgArg)
 	})
 	ccancel()
 	if code := <-cdone; code != 0 {
@@ -359,7 +367,7 @@ func TestServeUnprivileged(t *testing.T) {
 	}
 	badLine := strings.Count(broken, "\n")
 	code, out, errs = runCmd(t.Context(), "reload", "-s", sock)
-	if want := fmt.Sprintf("%s:%d: ", cfg, badLine); code != 1 || out != "" ||
+	if want := fmt.Sprintf("%s:%d: ", cfgArg, badLine); code != 1 || out != "" ||
 		!strings.HasPrefix(errs, "isp-box: reload refused:\n") || !containsAll(errs, want, "bogus-key") {
 		t.Errorf("reload of a broken file: exit %d, %q, stderr %q; want 1 and %s...bogus-key", code, out, errs, want)
 	}
@@ -370,7 +378,7 @@ func TestServeUnprivileged(t *testing.T) {
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(30*time.Second, `msg="reload refused; the running config stays"`, fmt.Sprintf("%s:%d:", cfg, badLine))
+	d.waitLog(30*time.Second, `msg="reload refused; the running config stays"`, fmt.Sprintf("%s:%d:", cfgArg, badLine))
 
 	// SIGTERM: a clean stop.
 	if code := d.stop(syscall.SIGTERM); code != 0 {
@@ -378,6 +386,19 @@ func TestServeUnprivileged(t *testing.T) {
 	}
 	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("control socket after SIGTERM: %v; want it removed", err)
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Errorf("no database at the ordinary user's default path: %v", err)
+	}
+
+	// With the daemon gone, the binary says so in one line and exits 1.
+	var stdout, stderr strings.Builder
+	c := exec.Command(binary(t), "lines", "-s", sock)
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	want := "isp-box: no daemon at " + sock + ": no such file or directory (is \"isp-box serve\" running?)\n"
+	if c.ProcessState.ExitCode() != 1 || stdout.Len() != 0 || stderr.String() != want {
+		t.Errorf("isp-box lines with no daemon: %v, stdout %q, stderr %q; want exit 1 and %q", err, stdout.String(), stderr.String(), want)
 	}
 	out = d.stderr.String()
 	if !strings.Contains(out, `msg="isp-box stopped"`) {
@@ -439,7 +460,7 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 	binary(t) // before the clock starts
 
 	r := newLineRig(t, dir, ispLink, port)
-	d1 := startServe(t, serveOpts{}, cfg, sock, db)
+	d1 := startServe(t, serveOpts{dir: dir}, sock, "-c", cfg, "-s", sock, "--db", db, "--log-level", "debug")
 	r.run()
 	waitCond(t, 30*time.Second, "both ATA lines registered", r.registered)
 	before := peersJSON(t, sock)
@@ -461,7 +482,7 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 			t.Errorf("exit status %d after SIGTERM", code)
 		}
 	}
-	d2 := startServe(t, serveOpts{}, cfg, sock, db)
+	d2 := startServe(t, serveOpts{dir: dir}, sock, "-c", cfg, "-s", sock, "--db", db, "--log-level", "debug")
 	after := peersJSON(t, sock)
 	t.Logf("restarted after %v and answered in %v", sig, time.Since(start).Round(time.Millisecond))
 	for _, user := range []string{"pap2t-ispmodem", "pap2t-client"} {
