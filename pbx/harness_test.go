@@ -179,15 +179,15 @@ func scenario(t *testing.T, name string, data any) string {
 
 // scen holds every field the scenario templates use.
 type scen struct {
-	User, Password, Exten string
-	SDPAddr               string
-	SDPPort               int
-	AnswerAddr            string
-	AnswerPort            int
-	WantAddrRE, WantPTs   string
-	WantPort              int
-	CheckSDP, Reinvite    bool
-	Code, RingFor, Hold   int
+	User, Password, Exten      string
+	SDPAddr                    string
+	SDPPort                    int
+	AnswerAddr                 string
+	AnswerPort                 int
+	WantAddrRE, WantPTs        string
+	WantPort                   int
+	CheckSDP, Reinvite         bool
+	Code, RingFor, Hold, Delay int
 }
 
 func defaults(user string) scen {

@@ -24,13 +24,15 @@ type relay struct {
 
 type relaySide struct {
 	conn    *net.UDPConn
+	rtcp    *net.UDPConn   // RTP port + 1 (RFC 3550 §11)
 	local   netip.AddrPort // what we advertise in SDP to this side
 	comedia bool           // send to where this side's packets come from (nat=comedia)
 
-	mu      sync.Mutex
-	remote  netip.AddrPort // where this side receives
-	latched bool
-	stats   streamStats // packets received from this side
+	mu         sync.Mutex
+	remote     netip.AddrPort // where this side receives
+	latched    bool
+	rtcpRemote netip.AddrPort // latched RTCP source, if any
+	stats      streamStats    // packets received from this side
 }
 
 // StreamStats are the counters of one direction of a relayed stream.
@@ -96,38 +98,47 @@ func (s *Server) newRelay(ip netip.Addr, callerComedia bool) (*relay, error) {
 	s.mu.Unlock()
 	r := &relay{}
 	for i := range r.sides {
-		conn, err := listenRTP(bindIP, lo, hi)
+		conn, rtcp, err := listenRTP(bindIP, lo, hi)
 		if err != nil {
 			r.close()
 			return nil, err
 		}
 		port := conn.LocalAddr().(*net.UDPAddr).Port
-		r.sides[i] = &relaySide{conn: conn, local: netip.AddrPortFrom(ip, uint16(port))}
+		r.sides[i] = &relaySide{conn: conn, rtcp: rtcp, local: netip.AddrPortFrom(ip, uint16(port))}
 	}
 	r.sides[sideCaller].comedia = callerComedia
 	for i := range r.sides {
-		r.wg.Add(1)
+		r.wg.Add(2)
 		go r.pump(i)
+		go r.pumpRTCP(i)
 	}
 	return r, nil
 }
 
 var errNoPorts = errors.New("no free RTP port")
 
-func listenRTP(ip netip.Addr, lo, hi int) (*net.UDPConn, error) {
+// listenRTP binds an even RTP port and the RTCP port above it.
+func listenRTP(ip netip.Addr, lo, hi int) (*net.UDPConn, *net.UDPConn, error) {
 	n := (hi - lo) / 2
 	if n <= 0 {
-		return nil, errNoPorts
+		return nil, nil, errNoPorts
 	}
+	lo += lo % 2
 	start := rand.IntN(n)
 	for i := 0; i < n && i < 200; i++ {
 		port := lo + 2*((start+i)%n)
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
-		if err == nil {
-			return c, nil
+		if err != nil {
+			continue
 		}
+		c2, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+		if err != nil {
+			c.Close()
+			continue
+		}
+		return c, c2, nil
 	}
-	return nil, fmt.Errorf("%w in %d-%d", errNoPorts, lo, hi)
+	return nil, nil, fmt.Errorf("%w in %d-%d", errNoPorts, lo, hi)
 }
 
 // addr is what we advertise to side.
@@ -204,6 +215,34 @@ func (r *relay) pump(from int) {
 	}
 }
 
+// pumpRTCP forwards RTCP (RTP port + 1) the same way, without counters.
+func (r *relay) pumpRTCP(from int) {
+	defer r.wg.Done()
+	in, out := r.sides[from], r.sides[1-from]
+	buf := make([]byte, 1500)
+	for {
+		n, src, err := in.rtcp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		in.mu.Lock()
+		if in.comedia {
+			in.rtcpRemote = src
+		}
+		in.mu.Unlock()
+		out.mu.Lock()
+		dst := out.rtcpRemote
+		if !dst.IsValid() && out.remote.IsValid() {
+			dst = netip.AddrPortFrom(out.remote.Addr(), out.remote.Port()+1)
+		}
+		out.mu.Unlock()
+		if dst.IsValid() {
+			_, _ = out.rtcp.WriteToUDPAddrPort(buf[:n], dst)
+		}
+	}
+}
+
 // Stats returns the counters of both directions: [0] from the caller,
 // [1] from the callee.
 func (r *relay) Stats() [2]StreamStats {
@@ -224,6 +263,7 @@ func (r *relay) close() {
 		for _, rs := range r.sides {
 			if rs != nil {
 				rs.conn.Close()
+				rs.rtcp.Close()
 			}
 		}
 	})

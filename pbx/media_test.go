@@ -43,6 +43,8 @@ func TestSippRelayMedia(t *testing.T) {
 	d.WantPort = -1
 	caller := udpAt(t, "127.0.0.50:16384") // where the caller's SDP says it listens
 	callee := udpAt(t, "127.0.0.60:16482")
+	callerRTCP := udpAt(t, "127.0.0.50:16385")
+	calleeRTCP := udpAt(t, "127.0.0.60:16483")
 	c := defaults(clientLine)
 	c.Hold = 3000
 	uasFile := strings.Replace(scenario(t, "uas_answer.xml", d), "", "", 1)
@@ -83,6 +85,15 @@ func TestSippRelayMedia(t *testing.T) {
 	}
 	if cs := box.Calls(); len(cs) != 1 || cs[0].Packets != 10 || cs[0].Lost != 0 {
 		t.Errorf("counters: %+v", cs)
+	}
+	// RTCP rides on the port above (RFC 3550 §11)
+	sr := []byte{0x80, 200, 0, 6, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if _, err := callerRTCP.WriteToUDPAddrPort(sr, netip.AddrPortFrom(ci.RelayCaller.Addr(), ci.RelayCaller.Port()+1)); err != nil {
+		t.Fatal(err)
+	}
+	_ = calleeRTCP.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, from, err := calleeRTCP.ReadFromUDPAddrPort(buf); err != nil || n != len(sr) || from.Port() != ci.RelayCallee.Port()+1 {
+		t.Errorf("RTCP: n=%d from %v err %v", n, from, err)
 	}
 	uac.wait(t, 30*time.Second)
 	uas.wait(t, 30*time.Second)

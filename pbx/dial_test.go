@@ -1,0 +1,87 @@
+package pbx
+
+import (
+	"testing"
+	"time"
+)
+
+func twoModems(dial string) Config {
+	cfg := testConfig(dial)
+	m2 := DefaultPeer("modem2")
+	m2.Secret, m2.Host, m2.NAT, m2.HuntGroup = secret, "dynamic", "no", "modems"
+	cfg.Peers[0].HuntGroup = "modems"
+	return withPeer(cfg, m2)
+}
+
+func withPeer(cfg Config, p Peer) Config {
+	cfg.Peers = append(cfg.Peers, p)
+	return cfg
+}
+
+// Dial(SIP/a&SIP/b) rings both; the first to answer gets the call and the
+// other is CANCELled (its sipp scenario expects the CANCEL).
+func TestSippParallelDial(t *testing.T) {
+	needSipp(t)
+	box := startBox(t, twoModems("Dial(SIP/"+ispLine+"&SIP/modem2,20)"), nil)
+	p1, p2, pc := freePort(t), freePort(t), freePort(t)
+	registerLine(t, box, ispLine, p1)
+	registerLine(t, box, "modem2", p2)
+	registerLine(t, box, clientLine, pc)
+	ringer := startSipp(t, scenario(t, "uas_ring.xml", defaults(ispLine)), p1, "")
+	d := defaults("modem2")
+	d.RingFor = 500
+	answerer := startSipp(t, scenario(t, "uas_answer.xml", d), p2, "")
+	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), pc, box.Addr().String())
+	uac.wait(t, 30*time.Second)
+	answerer.wait(t, 30*time.Second)
+	ringer.wait(t, 30*time.Second)
+	if ev := mustEnded(t, box); ev.Callee != "modem2" || ev.Status != "ANSWER" {
+		t.Errorf("CallEnded = %+v", ev)
+	}
+	noCallsLeft(t, box)
+}
+
+// In a hunt group a member that answers busy passes the call to the next.
+func TestSippHuntBusyMember(t *testing.T) {
+	needSipp(t)
+	box := startBox(t, twoModems("Dial(HUNT/modems,20)"), nil)
+	p1, p2, pc := freePort(t), freePort(t), freePort(t)
+	registerLine(t, box, ispLine, p1)
+	registerLine(t, box, "modem2", p2)
+	registerLine(t, box, clientLine, pc)
+	busy := startSipp(t, scenario(t, "uas_busy.xml", defaults(ispLine)), p1, "")
+	answerer := startSipp(t, scenario(t, "uas_answer.xml", defaults("modem2")), p2, "")
+	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), pc, box.Addr().String())
+	uac.wait(t, 30*time.Second)
+	busy.wait(t, 30*time.Second)
+	answerer.wait(t, 30*time.Second)
+	if ev := mustEnded(t, box); ev.Callee != "modem2" || ev.Status != "ANSWER" {
+		t.Errorf("CallEnded = %+v", ev)
+	}
+	noCallsLeft(t, box)
+}
+
+// An answer slower than qualify= but within 2x is LAGGED (chan_sip), and a
+// LAGGED peer is not dialled.
+func TestSippQualifyLagged(t *testing.T) {
+	needSipp(t)
+	cfg := testConfig("")
+	cfg.Peers[0].Qualify = 100
+	cfg.Peers[0].QualifyFreq = time.Second
+	box := startBox(t, cfg, nil)
+	port := freePort(t)
+	registerLine(t, box, ispLine, port)
+	d := defaults(ispLine)
+	d.Delay = 150
+	startSipp(t, scenario(t, "uas_options.xml", d), port, "", "-m", "1000")
+	p := waitPeer(t, box.Server, ispLine, 15*time.Second, func(p PeerInfo) bool { return len(p.Status) > 6 && p.Status[:6] == "LAGGED" })
+	if !p.Online {
+		t.Errorf("LAGGED counts online in chan_sip's summary: %+v", p)
+	}
+	cli := newRawUA(t, box.Addr())
+	r := cli.invite(clientLine, "88567682", 1, "lag@x", "")
+	r = cli.invite(clientLine, "88567682", 2, "lag@x", authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String()))
+	if r == nil || r.StatusCode != 503 {
+		t.Errorf("call to a LAGGED peer: %v", r)
+	}
+}
