@@ -23,6 +23,12 @@ type bank struct {
 	pool, gateway string
 	// qualify is the peers' qualify= in ms; 0 = 200, the seed's.
 	qualify int
+	// devices, if set, is the directory of the modems' device links
+	// (tty-ttyS1, ...), written into the config for a box run as its own
+	// process; with a World (which sets the devices) it stays empty.
+	devices string
+	// sip is udpbindaddr; "" = 127.0.0.1:5060 (a World replaces it).
+	sip string
 }
 
 func (b bank) number(i int) string {
@@ -44,8 +50,12 @@ func (b bank) config() string {
 		q = 200
 	}
 	var s strings.Builder
+	sip := b.sip
+	if sip == "" {
+		sip = "127.0.0.1:5060"
+	}
 	fmt.Fprintf(&s, `[general]
-udpbindaddr=127.0.0.1:5060
+udpbindaddr=%s
 context=from-callers
 
 [network]
@@ -56,7 +66,7 @@ pool = %s
 type=friend
 context=from-bank
 host=dynamic
-qualify=%d
+qualify=%[4]d
 directmedia=yes
 call-limit=1
 huntgroup=bank
@@ -65,10 +75,10 @@ huntgroup=bank
 type=friend
 context=from-callers
 host=dynamic
-qualify=%[3]d
+qualify=%[4]d
 directmedia=yes
 
-`, gw, pool, q)
+`, sip, gw, pool, q)
 	for i := 1; i <= b.n; i++ {
 		fmt.Fprintf(&s, "[modem%d](modem-port)\nsecret=m%d\n[caller%d](caller-port)\nsecret=c%d\n", i, i, i, i)
 	}
@@ -83,8 +93,14 @@ directmedia=yes
 	s.WriteString("\n[from-bank]\nexten => _X!,1,Congestion()\n\n[mgetty]\nrings 1\nspeed 115200\n")
 	for i := 1; i <= b.n; i++ {
 		fmt.Fprintf(&s, "port ttyS%d\n peer modem%d\n", i, i)
+		if b.devices != "" {
+			fmt.Fprintf(&s, " device %s/tty-ttyS%d\n", b.devices, i)
+		}
 	}
 	fmt.Fprintf(&s, "\n[ppp]\nms-dns %s\nasyncmap 0\nauth\nrequire-pap\n", gw)
+	if b.devices != "" {
+		s.WriteString("nolock\nnocrtscts\n") // ptys: no UUCP lock, no CTS
+	}
 	if b.echo > 0 {
 		fmt.Fprintf(&s, "lcp-echo-interval %d\nlcp-echo-failure 5\n", b.echo)
 	}
@@ -95,6 +111,11 @@ directmedia=yes
 // dialAll dials from every caller at once and returns the sessions (nil
 // where a dial failed), the errors, and each dial's time to PPP up.
 func dialAll(ctx context.Context, w *world, b bank, o demo.DialOptions) ([]*demo.Session, []error, []time.Duration) {
+	return dialEach(ctx, b, o, func(i int) string { return w.Clients[fmt.Sprintf("caller%d", i)].Path() })
+}
+
+// dialEach dials from caller i's modem at path(i), i = 1..b.n, all at once.
+func dialEach(ctx context.Context, b bank, o demo.DialOptions, path func(int) string) ([]*demo.Session, []error, []time.Duration) {
 	sess := make([]*demo.Session, b.n)
 	errs := make([]error, b.n)
 	took := make([]time.Duration, b.n)
@@ -106,7 +127,7 @@ func dialAll(ctx context.Context, w *world, b bank, o demo.DialOptions) ([]*demo
 			do := o
 			do.Number, do.User, do.Password = b.number(i), "dial", "dial"
 			start := time.Now()
-			sess[i-1], errs[i-1] = demo.Dial(ctx, w.Clients[fmt.Sprintf("caller%d", i)].Path(), do)
+			sess[i-1], errs[i-1] = demo.Dial(ctx, path(i), do)
 			took[i-1] = time.Since(start)
 		}()
 	}
