@@ -348,6 +348,11 @@ func (c *call) run(plan *dialplan.Plan) {
 		// sipgo has already answered 200 to the CANCEL and 487 to the INVITE
 		c.cancel()
 	})
+	select {
+	case <-tx.Done(): // CANCELled (or dead) before the hook was in place
+		c.cancel()
+	default:
+	}
 	s.respond(tx, req, 100, "Trying", nil)
 	s.publish(bus.CallStarted{CallID: c.id, SIPID: req.CallID().Value(), From: c.from, Exten: c.exten, Context: c.context})
 	s.log.Info("pbx: call", "id", c.id, "from", c.from, "exten", c.exten, "context", c.context)

@@ -44,6 +44,16 @@ func (s *Server) housekeeping(ctx context.Context) {
 		}
 		var pokes []poke
 		s.mu.Lock()
+		for a, f := range s.fails { // forget old failures so the table stays small
+			if now.Sub(f.first) > s.cfg.General.BanTime {
+				delete(s.fails, a)
+			}
+		}
+		for a, until := range s.bans {
+			if !now.Before(until) {
+				delete(s.bans, a)
+			}
+		}
 		for name, p := range s.peers {
 			if b := p.binding; b != nil && now.After(b.Expires.Add(expiryGrace)) {
 				expired = append(expired, name)
