@@ -330,6 +330,50 @@ func (b *Box) startLineLocked(lc config.Line) error {
 	return nil
 }
 
+// retireLocked stops a line removed from the config once it carries no
+// call: at once if it has none, else when its call ends. Cancelling its
+// context earlier would hang the call up (the line's shutdown drops DTR
+// and ends the PPP session). Precondition: b.mu is held.
+func (b *Box) retireLocked(name string, r *lineRunner) {
+	// Subscribe before looking at the state, so no change is missed.
+	sub := b.bus.SubscribeReliable("retiring line "+name, func(ev bus.Event) bool {
+		e, ok := ev.(bus.LineState)
+		return ok && e.Line == name
+	})
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer sub.Close()
+		defer r.cancel()
+		if !inCall(r.line.Status().State) {
+			return
+		}
+		b.log.Info("reload: line removed from the config; it stops when its call ends", "line", name)
+		for {
+			select {
+			case env, ok := <-sub.C():
+				if !ok || !inCall(env.Event.(bus.LineState).State) {
+					return
+				}
+			case <-r.done:
+				return
+			case <-b.ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// inCall reports whether a line in state s (modem.State's names) carries a
+// call that stopping the line would drop.
+func inCall(s string) bool {
+	switch s {
+	case "ringing", "answering", "connected", "hangingup":
+		return true
+	}
+	return false
+}
+
 // servePPP runs one PPP session on an answered call.
 func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user string) error {
 	r.mu.Lock()
@@ -397,10 +441,8 @@ func (b *Box) Reload() error {
 	}
 	for name, r := range b.lines {
 		if !seen[name] {
-			// Run returns after the line's call ends: the line's own
-			// shutdown hangs up only once its context is cancelled.
-			r.cancel()
 			delete(b.lines, name)
+			b.retireLocked(name, r)
 		}
 	}
 	b.cfg = nc

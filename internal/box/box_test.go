@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,144 @@ func hasPrefix(list []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// writeRaw writes text as the config file.
+func (r *rig) writeRaw(text string) {
+	r.t.Helper()
+	if err := os.WriteFile(r.cfgPath, []byte(text), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// cut removes text from the line starting with from up to (not
+// including) the line starting with to.
+func cut(t *testing.T, text, from, to string) string {
+	t.Helper()
+	a, b := strings.Index(text, from), strings.Index(text, to)
+	if a < 0 || b < a {
+		t.Fatalf("config has no %q ... %q", from, to)
+	}
+	return text[:a] + text[b:]
+}
+
+// rings returns the highest RING count the box's line saw for each call.
+func rings(evs []bus.Event) map[string]int {
+	m := map[string]int{}
+	for _, ev := range evs {
+		if e, ok := ev.(bus.LineRing); ok && e.Count > m[e.CallID] {
+			m[e.CallID] = e.Count
+		}
+	}
+	return m
+}
+
+// TestReloadLineConfigAtNextIdle (issue 2): a line whose config changes
+// during a call keeps the call, and takes the new config for the next
+// one: "rings 2" becomes "rings 3".
+func TestReloadLineConfigAtNextIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("dials through the box twice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newRig(t)
+	b := r.startBox()
+	r.startATA()
+	r.waitReady(b)
+	s := r.dial(ctx)
+	first := b.Status().Calls[0].ID
+
+	r.writeRaw(mustReplace(t, r.configText(""), " rings 2\n", " rings 3\n"))
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Net.Ping(ctx, gateway); err != nil {
+		t.Errorf("ping after the reload: %v", err)
+	}
+	if st := b.Status(); len(st.Calls) != 1 || st.Calls[0].ID != first || st.Lines[0].State != "connected" {
+		t.Errorf("after the reload: calls %+v, line %s; want call %s connected", st.Calls, st.Lines[0].State, first)
+	}
+	hangUp(t, ctx, s, b.Box)
+	r.readClient("NO CARRIER")
+
+	s = r.dial(ctx)
+	second := b.Status().Calls[0].ID
+	hangUp(t, ctx, s, b.Box)
+	got := rings(b.events.all())
+	if got[first] != 2 || got[second] != 3 {
+		t.Errorf("RINGs counted: first call %d, second %d; want 2 (old config) and 3 (the reloaded one)", got[first], got[second])
+	}
+}
+
+// TestReloadRemovesLineAfterCall (issue 2): a line removed from the config
+// during a call stops after its call ends, not during it ("removed lines
+// stop after their call ends", box's package doc).
+func TestReloadRemovesLineAfterCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("dials through the box")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newRig(t)
+	b := r.startBox()
+	r.startATA()
+	r.waitReady(b)
+	s := r.dial(ctx)
+	up := b.Status()
+
+	text := cut(t, r.configText(""), "[mgetty]", "; ---- /etc/ppp/options (unchanged)")
+	text = cut(t, text, "[ppp ttyUSB0]", "; ---- /etc/ppp/pap-secrets")
+	r.writeRaw(text)
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Config().Lines) != 0 {
+		t.Fatalf("the reloaded config has %d lines; want none", len(b.Config().Lines))
+	}
+	// The call must still carry traffic after the reload.
+	if _, err := s.Net.Ping(ctx, gateway); err != nil {
+		t.Errorf("ping after the line was removed from the config: %v", err)
+	}
+	for _, ev := range b.events.all() {
+		switch e := ev.(type) {
+		case bus.CallEnded, bus.PPPDown:
+			t.Errorf("the call ended when its line was removed from the config, before the caller hung up: %v", e)
+		}
+	}
+	if st := b.Status(); len(st.Calls) != 1 || st.Calls[0].ID != up.Calls[0].ID {
+		t.Errorf("after the reload: calls %+v; want %s still up", st.Calls, up.Calls[0].ID)
+	}
+	if err := s.HangUp(ctx); err != nil {
+		t.Logf("hang up: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the call over and the line gone", func() (bool, string) {
+		st := b.Status()
+		return len(st.Calls) == 0 && len(st.Lines) == 0 && len(st.Sessions) == 0,
+			fmt.Sprintf("%d calls, %d lines, %d sessions", len(st.Calls), len(st.Lines), len(st.Sessions))
+	})
+}
+
+// readClient reads the client modem's pty until it has printed want. The
+// client modem reports the end of a call (NO CARRIER) after the PPP client
+// has closed the tty; the next dial would read it as the answer to its
+// ATZ, so a second call on the same modem first takes it, as a terminal
+// user would see it.
+func (r *rig) readClient(want string) {
+	r.t.Helper()
+	term, err := demo.OpenTerminal(r.cli.Path())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer term.Close()
+	term.SetDeadline(time.Now().Add(30 * time.Second))
+	var seen []byte
+	buf := make([]byte, 256)
+	for !strings.Contains(string(seen), want) {
+		n, err := term.Read(buf)
+		if err != nil {
+			r.t.Fatalf("client modem: no %s (read %q): %v", want, seen, err)
+		}
+		seen = append(seen, buf[:n]...)
+	}
 }
