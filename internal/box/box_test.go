@@ -14,6 +14,8 @@ import (
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/demo"
+	"github.com/isp-box/isp-box/internal/sim/ata"
+	"github.com/isp-box/isp-box/internal/store"
 )
 
 var gateway = netip.MustParseAddr("192.168.32.1")
@@ -354,5 +356,56 @@ func (r *rig) readClient(want string) {
 			r.t.Fatalf("client modem: no %s (read %q): %v", want, seen, err)
 		}
 		seen = append(seen, buf[:n]...)
+	}
+}
+
+// TestStopDuringCall (issue 2): stopping the box (SIGTERM) with a call up
+// ends the call and the PPP session and records both before the database
+// closes; the ATA sees the call end (BYE) and the client modem loses its
+// carrier.
+func TestStopDuringCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("dials through the box")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newRig(t)
+	b := r.startBox()
+	r.startATA()
+	r.waitReady(b)
+	s := r.dial(ctx)
+	defer s.PPP.Close()
+	up := b.Status()
+
+	b.Stop(t)
+	waitFor(t, 30*time.Second, "ATA lines idle after the box stopped", func() (bool, string) {
+		for _, li := range r.ata.Describe() {
+			if li.Call != ata.Idle {
+				return false, fmt.Sprintf("%s %v", li.User, li.Call)
+			}
+		}
+		return true, ""
+	})
+	if r.cli.Online() || r.isp.Online() {
+		t.Errorf("modems online after the box stopped: client %v, ISP %v", r.cli.Online(), r.isp.Online())
+	}
+	st, err := store.Open(ctx, r.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	calls, err := st.Calls(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions, err := st.Sessions(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls[0].CallID != up.Calls[0].ID || calls[0].Status != "ANSWER" || calls[0].End.IsZero() {
+		t.Errorf("call records after stop: %+v; want call %s, ANSWER, ended", calls, up.Calls[0].ID)
+	}
+	if len(sessions) != 1 || sessions[0].Session != up.Sessions[0].ID || sessions[0].End.IsZero() {
+		t.Errorf("session records after stop: %+v; want session %s, ended", sessions, up.Sessions[0].ID)
 	}
 }
