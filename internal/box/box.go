@@ -422,6 +422,17 @@ func (b *Box) Reload() error {
 		b.log.Warn("reload: [network] changes take effect at the next start")
 		nc.Net = old.Net
 	}
+	// The SIP socket, the control socket, the database and the logger
+	// are opened once; say so rather than report them applied.
+	if nc.PBX.General.UDPBindAddr != old.PBX.General.UDPBindAddr {
+		b.log.Warn("reload: udpbindaddr changes take effect at the next start",
+			"running", old.PBX.General.UDPBindAddr, "file", nc.PBX.General.UDPBindAddr)
+		nc.PBX.General.UDPBindAddr = old.PBX.General.UDPBindAddr
+	}
+	if nc.Box.Console != old.Box.Console || nc.Box.Database != old.Box.Database || nc.Box.LogLevel != old.Box.LogLevel {
+		b.log.Warn("reload: [box] changes take effect at the next start")
+		nc.Box.Console, nc.Box.Database, nc.Box.LogLevel = old.Box.Console, old.Box.Database, old.Box.LogLevel
+	}
 	if err := b.pbx.Reload(nc.PBX); err != nil {
 		return fmt.Errorf("reload: sip: %w", err)
 	}

@@ -409,3 +409,34 @@ func TestStopDuringCall(t *testing.T) {
 		t.Errorf("session records after stop: %+v; want session %s, ended", sessions, up.Sessions[0].ID)
 	}
 }
+
+// TestReloadKeepsSockets: what is opened once (the SIP socket, the control
+// socket, the database) stays as it is when the file changes it, and the
+// config in force says what is really running, with a warning in the log.
+func TestReloadKeepsSockets(t *testing.T) {
+	r := newRig(t)
+	b := r.startBox()
+	sip := b.SIPAddr()
+	text := mustReplace(t, r.configText(""), fmt.Sprintf("udpbindaddr=127.0.0.1:%d", r.port), fmt.Sprintf("udpbindaddr=127.0.0.1:%d", r.port+1))
+	text = mustReplace(t, text, "; database = /var/lib/isp-box/isp-box.db", "database = "+r.dir+"/other.db")
+	r.writeRaw(text)
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.Config()
+	if got := cfg.PBX.General.UDPBindAddr; got != sip || b.SIPAddr() != sip {
+		t.Errorf("after reload: config udpbindaddr %v, listening on %v; want both still %v", got, b.SIPAddr(), sip)
+	}
+	if cfg.Box.Database != "" {
+		t.Errorf("after reload: config database %q; want the running one (the -db flag's)", cfg.Box.Database)
+	}
+	logs := r.logs.tail(1000)
+	for _, want := range []string{"reload: udpbindaddr changes take effect at the next start", "reload: [box] changes take effect at the next start"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no %q in the log", want)
+		}
+	}
+	if _, err := console.NewClient(r.sock).Status(t.Context()); err != nil {
+		t.Errorf("control socket after reload: %v", err)
+	}
+}
