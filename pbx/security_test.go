@@ -1,7 +1,9 @@
 package pbx
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,4 +224,68 @@ Max-Forwards: 70`, "")
 			t.Errorf("%s: Via %s", tt.user, r.Via().Value())
 		}
 	}
+}
+
+// A peer's deny= is answered like an unknown user (chan_sip under
+// alwaysauthreject): 401, then 403, never 200.
+func TestPeerACL(t *testing.T) {
+	cfg := testConfig("")
+	cfg.Peers[1].ACL = []ACLRule{{Permit: false, Prefix: mustPrefix("127.0.0.0/8")}}
+	box := startBox(t, cfg, nil)
+	u := newRawUA(t, box.Addr())
+	r := u.register(clientLine, 1, "", "", "")
+	if r.StatusCode != 401 {
+		t.Fatalf("first: %s", r.StartLine())
+	}
+	r = u.register(clientLine, 2, "", "", authz(r, clientLine, secret, "REGISTER", "sip:"+box.Addr().String()))
+	if r.StatusCode != 403 {
+		t.Fatalf("right password from a denied address: %s", r.StartLine())
+	}
+	// the box-wide ACL too
+	cfg = testConfig("")
+	cfg.General.ACL = []ACLRule{{Permit: false, Prefix: mustPrefix("0.0.0.0/0")}, {Permit: true, Prefix: mustPrefix("10.0.0.0/8")}}
+	box2 := startBox(t, cfg, nil)
+	u2 := newRawUA(t, box2.Addr())
+	r = u2.register(ispLine, 1, "", "", "")
+	r = u2.register(ispLine, 2, "", "", authz(r, ispLine, secret, "REGISTER", "sip:"+box2.Addr().String()))
+	if r.StatusCode != 403 {
+		t.Fatalf("box ACL: %s", r.StartLine())
+	}
+}
+
+// A binding that is not refreshed expires (10 s after its Expires, like
+// chan_sip), with the injected clock.
+func TestBindingExpires(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b := bus.New(nil)
+	ev := recordEvents(t, b)
+	s, err := New(testConfig(""), Options{Bus: b, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-s.Ready()
+	u := newRawUA(t, s.Addr())
+	if r := u.registerAuth(clientLine, secret, "60"); r.StatusCode != 200 {
+		t.Fatal(r.StartLine())
+	}
+	mu.Lock()
+	now = now.Add(65 * time.Second) // expired but within the grace
+	mu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	if !peerByName(s, clientLine).Host.IsValid() {
+		t.Fatal("expired before the grace period")
+	}
+	mu.Lock()
+	now = now.Add(10 * time.Second)
+	mu.Unlock()
+	ev.wait(t, 5*time.Second, func(e bus.Event) bool {
+		u, ok := e.(bus.PeerUnregistered)
+		return ok && u.Peer == clientLine && u.Reason == "expired"
+	})
 }

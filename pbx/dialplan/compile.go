@@ -102,6 +102,8 @@ var apps = map[string]string{
 
 // Compile checks and compiles dial plan lines. Every problem is reported,
 // joined with errors.Join; each is an *Error naming the file and line.
+// The Plan is never nil: with errors it holds the lines that compiled, so
+// that a config checker can still list Targets.
 func Compile(lines []Line) (*Plan, error) {
 	p := &Plan{contexts: map[string]*context{}}
 	var errs []error
