@@ -50,6 +50,11 @@ type port struct {
 	mode *serial.Mode
 	sp   serial.Port
 	ctl  int
+	// data is ctl as an *os.File: reads and writes go through the Go
+	// runtime's poller. serial v1.8.0's Read uses select(2), whose fd_set
+	// holds only descriptors below 1024: a box with a few hundred lines
+	// (or any process with many files open) would crash in it.
+	data *os.File
 	caps caps
 	// modemBits reads TIOCMGET on ctl; a seam so the RTS/CTS and DCD logic
 	// can be tested without a UART.
@@ -95,7 +100,7 @@ func openPort(cfg LineConfig, ctsWait time.Duration) (*port, error) {
 		unix.Close(ctl)
 		return nil, fmt.Errorf("modem: open %s: %w", real, err)
 	}
-	p := &port{path: cfg.Device, real: real, mode: mode, sp: sp, ctl: ctl,
+	p := &port{path: cfg.Device, real: real, mode: mode, sp: sp, ctl: ctl, data: os.NewFile(uintptr(ctl), real),
 		rx: make(chan []byte, 64), wq: make(chan writeReq), closed: make(chan struct{})}
 	p.modemBits = func() (int, error) { return unix.IoctlGetInt(ctl, unix.TIOCMGET) }
 	// A pty answers ENOTTY: no modem-control lines. Found out once; the
@@ -182,7 +187,7 @@ func (p *port) reader() {
 	defer close(p.rx)
 	for {
 		buf := make([]byte, 2048)
-		n, err := p.sp.Read(buf)
+		n, err := p.data.Read(buf)
 		if n > 0 {
 			select {
 			case p.rx <- buf[:n]:
@@ -212,7 +217,7 @@ func (p *port) writer() {
 	for {
 		select {
 		case r := <-p.wq:
-			_, err := p.sp.Write(r.b)
+			_, err := p.data.Write(r.b)
 			if err != nil {
 				err = fmt.Errorf("%w: write %s: %w", errVanished, p.real, err)
 			}
@@ -372,7 +377,8 @@ func (p *port) close() {
 	p.closeOnce.Do(func() {
 		close(p.closed)
 		p.sp.Close()
-		unix.Close(p.ctl)
+		p.data.Close() // closes ctl
+
 	})
 }
 
