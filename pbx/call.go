@@ -947,8 +947,15 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 	s := c.s
 	c.mu.Lock()
 	c.adopt2xx(lg, res)
-	ack := s.newInDialog(lg, sip.ACK, nil, "")
-	lg.lastAck = ack
+	// Late offer (an INVITE without SDP): the callee's 200 carries the
+	// offer and the caller's ACK the answer, so the callee's ACK waits for
+	// the caller's (RFC 3261 §13.2.2.4, RFC 3264 §4).
+	lateOffer := len(c.legs[sideCaller].sdp) == 0
+	var ack *sip.Request
+	if !lateOffer {
+		ack = s.newInDialog(lg, sip.ACK, nil, "")
+		lg.lastAck = ack
+	}
 	c.legs[sideCallee] = lg
 	c.callee, c.state, c.answer = lg.peer, "up", s.now()
 	if c.relay != nil {
@@ -957,8 +964,17 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 	}
 	c.codec = sdpCodec(lg.sdp)
 	c.mu.Unlock()
-	_ = s.cli.WriteRequest(ack, noBuild)
+	if ack != nil {
+		_ = s.cli.WriteRequest(ack, noBuild)
+	}
 	if c.ctx.Err() != nil { // the caller cancelled at the same moment
+		if ack == nil {
+			c.mu.Lock()
+			ack = s.newInDialog(lg, sip.ACK, nil, "")
+			lg.lastAck = ack
+			c.mu.Unlock()
+			_ = s.cli.WriteRequest(ack, noBuild)
+		}
 		c.hangup(sideCaller, "CANCEL", 487)
 		return true
 	}
@@ -966,10 +982,25 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 	sdp, media, codec, a := lg.sdp, c.media, c.codec, c.legs[sideCaller]
 	c.mu.Unlock()
 	body := c.answerBody(sdp)
-	ok := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a) != nil
+	callerAck := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a)
+	if ack == nil { // late offer: the caller's answer goes to the callee in our ACK
+		c.mu.Lock()
+		var answer []byte
+		if callerAck != nil && len(callerAck.Body()) > 0 {
+			a.sdp = callerAck.Body()
+			if c.relay != nil {
+				c.relay.setRemote(sideCaller, a.sdp)
+			}
+			answer = c.transformOffer(sideCaller, a.sdp)
+		}
+		ack = s.newInDialog(lg, sip.ACK, answer, "")
+		lg.lastAck = ack
+		c.mu.Unlock()
+		_ = s.cli.WriteRequest(ack, noBuild)
+	}
 	s.publish(bus.CallAnswered{CallID: c.id, Callee: lg.peer, MediaMode: media, Codec: codec})
 	s.log.Info("pbx: answered", "id", c.id, "callee", lg.peer, "media", media, "codec", codec)
-	if !ok {
+	if callerAck == nil {
 		c.hangup(-1, "ANSWER", 200)
 	}
 	return true

@@ -19,7 +19,20 @@ func TestSippCallDirectMedia(t *testing.T) {
 	d := defaults(ispLine)
 	d.CheckSDP = true
 	uas := startSipp(t, scenario(t, "uas_answer.xml", d), ispPort, "")
-	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), cliPort, box.Addr().String())
+	c := defaults(clientLine)
+	c.Hold = 1500
+	uac := startSipp(t, scenario(t, "uac_call.xml", c), cliPort, box.Addr().String())
+	// while it is up: direct media, no relay sockets, nothing counted
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cs := box.Calls(); len(cs) == 1 && cs[0].State == "up" {
+			if ci := cs[0]; ci.MediaMode != "direct" || ci.RelayCaller.IsValid() || ci.Packets != 0 || ci.Codec != "ulaw" || ci.To != ispLine {
+				t.Errorf("live call: %+v", ci)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	uac.wait(t, 30*time.Second)
 	uas.wait(t, 30*time.Second)
 
