@@ -31,7 +31,7 @@ type WorldOptions struct {
 	// changes what a machine without hardware needs: SIP on a free
 	// loopback port, each line's device the pty of an emulated modem,
 	// no UUCP lock or RTS/CTS on ptys, the database and control socket in
-	// Dir, and the userspace network.
+	// Dir, and (unless KeepNetwork) the userspace network.
 	Config *config.Config
 	// Dir holds the ptys' links, the database and the socket; "" = a new
 	// temporary directory removed by Close.
@@ -50,6 +50,10 @@ type WorldOptions struct {
 	// of a line's registration or call state (tests watch the ISP port
 	// ring or stay quiet). It must not block.
 	Notify func(ata.LineInfo)
+	// KeepNetwork runs the config's [network] as it is (e.g. kernel mode,
+	// in a network namespace a test made as root) instead of the
+	// unprivileged userspace network with host loopback.
+	KeepNetwork bool
 }
 
 // World is a running chain: box, ATA and modems.
@@ -105,10 +109,12 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 	}
 	cfg := *opts.Config
 	cfg.PBX.General.UDPBindAddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0)
-	cfg.Net.Mode = netstack.Userspace
-	// The demo's web server is on host loopback; the client reaches it at
-	// the gateway's address, as a QEMU guest reaches 10.0.2.2.
-	cfg.Net.HostLoopback = true
+	if !opts.KeepNetwork {
+		cfg.Net.Mode = netstack.Userspace
+		// The demo's web server is on host loopback; the client reaches it
+		// at the gateway's address, as a QEMU guest reaches 10.0.2.2.
+		cfg.Net.HostLoopback = true
+	}
 	cfg.Lines = append([]config.Line(nil), cfg.Lines...)
 
 	// The ISP side: one modem per box line, on the pty the line opens.
