@@ -70,9 +70,13 @@ type Box struct {
 	started time.Time
 	reg     *ppp.Sessions
 
-	mu    sync.Mutex // guards cfg and lines
+	mu    sync.Mutex // guards cfg, lines and retiring
 	cfg   *config.Config
 	lines map[string]*lineRunner
+	// retiring are lines removed by a reload that still carry a call,
+	// until their runner has stopped: a line of the same name added back
+	// meanwhile waits for it rather than open the port a second time.
+	retiring map[string]*lineRunner
 	wg    sync.WaitGroup // line goroutines
 	ctx   context.Context
 }
@@ -114,7 +118,7 @@ func New(cfg *config.Config, opts Options) (*Box, error) {
 			return nil, fmt.Errorf("box: network mode %q: expected userspace or kernel", opts.Network)
 		}
 	}
-	b := &Box{opts: opts, log: log, cfg: &c, lines: make(map[string]*lineRunner), reg: ppp.NewSessions()}
+	b := &Box{opts: opts, log: log, cfg: &c, lines: make(map[string]*lineRunner), retiring: make(map[string]*lineRunner), reg: ppp.NewSessions()}
 	b.bus = opts.Bus
 	if b.bus == nil {
 		b.bus = bus.New(nil)
@@ -319,10 +323,18 @@ func (b *Box) startLineLocked(lc config.Line) error {
 	ctx, cancel := context.WithCancel(b.ctx)
 	r.cancel = cancel
 	b.lines[lc.Modem.Name] = r
+	prev := (*lineRunner)(nil)
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		defer close(r.done)
+		if prev != nil {
+			select {
+			case <-prev.done:
+			case <-ctx.Done():
+				return
+			}
+		}
 		if err := line.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			lg.Error("line stopped", "err", err)
 		}
@@ -340,11 +352,20 @@ func (b *Box) retireLocked(name string, r *lineRunner) {
 		e, ok := ev.(bus.LineState)
 		return ok && e.Line == name
 	})
+	b.retiring[name] = r
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		defer sub.Close()
-		defer r.cancel()
+		defer func() {
+			sub.Close()
+			r.cancel()
+			<-r.done
+			b.mu.Lock()
+			if b.retiring[name] == r {
+				delete(b.retiring, name)
+			}
+			b.mu.Unlock()
+		}()
 		if !inCall(r.line.Status().State) {
 			return
 		}
@@ -536,8 +557,17 @@ func peerRow(p pbx.PeerInfo) console.PeerRow {
 		Context: p.Context, Secret: p.SecretSet, DirectMedia: p.DirectMedia, Insecure: p.Insecure,
 		Codecs: p.Codecs, UserAgent: p.UserAgent, Contact: p.Contact, Expires: p.Expires,
 		QualifyMS: p.QualifyMS, QualifyFreq: int(p.QualifyFreq / time.Millisecond),
-		RTTMS: int(p.RTT / time.Millisecond), LineBusy: p.LineBusy, Calls: p.Calls,
+		RTTMS: rttMS(p.RTT), LineBusy: p.LineBusy, Calls: p.Calls,
+		CallLimit: p.CallLimit, MaxForwards: p.MaxForwards,
 	}
+}
+
+// rttMS is chan_sip's lastms: -1 unreachable, else at least 1 once answered.
+func rttMS(d time.Duration) int {
+	if d < 0 {
+		return -1
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 func sessionRow(s ppp.SessionInfo) console.SessionRow {
