@@ -1,0 +1,334 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/config"
+	"github.com/isp-box/isp-box/internal/demo"
+	"github.com/isp-box/isp-box/netstack"
+)
+
+// kernelChildEnv marks the re-executed test binary that runs the box
+// inside the box namespace.
+const kernelChildEnv = "ISPBOX_E2E_KERNEL_CHILD"
+
+// The names the box uses in its namespace (the config's defaults).
+const (
+	tunDev   = "ispbox0"
+	nftTable = "isp-box"
+)
+
+// TestKernelDialIn is the whole chain in kernel network mode, as root:
+// isp-box with [network] mode = kernel in a namespace of its own whose
+// uplink (a veth) leads to a server namespace, the "internet". A client
+// modem dials through the ATA and the PBX to the box's modem line, PPP
+// comes up, and the client's traffic leaves through the TUN device and
+// the nftables masquerade: the server sees the uplink's address, not the
+// client's; a spoofed packet is dropped and counted; the MSS of a passing
+// SYN is clamped; after hang-up and stop, the box's table, TUN and routes
+// are gone.
+//
+// The box runs in a child process (this test binary again, under
+// `ip netns exec`), so that every thread of it is in the box namespace;
+// the servers run here, their sockets made in the server namespace.
+func TestKernelDialIn(t *testing.T) {
+	if os.Getenv(kernelChildEnv) != "" {
+		kernelChild(t)
+		return
+	}
+	if testing.Short() {
+		t.Skip("dials in through the whole chain")
+	}
+	needNetAdmin(t)
+	start := time.Now()
+	tp := newNetTopo(t)
+	srv := tp.serve(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, "ip", "netns", "exec", tp.box,
+		os.Args[0], "-test.run=^TestKernelDialIn$", "-test.v", "-test.count=1", "-test.timeout=150s")
+	c.Env = append(os.Environ(), kernelChildEnv+"=1")
+	c.WaitDelay = 10 * time.Second
+	out, err := c.CombinedOutput()
+	if err != nil || testing.Verbose() || verbose() {
+		t.Logf("child in %s:\n%s", tp.box, out)
+	}
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestKernelDialIn") {
+		t.Fatal("child did not pass (skipped?)")
+	}
+
+	// What the server received: the masqueraded datagrams of the client
+	// and never the spoofed one.
+	got := srv.describe()
+	if got == "" {
+		t.Fatal("the server received no datagram")
+	}
+	for _, l := range strings.Split(strings.TrimSpace(got), "\n") {
+		if l != uplinkAddr+" good" {
+			t.Errorf("server received %q; want only %q", l, uplinkAddr+" good")
+		}
+	}
+
+	// The process is gone; the kernel keeps what it did not remove.
+	if out := nsRun(t, "ip", "netns", "exec", tp.box, "nft", "list", "tables"); strings.Contains(out, nftTable) {
+		t.Errorf("nftables table left after the box exited:\n%s", out)
+	}
+	if out := nsRun(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(out, tunDev) {
+		t.Errorf("TUN device left after the box exited:\n%s", out)
+	}
+	t.Logf("kernel dial-in checked in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// kernelChild is the box's side: it runs in the box namespace.
+func kernelChild(t *testing.T) {
+	start := time.Now()
+	step := func(format string, args ...any) {
+		t.Logf("%6.2fs "+format, append([]any{time.Since(start).Seconds()}, args...)...)
+	}
+	sh := func(args ...string) string { t.Helper(); return nsRun(t, args...) }
+	forwardBefore := strings.TrimSpace(sh("cat", "/proc/sys/net/ipv4/ip_forward"))
+
+	cfg := pap2t(t, func(s string) string {
+		s = strings.Replace(s, "network = userspace", "network = kernel", 1)
+		// mtu 1000: the clamp (960) is visible against the client's 1460.
+		return strings.Replace(s, "pool = 192.168.32.0/24\n", "pool = 192.168.32.0/24\nuplink = "+uplinkDev+"\nmtu = 1000\n", 1)
+	})
+	if cfg.Net.Mode != netstack.Kernel || cfg.Net.Uplink != uplinkDev {
+		t.Fatalf("config: network %q uplink %q: the rewrite of pap2t.conf did not apply", cfg.Net.Mode, cfg.Net.Uplink)
+	}
+	w := startKernelWorld(t, cfg)
+	step("box running (kernel mode), ATA registered")
+	if got := w.Box.Status().Network; got != string(netstack.Kernel) {
+		t.Fatalf("box status network %q", got)
+	}
+	if out := sh("nft", "list", "tables"); !strings.Contains(out, "table ip "+nftTable) {
+		t.Fatalf("nft list tables while the box runs:\n%s", out)
+	}
+	if out := sh("ip", "link", "show", tunDev); !strings.Contains(out, "UP") {
+		t.Fatalf("TUN device:\n%s", out)
+	}
+	if got := strings.TrimSpace(sh("cat", "/proc/sys/net/ipv4/ip_forward")); got != "1" {
+		t.Fatalf("ip_forward %q while the box runs", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := demo.Dial(ctx, w.Clients["pap2t-client"].Path(), demo.DialOptions{Number: "88567682"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step("dialled in: %s, PPP local %v gateway %v", s.Connect, s.PPP.Local(), s.PPP.Remote())
+	if s.PPP.Local() != client || s.PPP.Remote() != gateway {
+		t.Fatalf("PPP local %v remote %v, want %v %v", s.PPP.Local(), s.PPP.Remote(), client, gateway)
+	}
+	hungUp := false
+	defer func() {
+		if !hungUp {
+			s.HangUp(context.Background())
+		}
+	}()
+	// The session's address in the table and its route through the TUN.
+	if out := sh("nft", "list", "set", "ip", nftTable, "clients"); !strings.Contains(out, client.String()) {
+		t.Fatalf("client %v not in the table's set:\n%s", client, out)
+	}
+	if out := sh("ip", "route", "show", client.String()+"/32"); !strings.Contains(out, "dev "+tunDev) {
+		t.Fatalf("no route to the client through %s: %q", tunDev, out)
+	}
+
+	// HTTP through the masquerade: the server saw the uplink's address.
+	hc := s.Net.HTTPClient()
+	url := fmt.Sprintf("http://%s:%d/", serverAddr, httpPort)
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	hc.CloseIdleConnections()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	if host, _, _ := net.SplitHostPort(string(body)); host != uplinkAddr {
+		t.Fatalf("the server saw the client as %q; want the uplink %s (masquerade), not %v", body, uplinkAddr, client)
+	}
+	step("HTTP GET %s: 200, the server saw %s", url, body)
+
+	// MSS: the client's stack (MTU 1500) offers 1460; the box clamps the
+	// SYN to [network] mtu - 40 = 960 on its way out.
+	conn, err := s.Net.DialContext(ctx, "tcp", fmt.Sprintf("%s:%d", serverAddr, mssPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	line, err := io.ReadAll(conn)
+	conn.Close()
+	if err != nil {
+		t.Fatalf("MSS server: %v", err)
+	}
+	var (
+		seen string
+		mss  int
+	)
+	if _, err := fmt.Sscan(string(line), &seen, &mss); err != nil {
+		t.Fatalf("MSS server said %q: %v", line, err)
+	}
+	if mss < 500 || mss > 960 {
+		t.Fatalf("server's TCP_MAXSEG %d (from %s): the SYN was not clamped to 960", mss, seen)
+	}
+	step("TCP to the server: its MSS %d (clamped to 960)", mss)
+
+	// ICMP echo to the server through the kernel.
+	rtt, err := s.Net.Ping(ctx, netip.MustParseAddr(serverAddr))
+	if err != nil {
+		t.Fatalf("ping %s: %v", serverAddr, err)
+	}
+	step("ping %s: %v", serverAddr, rtt)
+
+	// A spoofed datagram (another address of the pool), straight into
+	// PPP, then a good one from the client's stack. They take the same
+	// path, so had the spoofed one passed, the server would have it
+	// before the good one, and the server's reply lists all it received.
+	spoofed := netip.MustParseAddr("192.168.32.99")
+	dst := netip.AddrPortFrom(netip.MustParseAddr(serverAddr), udpPort)
+	if err := s.PPP.WritePacket(udpPacket(netip.AddrPortFrom(spoofed, 5000), dst, []byte("spoofed"))); err != nil {
+		t.Fatal(err)
+	}
+	reply := udpExchange(t, ctx, s, dst, "good")
+	for _, l := range strings.Split(strings.TrimSpace(reply), "\n") {
+		if l != uplinkAddr+" good" {
+			t.Fatalf("the server received %q; want only masqueraded good datagrams (%s good)", reply, uplinkAddr)
+		}
+	}
+	drop := waitEvent(t, w, 30*time.Second, func(e bus.NetDropped) bool { return e.Reason == netstack.ReasonSpoofed })
+	counter := "net.dropped." + netstack.ReasonSpoofed
+	var n uint64
+	found := false
+	for _, c := range w.Box.Status().Counters {
+		if c.Name == counter {
+			n, found = c.Value, true
+		}
+	}
+	if !found || n != 1 {
+		t.Fatalf("box status counter %q = %d (present %v), want 1", counter, n, found)
+	}
+	step("spoofed datagram from %v dropped: %s; counter %q = %d; the server got %q", spoofed, drop, counter, n, reply)
+
+	// Hang up: the session's address leaves the table, its route goes.
+	if err := s.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hungUp = true
+	if err := w.WaitLinesIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, w, 30*time.Second, func(e bus.PPPDown) bool { return true })
+	step("hung up; line idle")
+	if out := sh("nft", "list", "set", "ip", nftTable, "clients"); strings.Contains(out, client.String()) {
+		t.Errorf("client %v still in the table's set after hang-up:\n%s", client, out)
+	}
+	if out := sh("ip", "route", "show", client.String()+"/32"); strings.TrimSpace(out) != "" {
+		t.Errorf("route to the client left after hang-up: %q", out)
+	}
+
+	// Stop: everything the box put in the kernel is removed.
+	if err := w.Close(); err != nil {
+		t.Fatalf("World.Close: %v", err)
+	}
+	step("box stopped")
+	if out := sh("nft", "list", "tables"); strings.Contains(out, nftTable) {
+		t.Errorf("nft list tables after the box stopped:\n%s", out)
+	}
+	if out := sh("ip", "link", "show"); strings.Contains(out, tunDev) {
+		t.Errorf("TUN device left after the box stopped:\n%s", out)
+	}
+	if got := strings.TrimSpace(sh("cat", "/proc/sys/net/ipv4/ip_forward")); got != forwardBefore {
+		t.Errorf("ip_forward %q after the box stopped, was %q", got, forwardBefore)
+	}
+}
+
+// udpExchange sends payload from the client's stack to dst until the
+// server answers (UDP may be lost on a loaded machine) and returns the
+// answer.
+func udpExchange(t *testing.T, ctx context.Context, s *demo.Session, dst netip.AddrPort, payload string) string {
+	t.Helper()
+	conn, err := s.Net.DialContext(ctx, "udp", dst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 2048)
+	for try := 0; try < 10; try++ {
+		if _, err := conn.Write([]byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, err := conn.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	t.Fatalf("no answer from the UDP server %v", dst)
+	return ""
+}
+
+// startKernelWorld is startWorld with the config's own [network] (kernel
+// mode) instead of the demo's userspace network.
+func startKernelWorld(t *testing.T, cfg *config.Config) *world {
+	t.Helper()
+	checkGoroutines(t)
+	logs := &logBuffer{}
+	w := &world{t: t, logs: logs, grew: make(chan struct{}, 1)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last log lines:\n%s", logs.tail(150))
+		}
+	})
+	b := bus.New(nil)
+	sub := b.SubscribeReliable("e2e", nil)
+	subDone := make(chan struct{})
+	go func() {
+		defer close(subDone)
+		for env := range sub.C() {
+			w.mu.Lock()
+			w.events = append(w.events, env.Event)
+			w.mu.Unlock()
+			w.signal()
+		}
+	}()
+	t.Cleanup(func() { sub.Close(); <-subDone })
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dw, err := demo.Start(ctx, demo.WorldOptions{
+		Config: cfg, Dir: t.TempDir(), RingInterval: ringInterval, Log: log, Bus: b, KeepNetwork: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.World = dw
+	t.Cleanup(func() { dw.Close() })
+	if err := dw.WaitReady(ctx); err != nil {
+		t.Fatalf("world not ready: %v", err)
+	}
+	return w
+}
