@@ -323,7 +323,7 @@ func (b *Box) startLineLocked(lc config.Line) error {
 	ctx, cancel := context.WithCancel(b.ctx)
 	r.cancel = cancel
 	b.lines[lc.Modem.Name] = r
-	prev := (*lineRunner)(nil)
+	prev := b.retiring[lc.Modem.Name]
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -557,17 +557,8 @@ func peerRow(p pbx.PeerInfo) console.PeerRow {
 		Context: p.Context, Secret: p.SecretSet, DirectMedia: p.DirectMedia, Insecure: p.Insecure,
 		Codecs: p.Codecs, UserAgent: p.UserAgent, Contact: p.Contact, Expires: p.Expires,
 		QualifyMS: p.QualifyMS, QualifyFreq: int(p.QualifyFreq / time.Millisecond),
-		RTTMS: rttMS(p.RTT), LineBusy: p.LineBusy, Calls: p.Calls,
-		CallLimit: p.CallLimit, MaxForwards: p.MaxForwards,
+		RTTMS: int(p.RTT / time.Millisecond), LineBusy: p.LineBusy, Calls: p.Calls,
 	}
-}
-
-// rttMS is chan_sip's lastms: -1 unreachable, else at least 1 once answered.
-func rttMS(d time.Duration) int {
-	if d < 0 {
-		return -1
-	}
-	return int((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 func sessionRow(s ppp.SessionInfo) console.SessionRow {

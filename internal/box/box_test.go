@@ -440,3 +440,59 @@ func TestReloadKeepsSockets(t *testing.T) {
 		t.Errorf("control socket after reload: %v", err)
 	}
 }
+
+// TestReloadLineRemovedAndBack: a line removed by one reload and added
+// back by the next while its call is still up keeps the call; the line
+// comes back after it (one runner on the port at a time) and takes the
+// next call.
+func TestReloadLineRemovedAndBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("dials through the box twice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newRig(t)
+	b := r.startBox()
+	r.startATA()
+	r.waitReady(b)
+	s := r.dial(ctx)
+	first := b.Status().Calls[0].ID
+
+	full := r.configText("")
+	without := cut(t, full, "[mgetty]", "; ---- /etc/ppp/options (unchanged)")
+	without = cut(t, without, "[ppp ttyUSB0]", "; ---- /etc/ppp/pap-secrets")
+	r.writeRaw(without)
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	r.writeRaw(full)
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Net.Ping(ctx, gateway); err != nil {
+		t.Errorf("ping after the line was removed and added back: %v", err)
+	}
+	if st := b.Status(); len(st.Calls) != 1 || st.Calls[0].ID != first || len(st.Lines) != 1 {
+		t.Errorf("after the reloads: calls %+v, %d lines; want call %s up and the line listed", st.Calls, len(st.Lines), first)
+	}
+	hangUp(t, ctx, s, b.Box)
+	r.readClient("NO CARRIER")
+
+	s = r.dial(ctx)
+	if _, err := s.Net.Ping(ctx, gateway); err != nil {
+		t.Errorf("ping on the second call: %v", err)
+	}
+	hangUp(t, ctx, s, b.Box)
+	var ended int
+	for _, ev := range b.events.all() {
+		if e, ok := ev.(bus.CallEnded); ok {
+			ended++
+			if e.Status != "ANSWER" {
+				t.Errorf("call record %+v; want ANSWER", e)
+			}
+		}
+	}
+	if ended != 2 {
+		t.Errorf("%d call records; want 2", ended)
+	}
+}
