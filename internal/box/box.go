@@ -77,8 +77,8 @@ type Box struct {
 	// until their runner has stopped: a line of the same name added back
 	// meanwhile waits for it rather than open the port a second time.
 	retiring map[string]*lineRunner
-	wg    sync.WaitGroup // line goroutines
-	ctx   context.Context
+	wg       sync.WaitGroup // line goroutines
+	ctx      context.Context
 }
 
 // lineRunner is one modem line and what it needs to run PPP sessions.
