@@ -81,7 +81,7 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg ClientConfig, log *slo
 		cfg.Auth = []AuthProto{AuthMSCHAPv2, AuthMSCHAP, AuthCHAP, AuthPAP}
 	}
 	r := &client{cfg: cfg, c: c, ready: make(chan struct{}), vjSlots: uint8(slots - 1),
-		reqACCM: true, reqMagic: true, reqPFC: true, reqACFC: true, reqCallback: cfg.Windows,
+		ask: askAll, reqCallback: cfg.Windows,
 		reqAddr: true, reqVJ: cfg.WantVJ, reqDNS1: !cfg.NoDNS || cfg.Windows, reqDNS2: !cfg.NoDNS || cfg.Windows,
 		reqNBNS1: cfg.Windows, reqNBNS2: cfg.Windows, addr: cfg.WantAddr}
 	if !r.addr.IsValid() {
@@ -193,13 +193,14 @@ type client struct {
 	c     *Client
 	ready chan struct{}
 
-	reqACCM, reqMagic, reqPFC, reqACFC, reqCallback bool
-	authUsed                                        AuthProto
-	papID                                           uint8
-	papTries                                        int
-	authDone                                        bool
-	peerChallenge                                   []byte
-	expectAuthResp                                  string
+	ask            lcpAsk // which of our LCP options we still request
+	reqCallback    bool
+	authUsed       AuthProto
+	papID          uint8
+	papTries       int
+	authDone       bool
+	peerChallenge  []byte
+	expectAuthResp string
 
 	reqAddr, reqVJ, reqDNS1, reqDNS2, reqNBNS1, reqNBNS2 bool
 	addr, dns1, dns2, nbns1, nbns2                       netip.Addr
@@ -212,19 +213,7 @@ type client struct {
 }
 
 func (r *client) lcpRequest(s *session) cp.Options {
-	var o cp.Options
-	if r.reqACCM {
-		o = append(o, lcp.ACCM(s.cfg.AsyncMap).Encode())
-	}
-	if r.reqMagic {
-		o = append(o, lcp.Magic(s.magic).Encode())
-	}
-	if r.reqPFC {
-		o = append(o, lcp.PFC{}.Encode())
-	}
-	if r.reqACFC {
-		o = append(o, lcp.ACFC{}.Encode())
-	}
+	o := r.ask.appendTo(nil, s)
 	if r.reqCallback {
 		o = append(o, lcp.Callback{Operation: lcp.CallbackCBCP}.Encode())
 	}
@@ -237,55 +226,23 @@ func (r *client) accepts(p AuthProto) bool { return slices.Contains(r.cfg.Auth, 
 // authenticates with any protocol it was configured to accept and
 // suggests its first choice otherwise.
 func (r *client) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
-	if looped, code, reply := loopCheck(s, opts); looped {
-		return code, reply
-	}
-	var rej, nak cp.Options
-	mru, accm, pfc, acfc := lcp.DefaultMRU, uint32(0xFFFFFFFF), false, false
 	var auth AuthProto
-	for _, o := range opts {
-		d, err := lcp.Decode(o)
-		if err != nil {
-			rej = append(rej, o)
-			continue
+	code, reply, ack := checkLCP(s, opts, rejectOnly, 0, func(d lcp.Option) (cp.Options, bool) {
+		a, isAuth := d.(lcp.Auth)
+		if !isAuth {
+			return nil, true
 		}
-		switch v := d.(type) {
-		case lcp.MRU:
-			mru = int(v)
-		case lcp.ACCM:
-			accm = uint32(v)
-		case lcp.Auth:
-			p, ok := authProtoOf(v)
-			if ok && r.accepts(p) {
-				auth = p
-				continue
-			}
-			// RFC 1661 §6.2: Nak with the protocol we would rather use.
-			nak = append(nak, authOption(r.cfg.Auth[0]).Encode())
-		case lcp.Magic:
-			if v == 0 || uint32(v) == s.magic {
-				nak = append(nak, lcp.Magic(newMagic()).Encode())
-			}
-		case lcp.PFC:
-			pfc = true
-		case lcp.ACFC:
-			acfc = true
-		default:
-			rej = append(rej, o)
+		if p, ok := authProtoOf(a); ok && r.accepts(p) {
+			auth = p
+			return nil, false
 		}
+		// RFC 1661 §6.2: Nak with the protocol we would rather use.
+		return cp.Options{authOption(r.cfg.Auth[0]).Encode()}, false
+	})
+	if ack {
+		r.authUsed = auth
 	}
-	if len(rej) > 0 {
-		return cp.ConfRej, rej
-	}
-	if len(nak) > 0 {
-		if rejectOnly {
-			return cp.ConfRej, nakToRej(opts, nak)
-		}
-		return cp.ConfNak, nak
-	}
-	s.peerMRU, s.peerACCM, s.txPFC, s.txACFC = mru, accm, pfc, acfc
-	r.authUsed = auth
-	return cp.ConfAck, opts
+	return code, reply
 }
 
 func (r *client) lcpNak(s *session, opts cp.Options) {
@@ -305,17 +262,8 @@ func (r *client) lcpNak(s *session, opts cp.Options) {
 
 func (r *client) lcpReject(s *session, opts cp.Options) {
 	for _, o := range opts {
-		switch o.Type {
-		case lcp.OptACCM:
-			r.reqACCM = false
-		case lcp.OptMagic:
-			r.reqMagic = false
-			s.magic = 0
-		case lcp.OptPFC:
-			r.reqPFC = false
-		case lcp.OptACFC:
-			r.reqACFC = false
-		case lcp.OptCallback:
+		r.ask.rejected(s, o.Type)
+		if o.Type == lcp.OptCallback {
 			r.reqCallback = false
 		}
 	}
@@ -500,11 +448,11 @@ func (r *client) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Cod
 			rej = append(rej, o)
 		}
 	}
-	if len(rej) > 0 {
-		return cp.ConfRej, rej
+	code, reply, ack := verdict(opts, rej, nil, rejectOnly)
+	if ack {
+		r.remote, r.peerVJ = remote, peerVJ
 	}
-	r.remote, r.peerVJ = remote, peerVJ
-	return cp.ConfAck, opts
+	return code, reply
 }
 
 // ipcpNak takes the addresses the server assigns (RFC 1332 §3.3, RFC 1877).

@@ -17,7 +17,6 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/ppp/chap"
 	"github.com/isp-box/isp-box/ppp/cp"
-	"github.com/isp-box/isp-box/ppp/hdlc"
 	"github.com/isp-box/isp-box/ppp/ipcp"
 	"github.com/isp-box/isp-box/ppp/lcp"
 	"github.com/isp-box/isp-box/ppp/pap"
@@ -98,8 +97,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 		rw = &prereadRW{ReadWriteCloser: rw, pre: opts.Preread}
 	}
 	srv := &server{opts: opts, secrets: sec, ctx: ctx,
-		reqACCM: true, reqMagic: true, reqPFC: true, reqACFC: true,
-		reqAuth: cfg.RequireAuth, reqAddr: true, reqVJ: cfg.VJ}
+		ask: askAll, reqAuth: cfg.RequireAuth, reqAddr: true, reqVJ: cfg.VJ}
 	s := newSession(id, rw, cfg, srv, opts.Clock, log)
 	srv.vjSlots = uint8(min(max(cfg.VJMaxSlots, 1), 256) - 1)
 	if cfg.VJMaxSlots <= 0 {
@@ -144,7 +142,8 @@ type server struct {
 	ctx     context.Context
 
 	// Which of our LCP options we still request (cleared by Reject).
-	reqMRU, reqACCM, reqMagic, reqPFC, reqACFC, reqAuth bool
+	ask     lcpAsk
+	reqAuth bool
 
 	// Authentication.
 	chapID    uint8
@@ -166,33 +165,6 @@ type server struct {
 	peerVJ         *ipcp.Compression
 }
 
-func authOption(p AuthProto) lcp.Auth {
-	switch p {
-	case AuthPAP:
-		return lcp.Auth{Protocol: lcp.ProtoPAP}
-	case AuthCHAP:
-		return lcp.Auth{Protocol: lcp.ProtoCHAP, Data: []byte{chap.MD5}}
-	case AuthMSCHAP:
-		return lcp.Auth{Protocol: lcp.ProtoCHAP, Data: []byte{chap.MSCHAPv1}}
-	default:
-		return lcp.Auth{Protocol: lcp.ProtoCHAP, Data: []byte{chap.MSCHAPv2}}
-	}
-}
-
-func authProtoOf(a lcp.Auth) (AuthProto, bool) {
-	switch {
-	case a.Protocol == lcp.ProtoPAP && len(a.Data) == 0:
-		return AuthPAP, true
-	case a.Algorithm() == chap.MD5:
-		return AuthCHAP, true
-	case a.Algorithm() == chap.MSCHAPv1:
-		return AuthMSCHAP, true
-	case a.Algorithm() == chap.MSCHAPv2:
-		return AuthMSCHAPv2, true
-	}
-	return "", false
-}
-
 func (r *server) curAuth(s *session) AuthProto {
 	if s.authIdx < len(s.cfg.Auth) {
 		return s.cfg.Auth[s.authIdx]
@@ -201,90 +173,23 @@ func (r *server) curAuth(s *session) AuthProto {
 }
 
 func (r *server) lcpRequest(s *session) cp.Options {
-	var o cp.Options
+	var o, auth cp.Options
 	if s.mru != lcp.DefaultMRU {
 		o = append(o, lcp.MRU(s.mru).Encode())
 	}
-	if r.reqACCM {
-		o = append(o, lcp.ACCM(s.cfg.AsyncMap).Encode())
-	}
 	if r.reqAuth && r.curAuth(s) != "" {
-		o = append(o, authOption(r.curAuth(s)).Encode())
+		auth = append(auth, authOption(r.curAuth(s)).Encode())
 	}
-	if r.reqMagic {
-		o = append(o, lcp.Magic(s.magic).Encode())
-	}
-	if r.reqPFC {
-		o = append(o, lcp.PFC{}.Encode())
-	}
-	if r.reqACFC {
-		o = append(o, lcp.ACFC{}.Encode())
-	}
-	return o
+	return r.ask.appendTo(o, s, auth...)
 }
 
-// lcpCheck judges the client's LCP request as pppd's lcp_reqci does.
+// lcpCheck judges the client's LCP request as pppd's lcp_reqci does: an
+// MRU below 128 (MINMRU) is Nak'd with 128; Authentication-Protocol (we do
+// not authenticate ourselves to the client), Callback/CBCP, MRRU, endpoint
+// and link discriminators, quality protocol and unknown types are rejected.
 func (r *server) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
-	if looped, code, reply := loopCheck(s, opts); looped {
-		return code, reply
-	}
-	var rej, nak cp.Options
-	mru, accm, pfc, acfc := lcp.DefaultMRU, hdlc.DefaultACCM, false, false
-	for _, o := range opts {
-		d, err := lcp.Decode(o)
-		if err != nil {
-			rej = append(rej, o)
-			continue
-		}
-		switch v := d.(type) {
-		case lcp.MRU:
-			// pppd: below 128 (MINMRU) is Nak'd with 128.
-			if v < 128 {
-				nak = append(nak, lcp.MRU(128).Encode())
-				continue
-			}
-			mru = int(v)
-		case lcp.ACCM:
-			accm = uint32(v)
-		case lcp.Magic:
-			// RFC 1661 §6.4: zero is not a magic number.
-			if v == 0 {
-				nak = append(nak, lcp.Magic(newMagic()).Encode())
-			}
-		case lcp.PFC:
-			pfc = true
-		case lcp.ACFC:
-			acfc = true
-		default:
-			// Auth (we do not authenticate ourselves to the client),
-			// Callback/CBCP, MRRU, endpoint and link discriminators,
-			// quality protocol, unknown types.
-			rej = append(rej, o)
-		}
-	}
-	if len(rej) > 0 {
-		return cp.ConfRej, rej
-	}
-	if len(nak) > 0 {
-		if rejectOnly {
-			return cp.ConfRej, nakToRej(opts, nak)
-		}
-		return cp.ConfNak, nak
-	}
-	s.peerMRU, s.peerACCM, s.txPFC, s.txACFC = mru, accm, pfc, acfc
-	return cp.ConfAck, opts
-}
-
-// nakToRej turns the options we would Nak into Rejects of the peer's own
-// options (RFC 1661 §4.6 Max-Failure).
-func nakToRej(opts, nak cp.Options) cp.Options {
-	var rej cp.Options
-	for _, o := range opts {
-		if slices.ContainsFunc(nak, func(n cp.Option) bool { return n.Type == o.Type }) {
-			rej = append(rej, o)
-		}
-	}
-	return rej
+	code, reply, _ := checkLCP(s, opts, rejectOnly, 128, func(lcp.Option) (cp.Options, bool) { return nil, true })
+	return code, reply
 }
 
 // lcpNak adopts what the client suggests for our options (RFC 1661 §5.3):
@@ -330,18 +235,10 @@ func (r *server) lcpNak(s *session, opts cp.Options) {
 // a rejected Authentication-Protocol ends the link when auth is required.
 func (r *server) lcpReject(s *session, opts cp.Options) {
 	for _, o := range opts {
+		r.ask.rejected(s, o.Type)
 		switch o.Type {
 		case lcp.OptMRU:
 			s.mru = lcp.DefaultMRU
-		case lcp.OptACCM:
-			r.reqACCM = false
-		case lcp.OptMagic:
-			r.reqMagic = false
-			s.magic = 0
-		case lcp.OptPFC:
-			r.reqPFC = false
-		case lcp.OptACFC:
-			r.reqACFC = false
 		case lcp.OptAuth:
 			if r.reqAuth {
 				// pppd: "peer refused to authenticate: terminating link".
@@ -672,17 +569,11 @@ func (r *server) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Cod
 			rej = append(rej, o)
 		}
 	}
-	if len(rej) > 0 {
-		return cp.ConfRej, rej
+	code, reply, ack := verdict(opts, rej, nak, rejectOnly)
+	if ack {
+		r.peerVJ = peerVJ
 	}
-	if len(nak) > 0 {
-		if rejectOnly {
-			return cp.ConfRej, nakToRej(opts, nak)
-		}
-		return cp.ConfNak, nak
-	}
-	r.peerVJ = peerVJ
-	return cp.ConfAck, opts
+	return code, reply
 }
 
 // ipcpNak accepts fewer VJ slots; our own address is not negotiable

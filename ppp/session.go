@@ -903,22 +903,3 @@ func (h *ipcpHandler) Finished() {
 
 // ErrClosed is returned by Client methods once the link is down.
 var ErrClosed = errors.New("ppp: session closed")
-
-// loopCheck handles a Configure-Request carrying our own Magic-Number: on a
-// line that echoes (a tty not yet in raw mode, a modem in command mode) it
-// is our own request coming back. RFC 1661 §6.4: Nak the magic with a new
-// value and judge nothing else, so that the echo of our answer cannot be
-// taken for the peer rejecting our options. Repeated loops end the link.
-func loopCheck(s *session, opts cp.Options) (bool, cp.Code, cp.Options) {
-	for _, o := range opts {
-		if o.Type == lcp.OptMagic && len(o.Data) == 4 && s.magic != 0 && binary.BigEndian.Uint32(o.Data) == s.magic {
-			s.loops++
-			s.log.Debug("our own magic number received: line looped back?", "count", s.loops)
-			if s.loops > 10 { // pppd lcp_loopbackfail
-				s.closeSoon(CauseLoopback, "Serial line is looped back")
-			}
-			return true, cp.ConfNak, cp.Options{lcp.Magic(newMagic()).Encode()}
-		}
-	}
-	return false, 0, nil
-}
