@@ -557,8 +557,17 @@ func peerRow(p pbx.PeerInfo) console.PeerRow {
 		Context: p.Context, Secret: p.SecretSet, DirectMedia: p.DirectMedia, Insecure: p.Insecure,
 		Codecs: p.Codecs, UserAgent: p.UserAgent, Contact: p.Contact, Expires: p.Expires,
 		QualifyMS: p.QualifyMS, QualifyFreq: int(p.QualifyFreq / time.Millisecond),
-		RTTMS: int(p.RTT / time.Millisecond), LineBusy: p.LineBusy, Calls: p.Calls,
+		RTTMS: rttMS(p.RTT), LineBusy: p.LineBusy, Calls: p.Calls,
+		CallLimit: p.CallLimit, MaxForwards: p.MaxForwards,
 	}
+}
+
+// rttMS is chan_sip's lastms: -1 unreachable, else at least 1 once answered.
+func rttMS(d time.Duration) int {
+	if d < 0 {
+		return -1
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 func sessionRow(s ppp.SessionInfo) console.SessionRow {
