@@ -18,7 +18,6 @@ import (
 	"github.com/isp-box/isp-box/ppp/ipcp"
 	"github.com/isp-box/isp-box/ppp/lcp"
 	"github.com/isp-box/isp-box/ppp/pap"
-	"github.com/isp-box/isp-box/ppp/vj"
 )
 
 // ClientConfig configures the dial side.
@@ -519,12 +518,7 @@ func (r *client) ipcpUp(s *session) {
 			*a.l = append(*a.l, a.a)
 		}
 	}
-	if r.peerVJ != nil {
-		s.vjTx = vj.NewCompressor(r.peerVJ.MaxSlot, r.peerVJ.CompSlot != 0)
-	}
-	if r.reqVJ {
-		s.vjRx = vj.NewDecompressor(r.vjSlots)
-	}
+	s.startVJ(r.peerVJ, r.reqVJ, r.vjSlots)
 	r.vjTx, r.vjRx = s.vjTx != nil, s.vjRx != nil
 	s.log.Info("IPCP up", "local", r.local, "remote", r.remote, "dns", r.dnsUp)
 	if !r.upOnce {

@@ -20,7 +20,6 @@ import (
 	"github.com/isp-box/isp-box/ppp/ipcp"
 	"github.com/isp-box/isp-box/ppp/lcp"
 	"github.com/isp-box/isp-box/ppp/pap"
-	"github.com/isp-box/isp-box/ppp/vj"
 )
 
 // Options are the per-session inputs of Serve that are not PPP options.
@@ -285,13 +284,6 @@ func (r *server) sendChallenge(s *session) {
 	b, _ := v.Marshal()
 	s.sendCP(chap.Protocol, cp.Packet{Code: cp.Code(chap.Challenge), ID: r.chapID, Data: b})
 	s.setTimer(tAuth, s.restart())
-}
-
-func (s *session) restart() time.Duration {
-	if s.cfg.Restart > 0 {
-		return s.cfg.Restart
-	}
-	return 3 * time.Second
 }
 
 // authTimeout retransmits the Challenge every restart period (RFC 1994
@@ -603,16 +595,10 @@ func (r *server) ipcpReject(s *session, opts cp.Options) {
 	}
 }
 
-// ipcpUp turns VJ on in each direction that was negotiated: we compress
-// with the peer's slots (its option says what it can receive) and
-// decompress with ours, then announces the session on the bus.
+// ipcpUp turns VJ on where negotiated, sets the link's MTU and announces
+// the session on the bus.
 func (r *server) ipcpUp(s *session) {
-	if r.peerVJ != nil {
-		s.vjTx = vj.NewCompressor(r.peerVJ.MaxSlot, r.peerVJ.CompSlot != 0)
-	}
-	if r.reqVJ {
-		s.vjRx = vj.NewDecompressor(r.vjSlots)
-	}
+	s.startVJ(r.peerVJ, r.reqVJ, r.vjSlots)
 	if m, ok := r.link.(MTUSetter); ok && r.link != nil {
 		mtu := s.peerMRU
 		if s.cfg.MTU > 0 {

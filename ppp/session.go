@@ -502,13 +502,18 @@ func (s *session) terminate(cause, text string) {
 	}
 	s.setPhase(PhaseTerminate, text)
 	s.lcp.Close(text)
-	p := s.cfg.Restart
-	if p <= 0 {
-		p = 3 * time.Second
-	}
 	if s.deadline[tHard].IsZero() {
-		s.setTimer(tHard, p*time.Duration(max(s.cfg.MaxTerminate, 2)+1))
+		s.setTimer(tHard, s.restart()*time.Duration(max(s.cfg.MaxTerminate, 2)+1))
 	}
+}
+
+// restart is the Restart timer (RFC 1661 §4.6), also the authentication
+// retransmit period.
+func (s *session) restart() time.Duration {
+	if s.cfg.Restart > 0 {
+		return s.cfg.Restart
+	}
+	return 3 * time.Second
 }
 
 func (s *session) setPhase(p Phase, detail string) {
@@ -631,6 +636,18 @@ func (s *session) ipInput(proto uint16, info []byte) {
 
 // ipReceiver is where a role takes IP packets from the line.
 type ipReceiver interface{ receiveIP(s *session, pkt []byte) }
+
+// startVJ turns VJ compression on in each direction IPCP negotiated
+// (RFC 1332 §4): we compress with the peer's slots (its option says what
+// it can receive) and, if our own request stood, decompress with ours.
+func (s *session) startVJ(peer *ipcp.Compression, rx bool, slots uint8) {
+	if peer != nil {
+		s.vjTx = vj.NewCompressor(peer.MaxSlot, peer.CompSlot != 0)
+	}
+	if rx {
+		s.vjRx = vj.NewDecompressor(slots)
+	}
+}
 
 // sendIP sends one IP packet to the peer, compressed if VJ is on.
 func (s *session) sendIP(pkt []byte) {
