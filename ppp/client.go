@@ -81,12 +81,14 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, cfg ClientConfig, log *slo
 	}
 	r := &client{cfg: cfg, c: c, ready: make(chan struct{}), vjSlots: uint8(slots - 1),
 		ask: askAll, reqCallback: cfg.Windows,
-		reqAddr: true, reqVJ: cfg.WantVJ, reqDNS1: !cfg.NoDNS || cfg.Windows, reqDNS2: !cfg.NoDNS || cfg.Windows,
-		reqNBNS1: cfg.Windows, reqNBNS2: cfg.Windows, addr: cfg.WantAddr}
-	if !r.addr.IsValid() {
-		r.addr = netip.IPv4Unspecified()
+		reqVJ: cfg.WantVJ}
+	want, unset := cfg.WantAddr, netip.IPv4Unspecified()
+	if !want.IsValid() {
+		want = unset
 	}
-	r.dns1, r.dns2, r.nbns1, r.nbns2 = netip.IPv4Unspecified(), netip.IPv4Unspecified(), netip.IPv4Unspecified(), netip.IPv4Unspecified()
+	dns := !cfg.NoDNS || cfg.Windows
+	r.addrs = []askAddr{{ipcp.OptAddress, true, want}, {ipcp.OptDNS1, dns, unset},
+		{ipcp.OptNBNS1, cfg.Windows, unset}, {ipcp.OptDNS2, dns, unset}, {ipcp.OptNBNS2, cfg.Windows, unset}}
 	s := newSession("client", rw, scfg, r, cfg.Clock, log)
 	c.s, c.r = s, r
 	runCtx, cancelRun := context.WithCancel(context.Background())
@@ -201,14 +203,33 @@ type client struct {
 	peerChallenge  []byte
 	expectAuthResp string
 
-	reqAddr, reqVJ, reqDNS1, reqDNS2, reqNBNS1, reqNBNS2 bool
-	addr, dns1, dns2, nbns1, nbns2                       netip.Addr
-	vjSlots                                              uint8
-	peerVJ                                               *ipcp.Compression
-	local, remote                                        netip.Addr
-	dnsUp, winsUp                                        []netip.Addr
-	vjTx, vjRx                                           bool
-	upOnce                                               bool
+	addrs         []askAddr // in request order: ours, DNS1, NBNS1, DNS2, NBNS2
+	reqVJ         bool
+	vjSlots       uint8
+	peerVJ        *ipcp.Compression
+	local, remote netip.Addr
+	dnsUp, winsUp []netip.Addr
+	vjTx, vjRx    bool
+	upOnce        bool
+}
+
+// askAddr is an address the client requests in IPCP: its own (RFC 1332
+// §3.3) or a DNS or NBNS server's (RFC 1877). 0.0.0.0 asks the server to
+// Nak with the address to use.
+type askAddr struct {
+	typ  uint8
+	on   bool // still requested (cleared by Reject)
+	addr netip.Addr
+}
+
+// askFor returns the requested address of option type typ, nil if none.
+func (r *client) askFor(typ uint8) *askAddr {
+	for i := range r.addrs {
+		if r.addrs[i].typ == typ {
+			return &r.addrs[i]
+		}
+	}
+	return nil
 }
 
 func (r *client) lcpRequest(s *session) cp.Options {
@@ -406,16 +427,11 @@ func (r *client) ipcpRequest(s *session) cp.Options {
 		}
 		o = append(o, ipcp.Compression{Protocol: ipcp.ProtoVJC, MaxSlot: r.vjSlots, CompSlot: comp}.Encode())
 	}
-	add := func(on bool, t uint8, a netip.Addr) {
-		if on {
-			o = append(o, ipcp.Address{Type: t, Addr: a}.Encode())
+	for _, a := range r.addrs {
+		if a.on {
+			o = append(o, ipcp.Address{Type: a.typ, Addr: a.addr}.Encode())
 		}
 	}
-	add(r.reqAddr, ipcp.OptAddress, r.addr)
-	add(r.reqDNS1, ipcp.OptDNS1, r.dns1)
-	add(r.reqNBNS1, ipcp.OptNBNS1, r.nbns1)
-	add(r.reqDNS2, ipcp.OptDNS2, r.dns2)
-	add(r.reqNBNS2, ipcp.OptNBNS2, r.nbns2)
 	return o
 }
 
@@ -463,17 +479,8 @@ func (r *client) ipcpNak(s *session, opts cp.Options) {
 		}
 		switch v := d.(type) {
 		case ipcp.Address:
-			switch v.Type {
-			case ipcp.OptAddress:
-				r.addr = v.Addr
-			case ipcp.OptDNS1:
-				r.dns1 = v.Addr
-			case ipcp.OptDNS2:
-				r.dns2 = v.Addr
-			case ipcp.OptNBNS1:
-				r.nbns1 = v.Addr
-			case ipcp.OptNBNS2:
-				r.nbns2 = v.Addr
+			if a := r.askFor(v.Type); a != nil {
+				a.addr = v.Addr
 			}
 		case ipcp.Compression:
 			if v.Protocol == ipcp.ProtoVJC && !v.Old && v.MaxSlot <= r.vjSlots {
@@ -487,19 +494,10 @@ func (r *client) ipcpNak(s *session, opts cp.Options) {
 
 func (r *client) ipcpReject(s *session, opts cp.Options) {
 	for _, o := range opts {
-		switch o.Type {
-		case ipcp.OptCompression:
+		if o.Type == ipcp.OptCompression {
 			r.reqVJ = false
-		case ipcp.OptAddress:
-			r.reqAddr = false
-		case ipcp.OptDNS1:
-			r.reqDNS1 = false
-		case ipcp.OptDNS2:
-			r.reqDNS2 = false
-		case ipcp.OptNBNS1:
-			r.reqNBNS1 = false
-		case ipcp.OptNBNS2:
-			r.reqNBNS2 = false
+		} else if a := r.askFor(o.Type); a != nil {
+			a.on = false
 		}
 	}
 }
@@ -507,15 +505,17 @@ func (r *client) ipcpReject(s *session, opts cp.Options) {
 // ipcpUp records the addresses in force and turns VJ on where negotiated;
 // the first time, it lets Dial return.
 func (r *client) ipcpUp(s *session) {
-	r.local = r.addr
+	r.local = r.askFor(ipcp.OptAddress).addr
 	r.dnsUp, r.winsUp = nil, nil
-	for _, a := range []struct {
-		on bool
-		a  netip.Addr
-		l  *[]netip.Addr
-	}{{r.reqDNS1, r.dns1, &r.dnsUp}, {r.reqDNS2, r.dns2, &r.dnsUp}, {r.reqNBNS1, r.nbns1, &r.winsUp}, {r.reqNBNS2, r.nbns2, &r.winsUp}} {
-		if a.on && !a.a.IsUnspecified() {
-			*a.l = append(*a.l, a.a)
+	for _, a := range r.addrs {
+		if !a.on || a.addr.IsUnspecified() {
+			continue
+		}
+		switch a.typ {
+		case ipcp.OptDNS1, ipcp.OptDNS2:
+			r.dnsUp = append(r.dnsUp, a.addr)
+		case ipcp.OptNBNS1, ipcp.OptNBNS2:
+			r.winsUp = append(r.winsUp, a.addr)
 		}
 	}
 	s.startVJ(r.peerVJ, r.reqVJ, r.vjSlots)
