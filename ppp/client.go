@@ -527,11 +527,7 @@ func (r *client) ipcpUp(s *session) {
 	}
 }
 
-func (r *client) ipcpDown(*session) {}
-
 func (r *client) lcpDown(*session) { r.authDone, r.papTries = false, 0 }
-
-func (r *client) otherProtocol(*session, uint16, []byte) bool { return false }
 
 func (r *client) receiveIP(s *session, pkt []byte) {
 	select {

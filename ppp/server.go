@@ -616,15 +616,11 @@ func (r *server) ipcpUp(s *session) {
 	}
 }
 
-func (r *server) ipcpDown(*session) {}
-
 func (r *server) lcpDown(*session) {
 	// A failure being answered stays pending: renegotiating LCP must not
 	// be a way around it.
 	r.authOK, r.lastOK = false, nil
 }
-
-func (r *server) otherProtocol(*session, uint16, []byte) bool { return false }
 
 func (r *server) receiveIP(s *session, pkt []byte) {
 	if r.link == nil {

@@ -97,13 +97,11 @@ type role interface {
 	// networkStart runs when authentication is done.
 	networkStart(s *session) error
 	ipcpUp(s *session)
-	ipcpDown(s *session)
 	// lcpDown runs on This-Layer-Down: a renegotiated link authenticates
 	// again (RFC 1661 §3.5).
 	lcpDown(s *session)
-	// otherProtocol is offered frames of protocols the engine does not run;
-	// it returns false to have them Protocol-Rejected.
-	otherProtocol(s *session, proto uint16, info []byte) bool
+	// receiveIP takes an IP packet from the line (decompressed).
+	receiveIP(s *session, pkt []byte)
 }
 
 // session is one PPP link, either role. All fields are owned by the owner
@@ -248,12 +246,12 @@ func newSession(id string, rw io.ReadWriteCloser, cfg Config, r role, clock Cloc
 	if p.Restart <= 0 {
 		p = cp.DefaultParams()
 	}
-	s.lcp = cp.New("LCP", &lcpHandler{s}, func(pk cp.Packet) { s.sendCP(lcp.Protocol, pk) }, fsmTimer{s, tLCP}, p, log)
+	s.lcp = cp.New("LCP", &lcpHandler{optHandler{s, r.lcpRequest, r.lcpCheck, r.lcpNak, r.lcpReject}}, func(pk cp.Packet) { s.sendCP(lcp.Protocol, pk) }, fsmTimer{s, tLCP}, p, log)
 	ip := p
 	if cfg.IPCPMaxFailure > 0 {
 		ip.MaxFailure = cfg.IPCPMaxFailure
 	}
-	s.ipcp = cp.New("IPCP", &ipcpHandler{s}, func(pk cp.Packet) { s.sendCP(ipcp.Protocol, pk) }, fsmTimer{s, tIPCP}, ip, log)
+	s.ipcp = cp.New("IPCP", &ipcpHandler{optHandler{s, r.ipcpRequest, r.ipcpCheck, r.ipcpNak, r.ipcpReject}}, func(pk cp.Packet) { s.sendCP(ipcp.Protocol, pk) }, fsmTimer{s, tIPCP}, ip, log)
 	return s
 }
 
@@ -597,9 +595,6 @@ func (s *session) input(f []byte) {
 	}
 	// Anything else (IPXCP, NBFCP, CCP, IPv6CP, unknown) is refused with
 	// LCP Protocol-Reject; the peer stops that protocol and the link goes on.
-	if s.role.otherProtocol(s, proto, info) {
-		return
-	}
 	s.protocolReject(proto, info)
 }
 
@@ -631,11 +626,8 @@ func (s *session) ipInput(proto uint16, info []byte) {
 	s.stats.PktsIn.Add(1)
 	s.stats.BytesIn.Add(uint64(len(pkt)))
 	s.lastIP = s.clock.Now()
-	s.role.(ipReceiver).receiveIP(s, pkt)
+	s.role.receiveIP(s, pkt)
 }
-
-// ipReceiver is where a role takes IP packets from the line.
-type ipReceiver interface{ receiveIP(s *session, pkt []byte) }
 
 // startVJ turns VJ compression on in each direction IPCP negotiated
 // (RFC 1332 §4): we compress with the peer's slots (its option says what
@@ -736,21 +728,32 @@ func (s *session) idleTick() {
 	}
 }
 
+// ---- option negotiation (common to LCP and IPCP) ----
+
+// optHandler is the option half of a cp.Handler, alike for LCP and IPCP:
+// it hands the peer's request and its answers to ours to the role.
+type optHandler struct {
+	s           *session
+	request     func(*session) cp.Options
+	check       func(*session, cp.Options, bool) (cp.Code, cp.Options)
+	nak, reject func(*session, cp.Options)
+}
+
+func (h optHandler) Request() cp.Options { return h.request(h.s) }
+func (h optHandler) CheckRequest(o cp.Options, rej bool) (cp.Code, cp.Options) {
+	return h.check(h.s, o, rej)
+}
+
+// Ack: RFC 1661 §5.2: the Ack must repeat our request exactly.
+func (h optHandler) Ack(o cp.Options) bool {
+	return string(h.request(h.s).Append(nil)) == string(o.Append(nil))
+}
+func (h optHandler) Nak(o cp.Options) bool    { h.nak(h.s, o); return true }
+func (h optHandler) Reject(o cp.Options) bool { h.reject(h.s, o); return true }
+
 // ---- LCP handler (common to both roles) ----
 
-type lcpHandler struct{ s *session }
-
-func (h *lcpHandler) Request() cp.Options { return h.s.role.lcpRequest(h.s) }
-func (h *lcpHandler) CheckRequest(o cp.Options, rej bool) (cp.Code, cp.Options) {
-	return h.s.role.lcpCheck(h.s, o, rej)
-}
-func (h *lcpHandler) Ack(o cp.Options) bool {
-	// RFC 1661 §5.2: the Ack must repeat our request exactly.
-	want := h.s.role.lcpRequest(h.s).Append(nil)
-	return string(want) == string(o.Append(nil))
-}
-func (h *lcpHandler) Nak(o cp.Options) bool    { h.s.role.lcpNak(h.s, o); return true }
-func (h *lcpHandler) Reject(o cp.Options) bool { h.s.role.lcpReject(h.s, o); return true }
+type lcpHandler struct{ optHandler }
 
 // Extended maps LCP's own codes (RFC 1661 §5.7-5.9, RFC 1570 §2) onto
 // automaton events; unknown codes get a Code-Reject through RUC.
@@ -869,18 +872,8 @@ func (s *session) beginNetwork() {
 
 // ---- IPCP handler (common) ----
 
-type ipcpHandler struct{ s *session }
+type ipcpHandler struct{ optHandler }
 
-func (h *ipcpHandler) Request() cp.Options { return h.s.role.ipcpRequest(h.s) }
-func (h *ipcpHandler) CheckRequest(o cp.Options, rej bool) (cp.Code, cp.Options) {
-	return h.s.role.ipcpCheck(h.s, o, rej)
-}
-func (h *ipcpHandler) Ack(o cp.Options) bool {
-	want := h.s.role.ipcpRequest(h.s).Append(nil)
-	return string(want) == string(o.Append(nil))
-}
-func (h *ipcpHandler) Nak(o cp.Options) bool    { h.s.role.ipcpNak(h.s, o); return true }
-func (h *ipcpHandler) Reject(o cp.Options) bool { h.s.role.ipcpReject(h.s, o); return true }
 func (h *ipcpHandler) Extended(cp.Packet) (cp.Event, bool) {
 	return 0, false
 }
@@ -908,7 +901,6 @@ func (h *ipcpHandler) Down() {
 	if s.phase == PhaseRunning {
 		s.setPhase(PhaseNetwork, "IPCP down")
 	}
-	s.role.ipcpDown(s)
 }
 func (h *ipcpHandler) Started() {}
 func (h *ipcpHandler) Finished() {
