@@ -155,12 +155,10 @@ func (c *Client) Stats() (bytesOut, bytesIn, pktsOut, pktsIn uint64) {
 // WritePacket sends one IP packet; pkt is not retained.
 func (c *Client) WritePacket(pkt []byte) error {
 	p := slices.Clone(pkt)
-	select {
-	case c.s.events <- func() { c.s.sendIP(p) }:
-		return nil
-	case <-c.done:
+	if !c.do(func() { c.s.sendIP(p) }) {
 		return ErrClosed
 	}
+	return nil
 }
 
 // ReadPacket copies the next IP packet from the server into buf.
@@ -179,12 +177,19 @@ func (c *Client) ReadPacket(buf []byte) (int, error) {
 // Close sends a Terminate-Request, waits for the Ack (or Max-Terminate
 // timeouts), closes rw and waits for the session's goroutines.
 func (c *Client) Close() error {
-	select {
-	case c.s.events <- func() { c.s.terminate(CauseLocalClose, "User request") }:
-	case <-c.done:
-	}
+	c.do(func() { c.s.terminate(CauseLocalClose, "User request") })
 	<-c.done
 	return nil
+}
+
+// do hands fn to the session's owner goroutine; false if the link is down.
+func (c *Client) do(fn func()) bool {
+	select {
+	case c.s.events <- fn:
+		return true
+	case <-c.done:
+		return false
+	}
 }
 
 // client is the dial role's negotiation policy: written apart from the

@@ -258,9 +258,7 @@ func (r *server) authStart(s *session) bool {
 		return false
 	}
 	s.authProto = r.curAuth(s)
-	if s.info != nil {
-		s.info.update(func(i *SessionInfo) { i.Auth = string(s.authProto) })
-	}
+	s.info.update(func(i *SessionInfo) { i.Auth = string(s.authProto) })
 	switch s.authProto {
 	case AuthPAP:
 		s.setTimer(tAuth, s.cfg.AuthTimeout)
@@ -421,9 +419,7 @@ func (r *server) authSucceeded(s *session, user string, addrs []string) {
 	r.authOK = true
 	s.user = user
 	s.stopTimer(tAuth)
-	if s.info != nil {
-		s.info.update(func(i *SessionInfo) { i.User = user })
-	}
+	s.info.update(func(i *SessionInfo) { i.User = user })
 	r.authName = user
 	r.opts.LoggedInUser = ""
 	if a := wantedAddr(addrs); a.IsValid() {
@@ -480,9 +476,7 @@ func (r *server) networkStart(s *session) error {
 	if !r.local.Is4() || !r.remote.Is4() {
 		return errNoAddress
 	}
-	if s.info != nil {
-		s.info.update(func(i *SessionInfo) { i.Local, i.Remote, i.DNS = r.local, r.remote, r.dns })
-	}
+	s.info.update(func(i *SessionInfo) { i.Local, i.Remote, i.DNS = r.local, r.remote, r.dns })
 	return nil
 }
 
@@ -607,9 +601,7 @@ func (r *server) ipcpUp(s *session) {
 		m.SetMTU(mtu)
 	}
 	s.log.Info("IPCP up", "local", r.local, "remote", r.remote, "dns", r.dns, "vj", s.vjTx != nil)
-	if s.info != nil {
-		s.info.update(func(i *SessionInfo) { i.Up, i.VJ = s.upAt, s.vjTx != nil || s.vjRx != nil })
-	}
+	s.info.update(func(i *SessionInfo) { i.Up, i.VJ = s.upAt, s.vjTx != nil || s.vjRx != nil })
 	if r.opts.Bus != nil {
 		r.opts.Bus.Publish(bus.PPPUp{Session: s.id, Line: r.opts.Line, User: s.user, Local: r.local,
 			Remote: r.remote, DNS: slices.Clone(r.dns), CallID: r.opts.CallID})

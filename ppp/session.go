@@ -333,16 +333,10 @@ func (s *session) shutdown() {
 	flushed := make(chan struct{})
 	go func() { s.wg.Wait(); close(flushed) }()
 	t := s.clock.NewTimer(2 * time.Second)
-	writerDone := false
-	for !writerDone {
-		select {
-		case <-s.wErr:
-			writerDone = true
-		case <-t.C():
-			writerDone = true
-		case <-flushed:
-			writerDone = true
-		}
+	select {
+	case <-s.wErr:
+	case <-t.C():
+	case <-flushed:
 	}
 	t.Stop()
 	close(s.stop)
@@ -520,9 +514,7 @@ func (s *session) setPhase(p Phase, detail string) {
 	}
 	s.phase = p
 	s.log.Debug("phase", "phase", p.String(), "detail", detail)
-	if s.info != nil {
-		s.info.setPhase(p, detail)
-	}
+	s.info.setPhase(p, detail)
 	if s.onPhase != nil {
 		s.onPhase(p, detail)
 	}

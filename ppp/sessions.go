@@ -38,13 +38,21 @@ type liveInfo struct {
 	fcs   func() uint64
 }
 
+// setPhase and update do nothing on a nil liveInfo (a client session is
+// not listed).
 func (l *liveInfo) setPhase(p Phase, detail string) {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	l.info.Phase, l.info.Detail = p.String(), detail
 	l.mu.Unlock()
 }
 
 func (l *liveInfo) update(fn func(*SessionInfo)) {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	fn(&l.info)
 	l.mu.Unlock()
