@@ -88,8 +88,12 @@ func DefaultPath() string {
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
 		return filepath.Join(d, "isp-box", "isp-box.db")
 	}
+	// Service users often have a HOME that does not exist (Debian's
+	// nobody: /nonexistent); creating state under it would fail at start.
 	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "state", "isp-box", "isp-box.db")
+		if fi, err := os.Stat(h); err == nil && fi.IsDir() {
+			return filepath.Join(h, ".local", "state", "isp-box", "isp-box.db")
+		}
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("isp-box-%d", os.Geteuid()), "isp-box.db")
 }
