@@ -96,7 +96,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 		rw = &prereadRW{ReadWriteCloser: rw, pre: opts.Preread}
 	}
 	srv := &server{opts: opts, secrets: sec, ctx: ctx,
-		ask: askAll, reqAuth: cfg.RequireAuth, reqAddr: true, reqVJ: cfg.VJ}
+		ask: askAll, reqAuth: cfg.RequireAuth, authDead: map[AuthProto]bool{}, reqAddr: true, reqVJ: cfg.VJ}
 	s := newSession(id, rw, cfg, srv, opts.Clock, log)
 	srv.vjSlots = uint8(min(max(cfg.VJMaxSlots, 1), 256) - 1)
 	if cfg.VJMaxSlots <= 0 {
@@ -145,6 +145,8 @@ type server struct {
 	reqAuth bool
 
 	// Authentication.
+	authIdx   int                // index in cfg.Auth of the protocol we request
+	authDead  map[AuthProto]bool // protocols the client refused
 	chapID    uint8
 	challenge []byte
 	chapTries int
@@ -165,8 +167,8 @@ type server struct {
 }
 
 func (r *server) curAuth(s *session) AuthProto {
-	if s.authIdx < len(s.cfg.Auth) {
-		return s.cfg.Auth[s.authIdx]
+	if r.authIdx < len(s.cfg.Auth) {
+		return s.cfg.Auth[r.authIdx]
 	}
 	return ""
 }
@@ -213,16 +215,16 @@ func (r *server) lcpNak(s *session, opts cp.Options) {
 			// The client suggests another protocol: take it if we allow
 			// it, else move to our next preference.
 			cur := r.curAuth(s)
-			s.authDead[cur] = true
-			if p, ok := authProtoOf(v); ok && !s.authDead[p] {
+			r.authDead[cur] = true
+			if p, ok := authProtoOf(v); ok && !r.authDead[p] {
 				if i := slices.Index(s.cfg.Auth, p); i >= 0 {
-					s.authIdx = i
+					r.authIdx = i
 					continue
 				}
 			}
 			for i, p := range s.cfg.Auth {
-				if !s.authDead[p] {
-					s.authIdx = i
+				if !r.authDead[p] {
+					r.authIdx = i
 					break
 				}
 			}

@@ -78,7 +78,8 @@ type ioStats struct {
 	ProtoRejects                       atomic.Uint64
 }
 
-// role is what differs between server and client.
+// role is what differs between server and client; what they do alike is
+// the session's (this file) and negotiate.go's.
 type role interface {
 	lcpRequest(s *session) cp.Options
 	lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options)
@@ -140,11 +141,8 @@ type session struct {
 	peerACCM    uint32
 	txACFC      bool // peer accepts compressed fields
 	txPFC       bool
-	lcpOptsAck  struct{ accm bool } // which of our options the peer acked
-	authProto   AuthProto           // the auth protocol the link agreed on ("" = none)
-	authIdx     int                 // index in the preference list being requested
-	authDead    map[AuthProto]bool  // protocols the peer refused
-	echoOut     int                 // unanswered Echo-Requests
+	authProto   AuthProto // the auth protocol the link agreed on ("" = none)
+	echoOut     int       // unanswered Echo-Requests
 	rxSinceEcho bool
 
 	// IPCP / IP state.
@@ -225,16 +223,15 @@ func newSession(id string, rw io.ReadWriteCloser, cfg Config, r role, clock Cloc
 	}
 	s := &session{
 		id: id, rw: rw, cfg: cfg, role: r, clock: clock, log: log,
-		enc:      hdlc.NewEncoder(),
-		dec:      hdlc.NewReader(rw),
-		rx:       make(chan []byte, 64),
-		rxErr:    make(chan error, 1),
-		wErr:     make(chan error, 1),
-		stop:     make(chan struct{}),
-		events:   make(chan func(), 256),
-		authDead: map[AuthProto]bool{},
-		peerMRU:  lcp.DefaultMRU,
-		mru:      lcp.DefaultMRU,
+		enc:     hdlc.NewEncoder(),
+		dec:     hdlc.NewReader(rw),
+		rx:      make(chan []byte, 64),
+		rxErr:   make(chan error, 1),
+		wErr:    make(chan error, 1),
+		stop:    make(chan struct{}),
+		events:  make(chan func(), 256),
+		peerMRU: lcp.DefaultMRU,
+		mru:     lcp.DefaultMRU,
 	}
 	s.txq.signal = make(chan struct{}, 1)
 	if cfg.MRU > 0 {
