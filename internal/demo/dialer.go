@@ -96,6 +96,19 @@ func (t *Terminal) waitTap(ctx context.Context, want string, timeout time.Durati
 func (t *Terminal) Write(p []byte) (int, error) { return t.f.Write(p) }
 func (t *Terminal) Close() error                { return t.f.Close() }
 
+// Flush discards what the modem sent that nobody has read yet.
+func (t *Terminal) Flush() error {
+	rc, err := t.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = unix.IoctlSetInt(int(fd), unix.TCFLSH, unix.TCIFLUSH) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
 // SetDeadline bounds reads and writes (the pty supports the poller).
 func (t *Terminal) SetDeadline(d time.Time) error { return t.f.SetDeadline(d) }
 
@@ -202,7 +215,15 @@ func Dial(ctx context.Context, path string, o DialOptions) (*Session, error) {
 		return nil, fmt.Errorf("open modem: %w", err)
 	}
 	fail := func(err error) (*Session, error) { t.Close(); return nil, err }
-	if res, _, err := t.Command(ctx, "ATZ", 5*time.Second); err != nil || res != "OK" {
+	// A result left from the last call (NO CARRIER) may still be queued or
+	// arrive just now: flush, and take ATZ's answer from the second try if
+	// the first result read was that leftover.
+	t.Flush()
+	res, _, err := t.Command(ctx, "ATZ", 5*time.Second)
+	if err == nil && res != "OK" {
+		res, _, err = t.Command(ctx, "ATZ", 5*time.Second)
+	}
+	if err != nil || res != "OK" {
 		return fail(fmt.Errorf("modem reset: %q %v", res, err))
 	}
 	for _, c := range o.Init {
@@ -211,7 +232,7 @@ func Dial(ctx context.Context, path string, o DialOptions) (*Session, error) {
 		}
 	}
 	step("client modem: ATDT%s", o.Number)
-	res, _, err := t.Command(ctx, "ATDT"+o.Number, 90*time.Second)
+	res, _, err = t.Command(ctx, "ATDT"+o.Number, 90*time.Second)
 	if err != nil {
 		return fail(err)
 	}
