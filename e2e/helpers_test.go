@@ -77,6 +77,22 @@ func (l *logBuffer) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// grep returns the lines that hold any of subs.
+func (l *logBuffer) grep(subs ...string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		for _, s := range subs {
+			if strings.Contains(line, s) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // world is a demo.World with what the tests watch: every bus event, in
 // order (a reliable subscription) and the ATA's line state changes.
 type world struct {

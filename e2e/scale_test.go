@@ -165,13 +165,13 @@ func runScale(t *testing.T, bin string, n int) {
 	for i, err := range errs {
 		if err != nil {
 			failed++
-			if failed <= 10 {
-				t.Errorf("caller%d: %v", i+1, err)
+			if failed <= 5 {
+				t.Errorf("caller%d: %v; the box logged:\n%s", i+1, err, bx.log.grep(fmt.Sprintf("=caller%d ", i+1), fmt.Sprintf("=modem%d ", i+1), fmt.Sprintf("=ttyS%d ", i+1)))
 			}
 		}
 	}
 	if failed > 0 {
-		t.Fatalf("%d of %d dials failed; box log:\n%s", failed, n, bx.log.tail(40))
+		t.Fatalf("%d of %d dials failed", failed, n)
 	}
 	slices.Sort(took)
 	if err := bx.waitLines(ctx, n, "connected", n); err != nil {
@@ -282,7 +282,7 @@ type boxProc struct {
 func startBox(t *testing.T, bin, conf, dir string) *boxProc {
 	sock := filepath.Join(dir, "isp-box.sock")
 	lb := &logBuffer{}
-	cmd := exec.Command(bin, "serve", "-c", conf, "-s", sock, "--db", filepath.Join(dir, "isp-box.db"), "--network", "userspace", "--log-level", "warn")
+	cmd := exec.Command(bin, "serve", "-c", conf, "-s", sock, "--db", filepath.Join(dir, "isp-box.db"), "--network", "userspace", "--log-level", "info")
 	cmd.Stdout, cmd.Stderr = lb, lb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
