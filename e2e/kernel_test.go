@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +46,12 @@ const (
 // `ip netns exec`), so that every thread of it is in the box namespace;
 // the servers run here, their sockets made in the server namespace.
 func TestKernelDialIn(t *testing.T) {
-	if os.Getenv(kernelChildEnv) != "" {
+	switch os.Getenv(kernelChildEnv) {
+	case "":
+	case "crash":
+		kernelCrashChild(t)
+		return
+	default:
 		kernelChild(t)
 		return
 	}
@@ -58,10 +65,27 @@ func TestKernelDialIn(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := exec.CommandContext(ctx, "ip", "netns", "exec", tp.box,
-		os.Args[0], "-test.run=^TestKernelDialIn$", "-test.v", "-test.count=1", "-test.timeout=150s")
-	c.Env = append(os.Environ(), kernelChildEnv+"=1")
-	c.WaitDelay = 10 * time.Second
+	child := func(role string) *exec.Cmd {
+		c := exec.CommandContext(ctx, "ip", "netns", "exec", tp.box,
+			os.Args[0], "-test.run=^TestKernelDialIn$", "-test.v", "-test.count=1", "-test.timeout=150s")
+		c.Env = append(os.Environ(), kernelChildEnv+"="+role)
+		c.WaitDelay = 10 * time.Second
+		return c
+	}
+
+	// First a box that is killed with SIGKILL while a client is dialled
+	// in: its table stays in the kernel (its TUN goes with the process).
+	crashBox(t, child("crash"))
+	if out := nsRun(t, "ip", "netns", "exec", tp.box, "nft", "list", "set", "ip", nftTable, "clients"); !strings.Contains(out, client.String()) {
+		t.Fatalf("no stale table with the client after kill -9 (nothing left for the restart to clean):\n%s", out)
+	}
+	if out := nsRun(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(out, tunDev) {
+		t.Fatalf("TUN device outlived the killed box:\n%s", out)
+	}
+
+	// Then the box again: it removes the stale table, and the dial-in
+	// runs through the kernel.
+	c := child("after-crash")
 	out, err := c.CombinedOutput()
 	if err != nil || testing.Verbose() || verbose() {
 		t.Logf("child in %s:\n%s", tp.box, out)
@@ -104,16 +128,18 @@ func kernelChild(t *testing.T) {
 	sh := func(args ...string) string { t.Helper(); return nsRun(t, args...) }
 	forwardBefore := strings.TrimSpace(sh("cat", "/proc/sys/net/ipv4/ip_forward"))
 
-	cfg := pap2t(t, func(s string) string {
-		s = strings.Replace(s, "network = userspace", "network = kernel", 1)
-		// mtu 1000: the clamp (960) is visible against the client's 1460.
-		return strings.Replace(s, "pool = 192.168.32.0/24\n", "pool = 192.168.32.0/24\nuplink = "+uplinkDev+"\nmtu = 1000\n", 1)
-	})
-	if cfg.Net.Mode != netstack.Kernel || cfg.Net.Uplink != uplinkDev {
-		t.Fatalf("config: network %q uplink %q: the rewrite of pap2t.conf did not apply", cfg.Net.Mode, cfg.Net.Uplink)
-	}
+	cfg := kernelConfig(t)
 	w := startKernelWorld(t, cfg)
 	step("box running (kernel mode), ATA registered")
+	// The table a killed box left (TestKernelDialIn kills one first) was
+	// removed at start, and the box said so.
+	stale := waitEvent(t, w, 30*time.Second, func(e bus.Notice) bool {
+		return e.Source == "netstack" && strings.Contains(e.Text, "removed stale nftables table")
+	})
+	step("%s", stale)
+	if out := sh("nft", "list", "set", "ip", nftTable, "clients"); strings.Contains(out, client.String()) {
+		t.Fatalf("the killed box's client %v is still in the table before anyone dialled:\n%s", client, out)
+	}
 	if got := w.Box.Status().Network; got != string(netstack.Kernel) {
 		t.Fatalf("box status network %q", got)
 	}
@@ -260,6 +286,81 @@ func kernelChild(t *testing.T) {
 	}
 	if got := strings.TrimSpace(sh("cat", "/proc/sys/net/ipv4/ip_forward")); got != forwardBefore {
 		t.Errorf("ip_forward %q after the box stopped, was %q", got, forwardBefore)
+	}
+}
+
+// kernelConfig is examples/pap2t.conf in kernel mode with the veth as
+// the uplink.
+func kernelConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg := pap2t(t, func(s string) string {
+		s = strings.Replace(s, "network = userspace", "network = kernel", 1)
+		// mtu 1000: the clamp (960) is visible against the client's 1460.
+		return strings.Replace(s, "pool = 192.168.32.0/24\n", "pool = 192.168.32.0/24\nuplink = "+uplinkDev+"\nmtu = 1000\n", 1)
+	})
+	if cfg.Net.Mode != netstack.Kernel || cfg.Net.Uplink != uplinkDev {
+		t.Fatalf("config: network %q uplink %q: the rewrite of pap2t.conf did not apply", cfg.Net.Mode, cfg.Net.Uplink)
+	}
+	return cfg
+}
+
+// kernelReady is what the crash child prints once a client is dialled in.
+const kernelReady = "KERNEL-BOX-READY"
+
+// kernelCrashChild runs the box with a client dialled in until it is
+// killed with SIGKILL.
+func kernelCrashChild(t *testing.T) {
+	w := startKernelWorld(t, kernelConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := demo.Dial(ctx, w.Clients["pap2t-client"].Path(), demo.DialOptions{Number: "88567682"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Net.Ping(ctx, netip.MustParseAddr(serverAddr)); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(kernelReady)
+	<-ctx.Done() // killed long before
+	t.Fatal("not killed")
+}
+
+// crashBox starts the crash child, waits until it is ready and kills it
+// with SIGKILL: none of its own cleanup runs.
+func crashBox(t *testing.T, c *exec.Cmd) {
+	t.Helper()
+	var out syncBuffer
+	c.Stderr = &out
+	pr, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		ok := false
+		for sc.Scan() {
+			fmt.Fprintln(&out, sc.Text())
+			if sc.Text() == kernelReady && !ok {
+				ok = true
+				ready <- true
+			}
+		}
+		if !ok {
+			ready <- false
+		}
+	}()
+	ok := <-ready
+	c.Process.Signal(syscall.SIGKILL)
+	c.Wait()
+	if !ok || testing.Verbose() || verbose() {
+		t.Logf("crash child:\n%s", out.String())
+	}
+	if !ok {
+		t.Fatal("the box to be killed never got a client dialled in")
 	}
 }
 
