@@ -74,6 +74,7 @@ type netTopo struct {
 // happened (deleting a namespace deletes its veth end, and so the pair).
 func newNetTopo(t testing.TB) *netTopo {
 	t.Helper()
+	sweepNetns(t)
 	id := fmt.Sprintf("%d-%d", os.Getpid(), nsSeq.Add(1))
 	tp := &netTopo{box: "ispbox-e2e-box-" + id, server: "ispbox-e2e-srv-" + id}
 	for _, n := range []string{tp.box, tp.server} {
@@ -98,6 +99,37 @@ func newNetTopo(t testing.TB) *netTopo {
 	}
 	t.Cleanup(func() { tp.serverNS.Close() })
 	return tp
+}
+
+// sweepNetns deletes the namespaces of earlier runs whose test process is
+// gone without its cleanup (killed by go test's -timeout, say), so that
+// they do not pile up on a CI machine.
+func sweepNetns(t testing.TB) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(l), " ")
+		rest, ok := strings.CutPrefix(name, "ispbox-e2e-")
+		if !ok {
+			continue
+		}
+		f := strings.Split(rest, "-") // box|srv, pid, seq
+		if len(f) != 3 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[1])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + f[1]); err == nil {
+			continue // its test still runs
+		}
+		if err := exec.Command("ip", "netns", "del", name).Run(); err == nil {
+			t.Logf("removed namespace %s of an earlier run", name)
+		}
+	}
 }
 
 // inNS runs fn on a fresh OS thread switched into ns. The goroutine ends
