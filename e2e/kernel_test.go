@@ -273,11 +273,34 @@ func kernelChild(t *testing.T) {
 		t.Errorf("route to the client left after hang-up: %q", out)
 	}
 
+	// Dial in again (the line's fixed address is handed out once more and
+	// routed again), and stop the World with this session up: the ATA is
+	// unplugged (the box's line loses the carrier), then the box stops;
+	// the session's address leaves the table before the table goes.
+	s2, err := demo.Dial(ctx, w.Clients["pap2t-client"].Path(), demo.DialOptions{Number: "88567682"})
+	if err != nil {
+		t.Fatalf("second dial-in: %v", err)
+	}
+	defer s2.HangUp(context.Background())
+	if s2.PPP.Local() != client {
+		t.Fatalf("second session: PPP local %v, want %v", s2.PPP.Local(), client)
+	}
+	if reply := udpExchange(t, ctx, s2, dst, "good"); !strings.HasSuffix(reply, uplinkAddr+" good\n") {
+		t.Fatalf("second session: the server received %q", reply)
+	}
+	step("dialled in again; UDP through the masquerade")
+
 	// Stop: everything the box put in the kernel is removed.
 	if err := w.Close(); err != nil {
 		t.Fatalf("World.Close: %v", err)
 	}
-	step("box stopped")
+	step("World stopped (ATA, then the box) with a session up")
+	select {
+	case <-s2.PPP.Done():
+		step("the client saw its link end: %s", s2.PPP.Cause())
+	case <-time.After(30 * time.Second):
+		t.Errorf("the client's PPP still up 30 s after the box stopped")
+	}
 	if out := sh("nft", "list", "tables"); strings.Contains(out, nftTable) {
 		t.Errorf("nft list tables after the box stopped:\n%s", out)
 	}
