@@ -35,20 +35,29 @@ const (
 
 var nsSeq atomic.Int32
 
+// requireRootEnv, set to 1 (CI, `make e2e-kernel`), makes a missing
+// privilege or program a failure instead of a skip, so that the kernel
+// tests cannot pass by not running.
+const requireRootEnv = "ISPBOX_REQUIRE_ROOT"
+
 // needNetAdmin skips t unless it runs as root with iproute2 and nftables
 // (CI installs both: apt-get install iproute2 nftables).
 func needNetAdmin(t testing.TB) {
 	t.Helper()
+	skip := t.Skipf
+	if os.Getenv(requireRootEnv) == "1" {
+		skip = t.Fatalf
+	}
 	if os.Geteuid() != 0 {
-		t.Skip("kernel network mode needs root (network namespaces, TUN, nftables)")
+		skip("kernel network mode needs root (network namespaces, TUN, nftables)")
 	}
 	for _, p := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s not installed (apt-get install iproute2 nftables)", p)
+			skip("%s not installed (apt-get install iproute2 nftables)", p)
 		}
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("no TUN device: %v", err)
+		skip("no TUN device: %v", err)
 	}
 }
 
