@@ -131,7 +131,7 @@ func renderPeerAt(w io.Writer, r PeerRow, now time.Time) {
 	line("DirectMedACL", "%s", "No")
 	line("T.38 support", "%s", "No")
 	line("T.38 EC mode", "%s", "Unknown")
-	line("T.38 MaxDtgrm", "%d", 4294967295)
+	line("T.38 MaxDtgrm", "%d", uint32(4294967295)) // chan_sip prints -1 as unsigned
 	line("DirectMedia", "%s", yesNo(r.DirectMedia))
 	line("PromiscRedir", "%s", "No")
 	line("User=Phone", "%s", "No")
