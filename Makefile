@@ -18,7 +18,7 @@ RACE_PKGS ?= ./internal/...
 # Go files to check with gofmt: all but testdata.
 GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './dist/*')
 
-.PHONY: all build test vet fmt-check lint bench cross demo fuzz bench-sip pppd-vm e2e-pppd clean
+.PHONY: all build test cross-check vet fmt-check lint bench cross demo fuzz bench-sip pppd-vm e2e-pppd clean
 
 all: build
 
@@ -28,9 +28,13 @@ build:
 # The README's test command. Tests that need root (netns, nftables, TUN)
 # or an external program (sipp, pppd, qemu) skip with a message when it is
 # missing; .ci/run installs them and runs as root.
-test: vet fmt-check
+test: vet fmt-check cross-check
 	$(GO) test -timeout 10m ./...
 	CGO_ENABLED=1 $(GO) test -race -short -timeout 10m $(RACE_PKGS)
+
+# The Raspberry Pi of the seed setup: a 32-bit armv6 build must keep working.
+cross-check:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build -o /dev/null ./cmd/isp-box
 
 vet:
 	$(GO) vet ./...
