@@ -265,7 +265,7 @@ func kernelChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvent(t, w, 30*time.Second, func(e bus.PPPDown) bool { return true })
-	step("hung up; line idle")
+	step("hung up; line idle; box counters now %v", w.Box.Status().Counters)
 	if out := sh("nft", "list", "set", "ip", nftTable, "clients"); strings.Contains(out, client.String()) {
 		t.Errorf("client %v still in the table's set after hang-up:\n%s", client, out)
 	}
@@ -423,7 +423,7 @@ func startKernelWorld(t *testing.T, cfg *config.Config) *world {
 	logs := &logBuffer{}
 	w := &world{t: t, logs: logs, grew: make(chan struct{}, 1)}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || verbose() {
 			t.Logf("last log lines:\n%s", logs.tail(150))
 		}
 	})
