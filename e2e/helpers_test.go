@@ -164,6 +164,7 @@ func startWorld(t testing.TB, cfg *config.Config, o worldOpts) *world {
 	if err := dw.WaitReady(ctx); err != nil {
 		t.Fatalf("world not ready: %v", err)
 	}
+	checkLineBusy(t, dw.Box.Status())
 	return w
 }
 
