@@ -115,6 +115,9 @@ type Stack struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	totalsMu sync.Mutex
+	totals   map[string]uint64 // guarded by totalsMu: drops by reason over the stack's life
 }
 
 // New starts the network side in cfg.Mode. In kernel mode it needs
@@ -218,6 +221,29 @@ func (s *Stack) lookup(addr netip.Addr) *Session {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.sessions[addr]
+}
+
+// countDrop adds one drop to the stack-wide totals, which outlive sessions
+// so that a monitored counter never goes down.
+func (s *Stack) countDrop(reason string) {
+	s.totalsMu.Lock()
+	if s.totals == nil {
+		s.totals = map[string]uint64{}
+	}
+	s.totals[reason]++
+	s.totalsMu.Unlock()
+}
+
+// Dropped returns the packets dropped since the stack started, by reason,
+// over every session, ended ones included.
+func (s *Stack) Dropped() map[string]uint64 {
+	s.totalsMu.Lock()
+	defer s.totalsMu.Unlock()
+	out := make(map[string]uint64, len(s.totals))
+	for k, v := range s.totals {
+		out[k] = v
+	}
+	return out
 }
 
 // Sessions returns the counters of every attached session.
@@ -347,6 +373,7 @@ func (s *Session) output(pkt []byte) {
 // second per session and reason, carrying the count since the last event.
 func (s *Session) drop(reason string) {
 	s.dropped.Add(1)
+	s.st.countDrop(reason)
 	now := time.Now()
 	s.dropMu.Lock()
 	d := s.drops[reason]

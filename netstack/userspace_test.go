@@ -375,6 +375,11 @@ func TestUserspaceSpoofDropped(t *testing.T) {
 	if total != 5 || nev > 5 {
 		t.Fatalf("%d events counting %d drops, want 5 drops", nev, total)
 	}
+	// The stack-wide totals outlive the session: a monitored counter never
+	// goes down when a session ends.
+	if got := st.Dropped()[netstack.ReasonSpoofed]; got != 5 {
+		t.Fatalf("Stack.Dropped()[spoofed] = %d after the session closed, want 5", got)
+	}
 	// The same packet with the right source goes through (the check is not
 	// rejecting everything): the echo server sees exactly one source.
 	sess2, c2 := attach(t, st, "s2", netip.Addr{})

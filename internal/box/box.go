@@ -527,12 +527,7 @@ func (b *Box) Status() console.Status {
 		st.Sessions = append(st.Sessions, sessionRow(s))
 	}
 	if b.net != nil {
-		reasons := map[string]uint64{}
-		for _, s := range b.net.Sessions() {
-			for k, v := range s.Reasons {
-				reasons[k] += v
-			}
-		}
+		reasons := b.net.Dropped()
 		keys := make([]string, 0, len(reasons))
 		for k := range reasons {
 			keys = append(keys, k)
