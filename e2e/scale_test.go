@@ -45,16 +45,16 @@ const scaleEnv = "ISPBOX_SCALE"
 // calls, idle with LCP echoes every second, and with every client pinging
 // the gateway once a second; the emulators' own CPU and memory beside it.
 //
-// Known limit: the box's modem lines read through go.bug.st/serial, whose
-// Read uses select(2); each line holds four descriptors (the port, a
-// control fd and serial's close pipe), so past about 250 lines a
-// descriptor number reaches 1024 and the box panics (TestHighFileDescriptors).
+// Known problem (pbx): with hundreds of lines starting at once the PBX's
+// lossy LineState subscription misses some lines' "idle" and answers
+// their callers 486 for good; checkLineBusy names them and the
+// measurement goes on with the links that came up.
 //
-//	ISPBOX_SCALE=100,240 go test ./e2e -run '^TestScale$' -v -count=1 -timeout 60m
+//	ISPBOX_SCALE=100,500,1000 go test ./e2e -run '^TestScale$' -v -count=1 -timeout 60m
 func TestScale(t *testing.T) {
 	spec := os.Getenv(scaleEnv)
 	if spec == "" {
-		t.Skipf("set %s=100,240 (line counts) to measure", scaleEnv)
+		t.Skipf("set %s=100,500,1000 (line counts) to measure", scaleEnv)
 	}
 	var sizes []int
 	for _, f := range strings.Split(spec, ",") {
