@@ -20,7 +20,8 @@ type LineOptions struct {
 	Bus *bus.Bus     // may be nil
 	Log *slog.Logger // may be nil
 	// Handler runs a session (the box passes ppp.Serve). It returns when the
-	// session ends; ctx is cancelled on carrier loss, hang-up and shutdown.
+	// session ends; ctx is cancelled when the line shuts down, while carrier
+	// loss and hang-up make c's Read fail (ErrCarrierLost, ErrClosed) within 1 s.
 	// loggedInUser is the user of a text login, "" for AutoPPP and direct
 	// lines.
 	Handler func(ctx context.Context, c Conn, loggedInUser string) error
@@ -741,7 +742,11 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 		return errors.New("modem: no handler")
 	}
 	start := time.Now()
-	err := l.opts.Handler(sctx, c, user)
+	// The handler's context ends only with the line: carrier loss and
+	// hang-up reach it as Read errors on c (ErrCarrierLost, ErrClosed), so
+	// PPP records them as a lost line, not as the box shutting down, and
+	// does not send a Terminate-Request into a dead line.
+	err := l.opts.Handler(ctx, c, user)
 	cause := context.Cause(sctx)
 	l.log.Info("session over", "after", time.Since(start).Round(time.Millisecond), "err", err, "cause", cause)
 	return sessionErr(sctx, err)
