@@ -1414,7 +1414,9 @@ func (s *Server) watchLines(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	bus.On(ctx, s.bus, "pbx.lines", 64, func(e bus.LineState) {
+	// Reliable: a lost "idle" would keep a line busy (486) for good, and
+	// hundreds of lines change state at once when a modem bank starts.
+	bus.OnReliable(ctx, s.bus, "pbx.lines", func(e bus.LineState) {
 		if e.Peer == "" {
 			return
 		}

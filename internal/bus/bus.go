@@ -316,3 +316,23 @@ func On[T Event](ctx context.Context, b *Bus, name string, size int, fn func(T))
 		}
 	}
 }
+
+// OnReliable is On over a reliable subscription: fn sees every event of type
+// T, in order, however far behind it falls. For state that must not be
+// missed (a line going idle), where a lost event would leave a wrong state
+// for good.
+func OnReliable[T Event](ctx context.Context, b *Bus, name string, fn func(T)) {
+	s := b.SubscribeReliable(name, func(ev Event) bool { _, ok := ev.(T); return ok })
+	defer s.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case env, ok := <-s.C():
+			if !ok {
+				return
+			}
+			fn(env.Event.(T))
+		}
+	}
+}

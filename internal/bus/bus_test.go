@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -380,4 +381,35 @@ func BenchmarkPublish(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		bs.Publish(tick{N: i})
 	}
+}
+
+// TestOnReliableSeesEveryEvent: a burst far larger than any lossy buffer
+// reaches an OnReliable handler whole and in order.
+func TestOnReliableSeesEveryEvent(t *testing.T) {
+	b := bus.New(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan int, 10000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bus.OnReliable(ctx, b, "test", func(e bus.Notice) { got <- len(e.Text) })
+	}()
+	for { // wait for the subscription
+		if _, subs := b.Stats(); len(subs) == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	const n = 5000
+	for i := 1; i <= n; i++ {
+		b.Publish(bus.Notice{Text: strings.Repeat("x", i%100)})
+	}
+	for i := 1; i <= n; i++ {
+		if l := <-got; l != i%100 {
+			t.Fatalf("event %d: got length %d, want %d", i, l, i%100)
+		}
+	}
+	cancel()
+	<-done
 }
