@@ -41,6 +41,13 @@ type Server struct {
 	callSeq  atomic.Uint64
 	counters counters
 
+	// handlers counts request handlers in flight, so Run can wait for them
+	// before closing the UA: sipgo answers a late handler's response
+	// through a new socket of its own that nothing would close.
+	hmu      sync.RWMutex // guards stopping against handlers.Add
+	stopping bool
+	handlers sync.WaitGroup
+
 	// set by Run before ready is closed, read-only afterwards
 	ua     *sipgo.UserAgent
 	cli    *sipgo.Client
@@ -342,8 +349,18 @@ func (s *Server) Run(ctx context.Context) error {
 	cancel()
 	bg.Wait()
 	s.wg.Wait()
+	s.hmu.Lock()
+	s.stopping = true
+	s.hmu.Unlock()
 	conn.Close()
 	<-served
+	handled := make(chan struct{})
+	go func() { s.handlers.Wait(); close(handled) }()
+	select {
+	case <-handled:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("pbx: request handlers still running at shutdown")
+	}
 	_ = ua.Close()
 	return nil
 }
@@ -353,6 +370,14 @@ func (s *Server) Run(ctx context.Context) error {
 // panic in a handler so that one bad request cannot stop the box.
 func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		s.hmu.RLock()
+		if s.stopping {
+			s.hmu.RUnlock()
+			return // shutting down: no answer, the UA retransmits elsewhere or later
+		}
+		s.handlers.Add(1)
+		s.hmu.RUnlock()
+		defer s.handlers.Done()
 		defer func() {
 			if r := recover(); r != nil {
 				s.counters.malformed.Add(1)

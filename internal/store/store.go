@@ -148,10 +148,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if path == Memory {
-		// Every connection to :memory: is a database of its own: keep one.
-		db.SetMaxOpenConns(1)
-	}
+	// One connection: SQLite has one writer at a time anyway, and with
+	// several connections a burst of writers (a thousand lines registering
+	// at once, each commit an fsync) queues inside SQLite on busy_timeout
+	// and fails with SQLITE_BUSY; here they queue in database/sql instead,
+	// bounded by their contexts. For :memory: it is also what keeps one
+	// database (every connection to :memory: is a database of its own).
+	db.SetMaxOpenConns(1)
 	s := &Store{db: db, path: path}
 	if err := s.init(ctx); err != nil {
 		db.Close()

@@ -56,9 +56,12 @@ func session(i int) bus.PPPDown {
 func TestOpenPragmas(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
-	// Check on several connections of the pool: the pragmas are per
-	// connection and must hold on each.
-	conns := make([]*sql.Conn, 3)
+	// The pragmas are per connection; the pool holds one (Open sets
+	// MaxOpenConns 1), which must have them.
+	if got := s.db.Stats().MaxOpenConnections; got != 1 {
+		t.Fatalf("MaxOpenConnections %d, want 1", got)
+	}
+	conns := make([]*sql.Conn, 1)
 	for i := range conns {
 		c, err := s.db.Conn(ctx)
 		if err != nil {
@@ -83,6 +86,7 @@ func TestOpenPragmas(t *testing.T) {
 			t.Errorf("conn %d: journal_mode=%s synchronous=%d busy_timeout=%d, want wal 2 (FULL) %d",
 				i, mode, sync, busy, busyTimeout.Milliseconds())
 		}
+		c.Close() // give the pool's one connection back
 	}
 	if v, err := s.Version(ctx); err != nil || v != SchemaVersion {
 		t.Errorf("Version = %d, %v; want %d", v, err, SchemaVersion)
