@@ -18,7 +18,7 @@ RACE_PKGS ?= ./internal/...
 # Go files to check with gofmt: all but testdata.
 GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './dist/*')
 
-.PHONY: all build test cross-check vet fmt-check lint bench cross demo fuzz bench-sip pppd-vm e2e-pppd clean
+.PHONY: all build test cross-check vet fmt-check lint bench cross demo fuzz bench-sip bench-scale pppd-vm e2e-pppd e2e-kernel clean
 
 all: build
 
@@ -86,6 +86,16 @@ pppd-vm:
 # line, and chat dialling through the virtual ATA and the box.
 e2e-pppd: pppd-vm
 	ISPBOX_REQUIRE_PPPD_VM=1 $(GO) test -count=1 -timeout 15m ./internal/pppdvm/... ./e2e/ -run 'PPPD|Pppd|ChatDialIn|FirstFrame|Bridge'
+
+# Dial-in at scale through the virtual ATA: N lines at once against the
+# isp-box binary in its own process (time to all up, CPU and memory per line).
+bench-scale:
+	ISPBOX_SCALE=$${ISPBOX_SCALE:-100,500,1000} $(GO) test -count=1 -run '^TestScale$$' -v -timeout 60m ./e2e/
+
+# The kernel network mode through the whole chain, in network namespaces
+# (root): masquerade, MSS clamp, anti-spoofing, crash leftovers removed.
+e2e-kernel:
+	ISPBOX_REQUIRE_ROOT=1 $(GO) test -count=1 -timeout 5m ./e2e -run '^TestKernelDialIn$$'
 
 clean:
 	rm -rf isp-box dist
