@@ -29,8 +29,8 @@ build:
 # or an external program (sipp, pppd, qemu) skip with a message when it is
 # missing; .ci/run installs them and runs as root.
 test: vet fmt-check cross-check
-	$(GO) test -timeout 10m ./...
-	CGO_ENABLED=1 $(GO) test -race -short -timeout 10m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 15m ./...
+	CGO_ENABLED=1 $(GO) test -count=1 -race -short -timeout 15m $(RACE_PKGS)
 
 # The Raspberry Pi of the seed setup: a 32-bit armv6 build must keep working.
 cross-check:
