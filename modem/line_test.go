@@ -19,52 +19,15 @@ import (
 
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/internal/sim/hayes/hayestest"
 	"github.com/isp-box/isp-box/modem/lock"
 )
 
 // dte is the caller's computer: the client modem's pty, driven like a
 // terminal program.
-type dte struct {
-	t   *testing.T
-	f   *os.File
-	buf []byte
-}
+type dte = hayestest.DTE
 
-func openDTE(t *testing.T, path string) *dte {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return &dte{t: t, f: f}
-}
-
-func (d *dte) send(s string) {
-	d.t.Helper()
-	if _, err := d.f.WriteString(s); err != nil {
-		d.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-func (d *dte) expect(want string) string {
-	d.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	b := make([]byte, 1024)
-	for {
-		if i := bytes.Index(d.buf, []byte(want)); i >= 0 {
-			out := string(d.buf[:i+len(want)])
-			d.buf = d.buf[i+len(want):]
-			return out
-		}
-		d.f.SetReadDeadline(deadline)
-		n, err := d.f.Read(b)
-		d.buf = append(d.buf, b[:n]...)
-		if err != nil {
-			d.t.Fatalf("waiting for %q: %v; got %q", want, err, d.buf)
-		}
-	}
-}
+func openDTE(t *testing.T, path string) *dte { return hayestest.Open(t, path) }
 
 // rig is a line on an emulated ISP modem, and a client modem that can
 // call it through an in-memory exchange.
@@ -129,8 +92,8 @@ func newStoppedRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig
 	t.Cleanup(func() { r.client.Close() })
 	x.Attach(ispNumber, r.isp)
 	r.dte = openDTE(t, r.client.Path())
-	r.dte.send("ATE0\r")
-	r.dte.expect("OK\r\n")
+	r.dte.Send("ATE0\r")
+	r.dte.Expect("OK\r\n")
 
 	cfg := DefaultLineConfig("ttyUSB0")
 	cfg.Device = r.isp.Path()
@@ -242,9 +205,9 @@ func (r *rig) nextSession() session {
 // dial makes the client call the ISP and waits for its CONNECT.
 func (r *rig) dial() {
 	r.t.Helper()
-	r.dte.send("ATDT" + ispNumber + "\r")
-	r.dte.expect("CONNECT 28800")
-	r.dte.expect("\r\n")
+	r.dte.Send("ATDT" + ispNumber + "\r")
+	r.dte.Expect("CONNECT 28800")
+	r.dte.Expect("\r\n")
 }
 
 // lcpFrame is an LCP Configure-Request as Windows 95 sends it right after
@@ -265,8 +228,8 @@ func TestAnswerAutoPPPCarrierLoss(t *testing.T) {
 
 	for call := 1; call <= 2; call++ {
 		r.dial()
-		r.dte.expect("login: ")
-		r.dte.send(string(lcpFrame))
+		r.dte.Expect("login: ")
+		r.dte.Send(string(lcpFrame))
 		s := r.nextSession()
 		if s.readErr != nil {
 			t.Fatalf("call %d: first Read: %v", call, s.readErr)
@@ -280,9 +243,9 @@ func TestAnswerAutoPPPCarrierLoss(t *testing.T) {
 		if call == 1 && s.callID != "00000002" {
 			t.Errorf("call id %q, want 00000002", s.callID)
 		}
-		r.dte.expect("[ready]")
-		r.dte.send("ping over the line")
-		r.dte.expect("ping over the line")
+		r.dte.Expect("[ready]")
+		r.dte.Send("ping over the line")
+		r.dte.Expect("ping over the line")
 		st := r.line.Status()
 		if st.State != "connected" || st.Speed != 28800 || st.LastConnect != "CONNECT 28800/ARQ" {
 			t.Errorf("status %+v", st)
@@ -321,7 +284,7 @@ func TestAnswerAutoPPPCarrierLoss(t *testing.T) {
 func TestRingsCounted(t *testing.T) {
 	r := newRig(t, nil, nil)
 	r.waitState("idle")
-	r.dte.send("ATDT" + ispNumber + "\r")
+	r.dte.Send("ATDT" + ispNumber + "\r")
 	for i := 1; i <= 2; i++ {
 		ev := waitEvent(t, r.events, func(ev bus.LineRing) bool { return true })
 		if ev.Count != i {
@@ -339,19 +302,19 @@ func TestLoginPrompt(t *testing.T) {
 	r := newRig(t, nil, nil)
 	r.waitState("idle")
 	r.dial()
-	if got := r.dte.expect("isp!login: "); !bytes.Contains([]byte(got), []byte("Welcome to isp-box\r\n")) {
+	if got := r.dte.Expect("isp!login: "); !bytes.Contains([]byte(got), []byte("Welcome to isp-box\r\n")) {
 		t.Errorf("no issue before the prompt: %q", got)
 	}
-	r.dte.send("dial\r")
-	r.dte.expect("dial\r\n") // echoed
-	r.dte.expect("Password: ")
-	r.dte.send("wrong\r")
-	r.dte.expect("Login incorrect")
-	r.dte.expect("login: ")
-	r.dte.send("dial\r")
-	r.dte.expect("Password: ")
-	r.dte.send("dial\r")
-	r.dte.send(string(lcpFrame)) // the login shell starts PPP: pppd's first frame
+	r.dte.Send("dial\r")
+	r.dte.Expect("dial\r\n") // echoed
+	r.dte.Expect("Password: ")
+	r.dte.Send("wrong\r")
+	r.dte.Expect("Login incorrect")
+	r.dte.Expect("login: ")
+	r.dte.Send("dial\r")
+	r.dte.Expect("Password: ")
+	r.dte.Send("dial\r")
+	r.dte.Send(string(lcpFrame)) // the login shell starts PPP: pppd's first frame
 	s := r.nextSession()
 	if s.user != "dial" {
 		t.Fatalf("user %q, want dial", s.user)
@@ -359,7 +322,7 @@ func TestLoginPrompt(t *testing.T) {
 	if len(s.first) == 0 || s.first[0] != 0x7e {
 		t.Errorf("first bytes after the login %x, want the frame", s.first)
 	}
-	r.dte.expect("[ready]")
+	r.dte.Expect("[ready]")
 }
 
 // TestAutoPPPAfterTyping: the caller types something, then starts PPP at the
@@ -368,10 +331,10 @@ func TestAutoPPPAfterTyping(t *testing.T) {
 	r := newRig(t, nil, nil)
 	r.waitState("idle")
 	r.dial()
-	r.dte.expect("login: ")
-	r.dte.send("CLIENT")
-	r.dte.expect("CLIENT")
-	r.dte.send(string(lcpFrame))
+	r.dte.Expect("login: ")
+	r.dte.Send("CLIENT")
+	r.dte.Expect("CLIENT")
+	r.dte.Send(string(lcpFrame))
 	s := r.nextSession()
 	if s.user != "" || len(s.first) == 0 || s.first[0] != 0x7e {
 		t.Fatalf("session %+v, want AutoPPP with the frame replayed", s)
@@ -383,13 +346,13 @@ func TestLoginRefused(t *testing.T) {
 	r.waitState("idle")
 	r.dial()
 	for i := 0; i < 3; i++ {
-		r.dte.expect("login: ")
-		r.dte.send("dial\r")
-		r.dte.expect("Password: ")
-		r.dte.send("nope\r")
-		r.dte.expect("Login incorrect")
+		r.dte.Expect("login: ")
+		r.dte.Send("dial\r")
+		r.dte.Expect("Password: ")
+		r.dte.Send("nope\r")
+		r.dte.Expect("Login incorrect")
 	}
-	r.dte.expect("NO CARRIER") // the line hung up
+	r.dte.Expect("NO CARRIER") // the line hung up
 	r.waitState("idle")
 	select {
 	case s := <-r.sessions:
@@ -411,8 +374,8 @@ func TestSilentModemReset(t *testing.T) {
 	r.isp.GoSilent(false)
 	r.waitState("idle")
 	r.dial()
-	r.dte.expect("login: ")
-	r.dte.send(string(lcpFrame))
+	r.dte.Expect("login: ")
+	r.dte.Send(string(lcpFrame))
 	if s := r.nextSession(); s.readErr != nil {
 		t.Fatal(s.readErr)
 	}
@@ -425,8 +388,8 @@ func TestDeviceVanishes(t *testing.T) {
 	r.waitState("idle")
 	lockPath := lock.Path(r.line.config().LockDir, r.isp.Path())
 	r.dial()
-	r.dte.expect("login: ")
-	r.dte.send(string(lcpFrame))
+	r.dte.Expect("login: ")
+	r.dte.Send(string(lcpFrame))
 	r.nextSession()
 	r.isp.Vanish()
 	waitEvent(t, r.events, func(ev bus.ModemError) bool { return true })
@@ -443,10 +406,10 @@ func TestDeviceVanishes(t *testing.T) {
 	if r.line.Status().Errors < 2 {
 		t.Errorf("errors %d", r.line.Status().Errors)
 	}
-	r.dte.expect("NO CARRIER") // the old call died with the device
+	r.dte.Expect("NO CARRIER") // the old call died with the device
 	r.dial()
-	r.dte.expect("login: ")
-	r.dte.send(string(lcpFrame))
+	r.dte.Expect("login: ")
+	r.dte.Send(string(lcpFrame))
 	for {
 		s := r.nextSession()
 		if len(s.first) > 0 {
@@ -564,13 +527,13 @@ func TestCallerIDAndStoppedRinging(t *testing.T) {
 		c.InitChat = []string{"", "ATQ0V1H0", "OK", "ATS0=0Q0&D3&C1#CID=1", "OK"}
 	}, func(tm *timing) { tm.ringGap = time.Second })
 	r.waitState("idle")
-	r.dte.send("ATDT" + ispNumber + "\r")
+	r.dte.Send("ATDT" + ispNumber + "\r")
 	ev := waitEvent(t, r.events, func(ev bus.LineRing) bool { return ev.Count == 2 })
 	if ev.CallerID != "5550100" {
 		t.Errorf("caller id %q, want 5550100", ev.CallerID)
 	}
-	r.dte.send("\r") // any key aborts the dial: the caller hangs up
-	r.dte.expect("NO CARRIER")
+	r.dte.Send("\r") // any key aborts the dial: the caller hangs up
+	r.dte.Expect("NO CARRIER")
 	start := time.Now()
 	r.waitState("idle")
 	if d := time.Since(start); d < 500*time.Millisecond {
@@ -586,10 +549,10 @@ func TestLoginTime(t *testing.T) {
 	r := newRig(t, func(c *LineConfig) { c.LoginTime = 300 * time.Millisecond }, func(tm *timing) { tm.loginGrace = 300 * time.Millisecond })
 	r.waitState("idle")
 	r.dial()
-	r.dte.expect("login: ")
-	r.dte.expect("You have one minute left")
-	r.dte.expect("Goodbye.")
-	r.dte.expect("NO CARRIER")
+	r.dte.Expect("login: ")
+	r.dte.Expect("You have one minute left")
+	r.dte.Expect("Goodbye.")
+	r.dte.Expect("NO CARRIER")
 	r.waitState("idle")
 }
 
@@ -604,9 +567,9 @@ func TestReload(t *testing.T) {
 	r.line.Reload(cfg)
 	r.waitState("initialising")
 	r.waitState("idle")
-	r.dte.send("ATDT" + ispNumber + "\r")
+	r.dte.Send("ATDT" + ispNumber + "\r")
 	waitEvent(t, r.events, func(ev bus.LineState) bool { return ev.State == "answering" })
-	r.dte.expect("reloaded login: ")
+	r.dte.Expect("reloaded login: ")
 }
 
 // TestPortOwnership: port-group/port-mode are applied to the real device.
@@ -632,15 +595,15 @@ func TestPortOwnership(t *testing.T) {
 func TestForceInit(t *testing.T) {
 	r := newStoppedRig(t, func(c *LineConfig) { c.ToggleDTR = false }, func(tm *timing) { tm.chat = time.Second })
 	isp := openDTE(t, r.isp.Path())
-	isp.send("ATS0=1\r")
-	isp.expect("OK\r\n")
+	isp.Send("ATS0=1\r")
+	isp.Expect("OK\r\n")
 	r.dial()
-	isp.expect("CONNECT")
-	isp.f.Close()
+	isp.Expect("CONNECT")
+	isp.File().Close()
 	r.start()
-	r.dte.expect("ATQ0V1H0") // the init chat, received as data by the caller
+	r.dte.Expect("ATQ0V1H0") // the init chat, received as data by the caller
 	r.waitState("idle")
-	r.dte.expect("NO CARRIER") // force-init hung up
+	r.dte.Expect("NO CARRIER") // force-init hung up
 	if r.isp.Online() {
 		t.Error("still online after force-init")
 	}
@@ -653,12 +616,12 @@ func TestRunLeavesNothing(t *testing.T) {
 	r := newRig(t, nil, nil)
 	r.waitState("idle")
 	r.dial()
-	r.dte.expect("login: ")
-	r.dte.send(string(lcpFrame))
+	r.dte.Expect("login: ")
+	r.dte.Send(string(lcpFrame))
 	r.nextSession()
 	r.stop()
 	r.events.Close()
-	r.dte.f.Close()
+	r.dte.File().Close()
 	r.isp.Close()
 	r.client.Close()
 	deadline := time.Now().Add(5 * time.Second)
@@ -693,8 +656,8 @@ func TestAutobauding(t *testing.T) {
 		return tio.Cflag & unix.CBAUD, tio.Ospeed
 	}
 	r.dial()
-	r.dte.expect("login: ")
-	r.dte.send(string(lcpFrame))
+	r.dte.Expect("login: ")
+	r.dte.Send(string(lcpFrame))
 	r.nextSession()
 	if cbaud, ospeed := speed(); cbaud != unix.BOTHER || ospeed != 28800 {
 		t.Errorf("during the call: CBAUD %#o ospeed %d, want BOTHER 28800", cbaud, ospeed)

@@ -10,54 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isp-box/isp-box/internal/sim/hayes/hayestest"
 	"golang.org/x/sys/unix"
 )
 
-// dte is the computer side of an emulated modem in tests: the pty slave
-// opened by path, as a terminal program would.
-type dte struct {
-	t   *testing.T
-	f   *os.File
-	buf []byte
-}
+// dte is the caller's computer: the client modem's pty, driven like a
+// terminal program.
+type dte = hayestest.DTE
 
-func openDTE(t *testing.T, path string) *dte {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return &dte{t: t, f: f}
-}
-
-func (d *dte) send(s string) {
-	d.t.Helper()
-	if _, err := d.f.WriteString(s); err != nil {
-		d.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-// expect reads until want appears and returns everything up to and including
-// it; the rest stays buffered.
-func (d *dte) expect(want string) string {
-	d.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	b := make([]byte, 1024)
-	for {
-		if i := bytes.Index(d.buf, []byte(want)); i >= 0 {
-			out := string(d.buf[:i+len(want)])
-			d.buf = d.buf[i+len(want):]
-			return out
-		}
-		d.f.SetReadDeadline(deadline)
-		n, err := d.f.Read(b)
-		d.buf = append(d.buf, b[:n]...)
-		if err != nil {
-			d.t.Fatalf("waiting for %q: %v; got %q", want, err, d.buf)
-		}
-	}
-}
+func openDTE(t *testing.T, path string) *dte { return hayestest.Open(t, path) }
 
 func newModem(t *testing.T, o Options) *Modem {
 	t.Helper()
@@ -78,31 +39,31 @@ func newModem(t *testing.T, o Options) *Modem {
 func TestCommandMode(t *testing.T) {
 	m := newModem(t, Options{Name: "a"})
 	d := openDTE(t, m.Path())
-	d.send("AT\r")
-	if got := d.expect("OK\r\n"); got != "AT\r\r\nOK\r\n" {
+	d.Send("AT\r")
+	if got := d.Expect("OK\r\n"); got != "AT\r\r\nOK\r\n" {
 		t.Errorf("AT -> %q, want echo then OK", got)
 	}
-	d.send("ATE0\r")
-	d.expect("OK\r\n")
-	d.send("ATS7=45S7?\r")
-	if got := d.expect("OK\r\n"); !strings.Contains(got, "045") {
+	d.Send("ATE0\r")
+	d.Expect("OK\r\n")
+	d.Send("ATS7=45S7?\r")
+	if got := d.Expect("OK\r\n"); !strings.Contains(got, "045") {
 		t.Errorf("S7? -> %q", got)
 	}
-	d.send("ATV0\r")
-	d.expect("0\r")
-	d.send("ATQ0V1H0\r")
-	d.expect("\r\nOK\r\n")
-	d.send("ATFOO\r")
-	d.expect("\r\nERROR\r\n")
-	d.send("ATI3\r")
-	if got := d.expect("OK\r\n"); !strings.Contains(got, "Sportster 28800") {
+	d.Send("ATV0\r")
+	d.Expect("0\r")
+	d.Send("ATQ0V1H0\r")
+	d.Expect("\r\nOK\r\n")
+	d.Send("ATFOO\r")
+	d.Expect("\r\nERROR\r\n")
+	d.Send("ATI3\r")
+	if got := d.Expect("OK\r\n"); !strings.Contains(got, "Sportster 28800") {
 		t.Errorf("ATI3 -> %q", got)
 	}
-	d.send("A/")
-	d.expect("Sportster 28800")
-	d.expect("OK\r\n")
-	d.send("ATZ\r")
-	d.expect("OK\r\n")
+	d.Send("A/")
+	d.Expect("Sportster 28800")
+	d.Expect("OK\r\n")
+	d.Send("ATZ\r")
+	d.Expect("OK\r\n")
 	if m.Reg(7) != 60 {
 		t.Errorf("S7 after ATZ = %d, want 60", m.Reg(7))
 	}
@@ -117,41 +78,41 @@ func TestCallBetweenModems(t *testing.T) {
 	b := newModem(t, Options{Name: "b", Phone: x.Line("5550002")})
 	x.Attach("5550002", b)
 	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	da.send("ATE0\r")
-	da.expect("OK\r\n")
-	db.send("ATE0\r")
-	db.expect("OK\r\n")
+	da.Send("ATE0\r")
+	da.Expect("OK\r\n")
+	db.Send("ATE0\r")
+	db.Expect("OK\r\n")
 
-	da.send("ATDT555-0002\r")
-	db.expect("RING")
-	db.expect("RING")
-	db.send("ATA\r")
-	db.expect("CONNECT")
-	if got := db.expect("\r\n"); got != " 28800/ARQ\r\n" {
+	da.Send("ATDT555-0002\r")
+	db.Expect("RING")
+	db.Expect("RING")
+	db.Send("ATA\r")
+	db.Expect("CONNECT")
+	if got := db.Expect("\r\n"); got != " 28800/ARQ\r\n" {
 		t.Fatalf("B: CONNECT%q, want CONNECT 28800/ARQ", got)
 	}
-	if got := da.expect("CONNECT 28800/ARQ\r\n"); got != "\r\nCONNECT 28800/ARQ\r\n" {
+	if got := da.Expect("CONNECT 28800/ARQ\r\n"); got != "\r\nCONNECT 28800/ARQ\r\n" {
 		t.Fatalf("A: %q", got)
 	}
-	da.send("hello B")
-	db.expect("hello B")
-	db.send("hello A")
-	da.expect("hello A")
+	da.Send("hello B")
+	db.Expect("hello B")
+	db.Send("hello A")
+	da.Expect("hello A")
 
 	time.Sleep(1100 * time.Millisecond) // guard time S12=50: 1 s
-	da.send("+++")
-	da.expect("\r\nOK\r\n")
-	db.expect("+++") // the escape characters went out as data
-	da.send("ATO\r")
-	da.expect("CONNECT 28800/ARQ\r\n")
-	da.send("back online")
-	db.expect("back online")
+	da.Send("+++")
+	da.Expect("\r\nOK\r\n")
+	db.Expect("+++") // the escape characters went out as data
+	da.Send("ATO\r")
+	da.Expect("CONNECT 28800/ARQ\r\n")
+	da.Send("back online")
+	db.Expect("back online")
 	time.Sleep(1100 * time.Millisecond)
-	da.send("+++")
-	da.expect("\r\nOK\r\n")
-	da.send("ATH0\r")
-	da.expect("OK\r\n")
-	db.expect("\r\nNO CARRIER\r\n")
+	da.Send("+++")
+	da.Expect("\r\nOK\r\n")
+	da.Send("ATH0\r")
+	da.Expect("OK\r\n")
+	db.Expect("\r\nNO CARRIER\r\n")
 	if a.Online() || b.Online() {
 		t.Error("still online after ATH")
 	}
@@ -163,29 +124,29 @@ func TestAutoAnswerAndFarHangup(t *testing.T) {
 	b := newModem(t, Options{Name: "b"})
 	x.Attach("2", b)
 	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.send("ATS0=2\r")
-	db.expect("OK\r\n")
-	da.send("ATX4DT2\r")
-	db.expect("RING")
-	db.expect("RING")
-	db.expect("CONNECT 28800/ARQ\r\n")
-	da.expect("CONNECT 28800/ARQ\r\n")
+	db.Send("ATS0=2\r")
+	db.Expect("OK\r\n")
+	da.Send("ATX4DT2\r")
+	db.Expect("RING")
+	db.Expect("RING")
+	db.Expect("CONNECT 28800/ARQ\r\n")
+	da.Expect("CONNECT 28800/ARQ\r\n")
 	if b.Reg(1) != 2 {
 		t.Errorf("S1 = %d, want 2", b.Reg(1))
 	}
 	b.DropCarrier()
-	db.expect("NO CARRIER\r\n")
-	da.expect("NO CARRIER\r\n")
+	db.Expect("NO CARRIER\r\n")
+	da.Expect("NO CARRIER\r\n")
 
 	// A busy modem rejects a second caller: BUSY at X4.
 	c := newModem(t, Options{Name: "c", Phone: x.Line("3")})
 	dc := openDTE(t, c.Path())
-	da.send("ATDT2\r")
-	da.expect("CONNECT")
-	dc.send("ATX4DT2\r")
-	dc.expect("BUSY\r\n")
-	dc.send("ATX1DT9\r") // nobody there
-	dc.expect("NO CARRIER\r\n")
+	da.Send("ATDT2\r")
+	da.Expect("CONNECT")
+	dc.Send("ATX4DT2\r")
+	dc.Expect("BUSY\r\n")
+	dc.Send("ATX1DT9\r") // nobody there
+	dc.Expect("NO CARRIER\r\n")
 }
 
 // TestDTRDropViaB0: the DTE sets speed B0 (the POSIX DTR drop on a tty
@@ -196,16 +157,16 @@ func TestDTRDropViaB0(t *testing.T) {
 	b := newModem(t, Options{Name: "b"})
 	x.Attach("2", b)
 	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.send("ATS0=1\r")
-	db.expect("OK\r\n")
-	da.send("ATD2\r")
-	da.expect("CONNECT")
-	db.expect("CONNECT")
-	setSpeed(t, db.f, unix.B0)
-	da.expect("NO CARRIER")
-	setSpeed(t, db.f, unix.B38400)
-	db.send("AT\r")
-	db.expect("OK\r\n")
+	db.Send("ATS0=1\r")
+	db.Expect("OK\r\n")
+	da.Send("ATD2\r")
+	da.Expect("CONNECT")
+	db.Expect("CONNECT")
+	setSpeed(t, db.File(), unix.B0)
+	da.Expect("NO CARRIER")
+	setSpeed(t, db.File(), unix.B38400)
+	db.Send("AT\r")
+	db.Expect("OK\r\n")
 }
 
 func setSpeed(t *testing.T, f *os.File, speed uint32) {
@@ -226,33 +187,33 @@ func setSpeed(t *testing.T, f *os.File, speed uint32) {
 func TestVanishRestoreSilent(t *testing.T) {
 	m := newModem(t, Options{Name: "a"})
 	d := openDTE(t, m.Path())
-	d.send("AT\r")
-	d.expect("OK")
+	d.Send("AT\r")
+	d.Expect("OK")
 	if err := m.Vanish(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(m.Path()); !os.IsNotExist(err) {
 		t.Errorf("link still there after Vanish: %v", err)
 	}
-	d.f.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := d.f.Read(make([]byte, 10)); err == nil {
+	d.File().SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := d.File().Read(make([]byte, 10)); err == nil {
 		t.Error("read on a vanished modem succeeded")
 	}
 	if err := m.Restore(); err != nil {
 		t.Fatal(err)
 	}
 	d2 := openDTE(t, m.Path())
-	d2.send("AT\r")
-	d2.expect("OK\r\n")
+	d2.Send("AT\r")
+	d2.Expect("OK\r\n")
 	m.GoSilent(true)
-	d2.send("AT\r")
-	d2.f.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if n, _ := d2.f.Read(make([]byte, 10)); n != 0 {
+	d2.Send("AT\r")
+	d2.File().SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _ := d2.File().Read(make([]byte, 10)); n != 0 {
 		t.Error("a silent modem answered")
 	}
 	m.GoSilent(false)
-	d2.send("AT\r")
-	d2.expect("OK\r\n")
+	d2.Send("AT\r")
+	d2.Expect("OK\r\n")
 }
 
 // TestChat checks the emulator against chat(8) from Debian's ppp package:
@@ -272,8 +233,8 @@ func TestChat(t *testing.T) {
 	b := newModem(t, Options{Name: "b"})
 	x.Attach("88567682", b)
 	db := openDTE(t, b.Path())
-	db.send("ATS0=2\r")
-	db.expect("OK\r\n")
+	db.Send("ATS0=2\r")
+	db.Expect("OK\r\n")
 
 	tty, err := os.OpenFile(a.Path(), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -292,7 +253,7 @@ func TestChat(t *testing.T) {
 	if !strings.Contains(stderr.String(), "CONNECT") {
 		t.Errorf("chat log lacks CONNECT:\n%s", stderr.String())
 	}
-	db.expect("CONNECT 28800/ARQ")
+	db.Expect("CONNECT 28800/ARQ")
 	if !a.Online() {
 		t.Error("modem a not online after chat")
 	}
@@ -306,18 +267,18 @@ func TestNumericAndExtendedResults(t *testing.T) {
 	b := newModem(t, Options{Name: "b"})
 	x.Attach("2", b)
 	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.send("ATS0=1&A3\r")
-	db.expect("OK\r\n")
-	da.send("ATE0V0\r")
-	da.expect("ATE0V0\r") // the echo (E0 takes effect after the line)
-	if got := da.expect("\r"); got != "0\r" {
+	db.Send("ATS0=1&A3\r")
+	db.Expect("OK\r\n")
+	da.Send("ATE0V0\r")
+	da.Expect("ATE0V0\r") // the echo (E0 takes effect after the line)
+	if got := da.Expect("\r"); got != "0\r" {
 		t.Errorf("numeric OK %q", got)
 	}
-	da.send("ATDT2\r")
-	if got := da.expect("\r"); got != "108\r" {
+	da.Send("ATDT2\r")
+	if got := da.Expect("\r"); got != "108\r" {
 		t.Errorf("numeric CONNECT %q, want 108", got)
 	}
-	db.expect("CONNECT 28800/ARQ/V34/LAPM/V42BIS\r\n")
+	db.Expect("CONNECT 28800/ARQ/V34/LAPM/V42BIS\r\n")
 }
 
 // TestNoGoroutineLeak: a modem that made a call, rang and vanished leaves
@@ -336,17 +297,17 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	x.Attach("2", b)
 	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.send("ATS0=2\r")
-	db.expect("OK")
-	da.send("ATDT2\r")
-	da.expect("CONNECT")
-	da.send("data")
-	db.expect("data")
+	db.Send("ATS0=2\r")
+	db.Expect("OK")
+	da.Send("ATDT2\r")
+	da.Expect("CONNECT")
+	da.Send("data")
+	db.Expect("data")
 	b.Vanish()
-	da.expect("NO CARRIER")
+	da.Expect("NO CARRIER")
 	b.Restore()
-	da.f.Close()
-	db.f.Close()
+	da.File().Close()
+	db.File().Close()
 	a.Close()
 	b.Close()
 	deadline := time.Now().Add(5 * time.Second)

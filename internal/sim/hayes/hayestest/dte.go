@@ -1,0 +1,68 @@
+// Package hayestest drives an emulated modem from the computer's side in
+// tests: a DTE is the caller's terminal program on the modem's pty.
+package hayestest
+
+import (
+	"bytes"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DTE is a terminal on a modem's tty. Expect keeps what it read past the
+// text it waited for, for the next Expect.
+type DTE struct {
+	// Timeout bounds each Expect; Open sets 20 s (rings and training on a
+	// loaded machine take a while).
+	Timeout time.Duration
+
+	t   testing.TB
+	f   *os.File
+	buf []byte
+}
+
+// Open opens the tty at path; it is closed when the test ends.
+func Open(t testing.TB, path string) *DTE {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &DTE{Timeout: 20 * time.Second, t: t, f: f}
+}
+
+// File is the open tty, for what a test does beyond typing (deadlines,
+// termios, closing it to hang up the way a crashed program would).
+func (d *DTE) File() *os.File { return d.f }
+
+// Send writes s as typed.
+func (d *DTE) Send(s string) {
+	d.t.Helper()
+	if _, err := d.f.WriteString(s); err != nil {
+		d.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+// Expect reads until want appears and returns everything up to and
+// including it; the rest stays buffered.
+func (d *DTE) Expect(want string) string {
+	d.t.Helper()
+	deadline := time.Now().Add(d.Timeout)
+	b := make([]byte, 1024)
+	for {
+		if i := bytes.Index(d.buf, []byte(want)); i >= 0 {
+			out := string(d.buf[:i+len(want)])
+			d.buf = d.buf[i+len(want):]
+			return out
+		}
+		d.f.SetReadDeadline(deadline)
+		n, err := d.f.Read(b)
+		d.buf = append(d.buf, b[:n]...)
+		if err != nil {
+			d.t.Fatalf("waiting for %q: %v; got %q", want, err, d.buf)
+		}
+	}
+}
