@@ -70,6 +70,8 @@ type Line struct {
 	callID  string    // the SIP call for the peer seen on the bus
 	callAt  time.Time // when it was seen
 	session int
+
+	lastState bus.LineState // the last LineState published
 }
 
 // LineStatus is a snapshot of a line for `isp-box lines`.
@@ -141,16 +143,24 @@ func (l *Line) setState(s State, detail, callID string) {
 	name := strings.ToLower(s.String())
 	l.mu.Lock()
 	changed := l.status.State != name
-	l.status.State, l.status.Since = name, time.Now()
+	if changed {
+		l.status.State, l.status.Since = name, time.Now()
+	}
 	if s == StateIdle || s == StateDown {
 		l.status.CallID, l.status.CallerID, l.status.Session, l.status.User = "", "", "", ""
 	}
-	cfg := l.cfg
+	ev := bus.LineState{Line: l.cfg.Name, Peer: l.cfg.Peer, State: name, Detail: detail, CallID: callID}
+	// The same state again with nothing new (idle after idle) is not news;
+	// RING 2 after RING 1 is.
+	repeat := ev == l.lastState
+	l.lastState = ev
 	l.mu.Unlock()
 	if changed {
 		l.log.Debug("state", "state", name, "detail", detail)
 	}
-	l.publish(bus.LineState{Line: cfg.Name, Peer: cfg.Peer, State: name, Detail: detail, CallID: callID})
+	if !repeat {
+		l.publish(ev)
+	}
 }
 
 func (l *Line) publish(ev bus.Event) {
