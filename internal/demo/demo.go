@@ -207,6 +207,10 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	printf("isp-box lines:")
 	console.RenderLines(indent(out, &mu), st.Lines)
 	printf("demo finished: the whole chain works")
+	// Stop printing before the world shuts down: the ATA's unregistering
+	// is not part of the demo.
+	evcancel()
+	<-evdone
 	return nil
 }
 
