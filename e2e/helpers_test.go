@@ -108,6 +108,9 @@ type world struct {
 
 type worldOpts struct {
 	level slog.Level
+	// keepNetwork runs the config's own [network] (kernel mode) instead of
+	// the demo's userspace network.
+	keepNetwork bool
 }
 
 // startWorld starts a World on cfg in t's temporary directory, waits until
@@ -119,7 +122,7 @@ func startWorld(t testing.TB, cfg *config.Config, o worldOpts) *world {
 	logs := &logBuffer{}
 	w := &world{t: t, logs: logs, grew: make(chan struct{}, 1)}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || verbose() {
 			t.Logf("last log lines:\n%s", logs.tail(150))
 		}
 	})
@@ -145,6 +148,7 @@ func startWorld(t testing.TB, cfg *config.Config, o worldOpts) *world {
 	defer cancel()
 	dw, err := demo.Start(ctx, demo.WorldOptions{
 		Config: cfg, Dir: t.TempDir(), RingInterval: ringInterval, Log: log, Bus: b,
+		KeepNetwork: o.keepNetwork,
 		Notify: func(li ata.LineInfo) {
 			w.mu.Lock()
 			w.ata = append(w.ata, li)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -129,7 +128,7 @@ func kernelChild(t *testing.T) {
 	forwardBefore := strings.TrimSpace(sh("cat", "/proc/sys/net/ipv4/ip_forward"))
 
 	cfg := kernelConfig(t)
-	w := startKernelWorld(t, cfg)
+	w := startWorld(t, cfg, worldOpts{keepNetwork: true})
 	step("box running (kernel mode), ATA registered")
 	// The table a killed box left (TestKernelDialIn kills one first) was
 	// removed at start, and the box said so.
@@ -333,7 +332,7 @@ const kernelReady = "KERNEL-BOX-READY"
 // kernelCrashChild runs the box with a client dialled in until it is
 // killed with SIGKILL.
 func kernelCrashChild(t *testing.T) {
-	w := startKernelWorld(t, kernelConfig(t))
+	w := startWorld(t, kernelConfig(t), worldOpts{keepNetwork: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := demo.Dial(ctx, w.Clients["pap2t-client"].Path(), demo.DialOptions{Number: "88567682"})
@@ -413,46 +412,4 @@ func udpExchange(t *testing.T, ctx context.Context, s *demo.Session, dst netip.A
 	}
 	t.Fatalf("no answer from the UDP server %v", dst)
 	return ""
-}
-
-// startKernelWorld is startWorld with the config's own [network] (kernel
-// mode) instead of the demo's userspace network.
-func startKernelWorld(t *testing.T, cfg *config.Config) *world {
-	t.Helper()
-	checkGoroutines(t)
-	logs := &logBuffer{}
-	w := &world{t: t, logs: logs, grew: make(chan struct{}, 1)}
-	t.Cleanup(func() {
-		if t.Failed() || verbose() {
-			t.Logf("last log lines:\n%s", logs.tail(150))
-		}
-	})
-	b := bus.New(nil)
-	sub := b.SubscribeReliable("e2e", nil)
-	subDone := make(chan struct{})
-	go func() {
-		defer close(subDone)
-		for env := range sub.C() {
-			w.mu.Lock()
-			w.events = append(w.events, env.Event)
-			w.mu.Unlock()
-			w.signal()
-		}
-	}()
-	t.Cleanup(func() { sub.Close(); <-subDone })
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dw, err := demo.Start(ctx, demo.WorldOptions{
-		Config: cfg, Dir: t.TempDir(), RingInterval: ringInterval, Log: log, Bus: b, KeepNetwork: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.World = dw
-	t.Cleanup(func() { dw.Close() })
-	if err := dw.WaitReady(ctx); err != nil {
-		t.Fatalf("world not ready: %v", err)
-	}
-	return w
 }
