@@ -20,6 +20,5 @@
 //
 // Sources: mgetty 1.2 (mgetty.c answer flow, ring.c, cnd.c, logname.c
 // AutoPPP, locks.c, conf_mg.c defaults), pppd (lock, local, crtscts), the
-// Hayes/USR Sportster manuals for the AT side; see
-// shared/reference/modem-ppp.md.
+// Hayes/USR Sportster manuals for the AT side.
 package modem

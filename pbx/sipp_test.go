@@ -152,7 +152,7 @@ func noCallsLeft(t *testing.T, box *testBox) {
 }
 
 // Dial timeout with nobody answering: DIALSTATUS NOANSWER, no cause, so
-// falling off the dial plan gives chan_sip's 603 Declined (pbx.md §3).
+// falling off the dial plan gives chan_sip's 603 Declined.
 func TestSippNoAnswer(t *testing.T) {
 	failCase(t, "Dial(SIP/"+ispLine+",2)", "uas_ring.xml", true, 603, "NOANSWER")
 }

@@ -1,5 +1,5 @@
 // Command isp-box is the dial-up ISP in one binary: SIP PBX, modem answerer
-// and PPP server (see ARCHITECTURE.md). `isp-box serve` runs the daemon;
+// and PPP server (see the repository's ARCHITECTURE.md). `isp-box serve` runs the daemon;
 // the other subcommands read a config file or talk to a running daemon over
 // its control socket.
 package main

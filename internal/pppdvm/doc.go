@@ -14,7 +14,7 @@
 //
 // The guest's ttyS1 is one end of a socketpair that the host keeps: no byte
 // pppd writes is lost however late the test reads (qemu discards output to
-// a pty that nobody has open, see shared/reference/real-pppd.md). Serial
+// a pty that nobody has open: qemu's pty chardev drops writes while no reader is connected). Serial
 // gives that byte stream to serve as a direct line; BridgeToPTY joins it to
 // an emulated modem's pty so that the guest's chat dials through it.
 package pppdvm

@@ -38,8 +38,8 @@ func (l testLog) Write(p []byte) (int, error) {
 }
 
 // TestFirstFrameIsLCPConfReq boots the VM in direct mode with nobody
-// answering: pppd's first frame must be the LCP Configure-Request that
-// shared/reference/real-pppd.md describes (ACCM 0, Magic-Number, PFC,
+// answering: pppd's first frame must be the LCP Configure-Request pppd 2.4.9
+// sends (ACCM 0, Magic-Number, PFC,
 // ACFC), its retries must follow every ~3 s, and when pppd gives up
 // (lcp-max-configure 2) the guest must report a failed call and Wait must
 // return it with the console's tail.

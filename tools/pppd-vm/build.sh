@@ -3,8 +3,8 @@
 # pppd, chat and busybox) into a cache directory that is not committed.
 #
 # Everything comes from Debian packages fetched with `apt-get download`
-# (nothing is installed on the host). The recipe and its traps are in
-# shared/reference/real-pppd.md.
+# (nothing is installed on the host). The traps of running pppd in qemu
+# are written down in internal/pppdvm/doc.go.
 #
 #   tools/pppd-vm/build.sh            # build (or confirm) the cache
 #   ISPBOX_VM_CACHE=/some/dir build.sh

@@ -13,7 +13,7 @@ import (
 	"github.com/isp-box/isp-box/ppp"
 )
 
-// The seed setup's addresses (shared/reference/seed-setup.md: options.ttyS0
+// The seed setup's addresses (examples/pap2t.conf, from the seed's /etc/ppp/options.ttyS0
 // `192.168.32.1:192.168.32.105`, `ms-dns 8.8.8.8`, pap-secrets `dial * "dial" *`).
 var (
 	gateway = netip.MustParseAddr("192.168.32.1")

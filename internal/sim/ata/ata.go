@@ -46,7 +46,7 @@ import (
 
 // DefaultUserAgent is what the ATA puts in User-Agent and Server headers
 // unless Options.UserAgent says otherwise: the PAP2T's firmware string
-// (pbx.md §5; the seed's log shows its SPA2102 sibling as
+// (the seed's log shows its SPA2102 sibling as
 // "Linksys/SPA2102-5.2.5").
 const DefaultUserAgent = "Linksys/PAP2T-5.1.6(LS)"
 
@@ -86,7 +86,7 @@ type LineConfig struct {
 	// ReInviteOnAnswer makes the line, when it answers, send a re-INVITE
 	// with the same media right after the ACK, as a PAP2T set to "FAX
 	// Passthru Method: ReINVITE" does when it hears the 2100 Hz answer tone
-	// (a modem's answer tone is fax CED to it; pbx.md §5). It exercises a
+	// (a modem's answer tone is fax CED to it, ITU-T T.30). It exercises a
 	// PBX's in-dialog relay; the carrier comes up once the re-INVITE is done.
 	ReInviteOnAnswer bool
 }

@@ -367,7 +367,7 @@ func (l *Line) respond(req *sip.Request, tx sip.ServerTransaction, code int, rea
 }
 
 // onOptions answers OPTIONS 200 at any time, in a call or not: the PBX's
-// qualify relies on it (pbx.md §1, §5).
+// qualify relies on it (chan_sip's qualify, sip_poke_peer in chan_sip.c: an unanswered OPTIONS makes the peer UNREACHABLE).
 func (l *Line) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	l.respond(req, tx, sip.StatusOK, "OK",
 		sip.NewHeader("Allow", allowMethods),
