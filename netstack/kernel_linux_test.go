@@ -408,24 +408,67 @@ func TestKernelIsolation(t *testing.T) {
 	}
 }
 
-// TestUserspacePingWorldAllowed runs TestUserspacePingWorld in a network
-// namespace whose ping_group_range admits everyone, so the echo really
-// goes through a ping socket (the default range admits nobody).
-func TestUserspacePingWorldAllowed(t *testing.T) {
+// TestUserspacePingPaths runs TestUserspacePingWorld in a network namespace
+// of its own (ping_group_range is per namespace; the host's is left alone)
+// for each way the process may or may not send ICMP: root with the
+// kernel's default range "1 0" (no ping sockets: the raw-socket fallback),
+// an unprivileged user with the range open (ping sockets), and an
+// unprivileged user with the default range (neither: unreachable).
+func TestUserspacePingPaths(t *testing.T) {
 	needRoot(t)
-	ns := fmt.Sprintf("ispbox-t-ping-%d-%d", os.Getpid(), topoSeq.Add(1))
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	// A veth pair stands in for a LAN interface (no dummy module needed).
-	run(t, "ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-	run(t, "ip", "-n", ns, "addr", "add", "10.99.0.1/24", "dev", "v0")
-	run(t, "ip", "-n", ns, "link", "set", "v0", "up")
-	run(t, "ip", "-n", ns, "link", "set", "v1", "up")
-	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
-	out, err := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestUserspacePingWorld$", "-test.v").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ping sockets allowed: true") || !strings.Contains(string(out), "--- PASS") {
-		t.Fatalf("%v\n%s", err, out)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed (util-linux)")
+	}
+	// The test binary, where an unprivileged user may run it.
+	dir, err := os.MkdirTemp("", "ispbox-ping-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := dir + "/netstack.test"
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, rng string
+		nobody    bool
+		want      netstack.ICMPPath
+	}{
+		{"root, range closed", "1 0", false, netstack.ICMPRaw},
+		{"user, range open", "0 2147483647", true, netstack.ICMPPingSocket},
+		{"user, range closed", "1 0", true, netstack.ICMPNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := fmt.Sprintf("ispbox-t-ping-%d-%d", os.Getpid(), topoSeq.Add(1))
+			run(t, "ip", "netns", "add", ns)
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+			run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+			// A veth pair stands in for a LAN interface (no dummy module needed).
+			run(t, "ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+			run(t, "ip", "-n", ns, "addr", "add", "10.99.0.1/24", "dev", "v0")
+			run(t, "ip", "-n", ns, "link", "set", "v0", "up")
+			run(t, "ip", "-n", ns, "link", "set", "v1", "up")
+			run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range="+tc.rng)
+			args := []string{"netns", "exec", ns}
+			if tc.nobody {
+				args = append(args, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all")
+			}
+			args = append(args, exe, "-test.run=^TestUserspacePingWorld$", "-test.v", "-test.count=1")
+			cmd := exec.Command("ip", args...)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "TMPDIR="+os.TempDir())
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "icmp path: "+string(tc.want)+"\n") || !strings.Contains(string(out), "--- PASS") {
+				t.Fatalf("want path %q: %v\n%s", tc.want, err, out)
+			}
+		})
 	}
 }
 

@@ -20,7 +20,11 @@
 // UDP flows get a host socket each, closed after Config.UDPTimeout of
 // silence. ICMP echo to the gateway is answered by gVisor; to other hosts it
 // goes out through an unprivileged ICMP socket where
-// net.ipv4.ping_group_range allows, and is otherwise dropped and counted.
+// net.ipv4.ping_group_range allows, else through a raw ICMP socket when the
+// process has CAP_NET_RAW (root on a kernel whose range is the default
+// "1 0"); with neither, the start logs what to set and each echo is
+// answered with Destination Unreachable, administratively prohibited, so
+// the client's ping fails at once. Stack.ICMP says which path is in use.
 // gateway:53 (UDP and TCP) is a DNS forwarder (package dnsfwd) that answers
 // names of the host's hosts file and relays the rest to the host's
 // resolvers; the DNS handed out in IPCP defaults to it.
@@ -81,7 +85,7 @@ const (
 	ReasonMalformed  = "malformed or not IPv4"
 	ReasonNoRoute    = "no route to destination"
 	ReasonForbidden  = "destination forbidden by policy"
-	ReasonPingDenied = "ICMP echo to the world not permitted (net.ipv4.ping_group_range)"
+	ReasonPingDenied = "ICMP echo to the world not permitted (net.ipv4.ping_group_range, CAP_NET_RAW)"
 	ReasonTTL        = "TTL expired"
 )
 
@@ -244,6 +248,14 @@ func (s *Stack) Dropped() map[string]uint64 {
 		out[k] = v
 	}
 	return out
+}
+
+// ICMP says how clients' echo requests reach the world.
+func (s *Stack) ICMP() ICMPPath {
+	if u, ok := s.eng.(*userspace); ok {
+		return u.icmp
+	}
+	return ICMPKernel
 }
 
 // Sessions returns the counters of every attached session.

@@ -3,9 +3,11 @@ package netstack
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,14 +21,66 @@ import (
 // gives up before that anyway.
 const pingTimeout = 5 * time.Second
 
-// echo forwards a client's ICMP echo request to dst through an unprivileged
-// ICMP socket (SOCK_DGRAM, IPPROTO_ICMP: allowed to the groups in
-// net.ipv4.ping_group_range, no CAP_NET_RAW). The kernel replaces the
-// identifier with the socket's; the reply is built back with the client's.
-// Where the host does not allow such sockets the echo is dropped and counted.
-func (u *userspace) echo(s *Session, dst netip.Addr, msg []byte) {
+// ICMPPath is how echo requests from clients reach the world in userspace
+// mode.
+type ICMPPath string
+
+const (
+	// ICMPPingSocket: unprivileged ICMP sockets (SOCK_DGRAM, IPPROTO_ICMP),
+	// allowed to the groups in net.ipv4.ping_group_range.
+	ICMPPingSocket ICMPPath = "ping socket"
+	// ICMPRaw: a raw ICMP socket, which needs CAP_NET_RAW; the fallback for
+	// root on a kernel whose ping_group_range is the default "1 0".
+	ICMPRaw ICMPPath = "raw socket"
+	// ICMPNone: neither; clients' echoes are answered with Destination
+	// Unreachable, communication administratively prohibited.
+	ICMPNone ICMPPath = "none"
+	// ICMPKernel: kernel mode routes ICMP like everything else.
+	ICMPKernel ICMPPath = "kernel"
+)
+
+// network is the x/net/icmp network name of a path.
+func (p ICMPPath) network() string {
+	if p == ICMPRaw {
+		return "ip4:icmp"
+	}
+	return "udp4"
+}
+
+// probeICMP finds the path this process may use: a ping socket where the
+// sysctl allows it (no privilege kept in use), else a raw socket.
+func probeICMP() ICMPPath {
+	for _, p := range []ICMPPath{ICMPPingSocket, ICMPRaw} {
+		if c, err := icmp.ListenPacket(p.network(), "0.0.0.0"); err == nil {
+			c.Close()
+			return p
+		}
+	}
+	return ICMPNone
+}
+
+// icmpHint is logged once at start when no path works.
+func icmpHint() string {
+	return fmt.Sprintf("ICMP echo to the world is not possible: this process (gid %d) is outside "+
+		"net.ipv4.ping_group_range and lacks CAP_NET_RAW; set `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` "+
+		"(or a range holding gid %d), or grant cap_net_raw; until then clients' pings are answered "+
+		"with ICMP unreachable (administratively prohibited)", os.Getegid(), os.Getegid())
+}
+
+// echo forwards a client's ICMP echo request (pkt is the whole IP packet,
+// ihl its header length) to dst through the path found at start. A ping
+// socket's kernel replaces the identifier with the socket's; a raw socket
+// sends one of ours, so that replies to other programs' pings on the host
+// are not taken; either way the reply is built back with the client's.
+func (u *userspace) echo(s *Session, dst netip.Addr, pkt []byte, ihl int) {
+	msg := pkt[ihl:]
 	if len(msg) < header.ICMPv4MinimumSize || header.ICMPv4(msg).Code() != 0 {
 		s.drop(ReasonMalformed)
+		return
+	}
+	if u.icmp == ICMPNone {
+		s.drop(ReasonPingDenied)
+		u.prohibited(s, pkt, ihl)
 		return
 	}
 	select {
@@ -36,23 +90,56 @@ func (u *userspace) echo(s *Session, dst netip.Addr, msg []byte) {
 		return
 	}
 	req := append([]byte(nil), msg...)
+	quote := append([]byte(nil), pkt[:min(len(pkt), ihl+8)]...)
 	if !u.spawn(func() {
 		defer func() { <-u.pingSem }()
-		u.pingOnce(s, dst, req)
+		if denied := u.pingOnce(s, dst, req); denied {
+			s.drop(ReasonPingDenied)
+			u.prohibited(s, quote, ihl)
+		}
 	}) {
 		<-u.pingSem
 	}
 }
 
-func (u *userspace) pingOnce(s *Session, dst netip.Addr, req []byte) {
-	c, err := icmp.ListenPacket("udp4", "0.0.0.0")
+// prohibited answers a client's datagram with Destination Unreachable,
+// code 13 "communication administratively prohibited" (RFC 1812 §5.2.7.1),
+// from the gateway, quoting the IP header and 8 data bytes (RFC 792), so
+// that the client's ping fails at once instead of timing out.
+func (u *userspace) prohibited(s *Session, pkt []byte, ihl int) {
+	quote := pkt[:min(len(pkt), ihl+8)]
+	b := make([]byte, header.IPv4MinimumSize+header.ICMPv4MinimumSize+len(quote))
+	ip := header.IPv4(b)
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(len(b)),
+		TTL:         64,
+		Protocol:    uint8(header.ICMPv4ProtocolNumber),
+		SrcAddr:     tcpip.AddrFrom4(u.gw.As4()),
+		DstAddr:     tcpip.AddrFrom4(s.remote.As4()),
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	m := header.ICMPv4(b[header.IPv4MinimumSize:])
+	m.SetType(header.ICMPv4DstUnreachable)
+	m.SetCode(header.ICMPv4AdminProhibited)
+	copy(b[header.IPv4MinimumSize+header.ICMPv4MinimumSize:], quote)
+	m.SetChecksum(0)
+	m.SetChecksum(^checksum.Checksum(m, 0))
+	s.output(b)
+}
+
+// rawIdent numbers the echoes sent on raw sockets.
+var rawIdent atomic.Uint32
+
+// pingOnce sends one echo and relays its reply; it reports whether the
+// host refused the socket (the sysctl or the capability changed since start).
+func (u *userspace) pingOnce(s *Session, dst netip.Addr, req []byte) (denied bool) {
+	c, err := icmp.ListenPacket(u.icmp.network(), "0.0.0.0")
 	if err != nil {
 		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, os.ErrPermission) {
-			s.drop(ReasonPingDenied)
-		} else {
-			s.drop(ReasonNoRoute)
+			return true
 		}
-		return
+		s.drop(ReasonNoRoute)
+		return false
 	}
 	defer c.Close()
 	stop := make(chan struct{})
@@ -67,25 +154,46 @@ func (u *userspace) pingOnce(s *Session, dst netip.Addr, req []byte) {
 	_ = c.SetDeadline(time.Now().Add(pingTimeout))
 	id := binary.BigEndian.Uint16(req[4:6])
 	seq := binary.BigEndian.Uint16(req[6:8])
-	if _, err := c.WriteTo(req, &net.UDPAddr{IP: dst.AsSlice()}); err != nil {
+	var to net.Addr = &net.UDPAddr{IP: dst.AsSlice()}
+	wantID := -1 // a ping socket's kernel matches the identifier itself
+	if u.icmp == ICMPRaw {
+		to = &net.IPAddr{IP: dst.AsSlice()}
+		ours := uint16(rawIdent.Add(1))
+		wantID = int(ours)
+		m := header.ICMPv4(req)
+		m.SetIdent(ours)
+		m.SetChecksum(0)
+		m.SetChecksum(^checksum.Checksum(m, 0))
+	}
+	if _, err := c.WriteTo(req, to); err != nil {
 		u.st.log.Debug("ping send failed", "dst", dst, "err", err)
-		return
+		return false
 	}
 	buf := make([]byte, 65535)
 	for {
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
-			return // timeout: the client sees a lost echo
+			return false // timeout: the client sees a lost echo
 		}
 		r := buf[:n]
-		if ua, ok := from.(*net.UDPAddr); !ok || !ua.IP.Equal(dst.AsSlice()) ||
-			n < header.ICMPv4MinimumSize || header.ICMPv4(r).Type() != header.ICMPv4EchoReply ||
-			binary.BigEndian.Uint16(r[6:8]) != seq {
+		if !sameIP(from, dst) || n < header.ICMPv4MinimumSize || header.ICMPv4(r).Type() != header.ICMPv4EchoReply ||
+			binary.BigEndian.Uint16(r[6:8]) != seq ||
+			(wantID >= 0 && binary.BigEndian.Uint16(r[4:6]) != uint16(wantID)) {
 			continue
 		}
 		s.output(icmpPacket(dst, s.remote, header.ICMPv4EchoReply, id, seq, r[header.ICMPv4MinimumSize:]))
-		return
+		return false
 	}
+}
+
+func sameIP(a net.Addr, ip netip.Addr) bool {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.IP.Equal(ip.AsSlice())
+	case *net.IPAddr:
+		return a.IP.Equal(ip.AsSlice())
+	}
+	return false
 }
 
 // icmpPacket builds an IPv4 packet carrying one ICMP echo message.

@@ -56,6 +56,7 @@ type userspace struct {
 	wg      sync.WaitGroup
 
 	pingSem chan struct{} // bounds ICMP echoes in flight to the world
+	icmp    ICMPPath      // how echoes reach the world, found at start
 }
 
 func newUserspace(ctx context.Context, st *Stack) (*userspace, error) {
@@ -129,6 +130,11 @@ func newUserspace(ctx context.Context, st *Stack) (*userspace, error) {
 	}
 	u.spawn(func() { _ = u.dns.ServeUDP(u.ctx, pc) })
 	u.spawn(func() { _ = u.dns.ServeTCP(u.ctx, l) })
+	u.icmp = probeICMP()
+	st.log.Info("icmp echo to the world", "path", string(u.icmp))
+	if u.icmp == ICMPNone {
+		st.log.Warn(icmpHint())
+	}
 	st.log.Info("dns forwarder", "listen", cfg.Gateway.String()+":53", "upstream", u.dns.Upstream(), "hosts", cfg.HostsFile)
 	return u, nil
 }
@@ -246,7 +252,7 @@ func (u *userspace) send(s *Session, pkt []byte) {
 				return
 			}
 			if len(pkt) >= ihl+header.ICMPv4MinimumSize && header.ICMPv4(pkt[ihl:]).Type() == header.ICMPv4Echo {
-				u.echo(s, dst, pkt[ihl:])
+				u.echo(s, dst, pkt, ihl)
 				return
 			}
 		}

@@ -2,6 +2,7 @@ package netstack_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
-	"golang.org/x/net/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -187,33 +187,36 @@ func TestUserspacePingGateway(t *testing.T) {
 }
 
 // TestUserspacePingWorld pings one of the host's own non-loopback
-// addresses: through a ping socket when the host allows them, otherwise the
-// echo is dropped and counted.
+// addresses through whichever ICMP path the stack found: a ping socket or a
+// raw socket must carry it; with neither the client must get a Destination
+// Unreachable, administratively prohibited, at once (not a timeout). The
+// netns tests in kernel_linux_test.go run it under each condition.
 func TestUserspacePingWorld(t *testing.T) {
 	target := hostAddr(t)
 	st := newStack(t, userspaceConfig(t), nil)
 	sess, c := attach(t, st, "s1", netip.Addr{})
-	allowed := true
-	if pc, err := icmp.ListenPacket("udp4", "0.0.0.0"); err != nil {
-		allowed = false
-	} else {
-		pc.Close()
-	}
+	path := st.ICMP()
+	t.Logf("icmp path: %s", path)
 	ctx, cancel := context.WithTimeout(ctxT(t), 3*time.Second)
 	defer cancel()
+	start := time.Now()
 	_, err := c.Ping(ctx, target)
-	if allowed && err != nil {
-		t.Fatalf("ping %v: %v", target, err)
-	}
-	if !allowed {
-		if err == nil {
-			t.Fatal("ping succeeded though ping sockets are not allowed")
+	if path != netstack.ICMPNone {
+		if err != nil {
+			t.Fatalf("ping %v via %s: %v", target, path, err)
 		}
-		if n := sess.Info().Reasons[netstack.ReasonPingDenied]; n == 0 {
-			t.Fatalf("denied ping not counted: %+v", sess.Info())
-		}
+		return
 	}
-	t.Logf("ping sockets allowed: %v", allowed)
+	var ue *clientnet.UnreachableError
+	if !errors.As(err, &ue) || ue.Code != 13 || ue.From != gw {
+		t.Fatalf("ping without an ICMP path: got %v, want unreachable code 13 from %v", err, gw)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("unreachable took %v", d)
+	}
+	if n := sess.Info().Reasons[netstack.ReasonPingDenied]; n == 0 {
+		t.Fatalf("denied ping not counted: %+v", sess.Info())
+	}
 }
 
 func hostAddr(t *testing.T) netip.Addr {

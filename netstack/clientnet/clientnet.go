@@ -61,7 +61,7 @@ type Client struct {
 
 	pingMu sync.Mutex // guards seq and pings
 	seq    uint16
-	pings  map[uint32]chan struct{} // outstanding echoes by id<<16|seq
+	pings  map[uint32]chan error // outstanding echoes by id<<16|seq: nil = reply
 	pingID uint16
 
 	closeOnce sync.Once
@@ -86,7 +86,7 @@ func New(local netip.Addr, dns []netip.Addr, mtu int, send func(pkt []byte)) (*C
 		local: local, dns: append([]netip.Addr(nil), dns...), ns: ns,
 		ep:   channel.New(1024, uint32(mtu), ""),
 		send: send, in: make(chan []byte, 1024),
-		pings: map[uint32]chan struct{}{}, pingID: uint16(rand.Uint32()),
+		pings: map[uint32]chan error{}, pingID: uint16(rand.Uint32()),
 	}
 	sack := tcpip.TCPSACKEnabled(true)
 	if e := ns.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); e != nil {
@@ -376,7 +376,7 @@ func (c *Client) Ping(ctx context.Context, addr netip.Addr) (time.Duration, erro
 	c.seq++
 	seq := c.seq
 	key := uint32(c.pingID)<<16 | uint32(seq)
-	got := make(chan struct{}, 1)
+	got := make(chan error, 1)
 	c.pings[key] = got
 	c.pingMu.Unlock()
 	defer func() {
@@ -407,7 +407,10 @@ func (c *Client) Ping(ctx context.Context, addr netip.Addr) (time.Duration, erro
 	c.send(pkt)
 	c.sendMu.Unlock()
 	select {
-	case <-got:
+	case err := <-got:
+		if err != nil {
+			return 0, fmt.Errorf("clientnet: ping %v: %w", addr, err)
+		}
 		return time.Since(start), nil
 	case <-ctx.Done():
 		return 0, fmt.Errorf("clientnet: ping %v: %w", addr, ctx.Err())
@@ -416,24 +419,56 @@ func (c *Client) Ping(ctx context.Context, addr netip.Addr) (time.Duration, erro
 	}
 }
 
-// echoReply reports whether pkt is the reply to one of our pings, and
-// wakes that ping.
+// UnreachableError is a Destination Unreachable (RFC 792) answering a ping.
+type UnreachableError struct {
+	From netip.Addr
+	Code uint8 // 13: communication administratively prohibited (RFC 1812 §5.2.7.1)
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("destination unreachable (code %d) from %v", e.Code, e.From)
+}
+
+// echoReply reports whether pkt is the reply to one of our pings, or a
+// Destination Unreachable quoting one (RFC 792: the original IP header and
+// its first 8 data bytes), and wakes that ping.
 func (c *Client) echoReply(pkt []byte) bool {
 	if pkt[9] != uint8(header.ICMPv4ProtocolNumber) {
 		return false
 	}
 	ihl := int(pkt[0]&0xf) * 4
-	if len(pkt) < ihl+header.ICMPv4MinimumSize || header.ICMPv4(pkt[ihl:]).Type() != header.ICMPv4EchoReply {
+	if len(pkt) < ihl+header.ICMPv4MinimumSize {
 		return false
 	}
 	m := header.ICMPv4(pkt[ihl:])
-	key := uint32(m.Ident())<<16 | uint32(m.Sequence())
+	var (
+		key uint32
+		res error
+	)
+	switch m.Type() {
+	case header.ICMPv4EchoReply:
+		key = uint32(m.Ident())<<16 | uint32(m.Sequence())
+	case header.ICMPv4DstUnreachable:
+		in := []byte(m)[header.ICMPv4MinimumSize:]
+		if len(in) < header.IPv4MinimumSize || in[9] != uint8(header.ICMPv4ProtocolNumber) {
+			return false
+		}
+		iihl := int(in[0]&0xf) * 4
+		if len(in) < iihl+header.ICMPv4MinimumSize || header.ICMPv4(in[iihl:]).Type() != header.ICMPv4Echo {
+			return false
+		}
+		e := header.ICMPv4(in[iihl:])
+		key = uint32(e.Ident())<<16 | uint32(e.Sequence())
+		res = &UnreachableError{From: netip.AddrFrom4([4]byte(pkt[12:16])), Code: uint8(m.Code())}
+	default:
+		return false
+	}
 	c.pingMu.Lock()
 	ch, ok := c.pings[key]
 	c.pingMu.Unlock()
 	if ok {
 		select {
-		case ch <- struct{}{}:
+		case ch <- res:
 		default:
 		}
 	}
