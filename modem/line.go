@@ -31,6 +31,8 @@ type LineOptions struct {
 	DetectPPP func(b []byte) (isPPP, decided bool)
 	// CheckLogin checks a text login against [users].
 	CheckLogin func(user, password string) bool
+	// Clock is the time source of every wait; nil is the real clock.
+	Clock Clock
 }
 
 // timing holds the fixed intervals of mgetty's job; tests shorten them.
@@ -61,6 +63,7 @@ type Line struct {
 	opts LineOptions
 	log  *slog.Logger
 	t    timing
+	clk  Clock
 
 	mu      sync.Mutex // guards the fields below
 	cfg     LineConfig
@@ -92,6 +95,9 @@ type LineStatus struct {
 	Errors      int       // errors reported
 	LastError   string    // the last of them
 	Caps        string    // "modem lines", "pty: no DCD/DTR", ", RTS/CTS"
+	// Pending says a reloaded config waits to be applied, and for what;
+	// "" when the running config is the latest.
+	Pending string
 }
 
 // NewLine checks cfg and returns a line ready to Run.
@@ -109,8 +115,12 @@ func NewLine(cfg LineConfig, opts LineOptions) (*Line, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Line{opts: opts, log: log.With("comp", "modem", "line", cfg.Name), t: defaultTiming(), cfg: cfg, wake: make(chan struct{}, 1)}
-	l.status = LineStatus{Name: cfg.Name, Device: cfg.Device, Peer: cfg.Peer, State: "down", Since: time.Now()}
+	clk := opts.Clock
+	if clk == nil {
+		clk = realClock{}
+	}
+	l := &Line{opts: opts, log: log.With("comp", "modem", "line", cfg.Name), t: defaultTiming(), clk: clk, cfg: cfg, wake: make(chan struct{}, 1)}
+	l.status = LineStatus{Name: cfg.Name, Device: cfg.Device, Peer: cfg.Peer, State: "down", Since: clk.Now()}
 	return l, nil
 }
 
@@ -121,11 +131,18 @@ func (l *Line) Status() LineStatus {
 	return l.status
 }
 
-// Reload replaces the config; it takes effect the next time the line is
-// idle (a call in progress is not disturbed). A changed device reopens.
+// Reload replaces the config. A line that is waiting (open backoff, a lock
+// held by another program, idle between calls) takes it at once; a call in
+// progress is not disturbed and the config applies when it ends. A changed
+// device reopens. Until it is applied, Status().Pending says so.
 func (l *Line) Reload(cfg LineConfig) {
 	l.mu.Lock()
 	l.reload = &cfg
+	if inCallState(l.status.State) {
+		l.status.Pending = "config reloaded; applies when the call ends"
+	} else {
+		l.status.Pending = "config reloaded; applying"
+	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -144,7 +161,7 @@ func (l *Line) setState(s State, detail, callID string) {
 	l.mu.Lock()
 	changed := l.status.State != name
 	if changed {
-		l.status.State, l.status.Since = name, time.Now()
+		l.status.State, l.status.Since = name, l.clk.Now()
 	}
 	if s == StateIdle || s == StateDown {
 		l.status.CallID, l.status.CallerID, l.status.Session, l.status.User = "", "", "", ""
@@ -207,6 +224,9 @@ func (l *Line) Run(ctx context.Context) error {
 		cfg := l.config()
 		l.setState(StateOpening, cfg.Device, "")
 		p, lk, err := l.open(ctx, cfg)
+		if errors.Is(err, errReopen) {
+			continue // a reload came while the port was locked
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -219,15 +239,20 @@ func (l *Line) Run(ctx context.Context) error {
 			} else {
 				l.log.Debug("still cannot open", "err", err)
 			}
-			l.sleep(ctx, backoff)
-			backoff = min(backoff*2, l.t.backoffMax)
+			// A reload (a corrected device path) or shutdown ends the
+			// wait at once; a new config deserves a fresh first try.
+			if l.backoff(ctx, backoff) {
+				backoff = l.t.backoffMin
+			} else {
+				backoff = min(backoff*2, l.t.backoffMax)
+			}
 			continue
 		}
 		lastOpenErr = ""
 		l.mu.Lock()
 		l.status.Caps = p.caps.String()
 		l.mu.Unlock()
-		start := time.Now()
+		start := l.clk.Now()
 		err = l.serve(ctx, p, cfg)
 		l.shutdown(p, lk, cfg, ctx.Err() != nil)
 		if ctx.Err() != nil {
@@ -236,12 +261,15 @@ func (l *Line) Run(ctx context.Context) error {
 		if err != nil && !errors.Is(err, errReopen) {
 			l.fail(err)
 		}
-		if time.Since(start) > l.t.backoffMax {
+		if l.clk.Now().Sub(start) > l.t.backoffMax {
 			backoff = l.t.backoffMin // it worked for a while
 		}
 		if !errors.Is(err, errReopen) {
-			l.sleep(ctx, backoff)
-			backoff = min(backoff*2, l.t.backoffMax)
+			if l.backoff(ctx, backoff) {
+				backoff = l.t.backoffMin
+			} else {
+				backoff = min(backoff*2, l.t.backoffMax)
+			}
 		}
 	}
 	l.setState(StateDown, "", "")
@@ -250,12 +278,35 @@ func (l *Line) Run(ctx context.Context) error {
 
 var errReopen = errors.New("modem: reopen for a new config")
 
-func (l *Line) sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
+// sleep waits d or until ctx ends; it reports whether ctx ended. Waits
+// that must run their full length whatever the config (DTR held low, guard
+// times around +++) use it.
+func (l *Line) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() != nil
+	}
+	t := l.clk.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
+		return false
 	case <-ctx.Done():
+		return true
+	}
+}
+
+// backoff waits d, or until a Reload or ctx ends it early; it reports
+// whether a reload did (the caller applies it at once).
+func (l *Line) backoff(ctx context.Context, d time.Duration) (reloaded bool) {
+	t := l.clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return false
+	case <-ctx.Done():
+		return false
+	case <-l.wake:
+		return true
 	}
 }
 
@@ -270,6 +321,7 @@ func (l *Line) applyReload() (changed, reopen bool) {
 	old := l.cfg
 	l.cfg, l.reload = *l.reload, nil
 	l.status.Device, l.status.Peer = l.cfg.Device, l.cfg.Peer
+	l.status.Pending = ""
 	l.log.Info("config reloaded")
 	return true, old.Device != l.cfg.Device || old.Speed != l.cfg.Speed || old.FlowControl != l.cfg.FlowControl ||
 		old.Direct != l.cfg.Direct || old.Lock != l.cfg.Lock || old.LockDir != l.cfg.LockDir || old.Local != l.cfg.Local
@@ -297,13 +349,15 @@ func (l *Line) open(ctx context.Context, cfg LineConfig) (*port, *lock.Lock, err
 			// Another program (minicom, cu, a dial-out) has the line:
 			// wait for it, as mgetty does.
 			l.setState(StateOpening, fmt.Sprintf("locked by pid %d", le.PID), "")
-			l.sleep(ctx, l.t.lockRetry)
+			if l.backoff(ctx, l.t.lockRetry) {
+				return nil, nil, errReopen
+			}
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
 		}
 	}
-	p, err := openPort(cfg, l.t.ctsWait)
+	p, err := openPort(ctx, cfg, l.t.ctsWait, l.clk)
 	if err != nil {
 		lk.Release()
 		return nil, nil, err
@@ -339,7 +393,7 @@ func (l *Line) serve(ctx context.Context, p *port, cfg LineConfig) error {
 	for ctx.Err() == nil {
 		if needReset {
 			l.setState(StateResetting, "", "")
-			if err := l.toggleDTR(p, cfg); err != nil {
+			if err := l.toggleDTR(ctx, p, cfg); err != nil {
 				return err
 			}
 		}
@@ -349,9 +403,17 @@ func (l *Line) serve(ctx context.Context, p *port, cfg LineConfig) error {
 				return err
 			}
 			l.fail(fmt.Errorf("modem on %s not responding, resetting: %w", cfg.Device, err))
-			l.sleep(ctx, backoff)
-			backoff = min(backoff*2, l.t.backoffMax)
 			needReset = true
+			if l.backoff(ctx, backoff) {
+				backoff = l.t.backoffMin
+				if changed, reopen := l.applyReload(); reopen {
+					return errReopen
+				} else if changed {
+					cfg = l.config()
+				}
+				continue
+			}
+			backoff = min(backoff*2, l.t.backoffMax)
 			continue
 		}
 		backoff = l.t.backoffMin
@@ -385,7 +447,7 @@ func isDeviceErr(err error) bool {
 
 // toggleDTR resets the modem: DTR low for toggle-dtr-waittime (mgetty
 // tio_toggle_dtr; with &D3 that is a hang-up and ATZ), input flushed.
-func (l *Line) toggleDTR(p *port, cfg LineConfig) error {
+func (l *Line) toggleDTR(ctx context.Context, p *port, cfg LineConfig) error {
 	if cfg.ToggleDTR && !cfg.Local {
 		if err := p.setDTR(false); err != nil {
 			return err
@@ -394,11 +456,16 @@ func (l *Line) toggleDTR(p *port, cfg LineConfig) error {
 		if wait <= 0 {
 			wait = 500 * time.Millisecond
 		}
-		time.Sleep(wait)
+		// On shutdown DTR stays low: the port closes with it down.
+		if l.sleep(ctx, wait) {
+			return ctx.Err()
+		}
 		if err := p.setDTR(true); err != nil {
 			return err
 		}
-		time.Sleep(wait / 5) // let the modem come back before talking to it
+		if l.sleep(ctx, wait/5) { // let the modem come back before talking to it
+			return ctx.Err()
+		}
 	}
 	return p.flush()
 }
@@ -448,9 +515,9 @@ func (l *Line) chat(ctx context.Context, p *port, words []string) error {
 }
 
 func (l *Line) expect(ctx context.Context, p *port, want string, d time.Duration) error {
-	deadline := time.Now().Add(d)
+	deadline := l.clk.Now().Add(d)
 	for {
-		line, err := p.readLine(ctx, time.Until(deadline))
+		line, err := p.readLine(ctx, deadline.Sub(l.clk.Now()))
 		if err != nil {
 			return fmt.Errorf("expecting %q: %w", want, err)
 		}
@@ -468,7 +535,9 @@ func (l *Line) expect(ctx context.Context, p *port, want string, d time.Duration
 // send writes a chat send string with its escapes; mgetty waits 50 ms
 // before each send (DO_CHAT_SEND_DELAY).
 func (l *Line) send(ctx context.Context, p *port, s string) error {
-	time.Sleep(l.t.pause / 10)
+	if l.sleep(ctx, l.t.pause/10) {
+		return ctx.Err()
+	}
 	for _, pc := range at.ExpandSend(s, l.t.pause) {
 		if pc.Pause > 0 {
 			l.sleep(ctx, pc.Pause)
@@ -621,9 +690,9 @@ func (l *Line) waitConnect(ctx context.Context, p *port, cfg LineConfig, callID,
 	if timeout <= 0 {
 		timeout = 80 * time.Second
 	}
-	deadline := time.Now().Add(timeout)
+	deadline := l.clk.Now().Add(timeout)
 	for {
-		line, err := p.readLine(ctx, time.Until(deadline))
+		line, err := p.readLine(ctx, deadline.Sub(l.clk.Now()))
 		if errors.Is(err, errTimeout) {
 			l.fail(fmt.Errorf("no CONNECT within %s of %s", timeout, cmd))
 			p.write([]byte("\r")) // any character aborts the answer
@@ -649,7 +718,7 @@ func (l *Line) waitConnect(ctx context.Context, p *port, cfg LineConfig, callID,
 func (l *Line) currentCall() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.callID != "" && time.Since(l.callAt) < time.Minute {
+	if l.callID != "" && l.clk.Now().Sub(l.callAt) < time.Minute {
 		return l.callID
 	}
 	return ""
@@ -667,11 +736,11 @@ func (l *Line) watchCalls(ctx context.Context, sub *bus.Sub) {
 			switch ev := env.Event.(type) {
 			case bus.CallStarted:
 				if ev.Target == peer {
-					l.callID, l.callAt = ev.CallID, time.Now()
+					l.callID, l.callAt = ev.CallID, l.clk.Now()
 				}
 			case bus.CallRinging:
 				if ev.Callee == peer {
-					l.callID, l.callAt = ev.CallID, time.Now()
+					l.callID, l.callAt = ev.CallID, l.clk.Now()
 				}
 			case bus.CallEnded:
 				if ev.CallID == l.callID {
@@ -751,14 +820,14 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	if l.opts.Handler == nil {
 		return errors.New("modem: no handler")
 	}
-	start := time.Now()
+	start := l.clk.Now()
 	// The handler's context ends only with the line: carrier loss and
 	// hang-up reach it as Read errors on c (ErrCarrierLost, ErrClosed), so
 	// PPP records them as a lost line, not as the box shutting down, and
 	// does not send a Terminate-Request into a dead line.
 	err := l.opts.Handler(ctx, c, user)
 	cause := context.Cause(sctx)
-	l.log.Info("session over", "after", time.Since(start).Round(time.Millisecond), "err", err, "cause", cause)
+	l.log.Info("session over", "after", l.clk.Now().Sub(start).Round(time.Millisecond), "err", err, "cause", cause)
 	return sessionErr(sctx, err)
 }
 
@@ -774,11 +843,11 @@ func sessionErr(sctx context.Context, err error) error {
 // watchDCD polls carrier detect (go.bug.st/serial has no TIOCMIWAIT; a
 // blocked TIOCMIWAIT cannot be cancelled either): DCD low ends the session.
 func (l *Line) watchDCD(ctx context.Context, c *conn) {
-	t := time.NewTicker(l.t.dcdPoll)
-	defer t.Stop()
 	for {
-		select {
-		case <-t.C:
+		if l.sleep(ctx, l.t.dcdPoll) {
+			return
+		}
+		{
 			on, _, err := c.p.dcd()
 			if err != nil {
 				c.cancel(err)
@@ -788,8 +857,6 @@ func (l *Line) watchDCD(ctx context.Context, c *conn) {
 				c.cancel(ErrCarrierLost)
 				return
 			}
-		case <-ctx.Done():
-			return
 		}
 	}
 }
@@ -800,21 +867,44 @@ func (l *Line) hangup(ctx context.Context, p *port, cfg LineConfig, callID strin
 	l.setState(StateHangingup, "", callID)
 	// The last words ("Login incorrect", PPP's Terminate-Ack) are still in
 	// the tty and the modem's buffer: let them go out before DTR drops.
-	p.drain(2 * time.Second)
-	l.sleep(ctx, l.t.drain)
+	// Every wait here ends with ctx: on shutdown the port closes with DTR
+	// down, which hangs up as well.
+	if l.drain(ctx, p, 2*time.Second) || l.sleep(ctx, l.t.drain) {
+		return ctx.Err()
+	}
 	if cfg.Autobauding {
 		if err := p.restoreSpeed(); err != nil {
 			return err
 		}
 	}
 	if cfg.Local || !cfg.ToggleDTR {
-		time.Sleep(1100 * time.Millisecond) // S12 guard time
+		if l.sleep(ctx, 1100*time.Millisecond) { // S12 guard time
+			return ctx.Err()
+		}
 		p.write([]byte("+++"))
-		time.Sleep(1100 * time.Millisecond)
+		if l.sleep(ctx, 1100*time.Millisecond) {
+			return ctx.Err()
+		}
 		l.send(ctx, p, "ATH0")
 		return p.flush()
 	}
-	return l.toggleDTR(p, cfg)
+	return l.toggleDTR(ctx, p, cfg)
+}
+
+// drain waits until the tty's output queue is empty, at most max, or ctx
+// ends (reported). Not tcdrain: with RTS/CTS and a dead modem that blocks
+// forever, uninterruptibly.
+func (l *Line) drain(ctx context.Context, p *port, max time.Duration) bool {
+	deadline := l.clk.Now().Add(max)
+	for l.clk.Now().Before(deadline) {
+		if p.outq() == 0 {
+			return false
+		}
+		if l.sleep(ctx, 10*time.Millisecond) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveDirect is mgetty's `direct yes`: a null-modem cable, no AT at all,
@@ -839,7 +929,17 @@ func (l *Line) serveDirect(ctx context.Context, p *port, cfg LineConfig) error {
 		if err := p.flush(); err != nil {
 			return err
 		}
-		l.sleep(ctx, l.t.backoffMin)
+		l.backoff(ctx, l.t.backoffMin) // a reload is applied at the loop's top
 	}
 	return ctx.Err()
+}
+
+// inCallState reports whether a line in state s (State's lower-case names)
+// carries a call.
+func inCallState(s string) bool {
+	switch s {
+	case "ringing", "answering", "connected", "hangingup":
+		return true
+	}
+	return false
 }

@@ -176,18 +176,18 @@ func (l *Line) login(ctx context.Context, c *conn, cfg LineConfig, connect strin
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		warn := time.NewTimer(lt)
+		warn := l.clk.NewTimer(lt)
 		defer warn.Stop()
 		select {
-		case <-warn.C:
+		case <-warn.C():
 		case <-ctx.Done():
 			return
 		}
 		c.Write([]byte("\r\n\r\nHey! Please login now. You have one minute left\r\n"))
-		grace := time.NewTimer(l.t.loginGrace)
+		grace := l.clk.NewTimer(l.t.loginGrace)
 		defer grace.Stop()
 		select {
-		case <-grace.C:
+		case <-grace.C():
 			cancel(errLoginTime)
 		case <-ctx.Done():
 		}
@@ -204,7 +204,7 @@ func (l *Line) login(ctx context.Context, c *conn, cfg LineConfig, connect strin
 	}
 	var carry []byte // typed ahead past the last line
 	for try := 0; try < 3; try++ {
-		prompt := "\r\n" + expandPrompt(cfg.LoginPrompt, cfg.Name, connect, time.Now())
+		prompt := "\r\n" + expandPrompt(cfg.LoginPrompt, cfg.Name, connect, l.clk.Now())
 		if _, err := c.Write([]byte(prompt)); err != nil {
 			return "", err
 		}
@@ -234,7 +234,9 @@ func (l *Line) login(ctx context.Context, c *conn, cfg LineConfig, connect strin
 			return name, nil
 		}
 		l.log.Warn("login incorrect", "user", name)
-		time.Sleep(l.t.loginFailDelay)
+		if l.sleep(ctx, l.t.loginFailDelay) {
+			return "", context.Cause(ctx)
+		}
 		if _, err := c.Write([]byte("\r\nLogin incorrect\r\n")); err != nil {
 			return "", err
 		}

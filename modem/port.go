@@ -56,6 +56,7 @@ type port struct {
 	// (or any process with many files open) would crash in it.
 	data *os.File
 	caps caps
+	clk  Clock
 	// modemBits reads TIOCMGET on ctl; a seam so the RTS/CTS and DCD logic
 	// can be tested without a UART.
 	modemBits func() (int, error)
@@ -82,7 +83,7 @@ const writeTimeout = 10 * time.Second
 // openPort opens path the way mgetty's mg_get_device does: O_NOCTTY, raw,
 // 8N1 at speed, hardware flow control if asked for (refused when CTS is low
 // for ctsWait), owner/group/mode applied.
-func openPort(cfg LineConfig, ctsWait time.Duration) (*port, error) {
+func openPort(ctx context.Context, cfg LineConfig, ctsWait time.Duration, clk Clock) (*port, error) {
 	real, err := filepath.EvalSymlinks(cfg.Device)
 	if err != nil {
 		return nil, fmt.Errorf("modem: %s: %w", cfg.Device, err)
@@ -100,7 +101,7 @@ func openPort(cfg LineConfig, ctsWait time.Duration) (*port, error) {
 		unix.Close(ctl)
 		return nil, fmt.Errorf("modem: open %s: %w", real, err)
 	}
-	p := &port{path: cfg.Device, real: real, mode: mode, sp: sp, ctl: ctl, data: os.NewFile(uintptr(ctl), real),
+	p := &port{path: cfg.Device, real: real, mode: mode, sp: sp, ctl: ctl, data: os.NewFile(uintptr(ctl), real), clk: clk,
 		rx: make(chan []byte, 64), wq: make(chan writeReq), closed: make(chan struct{})}
 	p.modemBits = func() (int, error) { return unix.IoctlGetInt(ctl, unix.TIOCMGET) }
 	// A pty answers ENOTTY: no modem-control lines. Found out once; the
@@ -109,7 +110,7 @@ func openPort(cfg LineConfig, ctsWait time.Duration) (*port, error) {
 		p.caps.modemLines = true
 	}
 	if cfg.FlowControl == "hard" && !cfg.Local {
-		if err := p.enableCRTSCTS(ctsWait); err != nil {
+		if err := p.enableCRTSCTS(ctx, ctsWait); err != nil {
 			p.close()
 			return nil, err
 		}
@@ -123,9 +124,9 @@ func openPort(cfg LineConfig, ctsWait time.Duration) (*port, error) {
 // enableCRTSCTS sets hardware flow control on the tty through ctl. Where the
 // port has modem lines, CTS must be up (the modem is on and the cable carries
 // it) within wait, or every write would block forever.
-func (p *port) enableCRTSCTS(wait time.Duration) error {
+func (p *port) enableCRTSCTS(ctx context.Context, wait time.Duration) error {
 	if p.caps.modemLines {
-		deadline := time.Now().Add(wait)
+		deadline := p.clk.Now().Add(wait)
 		for {
 			st, err := p.modemBits()
 			if err != nil {
@@ -134,10 +135,16 @@ func (p *port) enableCRTSCTS(wait time.Duration) error {
 			if st&unix.TIOCM_CTS != 0 {
 				break
 			}
-			if time.Now().After(deadline) {
+			if p.clk.Now().After(deadline) {
 				return errNoCTS
 			}
-			time.Sleep(50 * time.Millisecond)
+			t := p.clk.NewTimer(50 * time.Millisecond)
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
 		}
 	}
 	t, err := unix.IoctlGetTermios(p.ctl, unix.TCGETS)
@@ -251,7 +258,7 @@ func (p *port) write(b []byte) error {
 
 // readLine returns the next non-empty line (CR or LF ends it) within d.
 func (p *port) readLine(ctx context.Context, d time.Duration) (string, error) {
-	t := time.NewTimer(d)
+	t := p.clk.NewTimer(d)
 	defer t.Stop()
 	for {
 		for {
@@ -271,7 +278,7 @@ func (p *port) readLine(ctx context.Context, d time.Duration) (string, error) {
 				return "", p.rxErr
 			}
 			p.pending = append(p.pending, b...)
-		case <-t.C:
+		case <-t.C():
 			return "", errTimeout
 		case <-ctx.Done():
 			return "", ctx.Err()
@@ -342,17 +349,14 @@ func (p *port) dcd() (on, ok bool, err error) {
 	return st&unix.TIOCM_CD != 0, true, nil
 }
 
-// drain waits until the tty's output queue is empty, at most max. Not
-// tcdrain: with RTS/CTS and a dead modem that blocks forever, uninterruptibly.
-func (p *port) drain(max time.Duration) {
-	deadline := time.Now().Add(max)
-	for time.Now().Before(deadline) {
-		n, err := unix.IoctlGetInt(p.ctl, unix.TIOCOUTQ)
-		if err != nil || n == 0 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+// outq is the number of bytes in the tty's output queue (TIOCOUTQ); 0
+// when it cannot be read.
+func (p *port) outq() int {
+	n, err := unix.IoctlGetInt(p.ctl, unix.TIOCOUTQ)
+	if err != nil {
+		return 0
 	}
+	return n
 }
 
 // setSpeed changes the DTE speed (mgetty's autobauding: the speed of the

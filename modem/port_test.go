@@ -25,7 +25,7 @@ func hwPort(t *testing.T, bits *atomic.Int64) *port {
 	t.Cleanup(func() { m.Close() })
 	cfg := DefaultLineConfig("ttyUSB9")
 	cfg.Device, cfg.FlowControl = m.Path(), "none"
-	p, err := openPort(cfg, time.Second)
+	p, err := openPort(context.Background(), cfg, time.Second, realClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestCTSNeverRises(t *testing.T) {
 	var bits atomic.Int64 // CTS low: modem off or a three-wire cable
 	p := hwPort(t, &bits)
 	start := time.Now()
-	err := p.enableCRTSCTS(300 * time.Millisecond)
+	err := p.enableCRTSCTS(context.Background(), 300*time.Millisecond)
 	if !errors.Is(err, errNoCTS) {
 		t.Fatalf("err %v, want errNoCTS", err)
 	}
@@ -55,7 +55,7 @@ func TestCTSNeverRises(t *testing.T) {
 		t.Error("CRTSCTS set although CTS is low")
 	}
 	bits.Store(unix.TIOCM_CTS | unix.TIOCM_DSR)
-	if err := p.enableCRTSCTS(300 * time.Millisecond); err != nil {
+	if err := p.enableCRTSCTS(context.Background(), 300*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	tio, _ = unix.IoctlGetTermios(p.ctl, unix.TCGETS)

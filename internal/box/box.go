@@ -521,6 +521,7 @@ func (b *Box) Status() console.Status {
 			Name: s.Name, Device: s.Device, Peer: s.Peer, State: s.State, Since: s.Since,
 			LastConnect: s.LastConnect, Session: s.Session, CallID: s.CallID,
 			Answered: s.Answered, Errors: s.Errors, LastError: s.LastError, Caps: s.Caps,
+			Pending: s.Pending,
 		})
 	}
 	for _, s := range b.reg.List() {

@@ -122,6 +122,9 @@ func renderLines(w io.Writer, rows []LineRow, now time.Time) error {
 		if r.LastError != "" {
 			fmt.Fprintf(w, "%s: last error: %s\n", r.Name, r.LastError)
 		}
+		if r.Pending != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.Name, r.Pending)
+		}
 	}
 	return nil
 }

@@ -41,7 +41,8 @@ func TestRenderGolden(t *testing.T) {
 		{"lines", func(w io.Writer) error {
 			return renderLines(w, []LineRow{
 				{Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "connected", Since: now.Add(-5 * time.Minute),
-					LastConnect: "CONNECT 28800/ARQ/V34/LAPM/V42BIS", Session: "ppp1", CallID: "00000002", Answered: 3, Caps: "modem-lines"},
+					LastConnect: "CONNECT 28800/ARQ/V34/LAPM/V42BIS", Session: "ppp1", CallID: "00000002", Answered: 3, Caps: "modem-lines",
+					Pending: "config reloaded; applies when the call ends"},
 				{Name: "ttyUSB1", Device: "/dev/ttyUSB1", State: "down", Since: now.Add(-2 * time.Hour), Errors: 17,
 					LastError: "open /dev/ttyUSB1: no such file or directory (retrying every 5s)"},
 				{Name: "sim0", Device: "/dev/pts/7", Peer: "sim", State: "idle", Since: now.Add(-30 * time.Second), Caps: "pty (no DCD/DTR)"},

@@ -86,7 +86,8 @@ type LineRow struct {
 	Answered    int       `json:"answered"`     // calls answered
 	Errors      int       `json:"errors"`
 	LastError   string    `json:"last_error"`
-	Caps        string    `json:"caps"` // what the port has: "modem-lines", "pty (no DCD/DTR)"...
+	Caps        string    `json:"caps"`              // what the port has: "modem-lines", "pty (no DCD/DTR)"...
+	Pending     string    `json:"pending,omitempty"` // a reloaded config not applied yet, and when it will be
 }
 
 // SessionRow is one live PPP session.
