@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/store"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 var (
@@ -32,7 +31,7 @@ func TestDemo(t *testing.T) {
 	checkGoroutines(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var out syncBuffer
+	var out testutil.LogBuffer
 	err := demo.Run(ctx, &out, demo.Options{RingInterval: ringInterval})
 	text := out.String()
 	if err != nil || testing.Verbose() {
@@ -64,25 +63,6 @@ func TestDemo(t *testing.T) {
 	if strings.Contains(text, "RING 3") {
 		t.Errorf("the line answered after more rings than the config's rings 2")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the demo's concurrent printing and
-// the test's reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestTextLogin is the seed's way in: mgetty prints login:, the caller

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // ringInterval keeps the tests fast: the modems ring every 300 ms instead
@@ -50,55 +49,12 @@ func parse(t testing.TB, name, src string) *config.Config {
 	return cfg
 }
 
-// logBuffer collects the parts' logs and prints the tail when a test fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.buf.Len() > 8<<20 { // keep the last few MB
-		b := bytes.Clone(l.buf.Bytes()[l.buf.Len()-4<<20:])
-		l.buf.Reset()
-		l.buf.Write(b)
-	}
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(l.buf.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// grep returns the lines that hold any of subs.
-func (l *logBuffer) grep(subs ...string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range strings.Split(l.buf.String(), "\n") {
-		for _, s := range subs {
-			if strings.Contains(line, s) {
-				out = append(out, line)
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 // world is a demo.World with what the tests watch: every bus event, in
 // order (a reliable subscription) and the ATA's line state changes.
 type world struct {
 	*demo.World
 	t    testing.TB
-	logs *logBuffer
+	logs *testutil.LogBuffer
 
 	mu     sync.Mutex
 	events []bus.Event
@@ -119,11 +75,11 @@ type worldOpts struct {
 func startWorld(t testing.TB, cfg *config.Config, o worldOpts) *world {
 	t.Helper()
 	checkGoroutines(t)
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	w := &world{t: t, logs: logs, grew: make(chan struct{}, 1)}
 	t.Cleanup(func() {
 		if t.Failed() || verbose() {
-			t.Logf("last log lines:\n%s", logs.tail(150))
+			t.Logf("last log lines:\n%s", logs.Tail(150))
 		}
 	})
 	b := bus.New(nil)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/demo"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // highFDEnv makes the test binary, run again by TestHighFileDescriptors,
@@ -71,7 +72,7 @@ func highFDChild(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var out syncBuffer
+	var out testutil.LogBuffer
 	if err := demo.Run(ctx, &out, demo.Options{RingInterval: ringInterval}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/demo"
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/netstack"
 )
 
@@ -75,10 +76,10 @@ func TestKernelDialIn(t *testing.T) {
 	// First a box that is killed with SIGKILL while a client is dialled
 	// in: its table stays in the kernel (its TUN goes with the process).
 	crashBox(t, child("crash"))
-	if out := nsRun(t, "ip", "netns", "exec", tp.box, "nft", "list", "set", "ip", nftTable, "clients"); !strings.Contains(out, client.String()) {
+	if out := testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "set", "ip", nftTable, "clients"); !strings.Contains(out, client.String()) {
 		t.Fatalf("no stale table with the client after kill -9 (nothing left for the restart to clean):\n%s", out)
 	}
-	if out := nsRun(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(out, tunDev) {
+	if out := testutil.Run(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(out, tunDev) {
 		t.Fatalf("TUN device outlived the killed box:\n%s", out)
 	}
 
@@ -109,10 +110,10 @@ func TestKernelDialIn(t *testing.T) {
 	}
 
 	// The process is gone; the kernel keeps what it did not remove.
-	if out := nsRun(t, "ip", "netns", "exec", tp.box, "nft", "list", "tables"); strings.Contains(out, nftTable) {
+	if out := testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "tables"); strings.Contains(out, nftTable) {
 		t.Errorf("nftables table left after the box exited:\n%s", out)
 	}
-	if out := nsRun(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(out, tunDev) {
+	if out := testutil.Run(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(out, tunDev) {
 		t.Errorf("TUN device left after the box exited:\n%s", out)
 	}
 	t.Logf("kernel dial-in checked in %v", time.Since(start).Round(time.Millisecond))
@@ -124,7 +125,7 @@ func kernelChild(t *testing.T) {
 	step := func(format string, args ...any) {
 		t.Logf("%6.2fs "+format, append([]any{time.Since(start).Seconds()}, args...)...)
 	}
-	sh := func(args ...string) string { t.Helper(); return nsRun(t, args...) }
+	sh := func(args ...string) string { t.Helper(); return testutil.Run(t, args...) }
 	forwardBefore := strings.TrimSpace(sh("cat", "/proc/sys/net/ipv4/ip_forward"))
 
 	cfg := kernelConfig(t)
@@ -351,7 +352,7 @@ func kernelCrashChild(t *testing.T) {
 // with SIGKILL: none of its own cleanup runs.
 func crashBox(t *testing.T, c *exec.Cmd) {
 	t.Helper()
-	var out syncBuffer
+	var out testutil.LogBuffer
 	c.Stderr = &out
 	pr, err := c.StdoutPipe()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -44,31 +45,10 @@ const requireRootEnv = "ISPBOX_REQUIRE_ROOT"
 // (CI installs both: apt-get install iproute2 nftables).
 func needNetAdmin(t testing.TB) {
 	t.Helper()
-	skip := t.Skipf
-	if os.Getenv(requireRootEnv) == "1" {
-		skip = t.Fatalf
-	}
-	if os.Geteuid() != 0 {
-		skip("kernel network mode needs root (network namespaces, TUN, nftables)")
-	}
-	for _, p := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(p); err != nil {
-			skip("%s not installed (apt-get install iproute2 nftables)", p)
-		}
-	}
+	testutil.NeedRoot(t, "kernel network mode (network namespaces, TUN, nftables)", "ip", "nft")
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		skip("no TUN device: %v", err)
+		t.Skipf("no TUN device: %v", err)
 	}
-}
-
-// nsRun runs a command and returns its combined output, failing t on error.
-func nsRun(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // netTopo is the two namespaces a test made: box and server.
@@ -87,21 +67,21 @@ func newNetTopo(t testing.TB) *netTopo {
 	id := fmt.Sprintf("%d-%d", os.Getpid(), nsSeq.Add(1))
 	tp := &netTopo{box: "ispbox-e2e-box-" + id, server: "ispbox-e2e-srv-" + id}
 	for _, n := range []string{tp.box, tp.server} {
-		nsRun(t, "ip", "netns", "add", n)
+		testutil.Run(t, "ip", "netns", "add", n)
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", n).CombinedOutput(); err != nil {
 				t.Errorf("ip netns del %s: %v\n%s", n, err, out)
 			}
 		})
 	}
-	nsRun(t, "ip", "-n", tp.box, "link", "add", uplinkDev, "type", "veth", "peer", "name", "eth0", "netns", tp.server)
-	nsRun(t, "ip", "-n", tp.box, "addr", "add", uplinkAddr+"/24", "dev", uplinkDev)
-	nsRun(t, "ip", "-n", tp.box, "link", "set", uplinkDev, "up")
-	nsRun(t, "ip", "-n", tp.box, "link", "set", "lo", "up")
-	nsRun(t, "ip", "-n", tp.box, "route", "add", "default", "via", serverAddr)
-	nsRun(t, "ip", "-n", tp.server, "addr", "add", serverAddr+"/24", "dev", "eth0")
-	nsRun(t, "ip", "-n", tp.server, "link", "set", "eth0", "up")
-	nsRun(t, "ip", "-n", tp.server, "link", "set", "lo", "up")
+	testutil.Run(t, "ip", "-n", tp.box, "link", "add", uplinkDev, "type", "veth", "peer", "name", "eth0", "netns", tp.server)
+	testutil.Run(t, "ip", "-n", tp.box, "addr", "add", uplinkAddr+"/24", "dev", uplinkDev)
+	testutil.Run(t, "ip", "-n", tp.box, "link", "set", uplinkDev, "up")
+	testutil.Run(t, "ip", "-n", tp.box, "link", "set", "lo", "up")
+	testutil.Run(t, "ip", "-n", tp.box, "route", "add", "default", "via", serverAddr)
+	testutil.Run(t, "ip", "-n", tp.server, "addr", "add", serverAddr+"/24", "dev", "eth0")
+	testutil.Run(t, "ip", "-n", tp.server, "link", "set", "eth0", "up")
+	testutil.Run(t, "ip", "-n", tp.server, "link", "set", "lo", "up")
 	var err error
 	if tp.serverNS, err = netns.GetFromName(tp.server); err != nil {
 		t.Fatal(err)

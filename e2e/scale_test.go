@@ -24,6 +24,7 @@ import (
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // scaleEnv lists the bank sizes TestScale measures, e.g. "100,500,1000".
@@ -169,7 +170,7 @@ func runScale(t *testing.T, bin string, n int) {
 		if err != nil {
 			failed++
 			if failed <= 5 {
-				t.Errorf("caller%d: %v; the box logged:\n%s", i+1, err, bx.log.grep(fmt.Sprintf("=caller%d ", i+1), fmt.Sprintf("=modem%d ", i+1), fmt.Sprintf("=ttyS%d ", i+1)))
+				t.Errorf("caller%d: %v; the box logged:\n%s", i+1, err, bx.log.Grep(fmt.Sprintf("=caller%d ", i+1), fmt.Sprintf("=modem%d ", i+1), fmt.Sprintf("=ttyS%d ", i+1)))
 			}
 		}
 	}
@@ -235,7 +236,7 @@ func runScale(t *testing.T, bin string, n int) {
 	down := time.Since(hstart)
 	stopATA()
 	if err := bx.stop(); err != nil {
-		t.Errorf("isp-box serve: %v\n%s", err, bx.log.tail(40))
+		t.Errorf("isp-box serve: %v\n%s", err, bx.log.Tail(40))
 	}
 
 	t.Logf("SCALE n=%d: box lines idle %v after start; %d SIP peers registered and qualified %v after the ATA started; %d of %d links up %v after dialling at once (dial p50 %v p95 %v max %v); all lines idle %v after hanging up",
@@ -288,14 +289,14 @@ func freeUDP(t *testing.T) netip.AddrPort {
 type boxProc struct {
 	cmd  *exec.Cmd
 	con  *console.Client
-	log  *logBuffer
+	log  *testutil.LogBuffer
 	done chan error
 	stop func() error
 }
 
 func startBox(t *testing.T, bin, conf, dir string) *boxProc {
 	sock := filepath.Join(dir, "isp-box.sock")
-	lb := &logBuffer{}
+	lb := &testutil.LogBuffer{}
 	cmd := exec.Command(bin, "serve", "-c", conf, "-s", sock, "--db", filepath.Join(dir, "isp-box.db"), "--network", "userspace", "--log-level", "info")
 	cmd.Stdout, cmd.Stderr = lb, lb
 	if err := cmd.Start(); err != nil {
@@ -398,7 +399,7 @@ func (bx *boxProc) poll(ctx context.Context, not func(console.Status) string) er
 		select {
 		case err := <-bx.done:
 			bx.done <- err
-			return fmt.Errorf("isp-box serve exited: %v (%s)\n%s", err, last, bx.log.tail(40))
+			return fmt.Errorf("isp-box serve exited: %v (%s)\n%s", err, last, bx.log.Tail(40))
 		default:
 		}
 		if st, err := bx.con.Status(ctx); err == nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/netstack"
 )
 
@@ -43,23 +44,7 @@ const (
 
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("kernel mode needs root (network namespaces, TUN, nftables)")
-	}
-	for _, p := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s not installed (apt-get install iproute2 nftables)", p)
-		}
-	}
-}
-
-func run(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	testutil.NeedRoot(t, "kernel mode (network namespaces, TUN, nftables)", "ip", "nft")
 }
 
 func newTopo(t testing.TB) *topo {
@@ -67,17 +52,17 @@ func newTopo(t testing.TB) *topo {
 	id := fmt.Sprintf("%d-%d", os.Getpid(), topoSeq.Add(1))
 	tp := &topo{box: "ispbox-t-box-" + id, srv: "ispbox-t-srv-" + id}
 	for _, n := range []string{tp.box, tp.srv} {
-		run(t, "ip", "netns", "add", n)
+		testutil.Run(t, "ip", "netns", "add", n)
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n).Run() })
 	}
-	run(t, "ip", "-n", tp.box, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", tp.srv)
-	run(t, "ip", "-n", tp.box, "addr", "add", uplinkAddr+"/24", "dev", "up0")
-	run(t, "ip", "-n", tp.box, "link", "set", "up0", "up")
-	run(t, "ip", "-n", tp.box, "link", "set", "lo", "up")
-	run(t, "ip", "-n", tp.box, "route", "add", "default", "via", serverAddr)
-	run(t, "ip", "-n", tp.srv, "addr", "add", serverAddr+"/24", "dev", "eth0")
-	run(t, "ip", "-n", tp.srv, "link", "set", "eth0", "up")
-	run(t, "ip", "-n", tp.srv, "link", "set", "lo", "up")
+	testutil.Run(t, "ip", "-n", tp.box, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", tp.srv)
+	testutil.Run(t, "ip", "-n", tp.box, "addr", "add", uplinkAddr+"/24", "dev", "up0")
+	testutil.Run(t, "ip", "-n", tp.box, "link", "set", "up0", "up")
+	testutil.Run(t, "ip", "-n", tp.box, "link", "set", "lo", "up")
+	testutil.Run(t, "ip", "-n", tp.box, "route", "add", "default", "via", serverAddr)
+	testutil.Run(t, "ip", "-n", tp.srv, "addr", "add", serverAddr+"/24", "dev", "eth0")
+	testutil.Run(t, "ip", "-n", tp.srv, "link", "set", "eth0", "up")
+	testutil.Run(t, "ip", "-n", tp.srv, "link", "set", "lo", "up")
 	var err error
 	if tp.boxNS, err = netns.GetFromName(tp.box); err != nil {
 		t.Fatal(err)
@@ -156,7 +141,7 @@ func (tp *topo) listen(t testing.TB, network, addr string) (l net.Listener, pc n
 }
 
 func (tp *topo) nftTables(t *testing.T) string {
-	return run(t, "ip", "netns", "exec", tp.box, "nft", "list", "tables")
+	return testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "tables")
 }
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -166,7 +151,7 @@ var counterRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)
 // golden compares the box's nftables table (counters zeroed) with a file.
 func (tp *topo) golden(t *testing.T, file string) {
 	t.Helper()
-	got := counterRE.ReplaceAllString(run(t, "ip", "netns", "exec", tp.box, "nft", "list", "table", "ip", "isp-box"), "counter packets 0 bytes 0")
+	got := counterRE.ReplaceAllString(testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "table", "ip", "isp-box"), "counter packets 0 bytes 0")
 	if *update {
 		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -205,7 +190,7 @@ func TestKernelMasquerade(t *testing.T) {
 	if got := tp.nftTables(t); !strings.Contains(got, "table ip isp-box") {
 		t.Fatalf("nft list tables while running:\n%s", got)
 	}
-	if got := run(t, "ip", "netns", "exec", tp.box, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(got) != "1" {
+	if got := testutil.Run(t, "ip", "netns", "exec", tp.box, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(got) != "1" {
 		t.Fatalf("ip_forward = %q", got)
 	}
 	sess, c := attach(t, st, "k1", netip.MustParseAddr("192.168.32.105"))
@@ -239,7 +224,7 @@ func TestKernelMasquerade(t *testing.T) {
 		t.Fatal("no connection at the MSS server")
 	}
 	conn.Close()
-	if out := run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "forward"); !strings.Contains(out, "maxseg size set 960") {
+	if out := testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "forward"); !strings.Contains(out, "maxseg size set 960") {
 		t.Fatalf("forward chain:\n%s", out)
 	}
 
@@ -269,10 +254,10 @@ func TestKernelMasquerade(t *testing.T) {
 	if got := tp.nftTables(t); strings.Contains(got, "isp-box") {
 		t.Fatalf("nft list tables after Close:\n%s", got)
 	}
-	if got := run(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(got, "ispbox0") {
+	if got := testutil.Run(t, "ip", "-n", tp.box, "link", "show"); strings.Contains(got, "ispbox0") {
 		t.Fatalf("TUN left after Close:\n%s", got)
 	}
-	if got := run(t, "ip", "netns", "exec", tp.box, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(got) != "0" {
+	if got := testutil.Run(t, "ip", "netns", "exec", tp.box, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(got) != "0" {
 		t.Fatalf("ip_forward not restored: %q", got)
 	}
 }
@@ -285,7 +270,7 @@ func TestKernelProxyARP(t *testing.T) {
 	st := tp.stack(t, kernelConfig())
 	client := netip.MustParseAddr("10.77.0.50")
 	sess, c := attach(t, st, "k1", client)
-	if got := run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); !strings.Contains(got, "10.77.0.50 dev up0") {
+	if got := testutil.Run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); !strings.Contains(got, "10.77.0.50 dev up0") {
 		t.Fatalf("no proxy entry:\n%s", got)
 	}
 	l, err := c.ListenTCP(netip.AddrPortFrom(client, 7))
@@ -319,7 +304,7 @@ func TestKernelProxyARP(t *testing.T) {
 		t.Fatalf("server to client: %q, %v", got, derr)
 	}
 	sess.Close()
-	if got := run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); strings.Contains(got, "10.77.0.50") {
+	if got := testutil.Run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); strings.Contains(got, "10.77.0.50") {
 		t.Fatalf("proxy entry left after session close:\n%s", got)
 	}
 }
@@ -375,15 +360,15 @@ func TestKernelStaleRemoved(t *testing.T) {
 	if got := tp.nftTables(t); !strings.Contains(got, "table ip isp-box") {
 		t.Fatalf("no stale table after kill -9 (test is not testing anything):\n%s", got)
 	}
-	if got := run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); !strings.Contains(got, "10.77.0.50") {
+	if got := testutil.Run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); !strings.Contains(got, "10.77.0.50") {
 		t.Fatalf("no stale proxy entry after kill -9:\n%s", got)
 	}
 
 	st := tp.stack(t, kernelConfig())
-	if got := run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); strings.Contains(got, "10.77.0.50") {
+	if got := testutil.Run(t, "ip", "-n", tp.box, "neigh", "show", "proxy"); strings.Contains(got, "10.77.0.50") {
 		t.Fatalf("stale proxy entry survived the restart:\n%s", got)
 	}
-	if got := run(t, "ip", "netns", "exec", tp.box, "nft", "list", "set", "ip", "isp-box", "clients"); strings.Contains(got, "10.77.0.50") {
+	if got := testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "set", "ip", "isp-box", "clients"); strings.Contains(got, "10.77.0.50") {
 		t.Fatalf("stale table survived the restart:\n%s", got)
 	}
 	st.Close()
@@ -397,7 +382,7 @@ func TestKernelIsolation(t *testing.T) {
 	cfg := kernelConfig()
 	cfg.Isolate = true
 	st := tp.stack(t, cfg)
-	if out := run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "forward"); !strings.Contains(out, `iifname "ispbox0" oifname "ispbox0"`) {
+	if out := testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "forward"); !strings.Contains(out, `iifname "ispbox0" oifname "ispbox0"`) {
 		t.Fatalf("no isolation rule:\n%s", out)
 	}
 	sa, _ := attach(t, st, "a", netip.Addr{})
@@ -447,15 +432,15 @@ func TestUserspacePingPaths(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := fmt.Sprintf("ispbox-t-ping-%d-%d", os.Getpid(), topoSeq.Add(1))
-			run(t, "ip", "netns", "add", ns)
+			testutil.Run(t, "ip", "netns", "add", ns)
 			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-			run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+			testutil.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 			// A veth pair stands in for a LAN interface (no dummy module needed).
-			run(t, "ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-			run(t, "ip", "-n", ns, "addr", "add", "10.99.0.1/24", "dev", "v0")
-			run(t, "ip", "-n", ns, "link", "set", "v0", "up")
-			run(t, "ip", "-n", ns, "link", "set", "v1", "up")
-			run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range="+tc.rng)
+			testutil.Run(t, "ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+			testutil.Run(t, "ip", "-n", ns, "addr", "add", "10.99.0.1/24", "dev", "v0")
+			testutil.Run(t, "ip", "-n", ns, "link", "set", "v0", "up")
+			testutil.Run(t, "ip", "-n", ns, "link", "set", "v1", "up")
+			testutil.Run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ping_group_range="+tc.rng)
 			args := []string{"netns", "exec", ns}
 			if tc.nobody {
 				args = append(args, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all")
@@ -487,7 +472,7 @@ func TestKernelBlockPrivate(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	var out string
 	for time.Now().Before(deadline) {
-		out = run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "forward")
+		out = testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "forward")
 		if strings.Contains(out, "ip daddr 10.0.0.0/8 counter packets 1 ") {
 			break
 		}

@@ -3,6 +3,8 @@ package pbx
 import (
 	"testing"
 	"time"
+
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 func twoModems(dial string) Config {
@@ -23,7 +25,7 @@ func withPeer(cfg Config, p Peer) Config {
 func TestSippParallelDial(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, twoModems("Dial(SIP/"+ispLine+"&SIP/modem2,20)"), nil)
-	p1, p2, pc := freePort(t), freePort(t), freePort(t)
+	p1, p2, pc := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, ispLine, p1)
 	registerLine(t, box, "modem2", p2)
 	registerLine(t, box, clientLine, pc)
@@ -45,7 +47,7 @@ func TestSippParallelDial(t *testing.T) {
 func TestSippHuntBusyMember(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, twoModems("Dial(HUNT/modems,20)"), nil)
-	p1, p2, pc := freePort(t), freePort(t), freePort(t)
+	p1, p2, pc := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, ispLine, p1)
 	registerLine(t, box, "modem2", p2)
 	registerLine(t, box, clientLine, pc)
@@ -69,7 +71,7 @@ func TestSippQualifyLagged(t *testing.T) {
 	cfg.Peers[0].Qualify = 100
 	cfg.Peers[0].QualifyFreq = time.Second
 	box := startBox(t, cfg, nil)
-	port := freePort(t)
+	port := testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, ispLine, port)
 	d := defaults(ispLine)
 	d.Delay = 150

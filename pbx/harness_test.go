@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -195,24 +194,6 @@ func defaults(user string) scen {
 	return scen{User: user, Password: secret, Exten: "88567682", SDPAddr: "127.0.0.50", SDPPort: 16384,
 		AnswerAddr: "127.0.0.60", AnswerPort: 16482, WantAddrRE: `127\.0\.0\.50`, WantPort: 16384,
 		WantPTs: "0 8 100 101", RingFor: 100, Hold: 200}
-}
-
-// freePort picks a free UDP port below the kernel's ephemeral range, so
-// that no other process's outgoing socket takes it between this check and
-// sipp's bind.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		port := 20000 + rand.IntN(10000)
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		if err != nil {
-			continue
-		}
-		c.Close()
-		return port
-	}
-	t.Fatal("no free UDP port")
-	return 0
 }
 
 type sippProc struct {

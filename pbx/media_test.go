@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/pion/rtp"
 )
 
@@ -35,7 +36,7 @@ func TestSippRelayMedia(t *testing.T) {
 	cfg.Peers[0].DirectMedia = false
 	cfg.Peers[0].Allow = []string{"ulaw"}
 	box := startBox(t, cfg, nil)
-	ispPort, cliPort := freePort(t), freePort(t)
+	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, ispLine, ispPort)
 	registerLine(t, box, clientLine, cliPort)
 	d := defaults(ispLine)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 func peerByName(s *Server, name string) PeerInfo {
@@ -46,7 +47,7 @@ func TestSippQualify(t *testing.T) {
 		cfg.Peers[i].QualifyFreq = time.Second
 	}
 	box := startBox(t, cfg, nil)
-	ports := map[string]int{ispLine: freePort(t), clientLine: freePort(t)}
+	ports := map[string]int{ispLine: testutil.FreeUDPPortBelowEphemeral(t), clientLine: testutil.FreeUDPPortBelowEphemeral(t)}
 	uas := map[string]*sippProc{}
 	for _, name := range []string{ispLine, clientLine} {
 		registerLine(t, box, name, ports[name])

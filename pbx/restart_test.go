@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // A new Server with the same BindingStore still knows where the lines are
@@ -13,7 +14,7 @@ func TestSippRestartKeepsBindings(t *testing.T) {
 	needSipp(t)
 	store := NewMemoryBindings()
 	box1 := startBox(t, testConfig(""), store)
-	ispPort, cliPort := freePort(t), freePort(t)
+	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box1, ispLine, ispPort)
 	registerLine(t, box1, clientLine, cliPort)
 	box1.stop()
@@ -49,7 +50,7 @@ func TestLineBusyAndHunt(t *testing.T) {
 	if r := isp.registerAuth(ispLine, secret, ""); r.StatusCode != 200 {
 		t.Fatal(r.StartLine())
 	}
-	m2Port, cliPort := freePort(t), freePort(t)
+	m2Port, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, "modem2", m2Port)
 	registerLine(t, box, clientLine, cliPort)
 	box.bus.Publish(bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "connected"})

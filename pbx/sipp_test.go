@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // The seed call: the client line calls 88567682, the ISP line gets the
@@ -12,7 +14,7 @@ import (
 func TestSippCallDirectMedia(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := freePort(t), freePort(t)
+	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, ispLine, ispPort)
 	registerLine(t, box, clientLine, cliPort)
 
@@ -74,7 +76,7 @@ func sdpOfFirstInvite(t *testing.T, log string) string {
 func TestSippReinviteBothWays(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := freePort(t), freePort(t)
+	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, ispLine, ispPort)
 	registerLine(t, box, clientLine, cliPort)
 	d := defaults(ispLine)
@@ -93,7 +95,7 @@ func TestSippReinviteBothWays(t *testing.T) {
 func TestSippCancelWhileRinging(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := freePort(t), freePort(t)
+	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, ispLine, ispPort)
 	registerLine(t, box, clientLine, cliPort)
 	uas := startSipp(t, scenario(t, "uas_ring.xml", defaults(ispLine)), ispPort, "")
@@ -110,7 +112,7 @@ func TestSippCancelWhileRinging(t *testing.T) {
 func failCase(t *testing.T, dial string, uasScenario string, registerISP bool, code int, status string) {
 	needSipp(t)
 	box := startBox(t, testConfig(dial), nil)
-	ispPort, cliPort := freePort(t), freePort(t)
+	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	if registerISP {
 		registerLine(t, box, ispLine, ispPort)
 	}

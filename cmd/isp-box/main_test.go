@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,40 +15,13 @@ import (
 
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func runCmd(ctx context.Context, args ...string) (code int, stdout, stderr string) {
-	var out, errb syncBuffer
+	var out, errb testutil.LogBuffer
 	code = run(ctx, &env{stdout: &out, stderr: &errb}, args)
 	return code, out.String(), errb.String()
-}
-
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "ibx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
 }
 
 func TestHelp(t *testing.T) {
@@ -98,7 +70,7 @@ func TestUsageErrors(t *testing.T) {
 // TestNoDaemon: every command that needs the daemon says in one line which
 // socket it tried, and exits 1.
 func TestNoDaemon(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "none", "isp-box.sock")
+	sock := filepath.Join(testutil.ShortDir(t), "none", "isp-box.sock")
 	want := "isp-box: no daemon at " + sock + `: no such file or directory (is "isp-box serve" running?)` + "\n"
 	for _, args := range [][]string{
 		{"status"}, {"peers"}, {"peer", "x"}, {"calls"}, {"lines"}, {"sessions"}, {"console"}, {"reload"},
@@ -134,7 +106,7 @@ type testDaemon struct {
 
 func startDaemon(t *testing.T, reload func(context.Context) error) *testDaemon {
 	t.Helper()
-	d := &testDaemon{sock: filepath.Join(shortDir(t), "isp-box.sock"), bus: bus.New(nil)}
+	d := &testDaemon{sock: filepath.Join(testutil.ShortDir(t), "isp-box.sock"), bus: bus.New(nil)}
 	l, err := console.Listen(d.sock)
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +228,7 @@ func TestReloadCommand(t *testing.T) {
 func TestConsoleCommand(t *testing.T) {
 	d := startDaemon(t, nil)
 	ctx, cancel := context.WithCancel(t.Context())
-	var out, errb syncBuffer
+	var out, errb testutil.LogBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, &env{stdout: &out, stderr: &errb}, []string{"console", "-s", d.sock}) }()
 	// Publish until the stream has shown an event: the console subscribes
@@ -322,7 +294,7 @@ func TestVersion(t *testing.T) {
 	if v := Version(); v != "v1.2.3" {
 		t.Errorf("Version = %q with -X main.version=v1.2.3", v)
 	}
-	if code, out, _ := runCmd(t.Context(), "--version", "-s", filepath.Join(shortDir(t), "x.sock")); code != 0 || out != "isp-box v1.2.3\n" {
+	if code, out, _ := runCmd(t.Context(), "--version", "-s", filepath.Join(testutil.ShortDir(t), "x.sock")); code != 0 || out != "isp-box v1.2.3\n" {
 		t.Errorf("--version: %d %q", code, out)
 	}
 }
@@ -345,7 +317,7 @@ func TestBusLine(t *testing.T) {
 }
 
 func TestHistoryCommands(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "isp-box.sock")
+	sock := filepath.Join(testutil.ShortDir(t), "isp-box.sock")
 	l, err := console.Listen(sock)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // The tests in this file run the real binary, as a user or an init system
@@ -78,7 +78,7 @@ type daemon struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	sock   string
-	stderr *syncBuffer
+	stderr *testutil.LogBuffer
 	exited chan struct{} // closed when the process has been waited for
 	err    error         // Wait's result, once exited is closed
 }
@@ -95,7 +95,7 @@ type serveOpts struct {
 func startServe(t *testing.T, o serveOpts, sock string, args ...string) *daemon {
 	t.Helper()
 	bin := binary(t)
-	d := &daemon{t: t, sock: sock, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	d := &daemon{t: t, sock: sock, stderr: &testutil.LogBuffer{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(bin, append([]string{"serve"}, args...)...)
 	d.cmd.Stdout = d.stderr
 	d.cmd.Stderr = d.stderr
@@ -192,18 +192,6 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// freeUDPPort returns a loopback UDP port that was free a moment ago: the
-// config refuses port 0, and a restart must find the same port again.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // exampleConfig returns examples/pap2t.conf with its SIP address moved to
 // a free loopback port (0.0.0.0:5060 may be taken, or be another test's),
 // and rewrite applied.
@@ -229,7 +217,7 @@ func exampleConfig(t *testing.T, port int, rewrite func(string) string) string {
 // owned by the user the daemon runs as.
 func userDir(t *testing.T, nobody bool) string {
 	t.Helper()
-	d := shortDir(t)
+	d := testutil.ShortDir(t)
 	if nobody && os.Geteuid() == 0 {
 		if err := os.Chown(d, 65534, 65534); err != nil {
 			t.Fatal(err)
@@ -266,7 +254,7 @@ func TestServeUnprivileged(t *testing.T) {
 	dir := userDir(t, nobody)
 	const cfgArg = "pap2t.conf" // relative to the daemon's working directory, as typed
 	cfg := filepath.Join(dir, cfgArg)
-	text := exampleConfig(t, freeUDPPort(t), nil)
+	text := exampleConfig(t, testutil.FreeUDPPort(t), nil)
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +310,7 @@ func TestServeUnprivileged(t *testing.T) {
 	// console streams events: wait until its subscription is on the bus,
 	// then reload, and see the notice.
 	cctx, ccancel := context.WithCancel(t.Context())
-	var cout, cerr syncBuffer
+	var cout, cerr testutil.LogBuffer
 	cdone := make(chan int, 1)
 	go func() { cdone <- run(cctx, &env{stdout: &cout, stderr: &cerr}, []string{"console", "-s", sock}) }()
 	waitCond(t, 30*time.Second, "console subscribed", func() bool {
@@ -444,8 +432,8 @@ func TestServeRestartKeepsRegistrations(t *testing.T) {
 func testRestart(t *testing.T, sig syscall.Signal) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := shortDir(t)
-	port := freeUDPPort(t)
+	dir := testutil.ShortDir(t)
+	port := testutil.FreeUDPPort(t)
 	// The UUCP lock is named after the device's base name: unique per test.
 	ispLink := filepath.Join(dir, "tty-"+filepath.Base(dir))
 	cfg := filepath.Join(dir, "pap2t.conf")

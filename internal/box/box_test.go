@@ -16,6 +16,7 @@ import (
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/store"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 var gateway = netip.MustParseAddr("192.168.32.1")
@@ -328,7 +329,7 @@ func TestReloadRemovesLineAfterCall(t *testing.T) {
 	if err := s.HangUp(ctx); err != nil {
 		t.Logf("hang up: %v", err)
 	}
-	waitFor(t, 30*time.Second, "the call over and the line gone", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "the call over and the line gone", func() (bool, string) {
 		st := b.Status()
 		return len(st.Calls) == 0 && len(st.Lines) == 0 && len(st.Sessions) == 0,
 			fmt.Sprintf("%d calls, %d lines, %d sessions", len(st.Calls), len(st.Lines), len(st.Sessions))
@@ -378,7 +379,7 @@ func TestStopDuringCall(t *testing.T) {
 	up := b.Status()
 
 	b.Stop(t)
-	waitFor(t, 30*time.Second, "ATA lines idle after the box stopped", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "ATA lines idle after the box stopped", func() (bool, string) {
 		for _, li := range r.ata.Describe() {
 			if li.Call != ata.Idle {
 				return false, fmt.Sprintf("%s %v", li.User, li.Call)
@@ -430,7 +431,7 @@ func TestReloadKeepsSockets(t *testing.T) {
 	if cfg.Box.Database != "" {
 		t.Errorf("after reload: config database %q; want the running one (the -db flag's)", cfg.Box.Database)
 	}
-	logs := r.logs.tail(1000)
+	logs := r.logs.Tail(1000)
 	for _, want := range []string{"reload: udpbindaddr changes take effect at the next start", "reload: [box] changes take effect at the next start"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("no %q in the log", want)

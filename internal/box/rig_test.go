@@ -1,11 +1,9 @@
 package box_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // ringInterval keeps calls short: the emulated modems ring every 300 ms
@@ -43,7 +42,7 @@ type rig struct {
 	sock    string
 	port    int    // the box's SIP port, the same across restarts
 	ispLink string // the ISP modem's pty, the box line's device
-	logs    *logBuffer
+	logs    *testutil.LogBuffer
 
 	isp, cli *hayes.Modem
 	ata      *ata.ATA
@@ -61,13 +60,13 @@ func newRig(t *testing.T) *rig {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	r := &rig{t: t, dir: dir, cfgPath: filepath.Join(dir, "isp-box.conf"), db: filepath.Join(dir, "isp-box.db"),
-		sock: filepath.Join(dir, "isp-box.sock"), port: freeUDPPort(t), logs: &logBuffer{}}
+		sock: filepath.Join(dir, "isp-box.sock"), port: testutil.FreeUDPPort(t), logs: &testutil.LogBuffer{}}
 	// The UUCP lock is named after the device's base name: make it unique
 	// so that parallel test processes do not wait on each other's lock.
 	r.ispLink = filepath.Join(dir, "tty-"+filepath.Base(dir))
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("last log lines:\n%s", r.logs.tail(120))
+			t.Logf("last log lines:\n%s", r.logs.Tail(120))
 		}
 	})
 	r.writeConfig("")
@@ -99,20 +98,8 @@ func mustReplace(t *testing.T, s, old, new string) string {
 	return strings.Replace(s, old, new, 1)
 }
 
-// freeUDPPort returns a UDP port that was free a moment ago. Config
-// validation refuses port 0, and a restart must find the same port.
 func netipLoopback(port int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // startATA starts the two-line ATA registering with the box's port, the
@@ -259,31 +246,11 @@ func (l *eventLog) all() []bus.Event {
 	return append([]bus.Event(nil), l.evs...)
 }
 
-// waitFor polls cond until it holds or timeout passes: the conditions are
-// state the box reaches on its own time (a qualify answered, a line idle),
-// with no event to wait on that every part publishes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v; last: %s", what, timeout, last)
-		}
-		<-tick.C
-	}
-}
-
 // waitReady waits until both ATA lines are registered, both peers answer
 // OPTIONS, and the modem line is idle: the box can take a call.
 func (r *rig) waitReady(rb *running) {
 	r.t.Helper()
-	waitFor(r.t, 30*time.Second, "ATA lines registered", func() (bool, string) {
+	testutil.WaitFor(r.t, 30*time.Second, "ATA lines registered", func() (bool, string) {
 		for _, li := range r.ata.Describe() {
 			if !li.Registered {
 				return false, fmt.Sprintf("%s not registered (%s)", li.User, li.RegError)
@@ -296,7 +263,7 @@ func (r *rig) waitReady(rb *running) {
 
 func waitPeersReady(t *testing.T, b *box.Box) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "peers OK and line idle", func() (bool, string) {
+	testutil.WaitFor(t, 60*time.Second, "peers OK and line idle", func() (bool, string) {
 		st := b.Status()
 		if len(st.Peers) < 2 {
 			return false, fmt.Sprintf("%d peers", len(st.Peers))
@@ -322,31 +289,4 @@ func peerByName(st console.Status, name string) (console.PeerRow, bool) {
 		}
 	}
 	return console.PeerRow{}, false
-}
-
-// logBuffer collects every part's log; a failing test prints its tail.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.buf.Len() > 8<<20 {
-		b := bytes.Clone(l.buf.Bytes()[l.buf.Len()-4<<20:])
-		l.buf.Reset()
-		l.buf.Write(b)
-	}
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(l.buf.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

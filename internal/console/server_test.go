@@ -18,19 +18,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
-
-// shortDir returns a temp dir with a short path: unix socket paths are
-// limited to 108 bytes and t.TempDir() names can be long.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "ibx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
 
 type daemon struct {
 	srv    *Server
@@ -46,7 +35,7 @@ func startDaemon(t *testing.T, opts ServerOptions) *daemon {
 	if opts.Bus == nil {
 		opts.Bus = bus.New(nil)
 	}
-	sock := filepath.Join(shortDir(t), "run", SocketName)
+	sock := filepath.Join(testutil.ShortDir(t), "run", SocketName)
 	l, err := Listen(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -346,7 +335,7 @@ func TestEventsDropMarker(t *testing.T) {
 }
 
 func TestNoDaemon(t *testing.T) {
-	dir := shortDir(t)
+	dir := testutil.ShortDir(t)
 	stale := filepath.Join(dir, "stale.sock")
 	l, err := net.Listen("unix", stale)
 	if err != nil {

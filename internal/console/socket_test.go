@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 func TestDefaultSocketPath(t *testing.T) {
@@ -26,7 +28,7 @@ func TestDefaultSocketPath(t *testing.T) {
 }
 
 func TestListen(t *testing.T) {
-	dir := shortDir(t)
+	dir := testutil.ShortDir(t)
 	sock := filepath.Join(dir, "a", "b", SocketName)
 	l, err := Listen(sock)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/phone"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // testLog logs to the test output with -v and ATA_DEBUG=1, else discards.
@@ -42,7 +42,7 @@ func startATA(t *testing.T, opts ata.Options) *ata.ATA {
 	if opts.Log == nil {
 		opts.Log = testLog(t)
 	}
-	leakCheck(t)
+	testutil.LeakCheck(t)
 	a, err := ata.New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -63,7 +63,7 @@ func startATA(t *testing.T, opts ata.Options) *ata.ATA {
 	})
 	// Run is up once every line can be dialled: each line starts in a
 	// goroutine of its own, so waiting for line 0 alone is not enough.
-	waitFor(t, 5*time.Second, "lines running", func() bool {
+	testutil.Until(t, 5*time.Second, "lines running", func() bool {
 		for i := range a.Lines() {
 			_, err := a.Line(i).Dial(context.Background(), "")
 			if errors.Is(err, phone.ErrNoDialtone) && strings.Contains(err.Error(), "not running") {
@@ -73,35 +73,6 @@ func startATA(t *testing.T, opts ata.Options) *ata.ATA {
 		return true
 	})
 	return a
-}
-
-// leakCheck fails the test if goroutines started during it outlive it
-// (registered first, so it runs after the other cleanups).
-func leakCheck(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // ringer is a modem stand-in that hands each incoming call to the test.
@@ -252,7 +223,7 @@ func TestDirectCall(t *testing.T) {
 				t.Error("Write after hang-up succeeded")
 			}
 			other.Close()
-			waitFor(t, 5*time.Second, "lines idle", func() bool {
+			testutil.Until(t, 5*time.Second, "lines idle", func() bool {
 				i := a.Describe()
 				return i[0].Call == ata.Idle && i[1].Call == ata.Idle
 			})
@@ -309,7 +280,7 @@ func TestDialErrors(t *testing.T) {
 	})
 
 	t.Run("caller gives up", func(t *testing.T) {
-		waitFor(t, 5*time.Second, "line b idle", func() bool { return a.Describe()[1].Call == ata.Idle })
+		testutil.Until(t, 5*time.Second, "line b idle", func() bool { return a.Describe()[1].Call == ata.Idle })
 		dctx, dcancel := context.WithCancel(ctx)
 		errc := make(chan error, 1)
 		go func() {
@@ -357,7 +328,7 @@ func TestReInviteOnAnswer(t *testing.T) {
 	defer k2.Close()
 	// The callee's carrier comes up after the re-INVITE's 200; the caller
 	// counts its answer a moment after sending it.
-	waitFor(t, 5*time.Second, "re-INVITE counted", func() bool { return a.Describe()[0].ReInvites.Received == 1 })
+	testutil.Until(t, 5*time.Second, "re-INVITE counted", func() bool { return a.Describe()[0].ReInvites.Received == 1 })
 	if n := a.Describe()[1].ReInvites.Sent; n != 1 {
 		t.Errorf("callee sent %d re-INVITEs, want 1", n)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/phone"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // fixturePBX is a TEST FIXTURE, not the box's PBX (package pbx is that): a
@@ -197,7 +198,7 @@ func TestThroughRegistrar(t *testing.T) {
 		{Name: "client", User: "pap2t-client", Password: "password", Registrar: f.addr},
 	}})
 	l := a.Line(0)
-	waitFor(t, 10*time.Second, "registered", l.Registered)
+	testutil.Until(t, 10*time.Second, "registered", l.Registered)
 	if li := a.Describe()[0]; li.Expires != 60*time.Second {
 		t.Errorf("granted expires %v, want 60s", li.Expires)
 	}
@@ -268,7 +269,7 @@ func TestThroughRegistrar(t *testing.T) {
 		{"slow", phone.ErrNoAnswer},
 		{"nowhere", phone.ErrNoCarrier},
 	} {
-		waitFor(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
+		testutil.Until(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
 		if _, err := l.Dial(ctx, tc.number); !errors.Is(err, tc.want) {
 			t.Errorf("Dial(%q) = %v, want %v", tc.number, err, tc.want)
 		}
@@ -276,7 +277,7 @@ func TestThroughRegistrar(t *testing.T) {
 	}
 
 	// A far end that answers PCMU: the same bytes ride in PT 0.
-	waitFor(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
+	testutil.Until(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
 	k, err = l.Dial(ctx, "pcmu")
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -327,8 +328,8 @@ func TestRegistrationLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	waitFor(t, 10*time.Second, "registered", a.Line(0).Registered)
-	waitFor(t, 10*time.Second, "registration failure", func() bool { return a.Describe()[1].RegError != "" })
+	testutil.Until(t, 10*time.Second, "registered", a.Line(0).Registered)
+	testutil.Until(t, 10*time.Second, "registration failure", func() bool { return a.Describe()[1].RegError != "" })
 	if li := a.Describe()[1]; li.Registered || !strings.Contains(li.RegError, "401") {
 		t.Errorf("bad password: registered %v, error %q", li.Registered, li.RegError)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/phone"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // These tests put sipp (Debian package sip-tester) on the other end of
@@ -33,18 +34,6 @@ func needSipp(t *testing.T) string {
 		t.Skip("sipp not installed (apt-get install sip-tester)")
 	}
 	return p
-}
-
-// freeUDPPort finds a port nobody listens on (race-prone only against
-// other programs binding ports at the same instant).
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // sipp runs one sipp scenario to completion and returns its message log.
@@ -99,7 +88,7 @@ func (r *sippRun) wait(t *testing.T) {
 // waitBound waits until something listens on the UDP port.
 func waitBound(t *testing.T, port int) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "sipp listening", func() bool {
+	testutil.Until(t, 10*time.Second, "sipp listening", func() bool {
 		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			return true
@@ -151,8 +140,8 @@ func md5hex(s string) string {
 // here with our own MD5), is registered, renews before the granted 2 s run
 // out with the same Call-ID and a higher CSeq, and unregisters on stop.
 func TestRegisterDigest(t *testing.T) {
-	port := freeUDPPort(t)
-	linePort := freeUDPPort(t)
+	port := testutil.FreeUDPPort(t)
+	linePort := testutil.FreeUDPPort(t)
 	contact := fmt.Sprintf("sip:pap2t-ispmodem@127.0.0.1:%d", linePort)
 	s := startSipp(t, "register-uas.xml", "-p", strconv.Itoa(port), "-key", "contact", contact)
 	waitBound(t, port)
@@ -167,7 +156,7 @@ func TestRegisterDigest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	waitFor(t, 10*time.Second, "registered", a.Line(0).Registered)
+	testutil.Until(t, 10*time.Second, "registered", a.Line(0).Registered)
 	s.wait(t) // sipp saw the refresh and its digest
 	if li := a.Describe()[0]; !li.Registered || li.RegError != "" {
 		t.Errorf("after refresh: %+v", li)
@@ -227,7 +216,7 @@ func TestRegisterDigest(t *testing.T) {
 // TestAnswersOptions: a qualify poke gets 200 with the PAP2T's Server header.
 func TestAnswersOptions(t *testing.T) {
 	a := startATA(t, ata.Options{Lines: []ata.LineConfig{{Name: "isp", User: "pap2t-ispmodem"}}})
-	s := startSipp(t, "options-uac.xml", "-p", strconv.Itoa(freeUDPPort(t)), "-s", "pap2t-ispmodem", a.Line(0).Addr().String())
+	s := startSipp(t, "options-uac.xml", "-p", strconv.Itoa(testutil.FreeUDPPort(t)), "-s", "pap2t-ispmodem", a.Line(0).Addr().String())
 	s.wait(t)
 }
 
@@ -266,10 +255,10 @@ func TestIncomingCall(t *testing.T) {
 	a := startATA(t, ata.Options{Lines: []ata.LineConfig{{Name: "isp", User: "pap2t-ispmodem"}}})
 	m := &echoModem{got: make(chan []byte, 1), errs: make(chan error, 2)}
 	a.Line(0).Plug(m)
-	mp := freeUDPPort(t)
-	s := startSipp(t, "invite-uac.xml", "-p", strconv.Itoa(freeUDPPort(t)), "-mp", strconv.Itoa(mp), "-rtp_echo",
+	mp := testutil.FreeUDPPort(t)
+	s := startSipp(t, "invite-uac.xml", "-p", strconv.Itoa(testutil.FreeUDPPort(t)), "-mp", strconv.Itoa(mp), "-rtp_echo",
 		"-s", "pap2t-ispmodem", a.Line(0).Addr().String())
-	waitFor(t, 10*time.Second, "connected", func() bool { return a.Describe()[0].Call == ata.Connected })
+	testutil.Until(t, 10*time.Second, "connected", func() bool { return a.Describe()[0].Call == ata.Connected })
 	if li := a.Describe()[0]; li.RemoteRTP.Port() != uint16(mp) || li.Payload != "CLEARMODE" || li.Peer != "pap2t-client" {
 		t.Errorf("call: remote RTP %v payload %s peer %q; want port %d CLEARMODE pap2t-client", li.RemoteRTP, li.Payload, li.Peer, mp)
 	}
@@ -285,7 +274,7 @@ func TestIncomingCall(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("carrier did not end after BYE")
 	}
-	waitFor(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
+	testutil.Until(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
 }
 
 // TestCancelWhileRinging: the caller's CANCEL closes Gone; sipp checks the
@@ -294,7 +283,7 @@ func TestCancelWhileRinging(t *testing.T) {
 	a := startATA(t, ata.Options{Lines: []ata.LineConfig{{Name: "isp", User: "pap2t-ispmodem"}}})
 	r := newRinger()
 	a.Line(0).Plug(r)
-	s := startSipp(t, "cancel-uac.xml", "-p", strconv.Itoa(freeUDPPort(t)), "-s", "pap2t-ispmodem", a.Line(0).Addr().String())
+	s := startSipp(t, "cancel-uac.xml", "-p", strconv.Itoa(testutil.FreeUDPPort(t)), "-s", "pap2t-ispmodem", a.Line(0).Addr().String())
 	in := r.next(t)
 	select {
 	case <-in.Gone():
@@ -302,5 +291,5 @@ func TestCancelWhileRinging(t *testing.T) {
 		t.Fatal("Gone not closed")
 	}
 	s.wait(t)
-	waitFor(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
+	testutil.Until(t, 5*time.Second, "idle", func() bool { return a.Describe()[0].Call == ata.Idle })
 }

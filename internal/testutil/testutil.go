@@ -1,0 +1,187 @@
+// Package testutil holds what the project's tests share: a log buffer a
+// failing test prints the tail of, a goroutine-leak check, polling for a
+// state the code reaches on its own time, short socket directories, free
+// loopback ports and the root/tool requirements of the namespace tests.
+//
+// It is imported only by _test.go files and test harnesses.
+package testutil
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// LogBuffer collects log output written from many goroutines. It keeps the
+// last few MB only, so a long test's log cannot grow without bound.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p; when the buffer passes 8 MB the oldest half is dropped.
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buf.Len() > 8<<20 {
+		b := bytes.Clone(l.buf.Bytes()[l.buf.Len()-4<<20:])
+		l.buf.Reset()
+		l.buf.Write(b)
+	}
+	return l.buf.Write(p)
+}
+
+// String returns everything kept.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// Tail returns the last n lines.
+func (l *LogBuffer) Tail(n int) string {
+	lines := strings.Split(strings.TrimRight(l.String(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Grep returns the lines that hold any of subs.
+func (l *LogBuffer) Grep(subs ...string) string {
+	var out []string
+	for _, line := range strings.Split(l.String(), "\n") {
+		for _, s := range subs {
+			if strings.Contains(line, s) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// LeakCheck fails the test if goroutines started during it outlive it by
+// more than 10 s. Call it first in the test, so that its cleanup runs after
+// the cleanups that stop what the test started.
+func LeakCheck(t testing.TB) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// WaitFor polls cond until it holds or timeout passes, then fails the test
+// with what and the last state cond described. It is for states the code
+// reaches on its own time with no event to wait on.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			if last != "" {
+				t.Fatalf("%s: not within %v; last: %s", what, timeout, last)
+			}
+			t.Fatalf("timed out waiting for %s (%v)", what, timeout)
+		}
+		<-tick.C
+	}
+}
+
+// Until is WaitFor for a condition with nothing to say while it waits.
+func Until(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	WaitFor(t, timeout, what, func() (bool, string) { return cond(), "" })
+}
+
+// ShortDir returns a temporary directory with a short path: unix socket
+// paths are limited to 108 bytes and t.TempDir() names can be long.
+func ShortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ib")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// FreeUDPPort returns a loopback UDP port the kernel gave out a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// FreeUDPPortBelowEphemeral picks a free loopback UDP port in 20000-29999,
+// below the kernel's ephemeral range, so that no outgoing socket of another
+// process takes it between this check and an external program's bind.
+func FreeUDPPortBelowEphemeral(t testing.TB) int {
+	t.Helper()
+	for range 1000 {
+		port := 20000 + rand.IntN(10000)
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			continue
+		}
+		c.Close()
+		return port
+	}
+	t.Fatal("no free UDP port")
+	return 0
+}
+
+// NeedRoot skips the test unless it runs as root with every tool in tools
+// on PATH. With ISPBOX_REQUIRE_ROOT=1 (CI) it fails instead of skipping, so
+// a missing package cannot hide the namespace tests.
+func NeedRoot(t testing.TB, why string, tools ...string) {
+	t.Helper()
+	skip := t.Skipf
+	if os.Getenv("ISPBOX_REQUIRE_ROOT") == "1" {
+		skip = t.Fatalf
+	}
+	if os.Geteuid() != 0 {
+		skip("%s needs root", why)
+	}
+	for _, p := range tools {
+		if _, err := exec.LookPath(p); err != nil {
+			skip("%s needs %s (not installed)", why, p)
+		}
+	}
+}
+
+// Run runs a command and returns its combined output, failing t on error.
+func Run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
