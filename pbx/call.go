@@ -226,13 +226,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 503, "Service Unavailable", nil)
 		return
 	}
-	if !aclAllows(generalACL(g), src.Addr()) || (pc != nil && !aclAllows(pc.ACL, src.Addr())) {
-		if g.AlwaysAuthReject {
-			s.authenticate(req, tx, name, nil, src)
-		} else {
-			s.authFailed(src, name, "INVITE", "ACL")
-			s.respond(tx, req, 403, "Forbidden", nil)
-		}
+	if s.aclDenied(req, tx, name, src, g, pc) {
 		return
 	}
 	// Nothing reaches the dial plan unauthenticated. insecure=invite and

@@ -206,15 +206,7 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		pc = &c
 	}
 	s.mu.Unlock()
-	if !aclAllows(generalACL(g), src.Addr()) || (pc != nil && !aclAllows(pc.ACL, src.Addr())) {
-		// chan_sip: AUTH_ACL_FAILED is answered with transmit_fake_auth_response
-		// under alwaysauthreject: exactly like an unknown user.
-		if g.AlwaysAuthReject {
-			s.authenticate(req, tx, name, nil, src)
-		} else {
-			s.authFailed(src, name, "REGISTER", "ACL")
-			s.respond(tx, req, 403, "Forbidden", nil)
-		}
+	if s.aclDenied(req, tx, name, src, g, pc) {
 		return
 	}
 	if pc == nil || pc.Secret != "" || pc.MD5Secret != "" {

@@ -2,6 +2,7 @@ package pbx
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -298,4 +299,90 @@ func TestBindingExpires(t *testing.T) {
 		u, ok := e.(bus.PeerUnregistered)
 		return ok && u.Peer == clientLine && u.Reason == "expired"
 	})
+}
+
+// A denied source is logged and reported as the ACL that denied it, not as
+// an unknown user, and however often it tries it is not banned: the
+// admin must see "ACL denied", not chase a wrong password (issue: an ACL
+// denial was logged as "no such peer" and led to a ban).
+func TestACLDenialLoggedAsACL(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		set       func(*Config)
+		wantWhich string
+	}{
+		{"peer", func(c *Config) { c.Peers[1].ACL = []ACLRule{{Permit: false, Prefix: mustPrefix("127.0.0.0/8")}} }, "peer [" + clientLine + "] permit/deny"},
+		{"general", func(c *Config) {
+			c.General.ACL = []ACLRule{{Permit: false, Prefix: mustPrefix("0.0.0.0/0")}, {Permit: true, Prefix: mustPrefix("10.0.0.0/8")}}
+		}, "[general] permit/deny"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig("")
+			cfg.General.MaxAuthFailures = 2
+			tc.set(&cfg)
+			var logs syncBuffer
+			b := bus.New(nil)
+			ev := recordEvents(t, b)
+			s, err := New(cfg, Options{Bus: b, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			<-s.Ready()
+			u := newRawUA(t, s.Addr())
+			for i := range 3 {
+				r := u.register(clientLine, 2*i+1, "", "", "")
+				if r == nil || r.StatusCode != 401 {
+					t.Fatalf("round %d: want the fake challenge 401, got %v", i, r)
+				}
+				r = u.register(clientLine, 2*i+2, "", "", authz(r, clientLine, secret, "REGISTER", "sip:"+s.Addr().String()))
+				if r == nil || r.StatusCode != 403 {
+					t.Fatalf("round %d: right password from a denied address: want 403, got %v", i, r)
+				}
+			}
+			ev.wait(t, 2*time.Second, func(e bus.Event) bool {
+				a, ok := e.(bus.AuthFailed)
+				return ok && a.Reason == "ACL: "+tc.wantWhich
+			})
+			ev.mu.Lock()
+			for _, e := range ev.evs {
+				switch e := e.(type) {
+				case bus.SourceBanned:
+					t.Errorf("an ACL denial led to a ban: %v", e)
+				case bus.AuthFailed:
+					if !strings.HasPrefix(e.Reason, "ACL: ") {
+						t.Errorf("an ACL denial reported as %q", e.Reason)
+					}
+				}
+			}
+			ev.mu.Unlock()
+			out := logs.String()
+			if !strings.Contains(out, `msg="pbx: ACL denied"`) || !strings.Contains(out, `acl="`+tc.wantWhich+`"`) {
+				t.Errorf("log does not name the ACL:\n%s", out)
+			}
+			if strings.Contains(out, "no such peer") || strings.Contains(out, "banned") {
+				t.Errorf("log blames the wrong thing:\n%s", out)
+			}
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

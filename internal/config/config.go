@@ -3,6 +3,7 @@ package config
 import (
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -115,6 +116,9 @@ type builder struct {
 	pppFor  map[string][]*pppLayer
 	lines   *lineSet
 	addrAt  map[string]rawLine // line name -> where its local:remote was written
+	// peerDefaults are [general]'s lines that chan_sip uses as every
+	// peer's defaults (peerDefaultKeys), in file order.
+	peerDefaults []entry
 }
 
 func (b *builder) build() {
@@ -130,6 +134,17 @@ func (b *builder) build() {
 	b.lines = newLineSet()
 	b.addrAt = map[string]rawLine{}
 
+	// [general]'s peer defaults go first in every peer, whatever the
+	// order of the sections (chan_sip reads [general] before any peer).
+	for _, s := range b.lx.sections {
+		if s.Kind == kindSIP && strings.EqualFold(s.Name, "general") {
+			for _, e := range s.Entries {
+				if peerDefaultKeys[e.Key] {
+					b.peerDefaults = append(b.peerDefaults, e)
+				}
+			}
+		}
+	}
 	named := map[string]*section{} // every sip-style section so far, for templates and (+)
 	used := map[string]bool{}
 	var order []*section
@@ -198,6 +213,10 @@ func (b *builder) build() {
 			b.networkSection(s, es)
 			continue
 		}
+		if why, ok := ignoredSections[strings.ToLower(s.Name)]; ok {
+			b.warnf(s.File, s.Line, "[%s]: ignored: %s", s.Name, why)
+			continue
+		}
 		b.sipSection(s, es)
 	}
 	b.finishLines()
@@ -260,7 +279,7 @@ func (b *builder) sipSection(s *section, es []entry) {
 			b.errorf(s.File, s.Line, "peer [%s] has the name of the dial plan context at %s:%d", s.Name, prev.File, prev.Line)
 		}
 		b.peerAt[s.Name] = s
-		b.cfg.PBX.Peers = append(b.cfg.PBX.Peers, b.peer(s, es))
+		b.cfg.PBX.Peers = append(b.cfg.PBX.Peers, b.peer(s, append(slices.Clip(b.peerDefaults), es...)))
 	case plan != nil:
 		if prev := b.peerAt[s.Name]; prev != nil {
 			b.errorf(s.File, s.Line, "dial plan context [%s] has the name of the peer at %s:%d", s.Name, prev.File, prev.Line)
@@ -284,9 +303,11 @@ func (b *builder) context(s *section, es []entry) {
 			b.cfg.PBX.Dialplan = append(b.cfg.PBX.Dialplan, dialplan.Line{
 				Context: s.Name, Key: e.Key, Value: e.Value, File: e.File, Line: e.Line,
 			})
-		case "ignorepat":
-			b.warnf(e.File, e.Line, "ignorepat: ignored: the box has no dial tone to keep")
 		default:
+			if why, ok := contextIgnored[e.Key]; ok {
+				b.warnf(e.File, e.Line, "%s: ignored: %s", e.Key, why)
+				continue
+			}
 			b.errorf(e.File, e.Line, "unknown key %q in dial plan context [%s] (expected exten =>, same => or include =>)%s",
 				e.RawKey, s.Name, suggest(e.Key, []string{"exten", "same", "include"}))
 		}

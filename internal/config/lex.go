@@ -226,9 +226,16 @@ func (lx *lexer) stripComment(file string, n int, line string) string {
 func (lx *lexer) header(file string, n int, text string) {
 	end := strings.IndexByte(text, ']')
 	if end < 0 {
-		lx.errorf(file, n, "section header %q has no closing ]", text)
-		lx.cur = nil
-		return
+		// Read it as if the ] were there (before a template list, if
+		// any), so the section's lines land in it: one error, not one
+		// "outside any section" per line that follows.
+		end = len(text)
+		if i := strings.IndexByte(text, '('); i > 0 {
+			end = i
+		}
+		text = strings.TrimRight(text[:end], " \t") + "]" + text[end:]
+		end = strings.IndexByte(text, ']')
+		lx.errorf(file, n, "section header %q has no closing ]; read as %s", strings.Replace(text, "]", "", 1), text[:end+1])
 	}
 	name := strings.Join(strings.Fields(text[1:end]), " ")
 	s := &section{Name: name, File: file, Line: n}

@@ -22,6 +22,12 @@ var generalIgnored = map[string]string{
 	"disallow":     "codecs pass through unchanged; set disallow= per peer to restrict them",
 	"static":       "extensions.conf's static: the dial plan is never written back",
 	"writeprotect": "extensions.conf's writeprotect: the dial plan is never written back",
+	// extensions.conf's other [general] keys (pbx/pbx_config.c).
+	"autofallthrough":      "an extension that runs out of priorities hangs up, as autofallthrough=yes",
+	"clearglobalvars":      "the dial plan has no global variables",
+	"extenpatternmatchnew": "patterns match as Asterisk's; the matcher has no second implementation",
+	"userscontext":         "the box reads no users.conf",
+	"overrideswitch":       "the box has no dial-plan switches",
 }
 
 // general maps sip.conf's [general] onto g.
@@ -134,7 +140,16 @@ func (b *builder) general(s *section, es []entry) {
 				bad("%q: only udp is supported", e.Value)
 			}
 		default:
+			if peerDefaultKeys[e.Key] {
+				// chan_sip: every peer's default; applied (and checked)
+				// as the first lines of each peer (builder.peerDefaults).
+				continue
+			}
 			if why, ok := generalIgnored[e.Key]; ok {
+				b.warnf(e.File, e.Line, "%s: ignored: %s", e.Key, why)
+				continue
+			}
+			if why := ignoredWhy(e.Key, true); why != "" {
 				b.warnf(e.File, e.Line, "%s: ignored: %s", e.Key, why)
 				continue
 			}
@@ -193,7 +208,7 @@ func (b *builder) general(s *section, es []entry) {
 var peerKeys = []string{"type", "context", "secret", "md5secret", "defaultuser", "username", "host",
 	"defaultip", "port", "qualify", "qualifyfreq", "directmedia", "canreinvite", "regexten", "nat",
 	"insecure", "allow", "disallow", "permit", "deny", "call-limit", "busylevel", "description",
-	"maxforwards", "huntgroup", "dtmfmode", "language"}
+	"maxforwards", "huntgroup", "dtmfmode", "language", "transport"}
 
 // codecNames are Asterisk's codec names accepted by allow/disallow.
 var codecNames = map[string]bool{
@@ -359,7 +374,18 @@ func (b *builder) peer(s *section, es []entry) pbx.Peer {
 			}
 		case "language":
 			b.warnf(e.File, e.Line, "language: ignored: the box plays no prompts")
+		case "transport":
+			for _, t := range splitList(strings.ToLower(e.Value)) {
+				if t != "udp" {
+					bad("%q: only udp is supported", e.Value)
+					break
+				}
+			}
 		default:
+			if why := ignoredWhy(e.Key, false); why != "" {
+				b.warnf(e.File, e.Line, "%s: ignored: %s", e.Key, why)
+				continue
+			}
 			b.errorf(e.File, e.Line, "unknown key %q in %s%s", e.RawKey, where, suggest(e.Key, peerKeys))
 		}
 	}

@@ -343,7 +343,7 @@ func parseApp(s string) (*Step, error) {
 	name = strings.TrimSpace(name)
 	canon, ok := apps[strings.ToLower(name)]
 	if !ok {
-		return nil, fmt.Errorf("unknown application %q", name)
+		return nil, unknownApp(name)
 	}
 	st := &Step{App: canon}
 	if strings.TrimSpace(args) != "" {
@@ -490,3 +490,45 @@ func (p *Plan) Contexts() []string {
 
 // HasContext reports whether the plan defines the context.
 func (p *Plan) HasContext(name string) bool { _, ok := p.contexts[name]; return ok }
+
+// unknownApp says what to write instead of an application the box does
+// not run: the one a typo most likely meant, or the list of those it has.
+func unknownApp(name string) error {
+	lower := strings.ToLower(name)
+	best, bestD := "", len(lower)/3+2
+	for k, canon := range apps {
+		if d := editDistance(lower, k); d < bestD {
+			best, bestD = canon, d
+		}
+	}
+	if best != "" {
+		return fmt.Errorf("unknown application %q (did you mean %s?)", name, best)
+	}
+	names := make([]string, 0, len(apps))
+	for _, canon := range apps {
+		names = append(names, canon)
+	}
+	slices.Sort(names)
+	return fmt.Errorf("unknown application %q: isp-box runs %s", name, strings.Join(names, ", "))
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
