@@ -3,6 +3,7 @@ package dialplan
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -496,9 +497,10 @@ func (p *Plan) HasContext(name string) bool { _, ok := p.contexts[name]; return 
 func unknownApp(name string) error {
 	lower := strings.ToLower(name)
 	best, bestD := "", len(lower)/3+2
-	for k, canon := range apps {
+	keys := slices.Sorted(maps.Keys(apps))
+	for _, k := range keys {
 		if d := editDistance(lower, k); d < bestD {
-			best, bestD = canon, d
+			best, bestD = apps[k], d
 		}
 	}
 	if best != "" {
@@ -512,23 +514,28 @@ func unknownApp(name string) error {
 	return fmt.Errorf("unknown application %q: isp-box runs %s", name, strings.Join(names, ", "))
 }
 
-// editDistance is the Levenshtein distance between a and b.
+// editDistance is the optimal-string-alignment distance between a and b:
+// Levenshtein plus the swap of two neighbours ("Dail"), one edit each.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
