@@ -1,0 +1,227 @@
+package pbx
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/pbx/dialplan"
+)
+
+// handleInvite takes a new call (an INVITE without To-tag); an INVITE
+// inside a dialog is a re-INVITE.
+func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.handleInDialog(req, tx)
+		return
+	}
+	src := sourceOf(req)
+	// RFC 3261 §8.2.2 / §16.3: Max-Forwards 0 ends here; our own Via in
+	// the request means it came back to us.
+	maxFwd := 70
+	if h := req.MaxForwards(); h != nil {
+		maxFwd = int(h.Val())
+	}
+	if maxFwd <= 0 {
+		s.respond(tx, req, 483, "Too Many Hops", nil)
+		return
+	}
+	if s.isLoop(req) {
+		s.respond(tx, req, 482, "Loop Detected", nil)
+		return
+	}
+	name := req.From().Address.User
+	s.mu.Lock()
+	g := s.cfg.General
+	plan := s.plan
+	var pc *Peer
+	knownAddr := false
+	if p := s.peers[name]; p != nil && p.cfg.Type != "peer" {
+		c := p.cfg
+		pc = &c
+		if dest, _, ok := s.peerDestLocked(p); ok && dest.Addr() == src.Addr() {
+			knownAddr = true
+		}
+	}
+	closing := s.runCtx == nil || s.runCtx.Err() != nil
+	s.mu.Unlock()
+	if closing {
+		s.respond(tx, req, 503, "Service Unavailable", nil)
+		return
+	}
+	if s.aclDenied(req, tx, name, src, g, pc) {
+		return
+	}
+	// Nothing reaches the dial plan unauthenticated. insecure=invite and
+	// an empty secret are honoured only from the peer's own address, since
+	// chan_sip matched such peers by IP, never by the From header alone.
+	skipAuth := pc != nil && knownAddr && (strings.Contains(pc.Insecure, "invite") || (pc.Secret == "" && pc.MD5Secret == ""))
+	if pc != nil && !knownAddr && pc.Secret == "" && pc.MD5Secret == "" {
+		pc = nil // no secret and not from its address: treat as unknown
+	}
+	if !skipAuth && s.authenticate(req, tx, name, pc, src) != authOK {
+		return
+	}
+	exten := req.Recipient.User
+	if exten == "" {
+		exten = "s"
+	}
+	switch plan.Lookup(pc.Context, exten) {
+	case dialplan.NoMatch:
+		s.log.Info("pbx: extension not found", "from", name, "exten", exten, "context", pc.Context)
+		s.respond(tx, req, 404, "Not Found", nil)
+		return
+	case dialplan.Incomplete:
+		s.respond(tx, req, 484, "Address Incomplete", nil)
+		return
+	}
+	c, code := s.newCall(req, tx, *pc, exten, src, maxFwd)
+	if c == nil {
+		s.respond(tx, req, code, "Temporarily Unavailable", nil)
+		return
+	}
+	defer s.wg.Done()
+	c.run(plan)
+}
+
+// isLoop reports whether one of the request's Vias is ours: the request
+// already went through this box once (RFC 3261 §16.3 step 4, as a B2BUA).
+func (s *Server) isLoop(req *sip.Request) bool {
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok {
+			continue
+		}
+		a, err := netip.ParseAddr(strings.Trim(v.Host, "[]"))
+		if err != nil || v.Port != int(s.addr.Port()) {
+			continue
+		}
+		if a == s.localIP(a) || (s.addr.Addr().IsValid() && a == s.addr.Addr()) {
+			if br, _ := v.Params.Get("branch"); strings.HasPrefix(br, "z9hG4bK") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// run executes the dial plan for the call. It returns when the caller got
+// a final response (and, for 200, its ACK).
+func (c *call) run(plan *dialplan.Plan) {
+	s := c.s
+	tx, req := c.inviteTx, c.inviteReq
+	tx.OnCancel(func(*sip.Request) {
+		// sipgo has already answered 200 to the CANCEL and 487 to the INVITE
+		c.cancel()
+	})
+	select {
+	case <-tx.Done(): // CANCELled (or dead) before the hook was in place
+		c.cancel()
+	default:
+	}
+	s.respond(tx, req, 100, "Trying", nil)
+	s.publish(bus.CallStarted{CallID: c.id, SIPID: req.CallID().Value(), From: c.from, Exten: c.exten, Context: c.context})
+	s.log.Info("pbx: call", "id", c.id, "from", c.from, "exten", c.exten, "context", c.context)
+
+	r, _ := plan.Start(c.context, c.exten)
+	if r == nil { // the plan changed under us (reload)
+		c.fail(404, "Not Found", "CHANUNAVAIL")
+		return
+	}
+	lastCause := 0
+	for {
+		if c.ctx.Err() != nil {
+			c.abandoned()
+			return
+		}
+		st, ok := r.Next()
+		if !ok {
+			break
+		}
+		switch st.App {
+		case "Ringing":
+			c.provisional(180, "Ringing", nil)
+		case "Progress":
+			c.provisional(183, "Session Progress", nil)
+		case "Wait":
+			select {
+			case <-time.After(st.Duration):
+			case <-c.ctx.Done():
+			}
+		case "Hangup":
+			code, reason := cause2sip(st.Cause)
+			c.fail(code, reason, dialStatusOr(r.DialStatus, "NOANSWER"))
+			return
+		case "Busy":
+			c.fail(486, "Busy Here", "BUSY")
+			return
+		case "Congestion":
+			c.fail(503, "Service Unavailable", "CONGESTION")
+			return
+		case "Dial":
+			out := c.dial(st)
+			r.SetDialStatus(out.status)
+			if out.answered {
+				return
+			}
+			if c.ctx.Err() != nil {
+				c.abandoned()
+				return
+			}
+			if out.cause != 0 {
+				lastCause = out.cause
+			}
+		default: // NoOp, Answer (no media of our own to answer with), Set
+			s.log.Debug("pbx: dial plan step", "id", c.id, "app", st.App, "args", st.Args)
+		}
+	}
+	// Auto-fallthrough (main/pbx.c 4517-4528): BUSY -> busy, CONGESTION or
+	// CHANUNAVAIL -> congestion; otherwise the hangup cause decides.
+	switch r.DialStatus {
+	case "BUSY":
+		c.fail(486, "Busy Here", "BUSY")
+	case "CONGESTION", "CHANUNAVAIL":
+		c.fail(503, "Service Unavailable", r.DialStatus)
+	default:
+		code, reason := cause2sip(lastCause)
+		c.fail(code, reason, dialStatusOr(r.DialStatus, "NOANSWER"))
+	}
+}
+
+func dialStatusOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// provisional relays a 180/183 to the caller.
+func (c *call) provisional(code int, reason string, body []byte) {
+	c.s.respond(c.inviteTx, c.inviteReq, code, reason, body)
+}
+
+// fail answers the caller with a final error and ends the call.
+func (c *call) fail(code int, reason, status string) {
+	if c.ctx.Err() != nil {
+		c.abandoned()
+		return
+	}
+	c.s.respond(c.inviteTx, c.inviteReq, code, reason, nil)
+	c.end(status, code, "box")
+}
+
+// abandoned ends a call the caller cancelled (sipgo sent the 487) or the
+// box is stopping (503).
+func (c *call) abandoned() {
+	c.mu.Lock()
+	stopping := c.stopping
+	c.mu.Unlock()
+	if stopping {
+		c.s.respond(c.inviteTx, c.inviteReq, 503, "Service Unavailable", nil)
+		c.end("CANCEL", 503, "box")
+		return
+	}
+	c.end("CANCEL", 487, "caller")
+}
