@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/isp-box/isp-box/internal/bus"
 )
 
 // adopt2xx records the callee's To-tag and Contact from a 2xx. The caller
@@ -53,7 +52,7 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 		lg.lastAck = ack
 	}
 	c.legs[sideCallee] = lg
-	c.callee, c.state, c.answer = lg.peer, "up", s.now()
+	c.callee = lg.peer
 	if c.relay != nil {
 		c.relay.setComedia(sideCallee, lg.nat.comedia)
 		c.relay.setRemote(sideCallee, lg.sdp)
@@ -71,11 +70,17 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 			c.mu.Unlock()
 			_ = s.cli.WriteRequest(ack, noBuild)
 		}
-		c.hangup(sideCaller, "CANCEL", 487)
+		c.hangup(sideCaller, "CANCEL", 487, "box")
+		return true
+	}
+	if !c.changeState(stateUp, transition{}) {
+		// ended meanwhile (the callee's BYE overtook its own 200): the
+		// callee's leg is already BYEd, the caller still waits for an answer
+		s.respond(c.inviteTx, c.inviteReq, 480, "Temporarily Unavailable", nil)
 		return true
 	}
 	c.mu.Lock()
-	sdp, media, codec, a := lg.sdp, c.media, c.codec, c.legs[sideCaller]
+	sdp, a := lg.sdp, c.legs[sideCaller]
 	c.mu.Unlock()
 	body := c.answerBody(sdp)
 	callerAck := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a)
@@ -94,10 +99,8 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 		c.mu.Unlock()
 		_ = s.cli.WriteRequest(ack, noBuild)
 	}
-	s.publish(bus.CallAnswered{CallID: c.id, Callee: lg.peer, MediaMode: media, Codec: codec})
-	s.log.Info("pbx: answered", "id", c.id, "callee", lg.peer, "media", media, "codec", codec)
 	if callerAck == nil {
-		c.hangup(-1, "ANSWER", 200)
+		c.hangup(-1, "ANSWER", 200, "box")
 	}
 	return true
 }

@@ -42,8 +42,8 @@ type leg struct {
 	sdp        []byte       // the last SDP this side sent us
 	allow      []string     // the peer's codec policy (allow=)
 	nat        natSetting
-	busy       bool // an INVITE transaction from or to this side is pending (RFC 3261 §14.1 glare: 491)
 	ackWait    chan *sip.Request
+	held       bool // counted in its peer's calls; guarded by Server.mu
 }
 
 // call is one B2BUA call: two legs.
@@ -54,24 +54,23 @@ type call struct {
 	exten     string
 	context   string
 	start     time.Time
-	ctx       context.Context // ends when the call ends, the caller cancels or the box stops
-	cancel    context.CancelFunc
+	ctx       context.Context // ends when the call ends, the caller cancels or the box stops (cause errBoxStopping)
+	cancel    context.CancelCauseFunc
 	inviteReq *sip.Request // the caller's INVITE (tagged with our To-tag)
 	inviteTx  sip.ServerTransaction
 	callerCfg Peer
 	maxFwd    int
 
-	mu       sync.Mutex // guards the fields below and the legs' fields
-	legs     [2]*leg
-	state    string // routing, ringing, up, ending
-	callee   string
-	answer   time.Time
-	media    string // direct or relay
-	codec    string
-	relay    *relay
-	ended    bool
-	ringing  bool
-	stopping bool // the box is shutting down
+	held []*leg // legs counted in their peers' calls; guarded by s.mu
+
+	mu     sync.Mutex // guards the fields below and the legs' fields
+	legs   [2]*leg
+	state  callState // changed only by changeState
+	callee string
+	answer time.Time
+	media  string // direct or relay
+	codec  string
+	relay  *relay
 }
 
 // newCall registers the caller's leg. It returns nil and a status code
@@ -95,30 +94,30 @@ func (s *Server) newCall(req *sip.Request, tx sip.ServerTransaction, pc Peer, ex
 			}
 		}
 	}
-	ctx, cancel := context.WithCancel(s.runCtx)
+	ctx, cancel := context.WithCancelCause(s.runCtx)
 	c := &call{
 		s: s, id: fmt.Sprintf("%08x", s.callSeq.Add(1)), from: pc.Name, exten: exten, context: pc.Context,
 		start: s.now(), ctx: ctx, cancel: cancel, inviteReq: req, inviteTx: tx, callerCfg: pc,
-		maxFwd: maxFwd, state: "routing", media: "direct",
+		maxFwd: maxFwd, state: stateRouting, media: "direct",
 	}
 	c.legs[sideCaller] = a
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.runCtx.Err() != nil {
-		cancel()
+		cancel(nil)
 		return nil, 503
 	}
 	p := s.peers[pc.Name]
 	if p == nil {
-		cancel()
+		cancel(nil)
 		return nil, 480
 	}
 	if pc.CallLimit > 0 && p.calls >= pc.CallLimit {
-		cancel()
+		cancel(nil)
 		s.log.Info("pbx: call-limit reached", "peer", pc.Name, "limit", pc.CallLimit)
 		return nil, 480
 	}
-	p.calls++
+	c.holdLocked(p, a)
 	s.calls[c.id] = c
 	s.dialogs[dialogKey{a.callID, a.localTag}] = &dialogRef{c, sideCaller}
 	s.wg.Add(1)
@@ -131,7 +130,7 @@ type CallInfo struct {
 	From      string // calling peer
 	Exten     string
 	To        string // callee peer
-	State     string // routing, ringing, up, ending
+	State     string // routing, ringing, up
 	Start     time.Time
 	Answer    time.Time
 	MediaMode string // direct or relay
@@ -157,7 +156,7 @@ func (s *Server) Calls() []CallInfo {
 	out := make([]CallInfo, 0, len(list))
 	for _, c := range list {
 		c.mu.Lock()
-		ci := CallInfo{ID: c.id, From: c.from, Exten: c.exten, To: c.callee, State: c.state, Start: c.start,
+		ci := CallInfo{ID: c.id, From: c.from, Exten: c.exten, To: c.callee, State: c.state.shown(), Start: c.start,
 			Answer: c.answer, MediaMode: c.media, Codec: c.codec, CallerLeg: c.legs[sideCaller].callID}
 		if b := c.legs[sideCallee]; b != nil {
 			ci.CalleeLeg = b.callID

@@ -56,15 +56,17 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	isInvite := req.Method == sip.INVITE
-	c.mu.Lock()
-	if isInvite && (l.busy || other.busy) {
-		c.mu.Unlock()
-		s.respond(tx, req, 491, "Request Pending", nil) // RFC 3261 §14.2
-		return
-	}
 	if isInvite {
-		l.busy, other.busy = true, true
+		// one INVITE transaction at a time over both dialogs: the second
+		// is glare (RFC 3261 §14.2)
+		if !c.changeState(stateReinvite, transition{}) {
+			s.respond(tx, req, 491, "Request Pending", nil)
+			return
+		}
+		// back to up when this one is over, unless a BYE ended the call
+		defer c.changeState(stateUp, transition{})
 	}
+	c.mu.Lock()
 	body := req.Body()
 	ctype := ""
 	if h := req.ContentType(); h != nil {
@@ -79,13 +81,6 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	out := s.newInDialog(other, req.Method, body, ctype)
 	c.mu.Unlock()
-	if isInvite {
-		defer func() {
-			c.mu.Lock()
-			l.busy, other.busy = false, false
-			c.mu.Unlock()
-		}()
-	}
 	res, otx, err := s.roundTrip(out)
 	if err != nil {
 		s.respond(tx, req, 408, "Request Timeout", nil)

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/pbx/dialplan"
 )
 
@@ -197,7 +196,7 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 		stops[i] = make(chan struct{})
 		s.mu.Lock()
 		if p := s.peers[cd.peer.Name]; p != nil {
-			p.calls++
+			c.holdLocked(p, lg)
 		}
 		s.mu.Unlock()
 		pending++
@@ -206,18 +205,11 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 	}
 	var out ringOutcome
 	relayed180, relayed183 := false, false
-	released := map[*leg]bool{}
-	release := func(lg *leg) {
-		if !released[lg] {
-			released[lg] = true
-			c.releasePeer(lg.peer)
-		}
-	}
 	for pending > 0 {
 		select {
 		case <-ctx.Done():
 			for _, lg := range legs {
-				release(lg)
+				c.release(lg)
 			}
 			return out
 		case ev := <-events:
@@ -226,7 +218,7 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 				pending--
 				out.causes = append(out.causes, causeNoUserResponse)
 				out.cause = causeNoUserResponse
-				release(ev.lg)
+				c.release(ev.lg)
 			case ev.res.IsProvisional():
 				code := ev.res.StatusCode
 				body := c.answerBody(ev.res.Body())
@@ -238,18 +230,12 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 					}
 					c.provisional(code, ev.res.Reason, body)
 				}
-				c.mu.Lock()
-				first := !c.ringing
-				c.ringing, c.state = true, "ringing"
-				c.mu.Unlock()
-				if first {
-					s.publish(bus.CallRinging{CallID: c.id, Callee: ev.lg.peer})
-				}
+				c.changeState(stateRinging, transition{callee: ev.lg.peer})
 			case ev.res.IsSuccess():
 				stopAll(ev.lg)
 				for i := range legs {
 					if legs[i] != ev.lg {
-						release(legs[i])
+						c.release(legs[i])
 					}
 				}
 				if c.answered(ev.lg, ev.res) {
@@ -261,19 +247,11 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 				cause := sip2cause(ev.res.StatusCode)
 				out.causes = append(out.causes, cause)
 				out.cause = cause
-				release(ev.lg)
+				c.release(ev.lg)
 			}
 		}
 	}
 	return out
-}
-
-func (c *call) releasePeer(name string) {
-	c.s.mu.Lock()
-	if p := c.s.peers[name]; p != nil && p.calls > 0 {
-		p.calls--
-	}
-	c.s.mu.Unlock()
 }
 
 // newCalleeLeg builds leg B and its INVITE.

@@ -1,6 +1,8 @@
 package pbx
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"time"
@@ -114,11 +116,11 @@ func (c *call) run(plan *dialplan.Plan) {
 	tx, req := c.inviteTx, c.inviteReq
 	tx.OnCancel(func(*sip.Request) {
 		// sipgo has already answered 200 to the CANCEL and 487 to the INVITE
-		c.cancel()
+		c.cancel(nil)
 	})
 	select {
 	case <-tx.Done(): // CANCELled (or dead) before the hook was in place
-		c.cancel()
+		c.cancel(nil)
 	default:
 	}
 	s.respond(tx, req, 100, "Trying", nil)
@@ -215,10 +217,7 @@ func (c *call) fail(code int, reason, status string) {
 // abandoned ends a call the caller cancelled (sipgo sent the 487) or the
 // box is stopping (503).
 func (c *call) abandoned() {
-	c.mu.Lock()
-	stopping := c.stopping
-	c.mu.Unlock()
-	if stopping {
+	if errors.Is(context.Cause(c.ctx), errBoxStopping) || c.s.runCtx.Err() != nil {
 		c.s.respond(c.inviteTx, c.inviteReq, 503, "Service Unavailable", nil)
 		c.end("CANCEL", 503, "box")
 		return

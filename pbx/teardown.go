@@ -7,16 +7,14 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 )
 
-// hangup ends an answered call: BYE to every leg except from (from = -1:
-// both, e.g. box shutdown).
-func (c *call) hangup(from int, status string, code int, by ...string) {
+// hangup ends the call and sends BYE to every confirmed leg except from
+// (from = -1: both, e.g. box shutdown). A second hangup does nothing.
+func (c *call) hangup(from int, status string, code int, by string) {
 	s := c.s
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
+	if !c.changeState(stateEnded, transition{status: status, code: code, by: by}) {
 		return
 	}
-	c.state = "ending"
+	c.mu.Lock()
 	var byes []*sip.Request
 	for side, l := range c.legs {
 		if l == nil || side == from || l.remoteTag == "" {
@@ -28,53 +26,12 @@ func (c *call) hangup(from int, status string, code int, by ...string) {
 	for _, b := range byes {
 		s.doRequest(b)
 	}
-	who := "box"
-	if len(by) > 0 {
-		who = by[0]
-	}
-	c.end(status, code, who)
 }
 
-// end records the end of the call once: CallEnded, counters, dialogs.
+// end ends the call without any request of ours (the caller already got
+// its final response, or cancelled).
 func (c *call) end(status string, code int, by string) {
-	s := c.s
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
-		return
-	}
-	c.ended = true
-	c.state = "ending"
-	legs := c.legs
-	rl := c.relay
-	ev := bus.CallEnded{
-		CallID: c.id, SIPID: c.inviteReq.CallID().Value(), From: c.from, To: c.exten, Callee: c.callee,
-		Start: c.start, Answer: c.answer, End: s.now(), Status: status, SIPCode: code, HangupBy: by,
-		MediaMode: c.media, Codec: c.codec,
-	}
-	c.mu.Unlock()
-	c.cancel()
-	if rl != nil {
-		rl.close()
-	}
-	s.mu.Lock()
-	delete(s.calls, c.id)
-	for _, l := range legs {
-		if l != nil {
-			delete(s.dialogs, dialogKey{l.callID, l.localTag})
-		}
-	}
-	if p := s.peers[c.from]; p != nil && p.calls > 0 {
-		p.calls--
-	}
-	if legs[sideCallee] != nil {
-		if p := s.peers[legs[sideCallee].peer]; p != nil && p.calls > 0 {
-			p.calls--
-		}
-	}
-	s.mu.Unlock()
-	s.log.Info("pbx: call ended", "id", c.id, "status", status, "code", code, "by", by)
-	s.publish(ev)
+	c.changeState(stateEnded, transition{status: status, code: code, by: by})
 }
 
 // shutdownCalls ends every call: answered ones with BYE on both legs,
@@ -88,13 +45,12 @@ func (s *Server) shutdownCalls() {
 	s.mu.Unlock()
 	for _, c := range list {
 		c.mu.Lock()
-		up := c.legs[sideCallee] != nil && c.state == "up"
-		c.stopping = true
+		up := c.legs[sideCallee] != nil && (c.state == stateUp || c.state == stateReinvite)
 		c.mu.Unlock()
 		if up {
 			c.hangup(-1, "ANSWER", 200, "box")
 		} else {
-			c.cancel()
+			c.cancel(errBoxStopping)
 		}
 	}
 }

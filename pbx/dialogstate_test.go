@@ -1,0 +1,224 @@
+package pbx
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/isp-box/isp-box/internal/bus"
+)
+
+// rawCall is an answered call between two raw UAs through the box.
+type rawCall struct {
+	box      *testBox
+	cli, isp *rawUA
+	inv      *sip.Request  // the INVITE the callee got
+	ok200    *sip.Response // the 200 the caller got
+	cliSeq   int
+	ispSeq   int
+	ispTag   string
+}
+
+func newRawCall(t *testing.T) *rawCall {
+	t.Helper()
+	box := startBox(t, testConfig(""), nil)
+	isp := newRawUA(t, box.Addr())
+	isp.registerAuth(ispLine, secret, "")
+	cli := newRawUA(t, box.Addr())
+	callID := fmt.Sprintf("raw-%d@x", cli.port())
+	r := cli.invite(clientLine, "88567682", 1, callID, "")
+	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, callID,
+		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), testSDP)
+	inv := isp.nextRequest(t, sip.INVITE)
+	rc := &rawCall{box: box, cli: cli, isp: isp, inv: inv, cliSeq: 2, ispSeq: 1, ispTag: "isp1"}
+	isp.answer(inv, 200, rc.ispTag, calleeSDP)
+	rc.ok200 = cli.final(5 * time.Second)
+	if rc.ok200 == nil || rc.ok200.StatusCode != 200 {
+		t.Fatalf("caller got %v", rc.ok200)
+	}
+	cli.send(rc.fromCaller(sip.ACK, 2), "")
+	isp.nextRequest(t, sip.ACK)
+	box.ev.wait(t, 5*time.Second, func(e bus.Event) bool { _, ok := e.(bus.CallAnswered); return ok })
+	return rc
+}
+
+const calleeSDP = "v=0\r\no=- 7 7 IN IP4 127.0.0.60\r\ns=-\r\nc=IN IP4 127.0.0.60\r\nt=0 0\r\nm=audio 16482 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+
+// fromCaller is an in-dialog request of the caller (RFC 3261 §12.2.1.1).
+func (rc *rawCall) fromCaller(m sip.RequestMethod, cseq int) string {
+	ct := ""
+	if m == sip.INVITE {
+		ct = "\nContent-Type: application/sdp"
+	}
+	return fmt.Sprintf(`
+%[1]s %[2]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%[3]d;branch=%[4]s;rport
+From: %[5]s
+To: %[6]s
+Call-ID: %[7]s
+CSeq: %[8]d %[1]s
+Contact: <sip:%[9]s@127.0.0.1:%[3]d>
+Max-Forwards: 70%[10]s`, m, rc.ok200.Contact().Address.String(), rc.cli.port(), branch(), rc.ok200.From().Value(),
+		rc.ok200.To().Value(), rc.ok200.CallID().Value(), cseq, clientLine, ct)
+}
+
+// fromCallee is an in-dialog request of the callee.
+func (rc *rawCall) fromCallee(m sip.RequestMethod, cseq int) string {
+	ct := ""
+	if m == sip.INVITE {
+		ct = "\nContent-Type: application/sdp"
+	}
+	return fmt.Sprintf(`
+%[1]s %[2]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%[3]d;branch=%[4]s;rport
+From: %[5]s;tag=%[6]s
+To: %[7]s
+Call-ID: %[8]s
+CSeq: %[9]d %[1]s
+Contact: <sip:%[10]s@127.0.0.1:%[3]d>
+Max-Forwards: 70%[11]s`, m, rc.inv.Contact().Address.String(), rc.isp.port(), branch(), rc.inv.To().Value(), rc.ispTag,
+		rc.inv.From().Value(), rc.inv.CallID().Value(), cseq, ispLine, ct)
+}
+
+// nextRequest returns the next request with method m, answering nothing.
+func (u *rawUA) nextRequest(t *testing.T, m sip.RequestMethod) *sip.Request {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if req, ok := u.recv(time.Until(deadline)).(*sip.Request); ok && req.Method == m {
+			return req
+		}
+	}
+	t.Fatalf("no %s within 5s", m)
+	return nil
+}
+
+// answer responds to req, adding our To-tag and Contact.
+func (u *rawUA) answer(req *sip.Request, code int, tag, body string) {
+	res := sip.NewResponseFromRequest(req, code, map[int]string{200: "OK"}[code], []byte(body))
+	res.To().Params.Add("tag", tag) // sipgo made one up
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: ispLine, Host: "127.0.0.1", Port: u.port()}})
+	if body != "" {
+		ct := sip.ContentTypeHeader("application/sdp")
+		res.AppendHeader(&ct)
+	}
+	u.sendRaw([]byte(res.String()))
+}
+
+// callState waits until the box shows the one call in state want
+// ("" = no call), and checks the peers' call counts.
+func (rc *rawCall) expect(t *testing.T, want string, calls int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := ""
+		if cs := rc.box.Calls(); len(cs) == 1 {
+			got = cs[0].State
+		}
+		n := 0
+		for _, p := range rc.box.Peers() {
+			n += p.Calls
+		}
+		if got == want && n == calls {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call state %q with %d peer calls, want %q with %d", got, n, want, calls)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func endedCount(box *testBox) int {
+	box.ev.mu.Lock()
+	defer box.ev.mu.Unlock()
+	n := 0
+	for _, e := range box.ev.evs {
+		if callEnded(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// Both sides send a re-INVITE at once: the second gets 491 (RFC 3261
+// §14.2), the first completes and the call stays up.
+func TestReinviteGlare(t *testing.T) {
+	rc := newRawCall(t)
+	rc.cli.send(rc.fromCaller(sip.INVITE, 3), testSDP)
+	reinv := rc.isp.nextRequest(t, sip.INVITE)
+	rc.isp.send(rc.fromCallee(sip.INVITE, 2), calleeSDP)
+	if r := rc.isp.final(5 * time.Second); r == nil || r.StatusCode != 491 {
+		t.Fatalf("the callee's crossing re-INVITE got %v, want 491", r)
+	}
+	rc.expect(t, "up", 2)
+	rc.isp.answer(reinv, 200, rc.ispTag, calleeSDP)
+	if r := rc.cli.final(5 * time.Second); r == nil || r.StatusCode != 200 {
+		t.Fatalf("the caller's re-INVITE got %v", r)
+	}
+	rc.cli.send(rc.fromCaller(sip.ACK, 3), "")
+	rc.isp.nextRequest(t, sip.ACK)
+	// over: a new re-INVITE from the callee goes through now
+	rc.isp.send(rc.fromCallee(sip.INVITE, 3), calleeSDP)
+	reinv2 := rc.cli.nextRequest(t, sip.INVITE)
+	res := sip.NewResponseFromRequest(reinv2, 200, "OK", []byte(testSDP))
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: clientLine, Host: "127.0.0.1", Port: rc.cli.port()}})
+	ct := sip.ContentTypeHeader("application/sdp")
+	res.AppendHeader(&ct)
+	rc.cli.sendRaw([]byte(res.String()))
+	if r := rc.isp.final(5 * time.Second); r == nil || r.StatusCode != 200 {
+		t.Fatalf("the callee's re-INVITE got %v", r)
+	}
+	rc.cli.send(rc.fromCaller(sip.BYE, 4), "")
+	rc.isp.nextRequest(t, sip.BYE)
+	rc.expect(t, "", 0)
+}
+
+// A BYE while a re-INVITE is pending ends the call at once; the late 200
+// to the re-INVITE does not bring it back.
+func TestByeDuringReinvite(t *testing.T) {
+	rc := newRawCall(t)
+	rc.cli.send(rc.fromCaller(sip.INVITE, 3), testSDP)
+	reinv := rc.isp.nextRequest(t, sip.INVITE)
+	rc.expect(t, "up", 2)
+	rc.cli.send(rc.fromCaller(sip.BYE, 4), "")
+	rc.isp.nextRequest(t, sip.BYE)
+	rc.expect(t, "", 0)
+	rc.isp.answer(reinv, 200, rc.ispTag, calleeSDP)
+	rc.isp.nextRequest(t, sip.ACK) // the box completes the callee's transaction
+	time.Sleep(200 * time.Millisecond)
+	rc.expect(t, "", 0)
+	if n := endedCount(rc.box); n != 1 {
+		t.Fatalf("CallEnded published %d times", n)
+	}
+	if ev := mustEnded(t, rc.box); ev.Status != "ANSWER" || ev.HangupBy != "caller" {
+		t.Fatalf("CallEnded = %+v", ev)
+	}
+}
+
+// A CANCEL after the 200 has no effect on the call (RFC 3261 §9.2).
+func TestCancelAfterAnswer(t *testing.T) {
+	rc := newRawCall(t)
+	br, _ := rc.ok200.Via().Params.Get("branch")
+	rc.cli.send(fmt.Sprintf(`
+CANCEL sip:88567682@%[1]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
+From: %[4]s
+To: <sip:88567682@%[1]s>
+Call-ID: %[5]s
+CSeq: 2 CANCEL
+Max-Forwards: 70`, rc.box.Addr(), rc.cli.port(), br, rc.ok200.From().Value(), rc.ok200.CallID().Value()), "")
+	rc.cli.final(2 * time.Second) // 200 or 481: either way nothing changes
+	time.Sleep(200 * time.Millisecond)
+	rc.expect(t, "up", 2)
+	if n := endedCount(rc.box); n != 0 {
+		t.Fatalf("the CANCEL ended the call")
+	}
+	rc.isp.send(rc.fromCallee(sip.BYE, 2), "")
+	rc.cli.nextRequest(t, sip.BYE)
+	rc.expect(t, "", 0)
+	if ev := mustEnded(t, rc.box); ev.Status != "ANSWER" || ev.HangupBy != "callee" {
+		t.Fatalf("CallEnded = %+v", ev)
+	}
+}
