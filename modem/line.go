@@ -521,7 +521,7 @@ func (l *Line) expect(ctx context.Context, p *port, want string, d time.Duration
 		if err != nil {
 			return fmt.Errorf("expecting %q: %w", want, err)
 		}
-		l.log.Debug("modem said", "line", line)
+		l.log.Debug("modem said", "text", line)
 		if strings.Contains(line, want) {
 			return nil
 		}

@@ -295,7 +295,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.addr = netip.AddrPortFrom(s.addr.Addr().Unmap(), s.addr.Port())
 	s.laddr = sip.Addr{IP: net.IP(s.addr.Addr().AsSlice()), Port: int(s.addr.Port())}
 
-	sipLog := slog.New(parseFilterLog{s.log.With("comp", "sipgo").Handler(), &s.counters.malformed})
+	sipLog := slog.New(parseFilterLog{s.log.With("lib", "sipgo").Handler(), &s.counters.malformed})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(gen.UserAgent),
 		sipgo.WithUserAgentTransportLayerOptions(

@@ -11,6 +11,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/demo"
+	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
 )
@@ -37,7 +38,7 @@ the peers and lines views. Exit status 0 when every step worked; otherwise
 	}
 	var log *slog.Logger
 	if *verbose {
-		log = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = logging.New(e.stderr, logging.Options{Level: slog.LevelDebug})
 	}
 	err := demo.Run(ctx, e.stdout, demo.Options{Config: *cfgPath, Number: *number, Login: *login, Log: log})
 	if err != nil {
@@ -125,7 +126,7 @@ line's modem ("ATDT88567682"). Runs until interrupted.`)
 		}
 	}()
 	for i, lc := range lines {
-		m, err := hayes.New(hayes.Options{Link: filepath.Join(*dir, lc.Name), Phone: a.Line(i), Name: lc.Name, Log: log.With("comp", "hayes", "modem", lc.Name)})
+		m, err := hayes.New(hayes.Options{Link: filepath.Join(*dir, lc.Name), Phone: a.Line(i), Name: lc.Name, Log: log})
 		if err != nil {
 			a.Close()
 			e.errorf("sim-ata: modem for %s: %v", lc.Name, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/isp-box/isp-box/internal/box"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/store"
 )
 
@@ -70,7 +71,7 @@ The flags override the config file's [box] and [network] settings.`)
 		Version:    Version(),
 	}
 	if err := box.Run(ctx, cfg, opts); err != nil {
-		log.Error("isp-box stopped", "err", err)
+		logging.Error(log, "isp-box stopped", err)
 		return 1
 	}
 	return 0
@@ -79,14 +80,5 @@ The flags override the config file's [box] and [network] settings.`)
 // newLogger logs text to stderr. Under systemd (JOURNAL_STREAM set) the
 // time is left out: journald stamps every line itself.
 func newLogger(e *env, level slog.Level) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(e.stderr, opts))
+	return logging.New(e.stderr, logging.Options{Level: level, NoTime: os.Getenv("JOURNAL_STREAM") != ""})
 }

@@ -597,3 +597,56 @@ func (r *lineRig) registered() bool {
 	}
 	return true
 }
+
+// TestServeDebugPerLine: the seed's `debug 9` (mgetty.config) turns on the
+// debug log of that line alone, as mgetty's log level was per port; the
+// rest of the box logs at its own level (info here). Without it the line's
+// debug lines are gone too.
+func TestServeDebugPerLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if _, err := os.Stat("/dev/ttyUSB0"); err == nil {
+		t.Skip("/dev/ttyUSB0 exists on this machine: the test wants the example's modem missing")
+	}
+	for _, tc := range []struct {
+		name    string
+		rewrite func(string) string
+		debug   bool
+	}{
+		{"debug 9", nil, true},
+		{"debug 0", func(s string) string { return strings.Replace(s, "debug 9", "debug 0", 1) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := userDir(t, false)
+			cfg := filepath.Join(dir, "pap2t.conf")
+			text := exampleConfig(t, testutil.FreeUDPPort(t), tc.rewrite)
+			if tc.debug && !strings.Contains(text, "debug 9") {
+				t.Fatal("examples/pap2t.conf has no `debug 9` any more; update the test")
+			}
+			if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(dir, "isp-box.sock")
+			d := startServe(t, serveOpts{}, sock, "-c", cfg, "-s", sock, "--db", filepath.Join(dir, "isp-box.db"), "--log-level", "info")
+			d.waitLog(30*time.Second, `msg="line error"`, "line=ttyUSB0")
+			if tc.debug {
+				// The line's retry is a debug record: there only when its debug is on.
+				d.waitLog(30*time.Second, "level=DEBUG", `msg="still cannot open"`, "comp=modem", "line=ttyUSB0")
+			} else {
+				time.Sleep(2 * time.Second) // a retry or two
+			}
+			if code := d.stop(syscall.SIGTERM); code != 0 {
+				t.Errorf("exit %d", code)
+			}
+			for _, l := range strings.Split(d.stderr.String(), "\n") {
+				if !strings.Contains(l, "level=DEBUG") {
+					continue
+				}
+				if !tc.debug || !strings.Contains(l, "comp=modem line=ttyUSB0") && !strings.Contains(l, "comp=ppp ") {
+					t.Errorf("debug record from a part whose debug is off: %s", l)
+				}
+			}
+		})
+	}
+}

@@ -33,6 +33,7 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/store"
 	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/netstack"
@@ -185,7 +186,7 @@ func (b *Box) Run(ctx context.Context) (err error) {
 
 	// ---- network ----
 	netCtx, netCancel := context.WithCancel(context.Background())
-	ns, err := netstack.New(netCtx, cfg.Net, netstack.Options{Bus: b.bus, Log: log.With("comp", "net")})
+	ns, err := netstack.New(netCtx, cfg.Net, netstack.Options{Bus: b.bus, Log: log})
 	if err != nil {
 		netCancel()
 		return fmt.Errorf("box: %w", err)
@@ -197,7 +198,6 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		}
 		netCancel()
 	})
-	log.Info("network up", "mode", cfg.Net.Mode, "gateway", cfg.Net.Gateway, "pool", cfg.Net.Pool)
 
 	// ---- pbx ----
 	p, err := pbx.New(cfg.PBX, pbx.Options{Bus: b.bus, Log: log.With("comp", "pbx"), Bindings: bindingStore{st}})
@@ -224,7 +224,6 @@ func (b *Box) Run(ctx context.Context) (err error) {
 			log.Error("pbx stopped", "err", err)
 		}
 	})
-	log.Info("sip listening", "addr", p.Addr())
 
 	// ---- lines ----
 	linesCtx, linesCancel := context.WithCancel(context.Background())
@@ -262,7 +261,7 @@ func (b *Box) Run(ctx context.Context) (err error) {
 				return console.History{Calls: calls, Sessions: sessions}, errors.Join(err1, err2)
 			},
 			Version: b.opts.Version,
-			Log:     log.With("comp", "console"),
+			Log:     log,
 		})
 		srvDone := make(chan struct{})
 		go func() {
@@ -299,7 +298,7 @@ func (b *Box) Run(ctx context.Context) (err error) {
 			return nil
 		case <-hup:
 			if err := b.Reload(); err != nil {
-				log.Error("reload refused; the running config stays", "err", err)
+				logging.Error(log, "reload refused; the running config stays", err)
 			}
 		}
 	}
@@ -308,7 +307,7 @@ func (b *Box) Run(ctx context.Context) (err error) {
 // startLineLocked starts one modem line. Precondition: b.mu is held.
 func (b *Box) startLineLocked(lc config.Line) error {
 	r := &lineRunner{cfg: lc, done: make(chan struct{})}
-	lg := b.log.With("comp", "line", "line", lc.Modem.Name)
+	lg := logging.Debug(b.log, lc.Modem.Debug > 0) // mgetty's debug N: this line's debug log
 	line, err := modem.NewLine(lc.Modem, modem.LineOptions{
 		Bus:        b.bus,
 		Log:        lg,
@@ -403,7 +402,7 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 	users := b.Config().Users
 	rec, err := ppp.Serve(ctx, c, pcfg, ppp.Options{
 		Bus:          b.bus,
-		Log:          b.log.With("comp", "ppp", "line", c.Line()),
+		Log:          logging.Debug(b.log, pcfg.Debug), // pppd's debug
 		Line:         c.Line(),
 		CallID:       c.CallID(),
 		Users:        users,
@@ -411,7 +410,11 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 		LoggedInUser: user,
 		Registry:     b.reg,
 	})
-	b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause, "err", err)
+	if err != nil {
+		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause, "err", err)
+	} else {
+		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause)
+	}
 	return err
 }
 

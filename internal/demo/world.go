@@ -123,7 +123,7 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 		lc := &cfg.Lines[i].Modem
 		m, err := hayes.New(hayes.Options{
 			Link: filepath.Join(w.Dir, "tty-"+lc.Name), RingInterval: ring,
-			Name: lc.Name, Log: log.With("comp", "hayes", "modem", lc.Name),
+			Name: lc.Name, Log: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("demo: modem for line %s: %w", lc.Name, err)
@@ -205,7 +205,7 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 		}
 		m, err := hayes.New(hayes.Options{
 			Link: filepath.Join(w.Dir, "client-"+peer), Phone: a.Line(i), RingInterval: ring,
-			Name: peer, Log: log.With("comp", "hayes", "modem", peer),
+			Name: peer, Log: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("demo: client modem %s: %w", peer, err)

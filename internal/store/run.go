@@ -60,7 +60,7 @@ func (s *Store) Start(ctx context.Context, b *bus.Bus) (wait func() error) {
 }
 
 func (s *Store) run(ctx context.Context, sub *bus.Sub) error {
-	log := s.log().With("comp", "store")
+	log := s.log()
 	var pending []bus.Envelope
 	var retry <-chan time.Time
 	for {

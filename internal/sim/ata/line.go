@@ -163,7 +163,7 @@ func newLine(a *ATA, idx int, cfg LineConfig, rtpPort int) (*Line, error) {
 	l.life, l.kill = context.WithCancel(context.Background())
 	ip := bind.String()
 	port := int(l.sipAddr.Port())
-	sipLog := l.log.With("comp", "sipgo")
+	sipLog := l.log.With("lib", "sipgo")
 	l.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(a.opts.UserAgent),
 		sipgo.WithUserAgentHostname(ip),
