@@ -1,8 +1,10 @@
 package ppp
 
 import (
+	"context"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // Secrets looks up the secret of a peer, as pppd reads pap-secrets and
@@ -37,4 +39,42 @@ func wantedAddr(addrs []string) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// Authenticator checks credentials the box cannot check itself because it
+// does not know the secret: a RADIUS server (RFC 2865) does. It is asked
+// after Secrets found no line for the user, or alone when Secrets is empty.
+// Authenticate may block on the network; the session waits without
+// stopping its other work. An error means no answer (not a reject).
+type Authenticator interface {
+	Authenticate(ctx context.Context, req AuthRequest) (AuthResult, error)
+}
+
+// AuthRequest is one peer's authentication as the session received it.
+type AuthRequest struct {
+	Session, Line, CallID string
+	Proto                 AuthProto
+	User                  string
+	Password              string // PAP
+	// CHAP family: the Response's Identifier, our Challenge, the
+	// Response's value.
+	ID        uint8
+	Challenge []byte
+	Response  []byte
+}
+
+// AuthResult is the verdict and what comes with an accept (RFC 2865 §5
+// reply attributes); zero fields leave the line's options as they are.
+type AuthResult struct {
+	OK      bool
+	Message string // shown to the peer (PAP Nak / CHAP Failure text) on failure
+	// MSCHAPv2Success is the authenticator response "S=<40 hex>" that the
+	// Success message must carry (RFC 2759 §5).
+	MSCHAPv2Success string
+	Addr            netip.Addr    // the client's address, over the pool's
+	SessionTimeout  time.Duration // maxconnect for this session
+	IdleTimeout     time.Duration // idle for this session
+	MTU             int           // at most this MTU
+	DNS             []netip.Addr  // offered instead of ms-dns
+	Source          string        // who decided, for `isp-box sessions` ("radius")
 }

@@ -1,6 +1,7 @@
 package ppp
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -33,7 +34,10 @@ type Options struct {
 	// Users are the secrets (pap-secrets lines). Secrets, if set, wins.
 	Users   []User
 	Secrets Secrets
-	Network Network // the IP side; nil = addresses from Config only, packets dropped
+	// Authenticator, if set, checks users that Secrets has no line for
+	// (RADIUS). Its answer can set the session's address and limits.
+	Authenticator Authenticator
+	Network       Network // the IP side; nil = addresses from Config only, packets dropped
 	// LoggedInUser is set when the caller already logged in at the text
 	// login prompt (the seed's `dial` user whose shell was pppd);
 	// authentication is then as configured (usually noauth).
@@ -59,6 +63,7 @@ type Record struct {
 	Dropped               uint64
 	FCSErrors             uint64
 	Cause                 string
+	AAA                   string // who authenticated the user: file, radius, login, or "" (none)
 }
 
 // Serve runs one server session on rw until it ends: the peer's
@@ -78,6 +83,9 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("comp", "ppp", "session", id, "line", opts.Line)
+	// Ends a pending Authenticator call when the session ends first.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	sec := opts.Secrets
 	if sec == nil {
 		sec = UserList(opts.Users)
@@ -104,6 +112,10 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 	}
 	s.info = &liveInfo{stats: &s.stats, fcs: s.dec.Stats.FCSErrors.Load}
 	s.info.info = SessionInfo{ID: id, Line: opts.Line, CallID: opts.CallID, Start: s.clock.Now(), User: opts.LoggedInUser}
+	if opts.LoggedInUser != "" {
+		srv.aaa = "login"
+		s.info.info.AAA = srv.aaa
+	}
 	s.user = opts.LoggedInUser
 	if opts.Bus != nil {
 		s.onPhase = func(p Phase, d string) {
@@ -124,6 +136,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 		BytesIn: s.stats.BytesIn.Load(), BytesOut: s.stats.BytesOut.Load(),
 		PktsIn: s.stats.PktsIn.Load(), PktsOut: s.stats.PktsOut.Load(),
 		Dropped: s.stats.Dropped.Load(), FCSErrors: s.dec.Stats.FCSErrors.Load(), Cause: s.cause,
+		AAA: srv.aaa,
 	}
 	log.Info("session ended", "cause", rec.Cause, "in", rec.BytesIn, "out", rec.BytesOut, "duration", rec.End.Sub(rec.Start).Round(time.Second))
 	if opts.Bus != nil {
@@ -156,6 +169,13 @@ type server struct {
 	failProto uint16
 	lastOK    *cp.Packet // last success, resent on a retransmitted response
 	lastOKID  uint8
+	// pending is set while the Authenticator is asked; the peer's
+	// retransmissions are ignored meanwhile.
+	pending   bool
+	pendingID uint8
+	authGen   int          // counts remoteAuth calls: a late answer to an earlier one is dropped
+	aaa       string       // who authenticated: file, radius, login
+	authDNS   []netip.Addr // resolvers the Authenticator chose
 
 	// IPCP.
 	link           NetLink
@@ -292,6 +312,12 @@ func (r *server) authTimeout(s *session) {
 	if r.authOK || s.phase != PhaseAuthenticate {
 		return
 	}
+	if r.pending {
+		s.log.Warn("authentication server did not answer in time", "proto", s.authProto)
+		r.pending = false
+		r.fail(s, r.failProtoOf(s), r.failPacket(s, r.pendingID, ""))
+		return
+	}
 	if s.authProto != AuthPAP && r.chapTries < max(s.cfg.MaxConfigure, 1) {
 		r.sendChallenge(s)
 		return
@@ -323,7 +349,7 @@ func (r *server) papRequest(s *session, p cp.Packet) {
 		s.sendCP(pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthAck), ID: p.ID, Data: pap.Message("Login ok").Marshal()})
 		return
 	}
-	if r.failPkt != nil || s.phase != PhaseAuthenticate {
+	if r.failPkt != nil || r.pending || s.phase != PhaseAuthenticate {
 		return
 	}
 	var req pap.Request
@@ -336,15 +362,29 @@ func (r *server) papRequest(s *session, p cp.Packet) {
 	if s.cfg.ShowPassword {
 		pw = req.Password
 	}
+	if !ok && r.opts.Authenticator != nil {
+		r.remoteAuth(s, p.ID, AuthRequest{Proto: AuthPAP, User: req.PeerID, Password: req.Password}, func(res AuthResult) {
+			if res.OK {
+				s.log.Info("PAP peer authentication succeeded", "user", req.PeerID, "by", res.Source)
+				s.sendCP(pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthAck), ID: p.ID, Data: pap.Message("Login ok").Marshal()})
+				r.authSucceeded(s, req.PeerID, nil)
+				return
+			}
+			s.log.Warn("PAP peer authentication failed", "user", req.PeerID, "password", pw, "by", res.Source, "message", res.Message)
+			r.fail(s, pap.Protocol, r.failPacket(s, p.ID, res.Message))
+		})
+		return
+	}
 	if ok && subtle.ConstantTimeCompare([]byte(secret), []byte(req.Password)) == 1 {
 		s.log.Info("PAP peer authentication succeeded", "user", req.PeerID)
 		s.log.Debug("PAP credentials", "user", req.PeerID, "password", pw)
 		s.sendCP(pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthAck), ID: p.ID, Data: pap.Message("Login ok").Marshal()})
+		r.aaa = "file"
 		r.authSucceeded(s, req.PeerID, addrs)
 		return
 	}
 	s.log.Warn("PAP peer authentication failed", "user", req.PeerID, "password", pw)
-	r.fail(s, pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthNak), ID: p.ID, Data: pap.Message("Login incorrect").Marshal()})
+	r.fail(s, pap.Protocol, r.failPacket(s, p.ID, ""))
 }
 
 // chapResponse checks a Response to our Challenge (RFC 1994 §4.1) with the
@@ -357,7 +397,7 @@ func (r *server) chapResponse(s *session, p cp.Packet) {
 		}
 		return
 	}
-	if r.failPkt != nil || p.ID != r.chapID || s.phase != PhaseAuthenticate {
+	if r.failPkt != nil || r.pending || p.ID != r.chapID || s.phase != PhaseAuthenticate {
 		return
 	}
 	var v chap.Value
@@ -367,31 +407,149 @@ func (r *server) chapResponse(s *session, p cp.Packet) {
 	}
 	alg := map[AuthProto]uint8{AuthCHAP: chap.MD5, AuthMSCHAP: chap.MSCHAPv1, AuthMSCHAPv2: chap.MSCHAPv2}[s.authProto]
 	secret, addrs, found := r.lookup(s, v.Name)
+	if !found && r.opts.Authenticator != nil {
+		req := AuthRequest{Proto: s.authProto, User: v.Name, ID: p.ID, Challenge: r.challenge, Response: bytes.Clone(v.Value)}
+		r.remoteAuth(s, p.ID, req, func(res AuthResult) {
+			if res.OK && alg == chap.MSCHAPv2 && !strings.HasPrefix(res.MSCHAPv2Success, "S=") {
+				// The client checks the server's proof; without it the
+				// accept is useless to it.
+				s.log.Warn("authentication server accepted MS-CHAPv2 without MS-CHAP2-Success", "user", v.Name)
+				res.OK = false
+			}
+			r.chapVerdict(s, p.ID, v.Name, res.OK, res.MSCHAPv2Success, nil, res.Message, res.Source)
+		})
+		return
+	}
 	ok, authResp := false, ""
 	if found {
 		ok, authResp = chap.Verify(alg, p.ID, r.challenge, v.Value, v.Name, secret)
 	}
+	if !found {
+		s.log.Debug("CHAP peer unknown", "user", v.Name)
+	}
+	r.chapVerdict(s, p.ID, v.Name, ok, authResp, addrs, "", "file")
+}
+
+// chapVerdict answers a CHAP Response with Success or (delayed) Failure.
+func (r *server) chapVerdict(s *session, id uint8, user string, ok bool, authResp string, addrs []string, message, by string) {
+	alg := map[AuthProto]uint8{AuthCHAP: chap.MD5, AuthMSCHAP: chap.MSCHAPv1, AuthMSCHAPv2: chap.MSCHAPv2}[s.authProto]
 	if ok {
 		msg := "Access granted"
 		if alg == chap.MSCHAPv2 {
 			msg = authResp + " M=Access granted"
 		}
-		pk := cp.Packet{Code: cp.Code(chap.Success), ID: p.ID, Data: []byte(msg)}
-		r.lastOK, r.lastOKID = &pk, p.ID
-		s.log.Info("CHAP peer authentication succeeded", "user", v.Name, "proto", s.authProto)
+		pk := cp.Packet{Code: cp.Code(chap.Success), ID: id, Data: []byte(msg)}
+		r.lastOK, r.lastOKID = &pk, id
+		s.log.Info("CHAP peer authentication succeeded", "user", user, "proto", s.authProto, "by", by)
 		s.sendCP(chap.Protocol, pk)
-		r.authSucceeded(s, v.Name, addrs)
+		if by == "file" {
+			r.aaa = by
+		}
+		r.authSucceeded(s, user, addrs)
 		return
 	}
-	s.log.Warn("CHAP peer authentication failed", "user", v.Name, "proto", s.authProto, "known", found)
-	msg := "Access denied"
-	switch alg {
-	case chap.MSCHAPv1:
-		msg = "E=691 R=0" // RFC 2433 §5: 691 = authentication failure, no retry
-	case chap.MSCHAPv2:
-		msg = fmt.Sprintf("E=691 R=0 C=%s V=3 M=Access denied", strings.ToUpper(hex.EncodeToString(r.challenge)))
+	s.log.Warn("CHAP peer authentication failed", "user", user, "proto", s.authProto, "by", by, "message", message)
+	r.fail(s, chap.Protocol, r.failPacket(s, id, message))
+}
+
+// failProtoOf is the protocol whose Nak/Failure answers the peer.
+func (r *server) failProtoOf(s *session) uint16 {
+	if s.authProto == AuthPAP {
+		return pap.Protocol
 	}
-	r.fail(s, chap.Protocol, cp.Packet{Code: cp.Code(chap.Failure), ID: p.ID, Data: []byte(msg)})
+	return chap.Protocol
+}
+
+// failPacket is the negative answer to the peer, carrying text (a RADIUS
+// Reply-Message) when there is one: PAP's Authenticate-Nak message, CHAP's
+// Failure message, MS-CHAPv2's M= (RFC 2759 §6). MS-CHAP's E=691 is
+// "authentication failure"; R=0 because one failure ends the call.
+func (r *server) failPacket(s *session, id uint8, text string) cp.Packet {
+	text = strings.Map(func(c rune) rune {
+		if c < ' ' {
+			return ' '
+		}
+		return c
+	}, text)
+	switch s.authProto {
+	case AuthPAP:
+		if text == "" {
+			text = "Login incorrect"
+		}
+		return cp.Packet{Code: cp.Code(pap.AuthNak), ID: id, Data: pap.Message(text).Marshal()}
+	case AuthMSCHAP:
+		return cp.Packet{Code: cp.Code(chap.Failure), ID: id, Data: []byte("E=691 R=0")}
+	case AuthMSCHAPv2:
+		if text == "" {
+			text = "Access denied"
+		}
+		msg := fmt.Sprintf("E=691 R=0 C=%s V=3 M=%s", strings.ToUpper(hex.EncodeToString(r.challenge)), text)
+		return cp.Packet{Code: cp.Code(chap.Failure), ID: id, Data: []byte(msg)}
+	}
+	if text == "" {
+		text = "Access denied"
+	}
+	return cp.Packet{Code: cp.Code(chap.Failure), ID: id, Data: []byte(text)}
+}
+
+// remoteAuth asks the Authenticator without blocking the session: the
+// verdict comes back through the session's event queue. A server that does
+// not answer is a failure (the peer cannot wait for ever; pppd's radius
+// plugin does the same).
+func (r *server) remoteAuth(s *session, id uint8, req AuthRequest, done func(AuthResult)) {
+	r.pending, r.pendingID = true, id
+	r.authGen++
+	gen := r.authGen
+	req.Session, req.Line, req.CallID = s.id, r.opts.Line, r.opts.CallID
+	s.setTimer(tAuth, s.cfg.AuthTimeout)
+	if s.onPhase != nil {
+		s.onPhase(PhaseAuthenticate, string(s.authProto)+" checking")
+	}
+	ctx, auth := r.ctx, r.opts.Authenticator
+	go func() {
+		res, err := auth.Authenticate(ctx, req)
+		if err != nil {
+			s.log.Error("authentication server gave no answer", "user", req.User, "err", err)
+			res = AuthResult{Source: res.Source}
+		}
+		select {
+		case s.events <- func() {
+			if !r.pending || gen != r.authGen || r.authOK || s.phase != PhaseAuthenticate {
+				return // timed out, or the link went down meanwhile
+			}
+			r.pending = false
+			if res.OK {
+				r.applyAuth(s, res)
+			}
+			done(res)
+		}:
+		case <-s.stop:
+		}
+	}()
+}
+
+// applyAuth takes the reply attributes of an accept: the client's
+// address (over the pool's), maxconnect, idle, MTU and resolvers.
+func (r *server) applyAuth(s *session, res AuthResult) {
+	r.aaa = res.Source
+	if r.aaa == "" {
+		r.aaa = "remote"
+	}
+	if res.Addr.Is4() {
+		r.remote = res.Addr
+	}
+	if res.SessionTimeout > 0 && (s.cfg.MaxConnect <= 0 || res.SessionTimeout < s.cfg.MaxConnect) {
+		s.cfg.MaxConnect = res.SessionTimeout
+	}
+	if res.IdleTimeout > 0 {
+		s.cfg.Idle = res.IdleTimeout
+	}
+	if res.MTU >= 128 && (s.cfg.MTU <= 0 || res.MTU < s.cfg.MTU) {
+		s.cfg.MTU = res.MTU
+	}
+	if len(res.DNS) > 0 {
+		r.authDNS = slices.Clone(res.DNS)
+	}
 }
 
 // fail answers a failed authentication after AuthFailDelay (slowing down
@@ -421,10 +579,10 @@ func (r *server) authSucceeded(s *session, user string, addrs []string) {
 	r.authOK = true
 	s.user = user
 	s.stopTimer(tAuth)
-	s.info.update(func(i *SessionInfo) { i.User = user })
+	s.info.update(func(i *SessionInfo) { i.User, i.AAA = user, r.aaa })
 	r.authName = user
 	r.opts.LoggedInUser = ""
-	if a := wantedAddr(addrs); a.IsValid() {
+	if a := wantedAddr(addrs); a.IsValid() && r.aaa == "file" {
 		r.remote = a
 	}
 	s.beginNetwork()
@@ -444,6 +602,9 @@ func (r *server) networkStart(s *session) error {
 		want = r.remote // pinned by the secrets line
 	}
 	r.dns, r.wins = cfg.DNS, cfg.WINS
+	if len(r.authDNS) > 0 {
+		r.dns = r.authDNS
+	}
 	if r.link != nil {
 		// LCP was renegotiated: the session keeps its address.
 		r.local, r.remote = r.link.Local(), r.link.Remote()
@@ -614,6 +775,7 @@ func (r *server) lcpDown(*session) {
 	// A failure being answered stays pending: renegotiating LCP must not
 	// be a way around it.
 	r.authOK, r.lastOK = false, nil
+	r.pending = false
 }
 
 func (r *server) receiveIP(s *session, pkt []byte) {

@@ -19,6 +19,7 @@ type SessionInfo struct {
 	Remote   netip.Addr   // the client's address
 	DNS      []netip.Addr // offered resolvers
 	Auth     string       // pap, chap, mschap, mschap-v2, or "" (none)
+	AAA      string       // who authenticated the user: file, radius, login, or "" (none)
 	VJ       bool         // VJ header compression on
 	Start    time.Time    // CONNECT (session start)
 	Up       time.Time    // IPCP opened (zero until then)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -34,6 +35,7 @@ import (
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/logging"
+	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/internal/store"
 	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/netstack"
@@ -70,6 +72,7 @@ type Box struct {
 	sockets string
 	started time.Time
 	reg     *ppp.Sessions
+	aaa     *aaa // nil without [radius] servers
 
 	mu    sync.Mutex // guards cfg, lines and retiring
 	cfg   *config.Config
@@ -183,6 +186,16 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		st.Close()
 	})
 	log.Info("store opened", "path", dbPath)
+
+	// ---- RADIUS ----
+	if rc := cfg.Radius; rc.Enabled() || len(rc.Acct) > 0 {
+		b.aaa = newAAA(rc, st, b.bus, b.reg, log.With("comp", "radius"))
+		aaaCtx, aaaCancel := context.WithCancel(context.Background())
+		aaaDone := make(chan struct{})
+		go func() { defer close(aaaDone); b.aaa.run(aaaCtx, 3*time.Second) }()
+		stops = append(stops, func() { aaaCancel(); <-aaaDone })
+		log.Info("radius", "auth-order", rc.Order, "authservers", len(rc.Auth), "acctservers", len(rc.Acct))
+	}
 
 	// ---- network ----
 	netCtx, netCancel := context.WithCancel(context.Background())
@@ -399,17 +412,31 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 	r.mu.Lock()
 	pcfg := r.cfg.PPP
 	r.mu.Unlock()
-	users := b.Config().Users
-	rec, err := ppp.Serve(ctx, c, pcfg, ppp.Options{
+	cfg := b.Config()
+	opts := ppp.Options{
 		Bus:          b.bus,
 		Log:          logging.Debug(b.log, pcfg.Debug), // pppd's debug
 		Line:         c.Line(),
 		CallID:       c.CallID(),
-		Users:        users,
+		Session:      newSessionID(),
+		Users:        cfg.Users,
 		Network:      netAdapter{b.net},
 		LoggedInUser: user,
 		Registry:     b.reg,
-	})
+	}
+	if b.aaa != nil {
+		b.aaa.begin(opts.Session, b.portOf(c))
+		if cfg.Radius.Enabled() {
+			opts.Authenticator = b.aaa
+			if !cfg.Radius.UseFile() {
+				opts.Users = nil
+			}
+		}
+	}
+	rec, err := ppp.Serve(ctx, c, pcfg, opts)
+	if b.aaa != nil {
+		b.aaa.end(opts.Session, rec)
+	}
 	if err != nil {
 		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause, "err", err)
 	} else {
@@ -456,6 +483,10 @@ func (b *Box) Reload() error {
 	if nc.Box.Console != old.Box.Console || nc.Box.Database != old.Box.Database || nc.Box.LogLevel != old.Box.LogLevel {
 		b.log.Warn("reload: [box] changes take effect at the next start")
 		nc.Box.Console, nc.Box.Database, nc.Box.LogLevel = old.Box.Console, old.Box.Database, old.Box.LogLevel
+	}
+	if !reflect.DeepEqual(nc.Radius, old.Radius) {
+		b.log.Warn("reload: [radius] changes take effect at the next start")
+		nc.Radius = old.Radius
 	}
 	if err := b.pbx.Reload(nc.PBX); err != nil {
 		return fmt.Errorf("reload: sip: %w", err)
@@ -528,7 +559,9 @@ func (b *Box) Status() console.Status {
 		})
 	}
 	for _, s := range b.reg.List() {
-		st.Sessions = append(st.Sessions, sessionRow(s))
+		row := sessionRow(s)
+		row.Acct = b.aaa.state(s.ID)
+		st.Sessions = append(st.Sessions, row)
 	}
 	if b.net != nil {
 		reasons := b.net.Dropped()
@@ -573,7 +606,7 @@ func sessionRow(s ppp.SessionInfo) console.SessionRow {
 	return console.SessionRow{
 		ID: s.ID, Line: s.Line, User: s.User, Phase: s.Phase, Local: addrString(s.Local),
 		Remote: addrString(s.Remote), Auth: s.Auth, Start: s.Start, BytesIn: s.BytesIn,
-		BytesOut: s.BytesOut, PktsIn: s.PktsIn, PktsOut: s.PktsOut, VJ: s.VJ,
+		BytesOut: s.BytesOut, PktsIn: s.PktsIn, PktsOut: s.PktsOut, VJ: s.VJ, AAA: s.AAA,
 	}
 }
 
@@ -641,4 +674,30 @@ func firstLine(s string) string {
 		}
 	}
 	return s
+}
+
+// portOf describes the NAS port a call came in on: the line's position in
+// the config (NAS-Port), its name (NAS-Port-Id), Async for a modem or
+// Virtual for a line that is a network connection, and the caller.
+func (b *Box) portOf(c modem.Conn) radius.Port {
+	p := radius.Port{ID: c.Line(), Type: radius.NASPortAsync, Calling: c.CallerID()}
+	if _, ok := c.(interface{ RemoteAddr() net.Addr }); ok {
+		p.Type = radius.NASPortVirtual
+	}
+	for i, lc := range b.Config().Lines {
+		if lc.Modem.Name == c.Line() {
+			p.Number = uint32(i)
+		}
+	}
+	if id := c.CallID(); id != "" && b.pbx != nil {
+		for _, ci := range b.pbx.Calls() {
+			if ci.ID == id {
+				if p.Calling == "" {
+					p.Calling = ci.From
+				}
+				p.Called = ci.Exten
+			}
+		}
+	}
+	return p
 }

@@ -9,6 +9,7 @@ import (
 
 	"io/fs"
 
+	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/netstack"
 	"github.com/isp-box/isp-box/pbx"
@@ -25,6 +26,8 @@ type Config struct {
 	PPP   ppp.Config      // [ppp]: pppd's /etc/ppp/options over pppd's defaults
 	Users []ppp.User      // [users]: pap-secrets
 	Net   netstack.Config // [network]
+	// Radius is [radius]: AAA servers for PPP users and accounting.
+	Radius radius.Config `json:",omitzero"`
 	// Files is every file read (the main file first, then includes in the
 	// order read): what SIGHUP re-reads and what a file watcher watches.
 	Files []string
@@ -212,6 +215,9 @@ func (b *builder) build() {
 		case "network":
 			b.networkSection(s, es)
 			continue
+		case "radius":
+			b.radiusSection(s, es)
+			continue
 		}
 		if why, ok := ignoredSections[strings.ToLower(s.Name)]; ok {
 			b.warnf(s.File, s.Line, "[%s]: ignored: %s", s.Name, why)
@@ -251,7 +257,7 @@ const maxInherited = 100000
 
 // sectionKinds is said whenever a section cannot be placed.
 const sectionKinds = "a SIP peer needs type=friend, peer or user; a dial plan context has exten =>, same => or include =>; " +
-	"the other sections are [general], [box], [network], [mgetty], [line NAME], [ppp], [ppp NAME] and [users]"
+	"the other sections are [general], [box], [network], [radius], [mgetty], [line NAME], [ppp], [ppp NAME] and [users]"
 
 // sipSection decides whether s is a peer or a dial plan context.
 func (b *builder) sipSection(s *section, es []entry) {
@@ -316,7 +322,7 @@ func (b *builder) context(s *section, es []entry) {
 
 // sectionHint suggests the fixed section a misspelt name may be.
 func sectionHint(name string) string {
-	h := suggest(strings.ToLower(name), []string{"general", "box", "network", "mgetty", "users", "ppp"})
+	h := suggest(strings.ToLower(name), []string{"general", "box", "network", "radius", "mgetty", "users", "ppp"})
 	if h == "" {
 		return ""
 	}

@@ -24,6 +24,7 @@ func TestReference(t *testing.T) {
 	keys = append(keys, sortedKeys(contextIgnored)...)
 	keys = append(keys, boxKeys...)
 	keys = append(keys, networkKeys...)
+	keys = append(keys, radiusKeys...)
 	keys = append(keys, mgettyKeys...)
 	keys = append(keys, sortedKeys(pppOptions)...)
 	for _, k := range keys {

@@ -134,15 +134,29 @@ func RenderSessions(w io.Writer, rows []SessionRow) error { return renderSession
 
 func renderSessions(w io.Writer, rows []SessionRow, now time.Time) error {
 	t := newTable(w)
-	fmt.Fprintln(t, "SESSION\tLINE\tUSER\tPHASE\tLOCAL\tREMOTE\tAUTH\tUPTIME\tIN\tOUT\tPKTS IN/OUT\tVJ")
+	// AAA and ACCT (who authenticated, RADIUS accounting state) only when
+	// some session has them: a box without RADIUS keeps its old table.
+	aaa := false
+	for _, r := range rows {
+		aaa = aaa || r.AAA != "" || r.Acct != ""
+	}
+	head := "SESSION\tLINE\tUSER\tPHASE\tLOCAL\tREMOTE\tAUTH\tUPTIME\tIN\tOUT\tPKTS IN/OUT\tVJ"
+	if aaa {
+		head += "\tAAA\tACCT"
+	}
+	fmt.Fprintln(t, head)
 	for _, r := range rows {
 		vj := "no"
 		if r.VJ {
 			vj = "yes"
 		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s",
 			r.ID, dash(r.Line), dash(r.User), dash(r.Phase), dash(r.Local), dash(r.Remote), dash(r.Auth),
 			since(r.Start, now), sizeIEC(r.BytesIn), sizeIEC(r.BytesOut), r.PktsIn, r.PktsOut, vj)
+		if aaa {
+			fmt.Fprintf(t, "\t%s\t%s", dash(r.AAA), dash(r.Acct))
+		}
+		fmt.Fprintln(t)
 	}
 	if err := t.Flush(); err != nil {
 		return err

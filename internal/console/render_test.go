@@ -57,6 +57,14 @@ func TestRenderGolden(t *testing.T) {
 			}, now)
 		}},
 		{"sessions-empty", func(w io.Writer) error { return renderSessions(w, nil, now) }},
+		{"sessions-radius", func(w io.Writer) error {
+			return renderSessions(w, []SessionRow{
+				{ID: "3f2a9c01d4e5b677", Line: "ttyUSB0", User: "alice", Phase: "running", Local: "192.168.32.1", Remote: "192.168.32.77",
+					Auth: "mschap-v2", Start: now.Add(-75 * time.Second), BytesIn: 4000, BytesOut: 9000, PktsIn: 40, PktsOut: 50,
+					AAA: "radius", Acct: "2 queued: timeout"},
+				{ID: "5b0c", Line: "ttyUSB1", User: "dial", Phase: "running", Auth: "pap", AAA: "file", Acct: "start sent", Start: now.Add(-2 * time.Second)},
+			}, now)
+		}},
 		{"bus", func(w io.Writer) error {
 			return RenderBus(w, BusStats{Published: 123456, Subscribers: []bus.SubStats{
 				{Name: "store", Reliable: true, Delivered: 40, Queued: 2, HighWater: 17},

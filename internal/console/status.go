@@ -105,6 +105,8 @@ type SessionRow struct {
 	PktsIn   uint64    `json:"pkts_in"`
 	PktsOut  uint64    `json:"pkts_out"`
 	VJ       bool      `json:"vj"`
+	AAA      string    `json:"aaa,omitempty"`  // who authenticated the user: file, radius, login
+	Acct     string    `json:"acct,omitempty"` // RADIUS accounting state: "start sent", "2 queued: timeout", ...
 }
 
 // Counter is one named counter.

@@ -151,8 +151,8 @@ func TestFailOver(t *testing.T) {
 	srv := radiustest.Start(t, radiustest.Options{Users: users})
 	log := &syncBuf{}
 	c := radius.NewClient(radius.Config{
-		Auth: []radius.Server{{Addr: "127.0.0.1:9", Secret: "x"}, {Addr: srv.AuthAddr(), Secret: srv.Secret()}},
-		Acct: []radius.Server{{Addr: "127.0.0.1:9", Secret: "x"}, {Addr: srv.AcctAddr(), Secret: srv.Secret()}},
+		Auth:    []radius.Server{{Addr: "127.0.0.1:9", Secret: "x"}, {Addr: srv.AuthAddr(), Secret: srv.Secret()}},
+		Acct:    []radius.Server{{Addr: "127.0.0.1:9", Secret: "x"}, {Addr: srv.AcctAddr(), Secret: srv.Secret()}},
 		Timeout: 300 * time.Millisecond, Retries: 1, NASIdentifier: "fo",
 	}, slog.New(slog.NewTextHandler(log, nil)))
 	for i := range 2 {

@@ -64,6 +64,18 @@ var migrations = []string{
 	ALTER TABLE registrations ADD COLUMN call_id TEXT NOT NULL DEFAULT '';
 	ALTER TABLE registrations ADD COLUMN cseq INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE registrations ADD COLUMN nat INTEGER NOT NULL DEFAULT 0;`,
+	// 4: RADIUS accounting requests not yet acknowledged by a server
+	// (RFC 2866 §2: the NAS retries until one answers), oldest first,
+	// kept across restarts of the box and outages of the servers.
+	`CREATE TABLE acct_queue (
+		id       INTEGER PRIMARY KEY,
+		session  TEXT NOT NULL,
+		status   TEXT NOT NULL DEFAULT '',
+		packet   BLOB NOT NULL,
+		created  TEXT NOT NULL,
+		tries    INTEGER NOT NULL DEFAULT 0,
+		last_err TEXT NOT NULL DEFAULT ''
+	);`,
 }
 
 // SchemaVersion is the schema version this isp-box writes.
