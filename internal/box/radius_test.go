@@ -13,6 +13,7 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/radius/radiustest"
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/ppp"
 )
 
@@ -118,7 +119,7 @@ func TestRadiusDialIn(t *testing.T) {
 		}
 		r.readClient("NO CARRIER")
 		waitPeersReady(t, b.Box)
-		if !strings.Contains(r.logs.tail(400), "Bob, your account is overdue") {
+		if !strings.Contains(r.logs.Tail(400), "Bob, your account is overdue") {
 			t.Error("the client was not shown the server's Reply-Message")
 		}
 	})
@@ -195,7 +196,7 @@ func TestRadiusAccounting(t *testing.T) {
 		}
 	}
 	// Session-Timeout 6 ends it; the line goes idle again.
-	waitFor(t, 30*time.Second, "session ended by Session-Timeout", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "session ended by Session-Timeout", func() (bool, string) {
 		_, ok := pppDown(b.events.all(), id)
 		return ok, "still up"
 	})
@@ -205,7 +206,7 @@ func TestRadiusAccounting(t *testing.T) {
 	s.HangUp(ctx)
 	waitPeersReady(t, b.Box)
 	down, _ := pppDown(b.events.all(), id)
-	waitFor(t, 15*time.Second, "Stop in the detail file", func() (bool, string) {
+	testutil.WaitFor(t, 15*time.Second, "Stop in the detail file", func() (bool, string) {
 		recs := acctFor(srv, id)
 		return len(recs) > 0 && recs[len(recs)-1]["Acct-Status-Type"] == "Stop", statuses(recs)
 	})
@@ -267,7 +268,7 @@ func TestRadiusAccountingOutage(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	id1 := b.Status().Sessions[0].ID
-	waitFor(t, 10*time.Second, "Start received", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "Start received", func() (bool, string) {
 		return len(acctFor(srv, id1)) == 1, statuses(acctFor(srv, id1))
 	})
 	srv.Stop()
@@ -275,7 +276,7 @@ func TestRadiusAccountingOutage(t *testing.T) {
 	r.readClient("NO CARRIER")
 	time.Sleep(3 * time.Second) // a few failed tries
 	srv.Restart()
-	waitFor(t, 30*time.Second, "Stop delivered after the server came back", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "Stop delivered after the server came back", func() (bool, string) {
 		recs := acctFor(srv, id1)
 		return statuses(recs) == "Start,Stop", statuses(recs)
 	})
@@ -292,7 +293,7 @@ func TestRadiusAccountingOutage(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	id2 := b.Status().Sessions[0].ID
-	waitFor(t, 10*time.Second, "accounting shown as queued", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "accounting shown as queued", func() (bool, string) {
 		st := b.Status()
 		return len(st.Sessions) == 1 && strings.Contains(st.Sessions[0].Acct, "queued"), fmt.Sprintf("%+v", st.Sessions)
 	})
@@ -302,7 +303,7 @@ func TestRadiusAccountingOutage(t *testing.T) {
 	srv.Restart()
 	b2 := r.startBox()
 	r.waitReady(b2)
-	waitFor(t, 30*time.Second, "records of the restart delivered", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "records of the restart delivered", func() (bool, string) {
 		recs := acctFor(srv, id2)
 		return statuses(recs) == "Start,Stop", statuses(recs)
 	})
@@ -328,7 +329,7 @@ func TestRadiusWrongSecret(t *testing.T) {
 	if _, err := r.dialAs(ctx, "alice", "wonderland"); !errors.Is(err, ppp.ErrAuthFailed) {
 		t.Errorf("dial: %v, want %v", err, ppp.ErrAuthFailed)
 	}
-	logs := r.logs.tail(300)
+	logs := r.logs.Tail(300)
 	if !strings.Contains(logs, "wrong shared secret") {
 		t.Errorf("the box's log does not name the shared secret as the likely cause:\n%s", logs)
 	}
