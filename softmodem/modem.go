@@ -9,6 +9,7 @@ import (
 	"github.com/isp-box/isp-box/softmodem/dsp"
 	"github.com/isp-box/isp-box/softmodem/fsk"
 	"github.com/isp-box/isp-box/softmodem/tones"
+	"github.com/isp-box/isp-box/softmodem/v22"
 )
 
 // Modulation is the data modulation of a call.
@@ -17,6 +18,8 @@ type Modulation int
 const (
 	V21 Modulation = iota
 	Bell103
+	V22    // 1200 bit/s
+	V22bis // 2400 bit/s, falling back to 1200
 )
 
 func (m Modulation) String() string {
@@ -25,12 +28,24 @@ func (m Modulation) String() string {
 		return "V.21"
 	case Bell103:
 		return "Bell 103"
+	case V22:
+		return "V.22"
+	case V22bis:
+		return "V.22bis"
 	}
 	return fmt.Sprintf("Modulation(%d)", int(m))
 }
 
-// Rate is the data rate of the modulation in bit/s.
-func (m Modulation) Rate() int { return 300 }
+// Rate is the highest data rate of the modulation in bit/s.
+func (m Modulation) Rate() int {
+	switch m {
+	case V22:
+		return 1200
+	case V22bis:
+		return 2400
+	}
+	return 300
+}
 
 // ParseModulation reads a modulation name as written in the dial plan.
 func ParseModulation(s string) (Modulation, error) {
@@ -39,8 +54,12 @@ func ParseModulation(s string) (Modulation, error) {
 		return V21, nil
 	case "bell103", "Bell103", "bell 103", "Bell 103":
 		return Bell103, nil
+	case "v22", "V22", "V.22":
+		return V22, nil
+	case "v22bis", "V22bis", "V.22bis":
+		return V22bis, nil
 	}
-	return 0, fmt.Errorf("softmodem: unknown modulation %q (want v21 or bell103)", s)
+	return 0, fmt.Errorf("softmodem: unknown modulation %q (want v21, bell103, v22 or v22bis)", s)
 }
 
 // Role is which end of the call the modem is.
@@ -99,14 +118,27 @@ type Config struct {
 	BillingDelay int
 	// ANSDuration is the answer tone's length in ms; 0 means V.25's 3.3 s.
 	ANSDuration int
-	// NoReversals sends ANS without phase reversals.
-	NoReversals bool
+	// ANS selects the answer tone: by default /ANS (with phase
+	// reversals) for FSK and plain ANS for V.22/V.22bis, which need no
+	// echo canceller disabled (V.25 §5.2.2) and whose callers may take
+	// the reversals for a carrier: spandsp 0.0.6's V.22bis caller trains
+	// on /ANS and then fails.
+	ANS ANSKind
 	// Level is the transmit level in dBm0; 0 means -13 dBm0.
 	Level float64
 	// CarrierLossMillis is how long the remote carrier may vanish before
 	// the call is declared lost; 0 means 1400 ms (the Hayes S10 default).
 	CarrierLossMillis int
 }
+
+// ANSKind is the answer tone of Config.ANS.
+type ANSKind int
+
+const (
+	ANSDefault   ANSKind = iota
+	ANSPlain             // 2100 Hz
+	ANSReversals         // 2100 Hz with a phase reversal every 450 ms
+)
 
 // ErrCarrierLost is returned by Read once the remote carrier is gone and
 // every received byte has been read.
@@ -122,7 +154,12 @@ type Stats struct {
 	State      State
 	Rate       int
 	// RxLevel is the received signal level in dBm0.
-	RxLevel       float64
+	RxLevel float64
+	// SNR (dB), EQMSE (relative to the symbol power) and Retrains come
+	// from the V.22/V.22bis receiver.
+	SNR           float64
+	EQMSE         float64
+	Retrains      int
 	TxBytes       int64
 	RxBytes       int64
 	FramingErrors int
@@ -145,6 +182,8 @@ type Modem struct {
 	ansDet    *tones.ANSDetector
 	fskTx     *fsk.Tx
 	fskRx     *fsk.Rx
+	v22       *v22.Pump // nil for FSK
+	v22Start  bool
 	atx       *async.Tx
 	arx       *async.Rx
 	carrierOn int64 // samples the remote carrier has been continuously present
@@ -178,7 +217,8 @@ func New(cfg Config) *Modem {
 	}
 	m := &Modem{cfg: cfg, notify: make(chan struct{}), level: dsp.NewPowerMeter(0.1)}
 	rms := dsp.DBm0(cfg.Level)
-	m.ans = tones.NewANS(rms, !cfg.NoReversals)
+	rev := cfg.ANS == ANSReversals || (cfg.ANS == ANSDefault && cfg.Modulation.Rate() == 300)
+	m.ans = tones.NewANS(rms, rev)
 	m.ansDet = tones.NewANSDetector()
 	m.atx = async.NewTx(cfg.Format, m.getByte)
 	m.arx = async.NewRx(cfg.Format, m.putByte)
@@ -189,9 +229,16 @@ func New(cfg Config) *Modem {
 	if cfg.Role == Originate {
 		txSpec, rxSpec = rxSpec, txSpec
 	}
-	m.fskTx = fsk.NewTx(txSpec, rms, m.atx.Bit)
-	m.fskRx = fsk.NewRx(rxSpec, m.putBit)
-	m.stats = Stats{Modulation: cfg.Modulation, Role: cfg.Role, Rate: cfg.Modulation.Rate()}
+	if cfg.Modulation == V22 || cfg.Modulation == V22bis {
+		m.v22 = v22.New(cfg.Role == Originate, cfg.Modulation.Rate(), rms, m.atx.Bit, m.arx.PutBit)
+	} else {
+		m.fskTx = fsk.NewTx(txSpec, rms, m.atx.Bit)
+		m.fskRx = fsk.NewRx(rxSpec, m.putBit)
+	}
+	m.stats = Stats{Modulation: cfg.Modulation, Role: cfg.Role}
+	if m.v22 == nil {
+		m.stats.Rate = cfg.Modulation.Rate()
+	}
 	switch {
 	case cfg.Role == Originate:
 		m.state = StateTraining
@@ -228,10 +275,33 @@ func (m *Modem) Process(rx, tx []int16) {
 	m.stats.Samples = m.total
 	m.stats.RxLevel = m.level.DBm0()
 	m.stats.FramingErrors = m.arx.FramingErrors
+	if m.v22 != nil {
+		st := m.v22.Stats()
+		m.stats.Rate, m.stats.SNR, m.stats.EQMSE, m.stats.Retrains = st.Rate, st.SNR, st.MSE, st.Retrains
+	}
 	m.mu.Unlock()
 }
 
 func (m *Modem) receive(rx []float64) {
+	if m.v22 != nil {
+		if m.cfg.Role == Originate && m.state == StateTraining {
+			// The answerer's ANS is not for the V.22bis receiver: it
+			// would settle on the tone and miss the unscrambled ones.
+			m.ansDet.Push(rx)
+			if m.ansDet.Present {
+				clear(rx)
+			}
+		}
+		m.v22.Demodulate(rx)
+		if m.v22.Carrier() {
+			m.carrierOn += int64(len(rx))
+			m.carrierOf = 0
+		} else {
+			m.carrierOn = 0
+			m.carrierOf += int64(len(rx))
+		}
+		return
+	}
 	if m.state == StateTraining && m.cfg.Role == Originate {
 		m.ansDet.Push(rx)
 	}
@@ -269,6 +339,19 @@ func (m *Modem) transmit(tx []float64) {
 			m.setState(StateTraining)
 		}
 	case StateTraining:
+		if m.v22 != nil {
+			// The V.22bis handshake runs inside the pump (§6.3.1); the
+			// answerer's starts with unscrambled ones after ANS.
+			if !m.v22Start {
+				m.v22.Start()
+				m.v22Start = true
+			}
+			m.v22.Modulate(tx)
+			if m.v22.Ready() {
+				m.setState(StateData)
+			}
+			return
+		}
 		if m.cfg.Role == Originate && m.carrierOn < ms(150) && m.n < ms(150) {
 			clear(tx) // not until the answering carrier is heard
 			m.n = 0
@@ -281,7 +364,11 @@ func (m *Modem) transmit(tx []float64) {
 			m.setState(StateData)
 		}
 	case StateData:
-		m.fskTx.Modulate(tx)
+		if m.v22 != nil {
+			m.v22.Modulate(tx)
+		} else {
+			m.fskTx.Modulate(tx)
+		}
 		if m.carrierOf >= ms(m.cfg.CarrierLossMillis) {
 			m.setState(StateCarrierLost)
 		}
@@ -329,7 +416,8 @@ func (m *Modem) putBit(bit int) {
 // 150 ms: the far end may go to data a little before this end does, and
 // its first characters must not be lost.
 func (m *Modem) putByte(b byte) {
-	if m.state != StateData && (m.state != StateTraining || m.carrierOn < ms(150)) {
+	// (V.22's pump hands over bits only once in data.)
+	if m.v22 == nil && m.state != StateData && (m.state != StateTraining || m.carrierOn < ms(150)) {
 		return
 	}
 	m.mu.Lock()

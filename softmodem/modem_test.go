@@ -335,3 +335,93 @@ func TestMinimodem(t *testing.T) {
 		})
 	}
 }
+
+// TestSpandspV22bisCall: the whole answer sequence against spandsp's
+// V.22bis caller: V.25 silence and ANS with reversals, then the V.22bis
+// handshake and 10 KB each way. Reports how long training took.
+func TestSpandspV22bisCall(t *testing.T) {
+	spandsppeer.Binary(t)
+	for _, tc := range []struct {
+		name     string
+		mod      Modulation
+		peerRate string
+		imp      linesim.Impairments
+		want     int
+	}{
+		{"v22bis", V22bis, "2400", linesim.Impairments{Law: g711.Ulaw, SNR: 35, Seed: 1}, 2400},
+		{"v22bis-alaw-caller1200", V22bis, "1200", linesim.Impairments{Law: g711.Alaw, SNR: 35, Seed: 2}, 1200},
+		{"v22", V22, "2400", linesim.Impairments{Law: g711.Ulaw, SNR: 35, Seed: 3}, 1200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := 10 * 1024
+			if testing.Short() {
+				n = 1024
+			}
+			dir := t.TempDir()
+			fromGo, fromPeer := randomBytes(n, 40), randomBytes(n, 41)
+			txFile, rxFile := filepath.Join(dir, "tx"), filepath.Join(dir, "rx")
+			if err := os.WriteFile(txFile, fromPeer, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			peer := spandsppeer.Start(t, tc.imp.Law, "v22bis", "call", tc.peerRate, txFile, rxFile, "9000")
+			m := New(Config{Modulation: tc.mod, Role: Answer})
+			back := tc.imp
+			back.Seed += 100
+			line := linesim.New(m, peer, tc.imp, back)
+			if !line.Run(12, func() bool { return m.State() == StateData }) {
+				log, _ := peer.Wait()
+				t.Fatalf("no data state after 12 s: %v %+v\n%s", m.State(), m.Stats(), log)
+			}
+			callTime := float64(line.Samples) / 8000
+			ansEnd := float64(tones.BillingDelay+tones.ANSDuration+tones.PostANSSilence) / 1000
+			m.Write(fromGo)
+			var got []byte
+			line.Run(9+float64(n)*10/float64(tc.want)*1.05+2, func() bool {
+				got = append(got, m.TakeReceived()...)
+				return len(got) >= n && m.Pending() == 0 && line.Samples > int64((9+float64(n)*10/float64(tc.want)+1)*8000)
+			})
+			st := m.Stats()
+			log, err := peer.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			peerGot, _ := os.ReadFile(rxFile)
+			t.Logf("%s: data after %.2f s of call audio (%.2f s after ANS ended), %d bit/s, SNR %.1f dB, EQ MSE %.4f",
+				tc.name, callTime, callTime-ansEnd, st.Rate, st.SNR, st.EQMSE)
+			if st.Rate != tc.want {
+				t.Errorf("rate %d, want %d", st.Rate, tc.want)
+			}
+			if callTime-ansEnd > 5 {
+				t.Errorf("training took %.2f s after ANS", callTime-ansEnd)
+			}
+			if !bytes.Equal(got, fromPeer) || !bytes.Equal(peerGot, fromGo) {
+				t.Errorf("spandsp->Go %d/%d bytes, %d differ; Go->spandsp %d/%d, %d differ\n%s",
+					len(got), n, countDiff(got, fromPeer), len(peerGot), n, countDiff(peerGot, fromGo), log)
+			}
+		})
+	}
+}
+
+func TestV22bisPair(t *testing.T) {
+	ans := New(fastAnswer(Config{Modulation: V22bis, Role: Answer}))
+	org := New(Config{Modulation: V22bis, Role: Originate})
+	a2o, o2a := randomBytes(2000, 5), randomBytes(2000, 6)
+	ans.Write(a2o)
+	org.Write(o2a)
+	line := linesim.New(ans, org, linesim.Impairments{Law: g711.Ulaw, SNR: 30, PPM: 100, Seed: 9},
+		linesim.Impairments{Law: g711.Alaw, SNR: 30, PPM: -100, Seed: 10})
+	var gotA, gotO []byte
+	line.Run(30, func() bool {
+		gotA = append(gotA, ans.TakeReceived()...)
+		gotO = append(gotO, org.TakeReceived()...)
+		return len(gotA) >= len(o2a) && len(gotO) >= len(a2o)
+	})
+	if !bytes.Equal(gotO, a2o) || !bytes.Equal(gotA, o2a) {
+		t.Errorf("answer->originate %d/%d, %d differ; originate->answer %d/%d, %d differ (%v %v)",
+			len(gotO), len(a2o), countDiff(gotO, a2o), len(gotA), len(o2a), countDiff(gotA, o2a), ans.Stats(), org.Stats())
+	}
+	if s := ans.Stats(); s.Rate != 2400 || s.Modulation != V22bis {
+		t.Errorf("answerer stats %+v", s)
+	}
+}

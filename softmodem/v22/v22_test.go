@@ -1,0 +1,177 @@
+package v22
+
+import (
+	"bytes"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/isp-box/isp-box/softmodem/async"
+	"github.com/isp-box/isp-box/softmodem/dsp"
+	"github.com/isp-box/isp-box/softmodem/g711"
+	"github.com/isp-box/isp-box/softmodem/internal/linesim"
+)
+
+// end is a pump with async framing on both sides, as a line endpoint.
+type end struct {
+	p    *Pump
+	atx  *async.Tx
+	arx  *async.Rx
+	got  []byte
+	f    []float64
+	data []byte
+}
+
+func newEnd(caller bool, rate int, data []byte) *end {
+	e := &end{data: data}
+	e.atx = async.NewTx(async.Format8N1, func() (byte, bool) {
+		if len(e.data) == 0 {
+			return 0, false
+		}
+		b := e.data[0]
+		e.data = e.data[1:]
+		return b, true
+	})
+	e.arx = async.NewRx(async.Format8N1, func(b byte) { e.got = append(e.got, b) })
+	e.p = New(caller, rate, dsp.DBm0(-13), e.atx.Bit, e.arx.PutBit)
+	if !caller {
+		e.p.Start()
+	}
+	return e
+}
+
+func (e *end) Process(rx, tx []int16) {
+	if len(e.f) < len(rx) {
+		e.f = make([]float64, len(rx))
+	}
+	for i, x := range rx {
+		e.f[i] = float64(x)
+	}
+	e.p.Demodulate(e.f[:len(rx)])
+	e.p.Modulate(e.f[:len(tx)])
+	for i, x := range e.f[:len(tx)] {
+		tx[i] = dsp.Clip16(x)
+	}
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 7))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.IntN(256))
+	}
+	return b
+}
+
+func TestScrambler(t *testing.T) {
+	var s, d scrambler
+	in := randomBytes(1000, 1)
+	for _, b := range in {
+		for i := 0; i < 8; i++ {
+			bit := int(b>>i) & 1
+			if got := d.descramble(s.scramble(bit)); got != bit {
+				t.Fatal("descrambler does not invert the scrambler")
+			}
+		}
+	}
+	// Ones in: the 64-ones rule keeps the line from a constant pattern.
+	run := 0
+	for i := 0; i < 10000; i++ {
+		if s.scramble(1) == 1 {
+			run++
+		} else {
+			run = 0
+		}
+		if run > 64 {
+			t.Fatal("more than 64 ones on the line")
+		}
+	}
+}
+
+func TestPair(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ansRate  int
+		callRate int
+		imp      linesim.Impairments
+		wantRate int
+	}{
+		{"2400", 2400, 2400, linesim.Impairments{Law: g711.Ulaw}, 2400},
+		{"1200 caller", 2400, 1200, linesim.Impairments{Law: g711.Ulaw}, 1200},
+		{"1200 answerer", 1200, 2400, linesim.Impairments{Law: g711.Ulaw}, 1200},
+		{"2400 30dB", 2400, 2400, linesim.Impairments{Law: g711.Alaw, SNR: 30, Seed: 3}, 2400},
+		{"2400 +100ppm", 2400, 2400, linesim.Impairments{Law: g711.Ulaw, SNR: 30, PPM: 100, Seed: 4}, 2400},
+		{"2400 -100ppm", 2400, 2400, linesim.Impairments{Law: g711.Ulaw, SNR: 30, PPM: -100, Seed: 5}, 2400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 3000
+			if testing.Short() {
+				n = 400
+			}
+			a2c, c2a := randomBytes(n, 1), randomBytes(n, 2)
+			ans := newEnd(false, tc.ansRate, a2c)
+			call := newEnd(true, tc.callRate, c2a)
+			back := tc.imp
+			back.Seed += 10
+			line := linesim.New(ans, call, tc.imp, back)
+			ok := line.Run(5, func() bool { return ans.p.Ready() && call.p.Ready() })
+			if !ok {
+				t.Fatalf("no training in 5 s: answerer rx %v tx %v, caller rx %v tx %v, stats %+v %+v",
+					ans.p.rx, ans.p.tx, call.p.rx, call.p.tx, ans.p.Stats(), call.p.Stats())
+			}
+			t.Logf("trained at %d bit/s after %.2f s; stats %+v / %+v", ans.p.Rate(), float64(line.Samples)/8000, ans.p.Stats(), call.p.Stats())
+			if ans.p.Rate() != tc.wantRate || call.p.Rate() != tc.wantRate {
+				t.Fatalf("rates %d/%d, want %d", ans.p.Rate(), call.p.Rate(), tc.wantRate)
+			}
+			line.Run(float64(line.Samples)/8000+float64(len(a2c))*10/float64(tc.wantRate)+2, func() bool {
+				return bytes.Equal(ans.got, c2a) && bytes.Equal(call.got, a2c)
+			})
+			if !bytes.Equal(ans.got, c2a) || !bytes.Equal(call.got, a2c) {
+				t.Errorf("caller->answerer %d/%d bytes, answerer->caller %d/%d", len(ans.got), len(c2a), len(call.got), len(a2c))
+			}
+		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestGoldenU11 pins the answerer's first second of unscrambled ones
+// (μ-law) and checks a calling receiver qualifies them and asks for
+// 2400 bit/s with S1.
+func TestGoldenU11(t *testing.T) {
+	p := New(false, 2400, dsp.DBm0(-13), func() int { return 1 }, func(int) {})
+	p.Start()
+	f := make([]float64, 9600)
+	p.Modulate(f)
+	pcm := make([]int16, len(f))
+	for i, x := range f {
+		pcm[i] = dsp.Clip16(x)
+	}
+	ulaw := make([]byte, len(pcm))
+	g711.Ulaw.Encode(ulaw, pcm)
+	const name = "testdata/answer-u11.ulaw"
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(name, ulaw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ulaw, want) {
+		t.Error("modulator output differs from " + name)
+	}
+	c := New(true, 2400, dsp.DBm0(-13), func() int { return 1 }, func(int) {})
+	in := make([]int16, len(want))
+	g711.Ulaw.Decode(in, want)
+	for i, x := range in {
+		f[i] = float64(x)
+	}
+	c.Demodulate(f)
+	if c.rx != rxU11Sustain || c.tx != txS1 {
+		t.Errorf("caller after the golden U11: rx stage %d, tx stage %d; want U11 qualified and S1 sent", c.rx, c.tx)
+	}
+}
