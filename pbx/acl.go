@@ -47,7 +47,7 @@ func generalACL(g General) []ACLRule {
 // does not chase a wrong password. A denial is not an authentication
 // failure: it does not count towards a ban (the ACL already keeps the
 // source out).
-func (s *Server) aclDenied(req *sip.Request, tx sip.ServerTransaction, name string, src netip.AddrPort, g General, pc *Peer) bool {
+func (s *Server) aclDenied(req *sip.Request, reply replyFunc, name string, src netip.AddrPort, g General, pc *Peer) bool {
 	which := ""
 	switch {
 	case !aclAllows(generalACL(g), src.Addr()):
@@ -60,19 +60,18 @@ func (s *Server) aclDenied(req *sip.Request, tx sip.ServerTransaction, name stri
 	s.publish(bus.AuthFailed{Source: src, User: name, Method: string(req.Method), Reason: "ACL: " + which})
 	s.log.Warn("pbx: ACL denied", "src", src, "user", name, "method", string(req.Method), "acl", which)
 	if !g.AlwaysAuthReject {
-		s.respond(tx, req, 403, "Forbidden", nil)
+		reply(403, "Forbidden")
 		return true
 	}
 	now := s.now()
 	h := req.GetHeader("Authorization")
 	if h != nil {
 		if cred, err := parseCredentials(h.Value()); err == nil && strings.EqualFold(cred.Realm, g.Realm) &&
-			s.nonces.check(cred.Nonce, now) == nonceFresh && s.nonces.consume(cred.Nonce, now) {
-			s.respond(tx, req, 403, "Forbidden", nil)
+			s.nonces.check(cred.Nonce, src, now) == nonceFresh && s.nonces.consume(cred.Nonce, now) {
+			reply(403, "Forbidden")
 			return true
 		}
 	}
-	s.respond(tx, req, 401, "Unauthorized", nil,
-		sip.NewHeader("WWW-Authenticate", challenge(g.Realm, s.nonces.issue(now), false)))
+	reply(401, "Unauthorized", sip.NewHeader("WWW-Authenticate", challenge(g.Realm, s.nonces.issue(now, src), false)))
 	return true
 }

@@ -1,6 +1,7 @@
 package pbx
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -8,25 +9,50 @@ import (
 func TestNonces(t *testing.T) {
 	n := newNonces()
 	now := time.Unix(1_800_000_000, 0)
-	x := n.issue(now)
-	if st := n.check(x, now.Add(time.Second)); st != nonceFresh {
+	src := netip.MustParseAddrPort("192.0.2.7:5060")
+	x := n.issue(now, src)
+	if st := n.check(x, src, now.Add(time.Second)); st != nonceFresh {
 		t.Fatalf("fresh: %v", st)
+	}
+	// bound to where it was sent: another port or address gets nothing
+	for _, other := range []string{"192.0.2.7:5061", "192.0.2.8:5060", "[2001:db8::1]:5060"} {
+		if st := n.check(x, netip.MustParseAddrPort(other), now); st != nonceBad {
+			t.Errorf("nonce for %s used from %s: %v", src, other, st)
+		}
 	}
 	if !n.consume(x, now) || n.consume(x, now) {
 		t.Fatal("a nonce must be consumable exactly once")
 	}
-	if st := n.check(x, now); st != nonceStale {
+	if st := n.check(x, src, now); st != nonceUsed {
 		t.Errorf("used: %v", st)
 	}
-	y := n.issue(now)
-	if st := n.check(y, now.Add(NonceTTL+time.Second)); st != nonceStale {
+	y := n.issue(now, src)
+	if st := n.check(y, src, now.Add(NonceTTL+time.Second)); st != nonceStale {
 		t.Errorf("expired: %v", st)
 	}
-	if st := n.check(y[:len(y)-1]+"0", now); st != nonceBad && y[len(y)-1] != '0' {
+	if st := n.check(y[:len(y)-1]+"0", src, now); st != nonceBad && y[len(y)-1] != '0' {
 		t.Errorf("forged: %v", st)
 	}
-	if st := newNonces().check(y, now); st != nonceBad {
+	if st := newNonces().check(y, src, now); st != nonceBad {
 		t.Errorf("another box's nonce: %v", st)
+	}
+}
+
+// The used-nonce set forgets expired nonces as it goes: its size follows
+// the rate of use, not the history, and each use costs O(1).
+func TestNonceStoreBounded(t *testing.T) {
+	n := newNonces()
+	now := time.Unix(1_800_000_000, 0)
+	src := netip.MustParseAddrPort("192.0.2.7:5060")
+	for i := range 200_000 {
+		at := now.Add(time.Duration(i) * time.Millisecond) // 1,000 uses a second
+		if !n.consume(n.issue(at, src), at) {
+			t.Fatalf("use %d refused", i)
+		}
+	}
+	// 1,000/s kept for NonceTTL at most
+	if c, limit := n.usedCount(), int(NonceTTL/time.Millisecond)+1; c > limit {
+		t.Errorf("%d nonces remembered, want at most %d", c, limit)
 	}
 }
 

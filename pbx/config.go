@@ -35,6 +35,9 @@ type General struct {
 	UserAgent        string        // our User-Agent / Server header
 	ExternIP         netip.Addr    // address to put in relayed SDP and Contact when set (externip)
 	RTPStart, RTPEnd int           // rtpstart/rtpend for the relay; 10000..20000
+	MaxCalls         int           // maxcalls: calls at once; past it new INVITEs get 503 + Retry-After. 0 = 100, <0 = no limit
+	SourceRate       int           // sourcerate: datagrams/s from one address that is not a peer's; 0 = 50, <0 = no limit
+	GuessRate        int           // guessrate: digest guesses/s at one peer name from away from the peer; 0 = 2, <0 = no limit
 }
 
 // ACLRule is one permit= or deny= line.
@@ -87,6 +90,9 @@ func DefaultConfig() Config {
 		UserAgent:        "isp-box",
 		RTPStart:         10000,
 		RTPEnd:           20000,
+		MaxCalls:         100,
+		SourceRate:       50,
+		GuessRate:        2,
 	}}
 }
 

@@ -303,6 +303,8 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 	}
 	tx, err := s.cli.TransactionRequest(s.runCtx, req, noBuild)
 	if err != nil {
+		// whatever refuses to send a call must say so (it was a silent 503)
+		s.log.Warn("pbx: INVITE not sent", "call", c.id, "peer", lg.peer, "err", err)
 		deliver(legEvent{lg: lg, err: err})
 		c.forgetLeg(lg)
 		return

@@ -34,38 +34,19 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 482, "Loop Detected", nil)
 		return
 	}
-	name := req.From().Address.User
 	s.mu.Lock()
-	g := s.cfg.General
 	plan := s.plan
-	var pc *Peer
-	knownAddr := false
-	if p := s.peers[name]; p != nil && p.cfg.Type != "peer" {
-		c := p.cfg
-		pc = &c
-		if dest, _, ok := s.peerDestLocked(p); ok && dest.Addr() == src.Addr() {
-			knownAddr = true
-		}
-	}
 	closing := s.runCtx == nil || s.runCtx.Err() != nil
 	s.mu.Unlock()
 	if closing {
 		s.respond(tx, req, 503, "Service Unavailable", nil)
 		return
 	}
-	if s.aclDenied(req, tx, name, src, g, pc) {
+	pc, ok := s.admit(req, src, true, s.txReply(tx, req))
+	if !ok {
 		return
 	}
-	// Nothing reaches the dial plan unauthenticated. insecure=invite and
-	// an empty secret are honoured only from the peer's own address, since
-	// chan_sip matched such peers by IP, never by the From header alone.
-	skipAuth := pc != nil && knownAddr && (strings.Contains(pc.Insecure, "invite") || (pc.Secret == "" && pc.MD5Secret == ""))
-	if pc != nil && !knownAddr && pc.Secret == "" && pc.MD5Secret == "" {
-		pc = nil // no secret and not from its address: treat as unknown
-	}
-	if !skipAuth && s.authenticate(req, tx, name, pc, src) != authOK {
-		return
-	}
+	name := pc.Name
 	exten := req.Recipient.User
 	if exten == "" {
 		exten = "s"

@@ -100,7 +100,9 @@ func authz(res *sip.Response, user, pass, method, uri string) string {
 		user, m[1], uri, md5s(ha1+":"+m[1]+":"+ha2))
 }
 
-// register sends a REGISTER (with auth if given) and returns the final response.
+// register sends a REGISTER (with auth if given) and returns the final
+// response. The headers are a PAP2T's: the box does not answer a stranger
+// with more bytes than it sent, and a real REGISTER is never that small.
 func (u *rawUA) register(user string, cseq int, expires string, contact string, auth string) *sip.Response {
 	u.t.Helper()
 	if contact == "" {
@@ -125,6 +127,8 @@ Call-ID: reg-%[4]s-%[2]d@127.0.0.1
 CSeq: %[5]d REGISTER
 Max-Forwards: 70
 User-Agent: Linksys/PAP2T-5.1.6(LS)
+Allow: ACK, BYE, CANCEL, INFO, INVITE, NOTIFY, OPTIONS, REFER
+Supported: x-sipura, replaces
 %[6]s`, u.box, u.port(), branch(), user, cseq, strings.TrimRight(hdr, "\n")), "")
 	return u.final(5 * time.Second)
 }

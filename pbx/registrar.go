@@ -123,97 +123,16 @@ func viaNAT(req *sip.Request, src netip.AddrPort) bool {
 	return err != nil || a.Unmap() != src.Addr() || port != int(src.Port())
 }
 
-// authResult is what authenticate decided.
-type authResult uint8
-
-const (
-	authOK   authResult = iota
-	authSent            // a response (401/403) was sent; stop
-)
-
-// authenticate applies chan_sip's check_auth / transmit_fake_auth_response
-// (C 17371-17520, 18085-18140) for a request claiming to be peer name p
-// (nil when unknown). alwaysauthreject makes an unknown user look exactly
-// like a known one with a wrong password: same codes, same headers.
-func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction, name string, p *Peer, src netip.AddrPort) authResult {
-	gen := s.general()
-	realm := gen.Realm
-	now := s.now()
-	h := req.GetHeader("Authorization")
-	sendChallenge := func(stale bool) authResult {
-		s.respond(tx, req, 401, "Unauthorized", nil,
-			sip.NewHeader("WWW-Authenticate", challenge(realm, s.nonces.issue(now), stale)))
-		return authSent
-	}
-	if p == nil && !gen.AlwaysAuthReject {
-		s.authFailed(src, name, string(req.Method), "no such peer")
-		s.respond(tx, req, 404, "Not found", nil)
-		return authSent
-	}
-	if h == nil {
-		return sendChallenge(false)
-	}
-	cred, err := parseCredentials(h.Value())
-	if err != nil || !strings.EqualFold(cred.Realm, realm) {
-		return sendChallenge(false)
-	}
-	ns := s.nonces.check(cred.Nonce, now)
-	if p == nil { // fake auth: we cannot know a right answer
-		if ns != nonceFresh {
-			return sendChallenge(false)
-		}
-		s.nonces.consume(cred.Nonce, now)
-		s.authFailed(src, name, string(req.Method), "no such peer")
-		s.respond(tx, req, 403, "Forbidden", nil)
-		return authSent
-	}
-	ha1 := p.MD5Secret
-	if ha1 == "" {
-		ha1 = md5hex(name + ":" + realm + ":" + p.Secret)
-	}
-	good := cred.Username == name && digestResponse(strings.ToLower(ha1), string(req.Method), cred) == cred.Response
-	if ns != nonceFresh {
-		if ns == nonceBad {
-			good = false
-		}
-		return sendChallenge(good) // stale=true only for right credentials on our stale nonce
-	}
-	if !s.nonces.consume(cred.Nonce, now) {
-		return sendChallenge(good)
-	}
-	if !good {
-		reason := "wrong password"
-		if cred.Username != name {
-			reason = "username mismatch"
-		}
-		s.authFailed(src, name, string(req.Method), reason)
-		s.respond(tx, req, 403, "Forbidden", nil)
-		return authSent
-	}
-	return authOK
-}
-
 // handleRegister is the registrar (RFC 3261 §10.3; chan_sip register_verify
 // and parse_register_contact).
 func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 	src := sourceOf(req)
 	name := req.To().Address.User
-	s.mu.Lock()
-	g := s.cfg.General
-	var pc *Peer
-	if p := s.peers[name]; p != nil && p.cfg.Type != "user" {
-		c := p.cfg
-		pc = &c
-	}
-	s.mu.Unlock()
-	if s.aclDenied(req, tx, name, src, g, pc) {
+	pc, ok := s.admit(req, src, true, s.txReply(tx, req))
+	if !ok {
 		return
 	}
-	if pc == nil || pc.Secret != "" || pc.MD5Secret != "" {
-		if s.authenticate(req, tx, name, pc, src) != authOK {
-			return
-		}
-	}
+	g := s.general()
 
 	// Expiry: Expires header, else ;expires= on the Contact, else defaultexpiry.
 	expires := -1

@@ -40,6 +40,12 @@ type Server struct {
 	wake     chan struct{} // wakes housekeeping early
 	callSeq  atomic.Uint64
 	counters counters
+	edge     edgeCounters
+	inflight atomic.Int64 // request handlers running
+	// srcLimit limits datagrams per untrusted source address, guessLimit
+	// digest guesses per peer name from away from the peer (see admit).
+	srcLimit   limiter
+	guessLimit limiter
 
 	// handlers counts request handlers in flight, so Run can wait for them
 	// before closing the UA: sipgo answers a late handler's response
@@ -159,6 +165,15 @@ func withDefaults(cfg Config) Config {
 	if g.Context == "" {
 		g.Context = d.Context
 	}
+	if g.MaxCalls == 0 {
+		g.MaxCalls = d.MaxCalls
+	}
+	if g.SourceRate == 0 {
+		g.SourceRate = d.SourceRate
+	}
+	if g.GuessRate == 0 {
+		g.GuessRate = d.GuessRate
+	}
 	return cfg
 }
 
@@ -238,6 +253,7 @@ func (s *Server) Reload(cfg Config) error {
 	}
 	cfg.General.UDPBindAddr = s.cfg.General.UDPBindAddr
 	s.cfg, s.plan, s.peers = cfg, plan, peers
+	s.applyLimits(cfg.General)
 	return nil
 }
 
@@ -275,8 +291,8 @@ func (h parseFilterLog) WithGroup(g string) slog.Handler {
 	return parseFilterLog{h.Handler.WithGroup(g), h.n}
 }
 
-// Run binds the UDP socket and serves until ctx is done; then it ends the
-// calls in progress with BYE and returns.
+// Run binds the UDP socket of udpbindaddr and serves it until ctx is
+// done (see Serve).
 func (s *Server) Run(ctx context.Context) error {
 	gen := s.general()
 	bind := gen.UDPBindAddr
@@ -291,16 +307,29 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pbx: listen %s: %w", bind, err)
 	}
-	s.addr = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	return s.Serve(ctx, conn)
+}
+
+// Serve serves SIP on conn until ctx is done, like net/http's Serve: the
+// caller binds, Serve owns conn from then on and closes it. When ctx is
+// done it ends the calls in progress with BYE and returns.
+func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
+	defer conn.Close()
+	la, ok := conn.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("pbx: Serve needs a UDP socket, got %T", conn.LocalAddr())
+	}
+	gen := s.general()
+	s.addr = la.AddrPort()
 	s.addr = netip.AddrPortFrom(s.addr.Addr().Unmap(), s.addr.Port())
 	s.laddr = sip.Addr{IP: net.IP(s.addr.Addr().AsSlice()), Port: int(s.addr.Port())}
+	s.applyLimits(gen)
 
 	sipLog := slog.New(parseFilterLog{s.log.With("lib", "sipgo").Handler(), &s.counters.malformed})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(gen.UserAgent),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
-			sip.WithTransportLayerReadFilter(s.readFilter),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(sipLog),
@@ -308,17 +337,14 @@ func (s *Server) Run(ctx context.Context) error {
 		),
 	)
 	if err != nil {
-		conn.Close()
 		return fmt.Errorf("pbx: %w", err)
 	}
 	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
 	if err != nil {
-		conn.Close()
 		return fmt.Errorf("pbx: %w", err)
 	}
 	cli, err := sipgo.NewClient(ua, sipgo.WithClientLogger(sipLog))
 	if err != nil {
-		conn.Close()
 		return fmt.Errorf("pbx: %w", err)
 	}
 	s.ua, s.cli = ua, cli
@@ -329,13 +355,17 @@ func (s *Server) Run(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.mu.Lock()
 	s.runCtx = runCtx
+	s.mu.Unlock()
 	s.loadBindings(runCtx)
 
+	feed := &feeder{conn: conn, serve: srv.ServeUDP}
+	feed.startGen()
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = srv.ServeUDP(conn)
+		s.readLoop(conn, feed)
 	}()
 	var bg sync.WaitGroup
 	bg.Add(2)
@@ -354,6 +384,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.hmu.Unlock()
 	conn.Close()
 	<-served
+	feed.stop()
 	handled := make(chan struct{})
 	go func() { s.handlers.Wait(); close(handled) }()
 	select {
@@ -364,6 +395,17 @@ func (s *Server) Run(ctx context.Context) error {
 	_ = ua.Close()
 	return nil
 }
+
+// applyLimits sets the rate limits from [general].
+func (s *Server) applyLimits(g General) {
+	s.srcLimit.set(float64(g.SourceRate), 2*float64(g.SourceRate))
+	s.guessLimit.set(float64(g.GuessRate), float64(guessBurst))
+}
+
+// guessBurst is how many guesses at one name may come at once before the
+// per-name rate applies: a real device that lost its binding needs one or
+// two.
+const guessBurst = 10
 
 // guard drops requests from banned sources and requests that lack the
 // headers every request must carry (RFC 3261 §8.1.1), and recovers from a
@@ -377,6 +419,8 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 		}
 		s.handlers.Add(1)
 		s.hmu.RUnlock()
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
 		defer s.handlers.Done()
 		defer func() {
 			if r := recover(); r != nil {
@@ -416,71 +460,12 @@ func validRequest(req *sip.Request) bool {
 		req.CSeq() != nil && req.CSeq().MethodName == req.Method && req.Recipient.Host != ""
 }
 
-// readFilter runs on every datagram before parsing: a banned source is
-// dropped here, costing no parse.
-func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
-	ua, ok := p.RemoteAddr.(*net.UDPAddr)
-	if !ok {
-		return data, nil
-	}
-	a := ua.AddrPort().Addr().Unmap()
-	s.mu.Lock()
-	until, banned := s.bans[a]
-	if banned && !s.now().Before(until) {
-		delete(s.bans, a)
-		banned = false
-	}
-	s.mu.Unlock()
-	if banned {
-		s.counters.banned.Add(1)
-		return nil, nil
-	}
-	return data, nil
-}
-
 func sourceOf(req *sip.Request) netip.AddrPort {
 	ap, err := netip.ParseAddrPort(req.Source())
 	if err != nil {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
-// authFailed counts a failure from src and bans it past the limit.
-func (s *Server) authFailed(src netip.AddrPort, user, method, reason string) {
-	s.counters.authFail.Add(1)
-	s.publish(bus.AuthFailed{Source: src, User: user, Method: method, Reason: reason})
-	s.log.Warn("pbx: authentication failed", "src", src, "user", user, "method", method, "reason", reason)
-	now := s.now()
-	s.mu.Lock()
-	f := s.fails[src.Addr()]
-	if f == nil || now.Sub(f.first) > s.cfg.General.BanTime {
-		f = &failures{first: now}
-		s.fails[src.Addr()] = f
-	}
-	f.n++
-	var ban time.Time
-	if f.n >= s.cfg.General.MaxAuthFailures {
-		ban = now.Add(s.cfg.General.BanTime)
-		s.bans[src.Addr()] = ban
-		delete(s.fails, src.Addr())
-	}
-	s.mu.Unlock()
-	if !ban.IsZero() {
-		s.log.Warn("pbx: source banned", "addr", src.Addr(), "until", ban)
-		s.publish(bus.SourceBanned{Addr: src.Addr(), Until: ban})
-	}
-}
-
-// Bans lists the banned addresses and until when.
-func (s *Server) Bans() map[netip.Addr]time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[netip.Addr]time.Time, len(s.bans))
-	for a, t := range s.bans {
-		out[a] = t
-	}
-	return out
 }
 
 // localIP is the address of ours a peer at remote reaches us on: the bound

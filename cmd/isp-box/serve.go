@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/isp-box/isp-box/internal/box"
 	"github.com/isp-box/isp-box/internal/config"
@@ -61,6 +62,13 @@ The flags override the config file's [box] and [network] settings.`)
 	log := newLogger(e, level)
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w.Error())
+	}
+	// A soft limit makes the collector work harder as the heap nears it,
+	// so a flood costs CPU before it costs the board its memory. GOMEMLIMIT
+	// in the environment wins, as the Go runtime documents.
+	if lim := cfg.Box.MemoryLimit; lim > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(lim)
+		log.Info("memory limit", "MiB", lim>>20)
 	}
 	opts := box.Options{
 		ConfigPath: *cfgPath,

@@ -9,7 +9,7 @@ import (
 	"github.com/isp-box/isp-box/netstack"
 )
 
-var boxKeys = []string{"console", "database", "log-level", "network", "lock-dir"}
+var boxKeys = []string{"console", "database", "log-level", "network", "lock-dir", "memory-limit"}
 
 // box maps [box]: the settings that are the box's own.
 func (b *builder) box(s *section, es []entry) {
@@ -44,6 +44,13 @@ func (b *builder) box(s *section, es []entry) {
 			}
 		case "network":
 			b.setMode(e)
+		case "memory-limit":
+			n, err := parseMiB(e.Value)
+			if err != nil {
+				bad("%v", err)
+				continue
+			}
+			b.cfg.Box.MemoryLimit = n
 		case "lock-dir":
 			if !strings.HasPrefix(e.Value, "/") {
 				bad("%q is not an absolute directory", e.Value)
@@ -186,4 +193,29 @@ func inPool(p netip.Prefix, a netip.Addr) bool {
 		return a != bc
 	}
 	return true
+}
+
+// DefaultMemoryLimit is memory-limit when [box] does not set it: room for
+// the box's working set on a 512 MB Raspberry Pi with pppd and the OS.
+const DefaultMemoryLimit = 96 << 20
+
+// parseMiB parses a size in MiB ("96"), or with a unit: "96M", "1G".
+func parseMiB(v string) (int64, error) {
+	s := strings.ToUpper(strings.TrimSpace(v))
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B")
+	mul := int64(1 << 20)
+	switch {
+	case strings.HasSuffix(s, "G"):
+		mul, s = 1<<30, strings.TrimSuffix(s, "G")
+	case strings.HasSuffix(s, "M"):
+		s = strings.TrimSuffix(s, "M")
+	}
+	n, err := parseInt(s, 0, 1<<20)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size in MiB (96, 96M, 1G)", v)
+	}
+	if n > 0 && int64(n)*mul < 16<<20 {
+		return 0, fmt.Errorf("%q is below 16 MiB, too little to run the box", v)
+	}
+	return int64(n) * mul, nil
 }

@@ -41,8 +41,12 @@ type Box struct {
 	Console  string     // console: control socket path; "" = the default (/run/isp-box/isp-box.sock as root, else under $XDG_RUNTIME_DIR)
 	Database string     // database: SQLite file; "" = the default chosen by serve
 	LogLevel slog.Level // log-level: debug, info, warn, error; info
-	File     string     // where [box] starts, if present
-	Line     int
+	// MemoryLimit is memory-limit: Go's soft memory limit in bytes, so a
+	// flood makes the collector work harder before the box outgrows a
+	// small board; DefaultMemoryLimit when unset, 0 = none.
+	MemoryLimit int64
+	File        string // where [box] starts, if present
+	Line        int
 }
 
 // Line is one modem line: its port (mgetty's keys, the box's own keys and
@@ -126,7 +130,7 @@ type builder struct {
 
 func (b *builder) build() {
 	b.cfg = &Config{
-		Box: Box{LogLevel: slog.LevelInfo},
+		Box: Box{LogLevel: slog.LevelInfo, MemoryLimit: DefaultMemoryLimit},
 		PBX: pbx.DefaultConfig(),
 		PPP: ppp.DefaultConfig(),
 		Net: netstack.DefaultConfig(),

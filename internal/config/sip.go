@@ -11,7 +11,8 @@ import (
 // generalKeys are the [general] keys, for "did you mean".
 var generalKeys = []string{"udpbindaddr", "bindaddr", "bindport", "realm", "defaultexpiry", "minexpiry",
 	"maxexpiry", "qualifyfreq", "alwaysauthreject", "allowguest", "context", "permit", "deny",
-	"useragent", "externip", "rtpstart", "rtpend", "maxauthfailures", "bantime", "transport"}
+	"useragent", "externip", "rtpstart", "rtpend", "maxauthfailures", "bantime", "transport",
+	"maxcalls", "sourcerate", "guessrate"}
 
 // generalIgnored are sip.conf/extensions.conf [general] keys that are
 // accepted so a real file pastes in, with the reason they change nothing.
@@ -135,6 +136,24 @@ func (b *builder) general(s *section, es []entry) {
 				bad("%v", err)
 			}
 			g.BanTime = d
+		case "maxcalls", "sourcerate", "guessrate":
+			// 0 turns the limit off; the pbx takes 0 for "default", -1 for off
+			n, err := parseInt(e.Value, 0, 1000000)
+			if err != nil {
+				bad("%v (0 = no limit)", err)
+				continue
+			}
+			if n == 0 {
+				n = -1
+			}
+			switch e.Key {
+			case "maxcalls":
+				g.MaxCalls = n
+			case "sourcerate":
+				g.SourceRate = n
+			default:
+				g.GuessRate = n
+			}
 		case "transport":
 			if !strings.EqualFold(e.Value, "udp") {
 				bad("%q: only udp is supported", e.Value)

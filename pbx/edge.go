@@ -1,0 +1,587 @@
+package pbx
+
+import (
+	"bytes"
+	"errors"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// The request entry. Every datagram is read here, by our own loop on the
+// socket Serve was given, before sipgo sees anything:
+//
+//  1. a banned or over-rate source is dropped before any parse
+//     (the trusted sources, where a registered peer or a fixed host is,
+//     are exempt from both);
+//  2. the datagram is parsed once; malformed ones are counted and dropped;
+//  3. what needs no state is answered statelessly, like Kamailio's sl
+//     module (sl_send_reply): OPTIONS outside a dialog, every 401/403/404
+//     of admission, 481 to requests for dialogs we do not have, 405, and
+//     503 when the box sheds load. One response, no transaction, no
+//     retransmission, never larger than the request (RFC 3261 §8.2.6 and
+//     §17.2 allow a UAS to answer a request it keeps no state for; an
+//     unauthenticated source must not get an amplifier);
+//  4. the rest (authenticated REGISTER/INVITE, in-dialog requests,
+//     responses) is handed to sipgo's transaction layer through feedConn.
+//
+// sipgo remembers every source address its UDP read loop has seen, for as
+// long as the loop runs (sip/transport_udp.go readListenerConnection:
+// acceptedAddr and the connection pool). feeder restarts that loop on a
+// fresh feedConn each time feedSources distinct sources have been handed
+// over, which hands the old entries back: memory per source is bounded.
+
+const (
+	// feedSources is how many distinct sources one sipgo read loop sees
+	// before it is replaced.
+	feedSources = 2048
+	// feedQueue is how many datagrams may wait for sipgo; beyond it they
+	// are dropped (the sender retransmits over UDP) and INVITEs get 503.
+	feedQueue = 256
+	// maxDatagram is the largest UDP payload.
+	maxDatagram = 65535
+	// statelessTagPrefix marks the To-tag of our stateless responses, so
+	// the ACK to a stateless 4xx is absorbed here (RFC 3261 §17.2.1: the
+	// ACK of a non-2xx final response belongs to the transaction we never
+	// made).
+	statelessTagPrefix = "sl"
+	// retryAfter is the Retry-After of a 503 while the box sheds load.
+	retryAfter = "5"
+)
+
+func init() {
+	// RFC 3261 §18.1.1 wants a request over 1300 bytes sent over a
+	// congestion-controlled transport; sipgo refuses such a datagram
+	// (ErrUDPMTUCongestion) when it cannot switch. ATAs speak UDP only
+	// and the box has no TCP: like chan_sip, send it over UDP, which
+	// fragments at the IP layer, rather than fail the call.
+	sip.UDPMTUSize = maxDatagram + 200
+}
+
+// edgeCounters are what the entry counted; all monotonic.
+type edgeCounters struct {
+	rateLimited  atomic.Uint64 // datagrams dropped by the per-source rate limit
+	stateless    atomic.Uint64 // stateless responses sent
+	statelessIn  atomic.Uint64 // bytes of the requests answered statelessly
+	statelessOut atomic.Uint64 // bytes of those responses
+	noAmplify    atomic.Uint64 // requests left unanswered: the answer would have been larger
+	throttled    atomic.Uint64 // guesses refused by the per-name guess limit
+	shed         atomic.Uint64 // INVITEs answered 503 because the box was full
+	queueFull    atomic.Uint64 // datagrams dropped because sipgo's queue was full
+	absorbed     atomic.Uint64 // ACKs to stateless responses
+}
+
+// EdgeStats are the entry's counters, for status and benchmarks.
+type EdgeStats struct {
+	Malformed, Banned, AuthFailures, RateLimited, Stateless, StatelessBytesIn, StatelessBytesOut,
+	NotAnswered, Throttled, Shed, QueueFull, Absorbed uint64
+}
+
+// EdgeStats returns the counters of the request entry.
+func (s *Server) EdgeStats() EdgeStats {
+	e := &s.edge
+	return EdgeStats{
+		Malformed: s.counters.malformed.Load(), Banned: s.counters.banned.Load(), AuthFailures: s.counters.authFail.Load(),
+		RateLimited: e.rateLimited.Load(), Stateless: e.stateless.Load(), StatelessBytesIn: e.statelessIn.Load(),
+		StatelessBytesOut: e.statelessOut.Load(), NotAnswered: e.noAmplify.Load(), Throttled: e.throttled.Load(),
+		Shed: e.shed.Load(), QueueFull: e.queueFull.Load(), Absorbed: e.absorbed.Load(),
+	}
+}
+
+// datagram is one packet on its way to sipgo.
+type datagram struct {
+	b    []byte
+	from net.Addr
+}
+
+// feedConn is the net.PacketConn sipgo's UDP transport reads: datagrams
+// come from our read loop; writes go straight to the real socket. Close
+// ends sipgo's read loop and leaves the socket open.
+type feedConn struct {
+	net.PacketConn
+	ch      chan datagram
+	done    chan struct{}
+	started chan struct{}
+	once    sync.Once
+	start   sync.Once
+}
+
+func newFeedConn(c net.PacketConn) *feedConn {
+	return &feedConn{PacketConn: c, ch: make(chan datagram, feedQueue), done: make(chan struct{}), started: make(chan struct{})}
+}
+
+func (f *feedConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	f.start.Do(func() { close(f.started) })
+	select {
+	case d := <-f.ch:
+		return copy(p, d.b), d.from, nil
+	case <-f.done:
+		select { // what was queued before the switch still goes through
+		case d := <-f.ch:
+			return copy(p, d.b), d.from, nil
+		default:
+			return 0, nil, net.ErrClosed
+		}
+	}
+}
+
+func (f *feedConn) Close() error {
+	f.once.Do(func() { close(f.done) })
+	return nil
+}
+
+// feeder owns the current feedConn and replaces it as sources add up.
+// Used by the read loop only.
+type feeder struct {
+	conn  net.PacketConn
+	serve func(net.PacketConn) error
+	cur   *feedConn
+	seen  map[netip.AddrPort]struct{}
+	wg    sync.WaitGroup
+	gens  int
+}
+
+func (f *feeder) startGen() {
+	fc := newFeedConn(f.conn)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		_ = f.serve(fc)
+	}()
+	// sipgo registers the new connection in its pool before its first
+	// read, so once it reads, the old loop may go: its clean-up only
+	// deletes pool entries that still point at the old connection.
+	select {
+	case <-fc.started:
+	case <-time.After(2 * time.Second):
+	}
+	f.cur = fc
+	f.seen = make(map[netip.AddrPort]struct{}, 64)
+	f.gens++
+}
+
+// push hands a datagram to sipgo; false if its queue is full.
+func (f *feeder) push(b []byte, from net.Addr, src netip.AddrPort) bool {
+	if _, ok := f.seen[src]; !ok {
+		if len(f.seen) >= feedSources {
+			old := f.cur
+			f.startGen()
+			old.Close()
+		}
+		f.seen[src] = struct{}{}
+	}
+	select {
+	case f.cur.ch <- datagram{bytes.Clone(b), from}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (f *feeder) busy() bool { return len(f.cur.ch) > feedQueue/2 }
+
+func (f *feeder) stop() {
+	f.cur.Close()
+	f.wg.Wait()
+}
+
+// limiter is a token bucket per key (a source address, a peer name) in a
+// fixed table: O(1) per request and no memory per key, however many keys
+// an attacker makes up. A slot whose owner has been quiet long enough to
+// have a full bucket is taken over; otherwise two keys hashed to one slot
+// share it (at worst two strangers slow each other: the box's own peers
+// are exempt where they are).
+type limiter struct {
+	mu    sync.Mutex
+	rate  float64 // tokens per second; <= 0: no limit
+	burst float64
+	slots [4096]limitSlot
+}
+
+type limitSlot struct {
+	key    uint64
+	tokens float64
+	last   time.Time
+}
+
+func (l *limiter) set(rate float64, burst float64) {
+	l.mu.Lock()
+	l.rate, l.burst = rate, max(burst, 1)
+	l.mu.Unlock()
+}
+
+func addrKey(a netip.Addr) uint64 {
+	h := fnv.New64a()
+	b := a.As16()
+	h.Write(b[:])
+	return h.Sum64()
+}
+
+func nameKey(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+func (l *limiter) allow(key uint64, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rate <= 0 {
+		return true
+	}
+	sl := &l.slots[key%uint64(len(l.slots))]
+	refill := now.Sub(sl.last).Seconds() * l.rate
+	if sl.key != key && (sl.last.IsZero() || sl.tokens+refill >= l.burst) {
+		*sl = limitSlot{key: key, tokens: l.burst, last: now}
+	} else {
+		sl.tokens = min(l.burst, sl.tokens+refill)
+		sl.last = now
+	}
+	if sl.tokens < 1 {
+		return false
+	}
+	sl.tokens--
+	return true
+}
+
+// trustSet is where the box's own peers are: their registered
+// address:port and fixed hosts. Rebuilt from the peers every
+// trustRefresh by the read loop.
+type trustSet struct {
+	exact map[netip.AddrPort]bool
+	hosts map[netip.Addr]bool // fixed host= peers: any port
+	built time.Time
+}
+
+const trustRefresh = 250 * time.Millisecond
+
+func (t *trustSet) has(src netip.AddrPort) bool {
+	return t.exact[src] || t.hosts[src.Addr()]
+}
+
+func (s *Server) buildTrust(now time.Time) *trustSet {
+	t := &trustSet{exact: map[netip.AddrPort]bool{}, hosts: map[netip.Addr]bool{}, built: now}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.peers {
+		if b := p.binding; b != nil {
+			t.exact[b.Source] = true
+			if ap, ok := contactAddr(b.Contact); ok {
+				t.exact[ap] = true
+			}
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(p.cfg.Host); err == nil {
+			t.hosts[ap.Addr().Unmap()] = true
+		} else if a, err := netip.ParseAddr(p.cfg.Host); err == nil {
+			t.hosts[a.Unmap()] = true
+		}
+	}
+	return t
+}
+
+// banned reports whether a is banned now, dropping an expired ban.
+func (s *Server) banned(a netip.Addr, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.bans[a]
+	if ok && !now.Before(until) {
+		delete(s.bans, a)
+		return false
+	}
+	return ok
+}
+
+// readLoop reads conn until it is closed.
+func (s *Server) readLoop(conn net.PacketConn, f *feeder) {
+	buf := make([]byte, maxDatagram)
+	p := sip.NewParser()
+	var trust *trustSet
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.Error("pbx: reading the SIP socket", "err", err)
+			time.Sleep(10 * time.Millisecond) // a hard error must not spin
+			continue
+		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		src := ua.AddrPort()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		now := s.now()
+		if trust == nil || now.Sub(trust.built) > trustRefresh || now.Before(trust.built) {
+			trust = s.buildTrust(now)
+		}
+		s.datagram(conn, f, p, buf[:n], from, src, trust.has(src), now)
+	}
+}
+
+// datagram is steps 1-4 of the entry for one packet.
+func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []byte, from net.Addr, src netip.AddrPort, trusted bool, now time.Time) {
+	if len(bytes.Trim(data, "\r\n\x00 \t")) == 0 {
+		return // keep-alive (RFC 5626 §3.5.1 CRLF) or padding
+	}
+	if !trusted {
+		if s.banned(src.Addr(), now) {
+			s.counters.banned.Add(1)
+			return
+		}
+		if !s.srcLimit.allow(addrKey(src.Addr()), now) {
+			s.edge.rateLimited.Add(1)
+			return
+		}
+	}
+	msg, err := p.ParseSIP(data)
+	if err != nil {
+		s.counters.malformed.Add(1)
+		s.log.Debug("pbx: unparsable datagram", "src", src, "len", len(data), "err", err)
+		return
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		if res := msg.(*sip.Response); res.Via() == nil || res.CSeq() == nil || res.CallID() == nil {
+			s.counters.malformed.Add(1)
+			return
+		}
+		if !f.push(data, from, src) {
+			s.edge.queueFull.Add(1)
+		}
+		return
+	}
+	if !validRequest(req) {
+		s.counters.malformed.Add(1)
+		return
+	}
+	req.SetSource(src.String())
+	req.SetTransport("UDP")
+	sl := &statelessReply{s: s, conn: conn, req: req, src: src, inLen: len(data)}
+	toTag, _ := req.To().Params.Get("tag")
+	switch req.Method {
+	case sip.ACK:
+		if strings.HasPrefix(toTag, statelessTagPrefix) {
+			s.edge.absorbed.Add(1)
+			return
+		}
+	case sip.REGISTER, sip.INVITE:
+		if toTag != "" {
+			if req.Method == sip.INVITE && !s.knownDialog(req.CallID().Value(), toTag) {
+				sl.respond(481, "Call/Transaction Does Not Exist")
+				return
+			}
+			break
+		}
+		if s.closing() {
+			sl.respond(503, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
+			return
+		}
+		if req.Method == sip.INVITE {
+			// RFC 3261 §8.2.2 / §16.3: Max-Forwards 0 ends here; our
+			// own Via in the request means it came back to us.
+			if h := req.MaxForwards(); h != nil && h.Val() == 0 {
+				sl.respond(483, "Too Many Hops")
+				return
+			}
+			if s.isLoop(req) {
+				sl.respond(482, "Loop Detected")
+				return
+			}
+		}
+		if _, ok := s.admit(req, src, false, sl.respond); !ok {
+			return
+		}
+		if req.Method == sip.INVITE && (f.busy() || s.full()) {
+			s.edge.shed.Add(1)
+			s.log.Warn("pbx: shedding load: new call refused with 503", "src", src)
+			sl.respond(503, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
+			return
+		}
+	case sip.OPTIONS:
+		if toTag == "" {
+			sl.respond(200, "OK", sip.NewHeader("Accept", "application/sdp"))
+			return
+		}
+		if !s.knownDialog(req.CallID().Value(), toTag) {
+			sl.respond(481, "Call/Transaction Does Not Exist")
+			return
+		}
+	case sip.BYE, sip.UPDATE, sip.INFO:
+		if !s.knownDialog(req.CallID().Value(), toTag) {
+			sl.respond(481, "Call/Transaction Does Not Exist")
+			return
+		}
+	case sip.CANCEL:
+		if !s.knownDialog(req.CallID().Value(), "") {
+			sl.respond(481, "Call/Transaction Does Not Exist")
+			return
+		}
+	default:
+		sl.respond(405, "Method Not Allowed")
+		return
+	}
+	if !f.push(data, from, src) {
+		s.edge.queueFull.Add(1)
+	}
+}
+
+// knownDialog reports whether a dialog of ours has this Call-ID and, when
+// tag is set, our tag tag.
+func (s *Server) knownDialog(callID, tag string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tag != "" {
+		return s.dialogs[dialogKey{callID, tag}] != nil
+	}
+	for k := range s.dialogs {
+		if k.callID == callID {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runCtx == nil || s.runCtx.Err() != nil
+}
+
+// full reports whether the box takes no new call now: maxcalls reached or
+// too many requests in the handlers.
+func (s *Server) full() bool {
+	if s.inflight.Load() >= maxInflight {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.General.MaxCalls > 0 && len(s.calls) >= s.cfg.General.MaxCalls
+}
+
+// maxInflight bounds the request handlers running at once; past it new
+// calls are refused with 503 at the entry.
+const maxInflight = 512
+
+// statelessReply answers one request without a transaction.
+type statelessReply struct {
+	s     *Server
+	conn  net.PacketConn
+	req   *sip.Request
+	src   netip.AddrPort
+	inLen int
+}
+
+// slTag is the To-tag of a stateless response: the same for every
+// retransmission of the request (RFC 3261 §8.2.6.2), as Kamailio's sl
+// module derives it.
+func slTag(req *sip.Request) string {
+	h := fnv.New64a()
+	h.Write([]byte(req.CallID().Value()))
+	if t, ok := req.From().Params.Get("tag"); ok {
+		h.Write([]byte(t))
+	}
+	if b, ok := req.Via().Params.Get("branch"); ok {
+		h.Write([]byte(b))
+	}
+	return statelessTagPrefix + strconv.FormatUint(h.Sum64()&0x7fffffff, 36)
+}
+
+// respond sends code statelessly with the headers hdrs. Any other header
+// the request warrants (see optional) goes in only while the response
+// stays no larger than the request; a response that would still be
+// larger is not sent at all: it would make the box an amplifier for a
+// forged source. Server is never added: it would make the size, and so
+// the headers, depend on the request's length.
+func (r *statelessReply) respond(code int, reason string, hdrs ...sip.Header) {
+	s, req := r.s, r.req
+	if _, ok := req.To().Params.Get("tag"); !ok {
+		req.To().Params.Add("tag", slTag(req))
+	}
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	s.routeResponse(req, res)
+	out := compact(res)
+	if len(out) > r.inLen {
+		s.edge.noAmplify.Add(1)
+		s.log.Debug("pbx: stateless response larger than the request: not sent", "in", r.inLen, "out", len(out), "res", out)
+		return
+	}
+	if code == 200 || code == 405 { // RFC 3261 §11.2, §21.4.6
+		res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+		if o := compact(res); len(o) <= r.inLen {
+			out = o
+		} else if code == 405 {
+			s.edge.noAmplify.Add(1)
+			return
+		}
+	}
+	dest, err := netip.ParseAddrPort(res.Destination())
+	if err != nil {
+		dest = r.src
+	}
+	if _, err := r.conn.WriteTo([]byte(out), net.UDPAddrFromAddrPort(dest)); err != nil {
+		s.log.Debug("pbx: stateless response not sent", "code", code, "dest", dest, "err", err)
+		return
+	}
+	s.edge.stateless.Add(1)
+	s.edge.statelessIn.Add(uint64(r.inLen))
+	s.edge.statelessOut.Add(uint64(len(out)))
+}
+
+// compact writes a bodiless response with the compact header names of
+// RFC 3261 §7.3.3, which every implementation must accept, and without
+// Content-Length, which UDP does not need (§20.14, §18.3): what the box
+// sends to a stranger stays as small as the protocol allows.
+func compact(res *sip.Response) string {
+	var b strings.Builder
+	b.Grow(512)
+	b.WriteString("SIP/2.0 ")
+	b.WriteString(strconv.Itoa(res.StatusCode))
+	b.WriteByte(' ')
+	b.WriteString(res.Reason)
+	b.WriteString("\r\n")
+	for _, h := range res.Headers() {
+		name := h.Name()
+		switch strings.ToLower(name) {
+		case "via":
+			name = "v"
+		case "from":
+			name = "f"
+		case "to":
+			name = "t"
+		case "call-id":
+			name = "i"
+		case "content-length":
+			continue
+		}
+		b.WriteString(name)
+		b.WriteString(": ")
+		b.WriteString(h.Value())
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// txReply answers through a server transaction.
+func (s *Server) txReply(tx sip.ServerTransaction, req *sip.Request) func(int, string, ...sip.Header) {
+	return func(code int, reason string, hdrs ...sip.Header) {
+		s.respond(tx, req, code, reason, nil, hdrs...)
+	}
+}

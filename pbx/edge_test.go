@@ -1,0 +1,342 @@
+package pbx
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/isp-box/isp-box/internal/bus"
+)
+
+// newRawUAAt is newRawUA bound to a given loopback address: every
+// 127.0.0.0/8 address is ours on Linux, so a test can be many hosts.
+func newRawUAAt(t *testing.T, box netip.AddrPort, ip string) *rawUA {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawUA{t: t, conn: c, box: box, p: sip.NewParser()}
+}
+
+// drain returns every datagram that arrives within d: its count and bytes.
+func (u *rawUA) drain(d time.Duration) (n, bytes int) {
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(d)
+	for {
+		_ = u.conn.SetReadDeadline(deadline)
+		k, _, err := u.conn.ReadFromUDP(buf)
+		if err != nil {
+			return n, bytes
+		}
+		n++
+		bytes += k
+	}
+}
+
+// optionsText is an OPTIONS as sipp's and most ATAs' keep-alive sends it.
+func optionsText(box string, port int, callID string) string {
+	return fmt.Sprintf(`
+OPTIONS sip:%[1]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
+From: <sip:probe@127.0.0.1:%[2]d>;tag=o%[2]d
+To: <sip:%[1]s>
+Call-ID: %[4]s
+CSeq: 1 OPTIONS
+Contact: <sip:probe@127.0.0.1:%[2]d>
+Max-Forwards: 70
+Accept: application/sdp`, box, port, branch(), callID)
+}
+
+func wire(msg, body string) []byte {
+	msg = strings.TrimLeft(msg, "\n")
+	msg = strings.ReplaceAll(strings.TrimRight(msg, "\n"), "\n", "\r\n")
+	return []byte(msg + fmt.Sprintf("\r\nContent-Length: %d\r\n\r\n", len(body)) + body)
+}
+
+// Every answer to an unknown source is one datagram, sent once, no larger
+// than the request: a forged source gets no amplifier (a 401 to an INVITE
+// used to be retransmitted 11 times over 32 s, 31x the request).
+func TestStatelessAmplification(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	u := newRawUAAt(t, box.Addr(), "127.0.3.1")
+	reg := func(user string) []byte {
+		return wire(fmt.Sprintf(`
+REGISTER sip:%[1]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.3.1:%[2]d;branch=%[3]s;rport
+From: <sip:%[4]s@%[1]s>;tag=reg%[2]d
+To: <sip:%[4]s@%[1]s>
+Call-ID: reg-%[4]s-%[2]d@127.0.3.1
+CSeq: 1 REGISTER
+Max-Forwards: 70
+Contact: <sip:%[4]s@127.0.3.1:%[2]d>
+User-Agent: Linksys/PAP2T-5.1.6(LS)
+Expires: 3600`, box.Addr(), u.port(), branch(), user), "")
+	}
+	cases := []struct {
+		name string
+		req  []byte
+		code int
+	}{
+		{"INVITE", wire(inviteText(box.Addr().String(), u.port(), clientLine, "88567682", 1, "amp-inv@127.0.3.1", ""), testSDP), 401},
+		{"INVITE unknown user", wire(inviteText(box.Addr().String(), u.port(), "nosuch", "88567682", 1, "amp-inv2@127.0.3.1", ""), testSDP), 401},
+		{"REGISTER", reg(clientLine), 401},
+		{"OPTIONS", wire(optionsText(box.Addr().String(), u.port(), "amp-opt@127.0.3.1"), ""), 200},
+		{"BYE without dialog", wire(fmt.Sprintf(`
+BYE sip:x@%[1]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.3.1:%[2]d;branch=%[3]s;rport
+From: <sip:a@127.0.3.1>;tag=a1
+To: <sip:b@%[1]s>;tag=nosuchdialog
+Call-ID: amp-bye@127.0.3.1
+CSeq: 2 BYE
+Max-Forwards: 70`, box.Addr(), u.port(), branch()), ""), 481},
+	}
+	for _, c := range cases {
+		u.sendRaw(c.req)
+		m := u.recv(2 * time.Second)
+		r, ok := m.(*sip.Response)
+		if !ok || r.StatusCode != c.code {
+			t.Errorf("%s: want %d, got %v", c.name, c.code, m)
+			continue
+		}
+		out := len(r.String()) // parsed form: at least as long as the wire form minus compact names
+		// what else comes: a stateful 401 to an INVITE is retransmitted from 500 ms on (RFC 3261 §17.2.1)
+		n, more := u.drain(2500 * time.Millisecond)
+		if n != 0 {
+			t.Errorf("%s: %d more datagrams (%d bytes) after the answer: retransmitted", c.name, n, more)
+		}
+		_ = out
+	}
+	st := box.EdgeStats()
+	if st.Stateless != uint64(len(cases)) {
+		t.Errorf("%d stateless answers, want %d (%+v)", st.Stateless, len(cases), st)
+	}
+	if st.StatelessBytesOut > st.StatelessBytesIn {
+		t.Errorf("amplification %.2f: %d bytes out for %d in", float64(st.StatelessBytesOut)/float64(st.StatelessBytesIn), st.StatelessBytesOut, st.StatelessBytesIn)
+	}
+	t.Logf("stateless: %d answers, %d bytes in, %d out: %.2fx", st.Stateless, st.StatelessBytesIn, st.StatelessBytesOut,
+		float64(st.StatelessBytesOut)/float64(st.StatelessBytesIn))
+}
+
+// Each unauthenticated answer alone is no larger than its request, byte
+// for byte on the wire.
+func TestStatelessAnswerNoLargerThanRequest(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	u := newRawUAAt(t, box.Addr(), "127.0.3.2")
+	for _, req := range [][]byte{
+		wire(inviteText(box.Addr().String(), u.port(), clientLine, "1", 1, "a@b", ""), testSDP),
+		wire(optionsText(box.Addr().String(), u.port(), "o@b"), ""),
+	} {
+		u.sendRaw(req)
+		buf := make([]byte, 65535)
+		_ = u.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := u.conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no answer to\n%s", req)
+		}
+		if n > len(req) {
+			t.Errorf("%d-byte answer to a %d-byte request:\n%s", n, len(req), buf[:n])
+		}
+		t.Logf("%s: %d bytes in, %d out (%.2fx)", strings.Fields(string(req))[0], len(req), n, float64(n)/float64(len(req)))
+	}
+	// a request too small to carry its challenge is not answered at all
+	tiny := wire(fmt.Sprintf("REGISTER sip:%[1]s SIP/2.0\nVia: SIP/2.0/UDP 127.0.3.2:%[2]d;branch=z9hG4bKt\nFrom: <sip:a@b>;tag=1\nTo: <sip:a@b>\nCall-ID: t\nCSeq: 1 REGISTER",
+		box.Addr(), u.port()), "")
+	u.sendRaw(tiny)
+	if n, b := u.drain(time.Second); n != 0 {
+		t.Errorf("a %d-byte REGISTER got %d bytes back", len(tiny), b)
+	}
+}
+
+// Failures from one address:port never lock out a peer registered from
+// another: a guesser behind the ATA's NAT (same address, its own port)
+// gets the address banned, and the ATA's registration and calls go on.
+// A nonce fetched from one address is worth nothing from another.
+func TestBanSparesRegisteredPeer(t *testing.T) {
+	cfg := testConfig("")
+	cfg.General.MaxAuthFailures = 3
+	box := startBox(t, cfg, nil)
+	ata := newRawUA(t, box.Addr()) // 127.0.0.1
+	if r := ata.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
+		t.Fatalf("ATA REGISTER: %d", r.StatusCode)
+	}
+	// a nonce from 127.0.4.1 used from 127.0.4.2: a challenge, not a failure
+	other := newRawUAAt(t, box.Addr(), "127.0.4.1")
+	r := other.register(clientLine, 1, "", "", "")
+	forger := newRawUAAt(t, box.Addr(), "127.0.4.2")
+	r = forger.register(clientLine, 2, "", "", authz(r, clientLine, "wrong", "REGISTER", "sip:"+box.Addr().String()))
+	if r == nil || r.StatusCode != 401 {
+		t.Fatalf("a nonce used away from where it was sent: want 401, got %v", r)
+	}
+	if n := box.EdgeStats().AuthFailures; n != 0 {
+		t.Fatalf("%d failures counted for a nonce from elsewhere", n)
+	}
+	// the guesser next to the ATA
+	g := newRawUA(t, box.Addr())
+	for i := 0; i < 3; i++ {
+		r := g.register(clientLine, 2*i+1, "", "", "")
+		r = g.register(clientLine, 2*i+2, "", "", authz(r, clientLine, "wrong", "REGISTER", "sip:"+box.Addr().String()))
+		if r == nil || r.StatusCode != 403 {
+			t.Fatalf("guess %d: %v", i, r)
+		}
+	}
+	box.ev.wait(t, 2*time.Second, func(e bus.Event) bool { b, ok := e.(bus.SourceBanned); return ok && b.Addr.String() == "127.0.0.1" })
+	if r := g.register(clientLine, 9, "", "", ""); r != nil {
+		t.Errorf("the banned guesser still gets answers: %v", r)
+	}
+	time.Sleep(2 * trustRefresh)
+	// the ATA, from its registered address:port, is not banned
+	if r := ata.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
+		t.Errorf("ATA re-REGISTER after the ban: %d", r.StatusCode)
+	}
+	ata.send(optionsText(box.Addr().String(), ata.port(), "ata-opt@127.0.0.1"), "")
+	if r := ata.final(2 * time.Second); r == nil || r.StatusCode != 200 {
+		t.Errorf("ATA OPTIONS after the ban: %v", r)
+	}
+	if _, ok := box.Bans()[netip.MustParseAddr("127.0.0.1")]; !ok {
+		t.Error("ban not listed")
+	}
+	if !box.Unban(netip.MustParseAddr("127.0.0.1")) || len(box.Bans()) != 0 {
+		t.Error("unban")
+	}
+	if r := g.register(clientLine, 10, "", "", ""); r == nil || r.StatusCode != 401 {
+		t.Errorf("after unban: %v", r)
+	}
+}
+
+// A guesser with many addresses gets a few guesses a second at one name,
+// never more; the real device, from where it is registered, is never
+// slowed down.
+func TestGuessesPerNameThrottled(t *testing.T) {
+	cfg := testConfig("")
+	cfg.General.GuessRate = 2
+	cfg.General.MaxAuthFailures = 1000
+	box := startBox(t, cfg, nil)
+	ata := newRawUA(t, box.Addr())
+	if r := ata.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
+		t.Fatalf("ATA REGISTER: %d", r.StatusCode)
+	}
+	start := time.Now()
+	const guesses = 60
+	refused := 0
+	for i := range guesses {
+		u := newRawUAAt(t, box.Addr(), fmt.Sprintf("127.0.5.%d", 1+i))
+		r := u.register(clientLine, 1, "", "", "")
+		if r == nil || r.StatusCode != 401 {
+			t.Fatalf("guesser %d: challenge %v", i, r)
+		}
+		r = u.register(clientLine, 2, "", "", authz(r, clientLine, "wrong", "REGISTER", "sip:"+box.Addr().String()))
+		switch {
+		case r != nil && r.StatusCode == 403:
+			refused++
+		case r != nil && r.StatusCode == 401:
+		default:
+			t.Fatalf("guess %d: %v", i, r)
+		}
+	}
+	took := time.Since(start)
+	if limit := guessBurst + int(took.Seconds()*2) + 1; refused > limit {
+		t.Errorf("%d guesses evaluated in %v from %d addresses, want at most %d", refused, took, guesses, limit)
+	}
+	t.Logf("%d of %d guesses evaluated in %v (%.1f/s)", refused, guesses, took, float64(refused)/took.Seconds())
+	// meanwhile the ATA registers at once, every time
+	for i := range 3 {
+		if r := ata.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
+			t.Errorf("ATA REGISTER %d during the guessing: %d", i, r.StatusCode)
+		}
+	}
+}
+
+// sipgo keeps about 100 bytes for good per source address:port it has
+// read from; the entry hands it only what needs a transaction and
+// restarts its read loop every feedSources sources, so the state per
+// source is bounded however many sources come.
+func TestPerSourceStateBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20,000 sources")
+	}
+	box := startBox(t, testConfig(""), nil)
+	pool := box.ua.TransportLayer().Pool("udp")
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	const sources = 20000
+	dst := net.UDPAddrFromAddrPort(box.Addr())
+	for i := range sources {
+		ip := net.IPv4(127, 6+byte(i>>16), byte(i>>8), byte(i))
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		// a stray response (goes to sipgo) and an OPTIONS (answered here)
+		res := wire(fmt.Sprintf("SIP/2.0 200 OK\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bKstray%[2]d\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: stray-%[2]d\nCSeq: 1 OPTIONS", box.Addr(), i), "")
+		if _, err := c.WriteToUDP(res, dst); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteToUDP(wire(optionsText(box.Addr().String(), port, fmt.Sprintf("src-%d", i)), ""), dst); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if i%500 == 0 {
+			time.Sleep(5 * time.Millisecond) // let the box keep up: this is about state, not loss
+		}
+	}
+	time.Sleep(time.Second)
+	after := heap()
+	grew := int64(after) - int64(before)
+	t.Logf("%d sources: sipgo pool %d entries, live heap %+d bytes (%.1f bytes/source), stats %+v",
+		sources, pool.Size(), grew, float64(grew)/sources, box.EdgeStats())
+	if n := pool.Size(); n > feedSources+8 {
+		t.Errorf("sipgo's pool holds %d entries after %d sources, want at most %d", n, sources, feedSources+8)
+	}
+	if grew > 2<<20 {
+		t.Errorf("live heap grew %d bytes for %d sources", grew, sources)
+	}
+}
+
+// An INVITE whose forwarded copy is over 1,300 bytes goes out over UDP
+// (the ATA has no TCP) instead of failing with 503.
+func TestLargeInviteForwardedOverUDP(t *testing.T) {
+	box := startBox(t, testConfig(""), nil)
+	callee := newRawUA(t, box.Addr())
+	if r := callee.registerAuth(ispLine, secret, "3600"); r.StatusCode != 200 {
+		t.Fatalf("callee REGISTER: %d", r.StatusCode)
+	}
+	caller := newRawUA(t, box.Addr())
+	sdp := testSDP
+	for i := 0; len(sdp) < 1100; i++ {
+		sdp += fmt.Sprintf("a=x-padding-%d:%s\r\n", i, strings.Repeat("z", 40))
+	}
+	callID := "big@127.0.0.1"
+	caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 1, callID, ""), sdp)
+	r := caller.final(3 * time.Second)
+	if r == nil || r.StatusCode != 401 {
+		t.Fatalf("challenge: %v", r)
+	}
+	caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 2, callID,
+		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), sdp)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		m := callee.recv(time.Until(deadline))
+		if req, ok := m.(*sip.Request); ok && req.Method == sip.INVITE {
+			if n := len(req.String()); n <= 1300 {
+				t.Errorf("forwarded INVITE is %d bytes; the test wants > 1300", n)
+			}
+			return
+		}
+	}
+	t.Fatal("the callee never got the INVITE")
+}
