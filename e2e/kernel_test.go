@@ -319,7 +319,7 @@ func kernelConfig(t *testing.T) *config.Config {
 	cfg := pap2t(t, func(s string) string {
 		s = strings.Replace(s, "network = userspace", "network = kernel", 1)
 		// mtu 1000: the clamp (960) is visible against the client's 1460.
-		return strings.Replace(s, "pool = 192.168.32.0/24\n", "pool = 192.168.32.0/24\nuplink = "+uplinkDev+"\nmtu = 1000\n", 1)
+		return strings.Replace(s, "pool = 192.168.32.0/24\n", "pool = 192.168.32.0/24\nuplink = "+uplinkDev+"\nmtu = 1000\nallow = "+serverAddr+"\n", 1)
 	})
 	if cfg.Net.Mode != netstack.Kernel || cfg.Net.Uplink != uplinkDev {
 		t.Fatalf("config: network %q uplink %q: the rewrite of pap2t.conf did not apply", cfg.Net.Mode, cfg.Net.Uplink)

@@ -36,11 +36,20 @@ type Config struct {
 	HostLoopback bool
 	// BlockPrivate drops clients' traffic to private, shared (100.64/10) and
 	// link-local destinations (the host's LAN, 169.254.169.254), but not to
-	// other clients (that is Isolate). Off by default, like the seed's
-	// MASQUERADE rule, which let clients reach the LAN. In kernel mode it
-	// filters forwarded traffic only; what clients may reach on the box
-	// itself is the host firewall's business.
+	// other clients (that is Isolate) nor to Allow and the DNS servers
+	// handed out. On by default: strangers dial in (the seed's line needs no
+	// login), and the seed's MASQUERADE rule gave them the whole LAN. In
+	// kernel mode it filters forwarded traffic.
 	BlockPrivate bool
+	// BlockHost refuses clients' connections to the host's own addresses
+	// (other than the gateway's DNS and HostLoopback), which would reach
+	// every service the host listens on at 0.0.0.0. On by default. In
+	// kernel mode it drops what clients send to the box itself but for
+	// ICMP, replies, and Allow.
+	BlockHost bool
+	// Allow lists destinations clients may reach whatever BlockPrivate and
+	// BlockHost say (a LAN printer, a host service meant for them).
+	Allow []netip.Prefix
 	// DNSUpstream (userspace): servers the gateway's DNS forwarder relays to;
 	// empty = the nameservers of /etc/resolv.conf.
 	DNSUpstream []netip.AddrPort
@@ -50,7 +59,24 @@ type Config struct {
 	// UDPTimeout (userspace): a forwarded UDP flow with no traffic for this
 	// long is closed; 0 = 60 s.
 	UDPTimeout time.Duration
+	// TCPTimeout (userspace): a forwarded TCP connection with no data either
+	// way for this long is closed; 0 = 1 h.
+	TCPTimeout time.Duration
+	// MaxFlows (userspace) bounds the forwarded TCP connections and UDP
+	// flows of all clients together (each holds a host socket and two
+	// goroutines), as nf_conntrack_max does; 0 = 4096.
+	MaxFlows int
+	// MaxSessionFlows (userspace) bounds one client's; 0 = DefaultMaxSessionFlows.
+	MaxSessionFlows int
 }
+
+// Flow limits when Config leaves them 0: a Raspberry Pi's worth of flows
+// (about 150 KB of memory and one descriptor each), and for one dial-up
+// user more than a browser opens.
+const (
+	DefaultMaxFlows        = 1024
+	DefaultMaxSessionFlows = 128
+)
 
 // DefaultConfig returns the userspace defaults.
 func DefaultConfig() Config {
@@ -60,6 +86,9 @@ func DefaultConfig() Config {
 		Pool:    netip.MustParsePrefix("192.168.32.0/24"),
 		MTU:     1500,
 		TunName: "ispbox0",
-		Table:   "isp-box",
+
+		BlockPrivate: true,
+		BlockHost:    true,
+		Table:        "isp-box",
 	}
 }

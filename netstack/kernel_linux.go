@@ -198,9 +198,16 @@ func ifname(n string) []byte {
 //	  chain forward { type filter hook forward priority filter; policy accept;
 //	    iifname <tun> ip saddr != @clients counter drop
 //	    iifname <tun> oifname <tun> drop                       # Isolate
-//	    iifname <tun> oifname != <tun> ip daddr <private net> drop  # BlockPrivate
 //	    iifname <tun> tcp flags & (syn|rst) == syn tcp option maxseg size > MSS counter tcp option maxseg size set MSS
 //	    oifname <tun> (the same)
+//	    iifname <tun> oifname != <tun> ip daddr <allowed net> accept  # BlockPrivate: Allow and DNS
+//	    iifname <tun> oifname != <tun> ip daddr <private net> drop    # BlockPrivate
+//	  }
+//	  chain input { type filter hook input priority filter; policy accept;  # BlockHost
+//	    iifname <tun> ct state established,related accept
+//	    iifname <tun> meta l4proto icmp accept
+//	    iifname <tun> ip daddr <allowed net> accept
+//	    iifname <tun> counter drop
 //	  }
 //	  chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 //	    ip saddr @clients oifname <uplink> masquerade
@@ -214,14 +221,14 @@ func (k *kernel) installTable() error {
 	if err := k.nft.AddSet(k.set, nil); err != nil {
 		return fmt.Errorf("netstack: kernel: nft set: %w", err)
 	}
-	accept := nftables.ChainPolicyAccept
+	acceptPolicy := nftables.ChainPolicyAccept
 	fwd := k.nft.AddChain(&nftables.Chain{
 		Name: "forward", Table: k.table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &acceptPolicy,
 	})
 	post := k.nft.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: k.table, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &acceptPolicy,
 	})
 	iif := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
@@ -251,16 +258,6 @@ func (k *kernel) installTable() error {
 	if cfg.Isolate {
 		rule(fwd, iif, oif, drop)
 	}
-	if cfg.BlockPrivate {
-		for _, p := range privateNets {
-			mask := net.CIDRMask(p.Bits(), 32)
-			// Not towards another client: that is Isolate's business.
-			rule(fwd, iif, notOif, []expr.Any{daddr,
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Addr().AsSlice()},
-			}, drop)
-		}
-	}
 	// MSS clamp to the PPP MTU (RFC 879: MSS = MTU - 40), both directions.
 	mss := binaryutil.BigEndian.PutUint16(uint16(cfg.MTU - 40))
 	clamp := []expr.Any{
@@ -278,6 +275,44 @@ func (k *kernel) installTable() error {
 	}
 	rule(fwd, iif, clamp)
 	rule(fwd, oif, clamp)
+	dst := func(p netip.Prefix) []expr.Any {
+		return []expr.Any{daddr,
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(p.Bits(), 32), Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
+		}
+	}
+	accept := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+	allow := k.st.allowNets()
+	if cfg.BlockPrivate {
+		// After the clamp: an accept ends the chain.
+		for _, p := range allow {
+			rule(fwd, iif, notOif, dst(p), accept)
+		}
+		for _, p := range privateNets {
+			// Not towards another client: that is Isolate's business.
+			rule(fwd, iif, notOif, dst(p), drop)
+		}
+	}
+	if cfg.BlockHost {
+		in := k.nft.AddChain(&nftables.Chain{
+			Name: "input", Table: k.table, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &acceptPolicy,
+		})
+		rule(in, iif, []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		}, accept)
+		rule(in, iif, []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMP}},
+		}, accept)
+		for _, p := range allow {
+			rule(in, iif, dst(p), accept)
+		}
+		rule(in, iif, drop)
+	}
 	rule(post, []expr.Any{saddr, &expr.Lookup{SourceRegister: 1, SetName: k.set.Name, SetID: k.set.ID},
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: up},

@@ -99,6 +99,9 @@ func kernelConfig() netstack.Config {
 	cfg.Mode = netstack.Kernel
 	cfg.MTU = 1000 // so that the MSS clamp (960) is visible
 	cfg.DNS = []netip.Addr{netip.MustParseAddr(serverAddr)}
+	// The world of these tests is a private network; the defaults that
+	// refuse it are tested in TestKernelBlockPrivate and TestKernelBlockHost.
+	cfg.BlockPrivate, cfg.BlockHost = false, false
 	return cfg
 }
 
@@ -457,12 +460,17 @@ func TestUserspacePingPaths(t *testing.T) {
 	}
 }
 
-// TestKernelBlockPrivate: with BlockPrivate the forward chain drops the
-// clients' packets to private nets (the server namespace is 10.77.0.0/24).
+// TestKernelBlockPrivate: with the defaults BlockPrivate and BlockHost the
+// forward chain drops the clients' packets to private nets (the server
+// namespace is 10.77.0.0/24) but for Allow and the DNS servers, and the
+// input chain drops what they send to the box's own addresses.
 func TestKernelBlockPrivate(t *testing.T) {
 	tp := newTopo(t)
 	cfg := kernelConfig()
-	cfg.BlockPrivate = true
+	d := netstack.DefaultConfig()
+	cfg.BlockPrivate, cfg.BlockHost = d.BlockPrivate, d.BlockHost
+	cfg.DNS = []netip.Addr{netip.MustParseAddr("10.77.0.53")}
+	cfg.Allow = []netip.Prefix{netip.MustParsePrefix("10.77.0.128/25")}
 	st := tp.stack(t, cfg)
 	sess, _ := attach(t, st, "k1", netip.Addr{})
 	tp.golden(t, "testdata/nft-table-blockprivate.golden")
@@ -480,6 +488,20 @@ func TestKernelBlockPrivate(t *testing.T) {
 	}
 	if !strings.Contains(out, "ip daddr 10.0.0.0/8 counter packets 1 ") {
 		t.Fatalf("private destination not dropped by the table:\n%s", out)
+	}
+	// The box's own uplink address: its services on 0.0.0.0.
+	if err := sess.Send(udpPacket(netip.AddrPortFrom(sess.Remote(), 5000), netip.MustParseAddrPort(uplinkAddr+":9999"), []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Before(deadline) {
+		out = run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "input")
+		if strings.Contains(out, `iifname "ispbox0" counter packets 1 `) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(out, `iifname "ispbox0" counter packets 1 `) {
+		t.Fatalf("the box's own address not dropped by the input chain:\n%s", out)
 	}
 
 	// Clients (in 192.168.0.0/16 themselves) still reach each other: that

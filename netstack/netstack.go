@@ -35,10 +35,18 @@
 // host's 127.0.0.1 on that port (QEMU's and slirp4netns's 10.0.2.2
 // convention): http://192.168.32.1:8080/ from a client is the host's
 // http://127.0.0.1:8080/. It is off by default: dial-in users should not
-// reach services the host keeps on loopback. BlockPrivate (off by default,
-// as the seed's MASQUERADE rule let clients reach the LAN) also refuses
-// private, shared and link-local destinations, e.g. the host's LAN and
-// 169.254.169.254.
+// reach services the host keeps on loopback.
+//
+// Strangers dial in (a line may need no login), so by default BlockPrivate
+// refuses private, shared and link-local destinations (the host's LAN,
+// 169.254.169.254) and BlockHost the host's own addresses, where every
+// service listening on 0.0.0.0 would answer; Config.Allow and the DNS
+// servers handed out are exempt. A client holds at most MaxSessionFlows
+// forwarded TCP connections and UDP flows and all clients MaxFlows (each is
+// a host descriptor and two goroutines); beyond, a SYN gets a RST and a
+// UDP flow's datagrams are dropped, counted as ReasonFlowLimit and logged
+// at most every 10 s. Flows end when idle: UDP after UDPTimeout, TCP after
+// TCPTimeout, echoes after 5 s (64 in flight).
 //
 // # Kernel mode
 //
@@ -87,6 +95,7 @@ const (
 	ReasonForbidden  = "destination forbidden by policy"
 	ReasonPingDenied = "ICMP echo to the world not permitted (net.ipv4.ping_group_range, CAP_NET_RAW)"
 	ReasonTTL        = "TTL expired"
+	ReasonFlowLimit  = "flow limit reached"
 )
 
 // engine is what a mode does with packets; the Stack does the checks that
@@ -112,6 +121,7 @@ type Stack struct {
 	eng  engine
 
 	defaultDNS []netip.Addr // handed out when cfg.DNS is empty
+	host       hostAddrs    // the host's own addresses, for BlockHost
 
 	mu       sync.RWMutex
 	sessions map[netip.Addr]*Session // guarded by mu: by client address
@@ -146,6 +156,15 @@ func New(ctx context.Context, cfg Config, opts Options) (*Stack, error) {
 	if cfg.UDPTimeout == 0 {
 		cfg.UDPTimeout = 60 * time.Second
 	}
+	if cfg.TCPTimeout == 0 {
+		cfg.TCPTimeout = time.Hour
+	}
+	if cfg.MaxFlows == 0 {
+		cfg.MaxFlows = DefaultMaxFlows
+	}
+	if cfg.MaxSessionFlows == 0 {
+		cfg.MaxSessionFlows = DefaultMaxSessionFlows
+	}
 	if !cfg.Gateway.Is4() {
 		return nil, fmt.Errorf("netstack: gateway %v: need an IPv4 address", cfg.Gateway)
 	}
@@ -163,11 +182,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Stack, error) {
 	s := &Stack{cfg: cfg, log: log.With("comp", "netstack"), bus: opts.Bus, pool: p, sessions: map[netip.Addr]*Session{}}
 	switch cfg.Mode {
 	case Userspace:
-		s.eng, err = newUserspace(ctx, s)
 		s.defaultDNS = []netip.Addr{cfg.Gateway} // the built-in forwarder
+		s.eng, err = newUserspace(ctx, s)
 	case Kernel:
+		s.defaultDNS = kernelDNS() // before the table, which allows them
 		s.eng, err = newKernel(ctx, s)
-		s.defaultDNS = kernelDNS()
 	default:
 		return nil, fmt.Errorf("netstack: mode %q: want %q or %q", cfg.Mode, Userspace, Kernel)
 	}
@@ -250,6 +269,16 @@ func (s *Stack) Dropped() map[string]uint64 {
 	return out
 }
 
+// Flows returns how many forwarded flows (TCP connections and UDP flows)
+// all clients hold now; 0 in kernel mode, where conntrack keeps them.
+func (s *Stack) Flows() int {
+	if u, ok := s.eng.(*userspace); ok {
+		_, n := u.flowCount(netip.Addr{})
+		return n
+	}
+	return 0
+}
+
 // ICMP says how clients' echo requests reach the world.
 func (s *Stack) ICMP() ICMPPath {
 	if u, ok := s.eng.(*userspace); ok {
@@ -298,6 +327,7 @@ type SessionInfo struct {
 	BytesIn  uint64
 	PktsOut  uint64 // to the client
 	BytesOut uint64
+	Flows    int               // userspace: forwarded TCP connections and UDP flows open now
 	Dropped  uint64            // from the client, dropped for any reason
 	Reasons  map[string]uint64 // Dropped by reason
 }
@@ -426,6 +456,9 @@ func (s *Session) Info() SessionInfo {
 		PktsIn: s.pktsIn.Load(), BytesIn: s.bytesIn.Load(),
 		PktsOut: s.pktsOut.Load(), BytesOut: s.bytesOut.Load(),
 		Dropped: s.dropped.Load(), Reasons: map[string]uint64{},
+	}
+	if u, ok := s.st.eng.(*userspace); ok {
+		in.Flows, _ = u.flowCount(s.remote)
 	}
 	s.dropMu.Lock()
 	for r, d := range s.drops {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -55,6 +56,10 @@ type userspace struct {
 	closing bool
 	wg      sync.WaitGroup
 
+	flows  map[netip.Addr]int // guarded by mu: forwarded flows per client
+	nflows int                // guarded by mu: their sum
+	limLog rateLog
+
 	pingSem chan struct{} // bounds ICMP echoes in flight to the world
 	icmp    ICMPPath      // how echoes reach the world, found at start
 }
@@ -69,6 +74,7 @@ func newUserspace(ctx context.Context, st *Stack) (*userspace, error) {
 		st: st, ns: ns, gw: cfg.Gateway,
 		ep:      channel.New(512, uint32(cfg.MTU), ""),
 		conns:   map[io.Closer]netip.Addr{},
+		flows:   map[netip.Addr]int{},
 		pingSem: make(chan struct{}, 64),
 	}
 	u.ctx, u.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -291,10 +297,143 @@ func (s *Stack) policy(dst netip.Addr) string {
 		return ReasonNoRoute
 	case s.cfg.Pool.Contains(dst):
 		return ReasonNoRoute // a client address nobody holds, or the pool's broadcast
+	case s.allowed(dst):
+		return ""
 	case s.cfg.BlockPrivate && (dst.IsPrivate() || dst.IsLinkLocalUnicast() || cgnat.Contains(dst)):
+		return ReasonForbidden
+	case s.cfg.BlockHost && s.host.has(dst):
+		// The host's own address: every service it keeps on 0.0.0.0.
 		return ReasonForbidden
 	}
 	return ""
+}
+
+// allowNets are the destinations exempt from BlockPrivate and BlockHost:
+// Allow, and the DNS servers the clients are told to use.
+func (s *Stack) allowNets() []netip.Prefix {
+	out := append([]netip.Prefix(nil), s.cfg.Allow...)
+	dns := s.cfg.DNS
+	if len(dns) == 0 {
+		dns = s.defaultDNS
+	}
+	for _, a := range dns {
+		if a.Is4() {
+			out = append(out, netip.PrefixFrom(a, 32))
+		}
+	}
+	return out
+}
+
+func (s *Stack) allowed(dst netip.Addr) bool {
+	for _, p := range s.allowNets() {
+		if p.Contains(dst) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostAddrs caches the host's own addresses, which change with DHCP and
+// interfaces coming and going; a dump per new flow would cost more.
+type hostAddrs struct {
+	mu  sync.Mutex
+	at  time.Time
+	set map[netip.Addr]bool
+}
+
+func (h *hostAddrs) has(a netip.Addr) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.set == nil || time.Since(h.at) > 5*time.Second {
+		h.at = time.Now()
+		h.set = map[netip.Addr]bool{}
+		addrs, _ := net.InterfaceAddrs()
+		for _, x := range addrs {
+			if p, err := netip.ParsePrefix(x.String()); err == nil {
+				h.set[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	return h.set[a]
+}
+
+// rateLog lets one line per key through every rateLogEvery and says how
+// many it held back, so that a client hammering a limit cannot flood the
+// log.
+type rateLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	held map[string]int
+}
+
+const rateLogEvery = 10 * time.Second
+
+// allow reports whether to log now, and how many were held back before.
+func (r *rateLog) allow(key string) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last, r.held = map[string]time.Time{}, map[string]int{}
+	}
+	if time.Since(r.last[key]) < rateLogEvery {
+		r.held[key]++
+		return false, 0
+	}
+	n := r.held[key]
+	r.last[key], r.held[key] = time.Now(), 0
+	return true, n
+}
+
+// acquireFlow counts a new forwarded flow for client against the session's
+// and the box's limits; false (counted, logged at a bounded rate) when one
+// is reached. Each granted flow is given back with releaseFlow.
+func (u *userspace) acquireFlow(client netip.Addr) bool {
+	cfg := &u.st.cfg
+	u.mu.Lock()
+	var which string
+	switch {
+	case u.closing:
+		u.mu.Unlock()
+		return false
+	case u.flows[client] >= cfg.MaxSessionFlows:
+		which = "session"
+	case u.nflows >= cfg.MaxFlows:
+		which = "box"
+	default:
+		u.flows[client]++
+		u.nflows++
+		u.mu.Unlock()
+		return true
+	}
+	n, total := u.flows[client], u.nflows
+	u.mu.Unlock()
+	s := u.st.lookup(client)
+	if s == nil {
+		return false
+	}
+	s.drop(ReasonFlowLimit)
+	if ok, held := u.limLog.allow(which + s.name); ok {
+		u.st.log.Warn("flow limit reached: new connection refused", "limit", which, "session", s.name, "remote", client,
+			"session_flows", n, "max_session_flows", cfg.MaxSessionFlows, "box_flows", total, "max_flows", cfg.MaxFlows,
+			"refused_since_last_line", held)
+	}
+	return false
+}
+
+func (u *userspace) releaseFlow(client netip.Addr) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.flows[client]--; u.flows[client] <= 0 {
+		delete(u.flows, client)
+	}
+	u.nflows--
+}
+
+// Flows returns the forwarded flows of a client and of the box.
+func (u *userspace) flowCount(client netip.Addr) (int, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.flows[client], u.nflows
 }
 
 var cgnat = netip.MustParsePrefix("100.64.0.0/10") // RFC 6598 shared address space
@@ -323,6 +462,17 @@ func (u *userspace) forwardTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	client := netip.AddrFrom4(id.RemoteAddress.As4())
+	if !u.acquireFlow(client) {
+		r.Complete(true) // RST: the client fails at once instead of retrying its SYN
+		return
+	}
+	granted := true
+	defer func() {
+		if granted {
+			u.releaseFlow(client)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(u.ctx, dialTimeout)
 	var d net.Dialer
 	out, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(dst, id.LocalPort).String())
@@ -335,7 +485,6 @@ func (u *userspace) forwardTCP(r *tcp.ForwarderRequest) {
 	// Tracked from here on, so that a session closing while the client's
 	// handshake is still in flight (its last ACK may never come) closes the
 	// server's side at once.
-	client := netip.AddrFrom4(id.RemoteAddress.As4())
 	if !u.track(client, out) {
 		out.Close()
 		r.Complete(true)
@@ -352,25 +501,35 @@ func (u *userspace) forwardTCP(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
 	in := gonet.NewTCPConn(&wq, ep)
+	idle := u.st.cfg.TCPTimeout
 	if !u.track(client, in) || !u.spawn(func() {
+		defer u.releaseFlow(client)
 		defer u.untrack(in, out)
-		splice(in, out)
+		splice(in, out, idle)
 	}) {
 		u.untrack(in, out)
 		in.Close()
 		out.Close()
+		return
 	}
+	granted = false // the splice gives it back
 }
 
 type closeWriter interface{ CloseWrite() error }
 
 // splice copies both ways; when one side ends its stream the other gets a
-// FIN (half-close), and both are closed when both directions are done.
-func splice(a, b net.Conn) {
-	var wg sync.WaitGroup
+// FIN (half-close), and both are closed when both directions are done or
+// neither has carried data for idle (a vanished peer behind a NAT never
+// sends the FIN that would free the flow).
+func splice(a, b net.Conn, idle time.Duration) {
+	var (
+		wg   sync.WaitGroup
+		last atomic.Int64
+	)
+	last.Store(time.Now().UnixNano())
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		_, err := io.Copy(dst, src)
+		_, err := io.Copy(dst, idleReader{src, &last, idle})
 		if cw, ok := dst.(closeWriter); ok && err == nil {
 			_ = cw.CloseWrite()
 		} else {
@@ -387,6 +546,30 @@ func splice(a, b net.Conn) {
 	b.Close()
 }
 
+// idleReader reads from a connection until no data has passed either way
+// (last, shared by both directions) for idle.
+type idleReader struct {
+	c    net.Conn
+	last *atomic.Int64
+	idle time.Duration
+}
+
+func (r idleReader) Read(b []byte) (int, error) {
+	for {
+		_ = r.c.SetReadDeadline(time.Unix(0, r.last.Load()).Add(r.idle))
+		n, err := r.c.Read(b)
+		if n > 0 {
+			r.last.Store(time.Now().UnixNano())
+			return n, nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, r.last.Load())) < r.idle {
+			continue // the other direction kept the connection alive
+		}
+		return n, err
+	}
+}
+
 // forwardUDP is called synchronously by gVisor for the first datagram of a
 // flow (client addr:port → destination addr:port): it makes a connected
 // endpoint for the flow, which takes that datagram and the following ones,
@@ -397,13 +580,19 @@ func (u *userspace) forwardUDP(r *udp.ForwarderRequest) {
 	if !ok || u.ctx.Err() != nil {
 		return
 	}
+	client := netip.AddrFrom4(id.RemoteAddress.As4())
+	if !u.acquireFlow(client) {
+		return // the datagram is dropped; the client's retries are too, until a flow ends
+	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
+		u.releaseFlow(client)
 		return
 	}
 	in := gonet.NewUDPConn(&wq, ep)
 	if !u.spawn(func() {
+		defer u.releaseFlow(client)
 		out, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, id.LocalPort)))
 		if err != nil {
 			in.Close()
@@ -417,6 +606,7 @@ func (u *userspace) forwardUDP(r *udp.ForwarderRequest) {
 		defer u.untrack(in, out)
 		relayUDP(in, out, u.st.cfg.UDPTimeout)
 	}) {
+		u.releaseFlow(client)
 		in.Close()
 	}
 }

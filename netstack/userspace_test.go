@@ -1,10 +1,12 @@
 package netstack_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,7 +196,9 @@ func TestUserspacePingGateway(t *testing.T) {
 // netns tests in kernel_linux_test.go run it under each condition.
 func TestUserspacePingWorld(t *testing.T) {
 	target := hostAddr(t)
-	st := newStack(t, userspaceConfig(t), nil)
+	cfg := userspaceConfig(t)
+	cfg.Allow = []netip.Prefix{netip.PrefixFrom(target, 32)} // the host's own address: BlockHost and BlockPrivate
+	st := newStack(t, cfg, nil)
 	sess, c := attach(t, st, "s1", netip.Addr{})
 	path := st.ICMP()
 	t.Logf("icmp path: %s", path)
@@ -691,4 +696,175 @@ func TestUserspaceBlockPrivate(t *testing.T) {
 	if n := sess.Info().Reasons[netstack.ReasonForbidden]; n == 0 {
 		t.Fatalf("not counted: %+v", sess.Info())
 	}
+}
+
+// TestUserspaceBlockHost: by default a client cannot reach the host's own
+// addresses (its services on 0.0.0.0), not even a public one; Allow opens
+// one address again.
+func TestUserspaceBlockHost(t *testing.T) {
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	target := hostAddr(t)
+	for _, tc := range []struct {
+		name  string
+		allow []netip.Prefix
+		want  bool
+	}{
+		{"default", nil, false},
+		{"allowed", []netip.Prefix{netip.PrefixFrom(target, 32)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := userspaceConfig(t)
+			cfg.BlockPrivate = false // so that only BlockHost, on by default, decides
+			cfg.Allow = tc.allow
+			st := newStack(t, cfg, nil)
+			sess, c := attach(t, st, "s1", netip.Addr{})
+			ctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+			defer cancel()
+			conn, err := c.DialContext(ctx, "tcp", netip.AddrPortFrom(target, uint16(port)).String())
+			if conn != nil {
+				conn.Close()
+			}
+			if got := err == nil; got != tc.want {
+				t.Fatalf("dial the host's %v:%d: %v, want reachable=%v", target, port, err, tc.want)
+			}
+			if !tc.want && sess.Info().Reasons[netstack.ReasonForbidden] == 0 {
+				t.Fatalf("not counted: %+v", sess.Info())
+			}
+		})
+	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t testing.TB) int {
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(es)
+}
+
+// liveBytes is the heap and stacks in use after a GC.
+func liveBytes() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// TestUserspaceFlowLimit: one client opening 20,000 UDP flows (a hostile
+// PPP client, packets crafted as it would) gets MaxSessionFlows of them;
+// the rest are dropped, counted and logged a bounded number of times; the
+// box's descriptors and memory stay bounded; another client still gets
+// flows until the box-wide MaxFlows bites; flows come back as they end.
+func TestUserspaceFlowLimit(t *testing.T) {
+	echo, sources := udpEcho(t)
+	perSession := netstack.DefaultMaxSessionFlows
+	cfg := userspaceConfig(t)
+	cfg.MaxFlows = perSession + 50
+	cfg.UDPTimeout = 2 * time.Second
+	var logBuf syncBuffer
+	st, err := netstack.New(context.Background(), cfg, netstack.Options{Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fds0, mem0, g0 := openFDs(t), liveBytes(), runtime.NumGoroutine()
+
+	s1, _ := attach(t, st, "s1", netip.Addr{})
+	const flows = 20000
+	dst := netip.AddrPortFrom(gw, echo.Port())
+	start := time.Now()
+	for i := 0; i < flows; i++ {
+		_ = s1.Send(udpPacket(netip.AddrPortFrom(s1.Remote(), uint16(10000+i)), dst, []byte("x")))
+	}
+	sent := time.Since(start)
+	deadline := time.Now().Add(10 * time.Second)
+	for sources() < perSession && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fds1, mem1, g1 := openFDs(t), liveBytes(), runtime.NumGoroutine()
+	info := s1.Info()
+	t.Logf("%d UDP flows sent in %v: %d opened (%d at the echo server), %d refused; +%d fds, +%d goroutines, +%.1f MB heap+stacks (%.0f KB per flow)",
+		flows, sent, info.Flows, sources(), info.Reasons[netstack.ReasonFlowLimit], fds1-fds0, g1-g0,
+		float64(mem1-mem0)/1e6, float64(mem1-mem0)/1e3/float64(max(info.Flows, 1)))
+	if info.Flows != perSession || st.Flows() != perSession {
+		t.Fatalf("session holds %d flows, box %d; want %d", info.Flows, st.Flows(), perSession)
+	}
+	// Every flow granted made one host socket; a flow may end early (the
+	// client side answers the echoes with port unreachable) and give its
+	// place to a later one.
+	if got, want := uint64(sources()), flows-info.Reasons[netstack.ReasonFlowLimit]; got != want {
+		t.Fatalf("echo server saw %d sources; %d flows were not refused", got, want)
+	}
+	if got := info.Reasons[netstack.ReasonFlowLimit]; got < flows-uint64(perSession)-100 {
+		t.Fatalf("refused flows counted %d, want about %d", got, flows-perSession)
+	}
+	if d := fds1 - fds0; d > perSession+20 {
+		t.Fatalf("%d descriptors for %d flows", d, perSession)
+	}
+
+	// Another client still has room, up to the box's limit.
+	s2, c2 := attach(t, st, "s2", netip.Addr{})
+	conn, err := c2.DialContext(ctxT(t), "udp", dst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 10)
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("second client: %q, %v", buf[:n], err)
+	}
+	for i := 0; i < 200; i++ {
+		_ = s2.Send(udpPacket(netip.AddrPortFrom(s2.Remote(), uint16(40000+i)), dst, []byte("x")))
+	}
+	if got := s2.Info().Reasons[netstack.ReasonFlowLimit]; got < 1 || st.Flows() != cfg.MaxFlows {
+		t.Fatalf("box-wide limit: s2 refused %d (want > 0), box holds %d flows, limit %d", got, st.Flows(), cfg.MaxFlows)
+	}
+	if n := strings.Count(logBuf.String(), "flow limit reached"); n < 2 || n > 4 {
+		t.Fatalf("%d flow-limit log lines, want one per session and limit:\n%s", n, logBuf.String())
+	}
+	// The idle timeout gives the flows back.
+	deadline = time.Now().Add(20 * time.Second)
+	for s1.Info().Flows > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := s1.Info().Flows; n != 0 {
+		t.Fatalf("%d flows left after the idle timeout", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -63,7 +63,8 @@ func (b *builder) box(s *section, es []entry) {
 }
 
 var networkKeys = []string{"mode", "gateway", "pool", "dns", "isolate", "mtu", "uplink", "tun", "table",
-	"host-loopback", "block-private", "dns-upstream", "hosts-file", "udp-timeout"}
+	"host-loopback", "block-private", "block-host", "allow", "dns-upstream", "hosts-file", "udp-timeout",
+	"tcp-timeout", "max-flows", "max-session-flows"}
 
 // networkSection maps [network] onto netstack.Config.
 func (b *builder) networkSection(s *section, es []entry) {
@@ -103,7 +104,7 @@ func (b *builder) networkSection(s *section, es []entry) {
 				}
 				n.DNS = append(n.DNS, a)
 			}
-		case "isolate", "host-loopback", "block-private":
+		case "isolate", "host-loopback", "block-private", "block-host":
 			v, ok := parseBool(e.Value)
 			if !ok {
 				bad("%q is not %s", e.Value, boolWords)
@@ -113,6 +114,8 @@ func (b *builder) networkSection(s *section, es []entry) {
 				n.Isolate = v
 			case "host-loopback":
 				n.HostLoopback = v
+			case "block-host":
+				n.BlockHost = v
 			default:
 				n.BlockPrivate = v
 			}
@@ -141,6 +144,40 @@ func (b *builder) networkSection(s *section, es []entry) {
 				bad("%v", err)
 			}
 			n.UDPTimeout = d
+		case "tcp-timeout":
+			d, err := parseSeconds(e.Value, 10, 7*86400)
+			if err != nil {
+				bad("%v", err)
+			}
+			n.TCPTimeout = d
+		case "max-flows", "max-session-flows":
+			v, err := parseInt(e.Value, 1, 1<<20)
+			if err != nil {
+				bad("%v", err)
+			}
+			if e.Key == "max-flows" {
+				n.MaxFlows = v
+			} else {
+				n.MaxSessionFlows = v
+			}
+		case "allow":
+			n.Allow = nil
+			for _, w := range splitList(e.Value) {
+				p, err := parsePrefix(w)
+				if err != nil {
+					a, err2 := parseAddr4(w)
+					if err2 != nil {
+						bad("%q is not an IPv4 address or network", w)
+						continue
+					}
+					p = netip.PrefixFrom(a, 32)
+				}
+				if !p.Addr().Is4() {
+					bad("%q is not an IPv4 network", w)
+					continue
+				}
+				n.Allow = append(n.Allow, p.Masked())
+			}
 		case "mtu":
 			v, err := parseInt(e.Value, 128, 16384)
 			if err != nil {
