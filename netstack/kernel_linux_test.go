@@ -494,7 +494,7 @@ func TestKernelBlockPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for time.Now().Before(deadline) {
-		out = run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "input")
+		out = testutil.Run(t, "ip", "netns", "exec", tp.box, "nft", "list", "chain", "ip", "isp-box", "input")
 		if strings.Contains(out, `iifname "ispbox0" counter packets 1 `) {
 			break
 		}

@@ -1,7 +1,6 @@
 package netstack_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/netstack"
 	"github.com/isp-box/isp-box/netstack/clientnet"
 )
@@ -776,7 +776,7 @@ func TestUserspaceFlowLimit(t *testing.T) {
 	cfg := userspaceConfig(t)
 	cfg.MaxFlows = perSession + 50
 	cfg.UDPTimeout = 2 * time.Second
-	var logBuf syncBuffer
+	var logBuf testutil.LogBuffer
 	st, err := netstack.New(context.Background(), cfg, netstack.Options{Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -849,22 +849,4 @@ func TestUserspaceFlowLimit(t *testing.T) {
 	if n := s1.Info().Flows; n != 0 {
 		t.Fatalf("%d flows left after the idle timeout", n)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
