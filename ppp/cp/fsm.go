@@ -3,6 +3,7 @@ package cp
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 )
 
@@ -68,7 +69,8 @@ type FSM struct {
 
 	state    State
 	restart  int   // restart counter
-	nakLoops int   // Configure-Naks sent since the last Configure-Ack
+	nakLoops int   // Configure-Naks and -Rejects sent since the last Configure-Ack
+	nakRcvd  int   // Configure-Naks and -Rejects received since the last Configure-Ack
 	id       uint8 // last Identifier we used
 	reqID    uint8 // Identifier of our outstanding Configure-Request
 	answered bool  // the request reqID has had its answer
@@ -142,6 +144,9 @@ func (f *FSM) Input(p Packet) {
 			f.event(RCRPlus, &p, nil)
 			return
 		}
+		if f.nakLoops >= 2*f.p.MaxFailure && f.giveUp("the peer's Configure-Requests were Nak'd and Rejected "+strconv.Itoa(f.nakLoops)+" times") {
+			return
+		}
 		code, reply := f.h.CheckRequest(opts, f.nakLoops >= f.p.MaxFailure)
 		ev := RCRPlus
 		if code != ConfAck {
@@ -183,6 +188,17 @@ func (f *FSM) Input(p Packet) {
 			return
 		}
 		f.answered = true // a second answer to the same request is stale
+		if ev == RCN && judge {
+			// Each Nak or Reject re-arms the restart counter (RCN: irc,
+			// scr), so a peer answering that way forever would hold the
+			// link forever; after Max-Configure of them, give up as when
+			// the counter expires.
+			if f.nakRcvd++; f.nakRcvd > f.p.MaxConfigure && f.giveUp("our Configure-Request was Nak'd or Rejected "+strconv.Itoa(f.nakRcvd)+" times") {
+				return
+			}
+		} else if ev == RCA {
+			f.nakRcvd = 0
+		}
 		f.event(ev, &p, nil)
 	case TermReq:
 		f.event(RTR, &p, nil)
@@ -203,6 +219,22 @@ func (f *FSM) Input(p Packet) {
 		}
 		f.event(RUC, &p, nil)
 	}
+}
+
+// giveUp ends a negotiation that makes no progress (RFC 1661 §4.6:
+// Max-Failure Naks, then Rejects, then "the connection is terminated") as an
+// expired restart counter does: TO-, This-Layer-Finished, Stopped.
+func (f *FSM) giveUp(why string) bool {
+	switch f.state {
+	case ReqSent, AckRcvd, AckSent:
+	default:
+		return false
+	}
+	f.log.Warn(f.name+": negotiation gave up: "+why, "state", f.state.String())
+	f.nakLoops, f.nakRcvd = 0, 0
+	f.restart = 0
+	f.event(TOMinus, nil, nil)
+	return true
 }
 
 func (f *FSM) illegal(e Event) {
@@ -249,7 +281,7 @@ func (f *FSM) event(e Event, rx *Packet, reply *Packet) {
 	if a&(SCA|SCN) != 0 && reply != nil {
 		if reply.Code == ConfAck {
 			f.nakLoops = 0
-		} else if reply.Code == ConfNak {
+		} else {
 			f.nakLoops++
 		}
 		f.emit(*reply)
@@ -272,7 +304,7 @@ func (f *FSM) event(e Event, rx *Packet, reply *Packet) {
 		f.h.EchoReply(*rx)
 	}
 	if a&TLU != 0 {
-		f.nakLoops = 0
+		f.nakLoops, f.nakRcvd = 0, 0
 		f.h.Up()
 	}
 	if a&TLS != 0 {

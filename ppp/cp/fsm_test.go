@@ -263,3 +263,54 @@ func FuzzFSM(f *testing.F) {
 		}
 	})
 }
+
+// TestNakForeverGivesUp: RFC 1661 §4.6 against peers that never converge.
+// A peer whose requests we must Nak gets Max-Failure Naks, then Rejects,
+// then the negotiation ends (This-Layer-Finished, Stopped); a peer that
+// Naks our request forever is given up on after Max-Configure answers, where
+// the restart counter, re-armed by every Nak, would never run out.
+func TestNakForeverGivesUp(t *testing.T) {
+	t.Run("peer requests", func(t *testing.T) {
+		b := newEnd("B", nil)
+		b.f.Open()
+		b.f.Up()
+		p := DefaultParams()
+		for i := range 2*p.MaxFailure + 1 {
+			b.queue = nil
+			b.f.Input(Packet{Code: ConfReq, ID: uint8(i), Data: []byte{99, 3, 5}})
+			if i == 2*p.MaxFailure {
+				if len(b.queue) != 0 || b.f.State() != Stopped || b.h.finished != 1 {
+					t.Fatalf("request %d: sent %v, state %v, finished %d; want nothing, Stopped, 1", i, b.queue, b.f.State(), b.h.finished)
+				}
+				return
+			}
+			want := ConfNak
+			if i >= p.MaxFailure {
+				want = ConfRej
+			}
+			if len(b.queue) != 1 || b.queue[0].Code != want {
+				t.Fatalf("request %d: answers %v, want %s", i, b.queue, want)
+			}
+		}
+	})
+	t.Run("peer naks", func(t *testing.T) {
+		a := newEnd("A", Options{{Type: 1, Data: []byte{5, 220}}})
+		a.f.Open()
+		a.f.Up()
+		p := DefaultParams()
+		for i := 0; i <= p.MaxConfigure+1; i++ {
+			if len(a.queue) == 0 {
+				break
+			}
+			req := a.queue[len(a.queue)-1]
+			a.queue = nil
+			if req.Code != ConfReq {
+				t.Fatalf("answer %d: sent %v", i, req)
+			}
+			a.f.Input(Packet{Code: ConfNak, ID: req.ID, Data: []byte{1, 4, 5, byte(i)}})
+		}
+		if a.f.State() != Stopped || a.h.finished != 1 {
+			t.Fatalf("after %d Naks: state %v, finished %d; want Stopped, 1", p.MaxConfigure+1, a.f.State(), a.h.finished)
+		}
+	})
+}
