@@ -98,6 +98,14 @@ func flagOpt(f func(*pppState)) pppOption {
 	return pppOption{0, func(*builder, rawLine, string, []string) pppOp { return f }}
 }
 
+// showPassword keeps pppd's meaning (the PAP password is logged in clear,
+// pppd's upap.c) but warns: the password logged is whatever a caller tried,
+// so a stranger's guesses at other users' passwords end up in the log.
+var showPassword = pppOption{0, func(b *builder, r rawLine, name string, _ []string) pppOp {
+	b.warnf(r.File, r.Line, "%s: the log will hold every PAP password callers try, right or wrong, in clear; remove it unless you are debugging a login", name)
+	return func(st *pppState) { st.c.ShowPassword = true }
+}}
+
 // ignored is an option pppd has that changes nothing in the box; it is
 // accepted with a warning saying why.
 func ignored(args int, why string) pppOption {
@@ -198,7 +206,7 @@ func init() {
 		"-mschap-v2":        ignored(0, notSelfAuth),
 		"refuse-eap":        ignored(0, "the box does not offer EAP"),
 		"login":             flagOpt(func(st *pppState) { st.c.Login = true }),
-		"show-password":     flagOpt(func(st *pppState) { st.c.ShowPassword = true }),
+		"show-password":     showPassword,
 		"debug":             flagOpt(func(st *pppState) { st.c.Debug = true }),
 		"crtscts":           flagOpt(func(st *pppState) { st.flow = "hard" }),
 		"nocrtscts":         flagOpt(func(st *pppState) { st.flow = "none" }),
