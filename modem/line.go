@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -251,6 +252,9 @@ func (l *Line) Run(ctx context.Context) error {
 		lastOpenErr = ""
 		l.mu.Lock()
 		l.status.Caps = p.caps.String()
+		// The port works again: an old error would read as a current
+		// problem in `isp-box lines` (Errors still counts it).
+		l.status.LastError = ""
 		l.mu.Unlock()
 		start := l.clk.Now()
 		err = l.serve(ctx, p, cfg)
@@ -336,6 +340,7 @@ func (l *Line) open(ctx context.Context, cfg LineConfig) (*port, *lock.Lock, err
 		if dir == "" {
 			dir = "/var/lock"
 		}
+		lastHeld := ""
 		for {
 			var err error
 			lk, err = lock.Acquire(dir, cfg.Device, os.Getpid())
@@ -347,8 +352,19 @@ func (l *Line) open(ctx context.Context, cfg LineConfig) (*port, *lock.Lock, err
 				return nil, nil, err
 			}
 			// Another program (minicom, cu, a dial-out) has the line:
-			// wait for it, as mgetty does.
-			l.setState(StateOpening, fmt.Sprintf("locked by pid %d", le.PID), "")
+			// wait for it, as mgetty does, and say so once per holder.
+			held := fmt.Sprintf("locked by pid %d", le.PID)
+			if comm := procComm(le.PID); comm != "" {
+				held = fmt.Sprintf("locked by %s (pid %d)", comm, le.PID)
+			}
+			if held != lastHeld {
+				lastHeld = held
+				l.log.Warn("waiting for another program's UUCP lock", "device", cfg.Device, "lock", filepath.Join(dir, "LCK.."+filepath.Base(cfg.Device)), "holder", held)
+				l.mu.Lock()
+				l.status.LastError = held + " (UUCP lock in " + dir + "); waiting for it to end"
+				l.mu.Unlock()
+			}
+			l.setState(StateOpening, held, "")
 			if l.backoff(ctx, l.t.lockRetry) {
 				return nil, nil, errReopen
 			}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -452,8 +453,12 @@ func TestForeignLock(t *testing.T) {
 	ev := waitEvent(t, sub, func(ev bus.LineState) bool {
 		return ev.Detail != "" && ev.State == "opening" && ev.Detail != cfg.Device
 	})
-	if want := "locked by pid " + strconv.Itoa(holder.Process.Pid); ev.Detail != want {
+	if want := "locked by sleep (pid " + strconv.Itoa(holder.Process.Pid) + ")"; ev.Detail != want {
 		t.Errorf("detail %q, want %q", ev.Detail, want)
+	}
+	// `isp-box lines` says why the line waits, not just "opening".
+	if st := l.Status(); !strings.Contains(st.LastError, "locked by sleep") || !strings.Contains(st.LastError, "UUCP lock") {
+		t.Errorf("while waiting: last error %q, want the lock's holder", st.LastError)
 	}
 	time.Sleep(300 * time.Millisecond)
 	if got, _ := lock.ReadPID(lockPath); got != holder.Process.Pid {
@@ -462,6 +467,9 @@ func TestForeignLock(t *testing.T) {
 	holder.Process.Kill()
 	holder.Wait()
 	waitEvent(t, sub, func(ev bus.LineState) bool { return ev.State == "idle" })
+	if st := l.Status(); st.LastError != "" {
+		t.Errorf("after the lock was released and the line came up: last error %q stays", st.LastError)
+	}
 	if got, _ := lock.ReadPID(lockPath); got != os.Getpid() {
 		t.Errorf("lock holds %d, want ours %d", got, os.Getpid())
 	}

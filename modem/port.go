@@ -86,11 +86,11 @@ const writeTimeout = 10 * time.Second
 func openPort(ctx context.Context, cfg LineConfig, ctsWait time.Duration, clk Clock) (*port, error) {
 	real, err := filepath.EvalSymlinks(cfg.Device)
 	if err != nil {
-		return nil, fmt.Errorf("modem: %s: %w", cfg.Device, err)
+		return nil, fmt.Errorf("modem: %s: %w%s", cfg.Device, err, openHint(cfg.Device, err))
 	}
 	ctl, err := unix.Open(real, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("modem: open %s: %w", real, err)
+		return nil, fmt.Errorf("modem: open %s: %w%s", real, err, openHint(real, err))
 	}
 	mode := &serial.Mode{BaudRate: cfg.Speed, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit}
 	if mode.BaudRate == 0 {

@@ -22,7 +22,7 @@ type clientFlags struct {
 }
 
 func (cf *clientFlags) register(fs *flagSet, withJSON bool) {
-	fs.StringVar(&cf.socket, "s", "", "control socket of the daemon (default "+console.DefaultSocketPath()+")")
+	fs.StringVar(&cf.socket, "s", "", "control socket of the daemon (default "+console.DefaultSocketPath()+", else "+console.ServiceSocketPath+" when that is there)")
 	if withJSON {
 		fs.BoolVar(&cf.json, "json", false, "print JSON instead of a table (format may change)")
 	}

@@ -36,6 +36,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(holdUDPEnv); addr != "" {
+		holdUDP(addr)
+		return
+	}
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

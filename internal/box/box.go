@@ -34,6 +34,7 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/hostcheck"
 	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/internal/store"
@@ -160,16 +161,29 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
-		log.Info("isp-box stopped")
+		// A failed start is logged once, with its error, by the caller.
+		if err == nil {
+			log.Info("isp-box stopped")
+		}
 	}()
 
-	// ---- store ----
+	// What would fail later is checked before anything starts, so a
+	// busy SIP port (Asterisk still running, the usual migration) or an
+	// unwritable database leaves nothing half up and says what to do.
+	if err := hostcheck.UDPBindError(cfg.PBX.General.UDPBindAddr); err != nil {
+		return fmt.Errorf("box: sip: %w", err)
+	}
 	dbPath := firstNonEmpty(b.opts.Database, cfg.Box.Database, store.DefaultPath())
 	if dbPath != ":memory:" {
 		if err := os.MkdirAll(filepath.Dir(dbPath), 0o750); err != nil {
 			return fmt.Errorf("box: database directory: %w", err)
 		}
+		if err := hostcheck.DatabaseWritable(dbPath); err != nil {
+			return fmt.Errorf("box: %w", err)
+		}
 	}
+
+	// ---- store ----
 	st, err := store.Open(ctx, dbPath)
 	if err != nil {
 		return fmt.Errorf("box: %w", err)
@@ -225,6 +239,10 @@ func (b *Box) Run(ctx context.Context) (err error) {
 	case <-p.Ready():
 	case err := <-pbxDone:
 		pbxCancel()
+		if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES) {
+			// Taken between the check above and now: explain it the same way.
+			err = hostcheck.ExplainBind(cfg.PBX.General.UDPBindAddr, err)
+		}
 		return fmt.Errorf("box: sip: %w", err)
 	case <-ctx.Done():
 		pbxCancel()

@@ -27,7 +27,7 @@ func (e *NoDaemonError) Error() string {
 	if errors.As(e.Err, &errno) {
 		reason = errno.Error()
 		if errno == syscall.EACCES || errno == syscall.EPERM {
-			hint = "is this user in the daemon's group?"
+			hint = "is this user in the daemon's group? the packaged service's group is isp-box: sudo usermod -aG isp-box $USER, then log in again"
 		}
 	}
 	return fmt.Sprintf("no daemon at %s: %s (%s)", e.Socket, reason, hint)
@@ -43,10 +43,10 @@ type Client struct {
 }
 
 // NewClient returns a client for the socket at path ("" means
-// DefaultSocketPath()). It does not connect yet.
+// ClientSocketPath()). It does not connect yet.
 func NewClient(path string) *Client {
 	if path == "" {
-		path = DefaultSocketPath()
+		path = ClientSocketPath()
 	}
 	c := &Client{socket: path}
 	c.hc = &http.Client{Transport: &http.Transport{

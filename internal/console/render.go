@@ -108,13 +108,32 @@ func renderLines(w io.Writer, rows []LineRow, now time.Time) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
+	// Up means the modem answers calls: a line still opening its port
+	// (missing, no permission, locked by another program) or resetting a
+	// silent modem is not up, and is counted by its state.
 	up := 0
+	var notUp []string
+	count := map[string]int{}
 	for _, r := range rows {
-		if r.State != "down" && r.State != "" {
+		switch r.State {
+		case "idle", "ringing", "answering", "connected", "hangingup":
 			up++
+		default:
+			st := r.State
+			if st == "" {
+				st = "unknown"
+			}
+			if count[st] == 0 {
+				notUp = append(notUp, st)
+			}
+			count[st]++
 		}
 	}
-	fmt.Fprintf(w, "%s, %d up\n", plural(len(rows), "line", "lines"), up)
+	fmt.Fprintf(w, "%s, %d up", plural(len(rows), "line", "lines"), up)
+	for _, st := range notUp {
+		fmt.Fprintf(w, ", %d %s", count[st], st)
+	}
+	fmt.Fprintln(w)
 	for _, r := range rows {
 		if r.Caps != "" {
 			fmt.Fprintf(w, "%s: port: %s\n", r.Name, r.Caps)

@@ -46,6 +46,8 @@ func TestRenderGolden(t *testing.T) {
 				{Name: "ttyUSB1", Device: "/dev/ttyUSB1", State: "down", Since: now.Add(-2 * time.Hour), Errors: 17,
 					LastError: "open /dev/ttyUSB1: no such file or directory (retrying every 5s)"},
 				{Name: "sim0", Device: "/dev/pts/7", Peer: "sim", State: "idle", Since: now.Add(-30 * time.Second), Caps: "pty (no DCD/DTR)"},
+				{Name: "ttyUSB2", Device: "/dev/ttyUSB2", State: "opening", Since: now.Add(-time.Minute), Errors: 1,
+					LastError: "modem: open /dev/ttyUSB2: permission denied (user isp-box is not allowed to open it: add it to group dialout, e.g. usermod -aG dialout isp-box, then restart the box; isp-box doctor checks this)"},
 			}, now)
 		}},
 		{"lines-empty", func(w io.Writer) error { return renderLines(w, nil, now) }},

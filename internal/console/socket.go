@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -16,11 +17,33 @@ import (
 const SocketName = "isp-box.sock"
 
 // DefaultSocketPath is where the daemon listens and the CLI connects unless
-// told otherwise: /run/isp-box/isp-box.sock for root,
-// $XDG_RUNTIME_DIR/isp-box/isp-box.sock for other users, and
+// told otherwise: under systemd's RuntimeDirectory= ($RUNTIME_DIRECTORY,
+// /run/isp-box for the packaged unit), else /run/isp-box/isp-box.sock for
+// root, $XDG_RUNTIME_DIR/isp-box/isp-box.sock for other users, and
 // /tmp/isp-box-UID/isp-box.sock when XDG_RUNTIME_DIR is not set.
 func DefaultSocketPath() string {
+	if d, _, _ := strings.Cut(os.Getenv("RUNTIME_DIRECTORY"), ":"); d != "" {
+		return filepath.Join(d, SocketName)
+	}
 	return defaultSocketPath(os.Geteuid(), os.Getenv("XDG_RUNTIME_DIR"))
+}
+
+// ServiceSocketPath is the socket of the packaged service (systemd's
+// RuntimeDirectory=isp-box); members of the service's group may use it.
+const ServiceSocketPath = "/run/isp-box/" + SocketName
+
+// ClientSocketPath is the socket the CLI uses without -s: this user's own
+// daemon's if one is there, else the system service's if it is there
+// (so an admin in the isp-box group needs no -s), else this user's
+// default (and the error then names it).
+func ClientSocketPath() string {
+	own := DefaultSocketPath()
+	for _, p := range []string{own, ServiceSocketPath} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return p
+		}
+	}
+	return own
 }
 
 func defaultSocketPath(uid int, xdg string) string {

@@ -84,3 +84,34 @@ func TestListen(t *testing.T) {
 		t.Error("plain file was touched")
 	}
 }
+
+// Under systemd's RuntimeDirectory= the daemon's socket is in it, whoever
+// the service runs as; the CLI without -s finds this user's daemon first
+// and the packaged service's socket otherwise (issue 13: an admin had to
+// pass -s to every command).
+func TestSocketPathSystemd(t *testing.T) {
+	t.Setenv("RUNTIME_DIRECTORY", "/run/isp-box")
+	if got := DefaultSocketPath(); got != ServiceSocketPath {
+		t.Errorf("with RUNTIME_DIRECTORY: %q, want %q", got, ServiceSocketPath)
+	}
+	dir := t.TempDir()
+	t.Setenv("RUNTIME_DIRECTORY", dir+":/other")
+	own := filepath.Join(dir, SocketName)
+	if got := DefaultSocketPath(); got != own {
+		t.Errorf("with a RUNTIME_DIRECTORY list: %q, want %q", got, own)
+	}
+	// No socket of our own: the service's if there, else ours (named in the error).
+	if _, err := os.Stat(ServiceSocketPath); err != nil {
+		if got := ClientSocketPath(); got != own {
+			t.Errorf("no socket anywhere: %q, want our own %q", got, own)
+		}
+	}
+	l, err := Listen(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := ClientSocketPath(); got != own {
+		t.Errorf("own daemon running: %q, want %q", got, own)
+	}
+}

@@ -82,6 +82,10 @@ var ErrNewerSchema = errors.New("store: database schema is newer than this isp-b
 // DefaultPath is where the database lives when neither the config nor
 // --db says: /var/lib/isp-box for root, the XDG state directory otherwise.
 func DefaultPath() string {
+	// systemd's StateDirectory= (the packaged unit: /var/lib/isp-box).
+	if d, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); d != "" {
+		return filepath.Join(d, "isp-box.db")
+	}
 	if os.Geteuid() == 0 {
 		return "/var/lib/isp-box/isp-box.db"
 	}
