@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
 	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -246,7 +248,7 @@ func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
 	s4, d4 := src.Addr().As4(), dst.Addr().As4()
 	copy(p[12:16], s4[:])
 	copy(p[16:20], d4[:])
-	binary.BigEndian.PutUint16(p[10:], inetChecksum(p[:ihl]))
+	binary.BigEndian.PutUint16(p[10:], ^checksum.Checksum(p[:ihl], 0))
 	u := p[ihl:]
 	binary.BigEndian.PutUint16(u[0:], src.Port())
 	binary.BigEndian.PutUint16(u[2:], dst.Port())
@@ -255,7 +257,7 @@ func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
 	// RFC 768: the checksum covers a pseudo-header of the addresses, the
 	// protocol and the UDP length; 0 is sent as all ones.
 	pseudo := append(append([]byte(nil), p[12:20]...), 0, unix.IPPROTO_UDP, byte(len(u)>>8), byte(len(u)))
-	c := inetChecksum(append(pseudo, u...))
+	c := ^checksum.Checksum(append(pseudo, u...), 0)
 	if c == 0 {
 		c = 0xffff
 	}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
@@ -545,7 +547,7 @@ func echoRequest(src, dst netip.Addr, id, seq uint16) []byte {
 	s4, d4 := src.As4(), dst.As4()
 	copy(p[12:], s4[:])
 	copy(p[16:], d4[:])
-	binary.BigEndian.PutUint16(p[10:], inetChecksum(p[:hl]))
+	binary.BigEndian.PutUint16(p[10:], ^checksum.Checksum(p[:hl], 0))
 	icmp := p[hl:]
 	icmp[0] = 8 // echo request
 	binary.BigEndian.PutUint16(icmp[4:], id)
@@ -553,21 +555,6 @@ func echoRequest(src, dst netip.Addr, id, seq uint16) []byte {
 	for i := 8; i < len(icmp); i++ {
 		icmp[i] = byte(i)
 	}
-	binary.BigEndian.PutUint16(icmp[2:], inetChecksum(icmp))
+	binary.BigEndian.PutUint16(icmp[2:], ^checksum.Checksum(icmp, 0))
 	return p
-}
-
-// inetChecksum is the Internet checksum (RFC 1071).
-func inetChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }

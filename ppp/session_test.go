@@ -16,6 +16,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/ppp"
 	"github.com/isp-box/isp-box/ppp/ppptest"
@@ -432,7 +436,7 @@ func tcpPacket(src, dst netip.Addr, sport, dport uint16, seq, ack uint32, flags 
 	s, d := src.As4(), dst.As4()
 	copy(p[12:], s[:])
 	copy(p[16:], d[:])
-	binary.BigEndian.PutUint16(p[10:], csum(p[:20], 0))
+	binary.BigEndian.PutUint16(p[10:], ^checksum.Checksum(p[:20], 0))
 	th := p[20:]
 	binary.BigEndian.PutUint16(th[0:], sport)
 	binary.BigEndian.PutUint16(th[2:], dport)
@@ -441,24 +445,9 @@ func tcpPacket(src, dst netip.Addr, sport, dport uint16, seq, ack uint32, flags 
 	th[12], th[13] = 5<<4, flags
 	binary.BigEndian.PutUint16(th[14:], 8760)
 	copy(th[20:], data)
-	pseudo := uint32(binary.BigEndian.Uint16(s[:2])) + uint32(binary.BigEndian.Uint16(s[2:])) +
-		uint32(binary.BigEndian.Uint16(d[:2])) + uint32(binary.BigEndian.Uint16(d[2:])) + 6 + uint32(len(th))
-	binary.BigEndian.PutUint16(th[16:], csum(th, pseudo))
+	pseudo := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpip.AddrFrom4(s), tcpip.AddrFrom4(d), uint16(len(th)))
+	binary.BigEndian.PutUint16(th[16:], ^checksum.Checksum(th, pseudo))
 	return p
-}
-
-func csum(b []byte, sum uint32) uint16 {
-	for i := 0; i < len(b); i += 2 {
-		v := uint32(b[i]) << 8
-		if i+1 < len(b) {
-			v |= uint32(b[i+1])
-		}
-		sum += v
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 func TestLossyReorderingLine(t *testing.T) {

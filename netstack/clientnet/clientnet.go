@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
 	"golang.org/x/net/dns/dnsmessage"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -398,7 +400,7 @@ func (c *Client) Ping(ctx context.Context, addr netip.Addr) (time.Duration, erro
 	m.SetSequence(seq)
 	copy(m.Payload(), "isp-box clientnet ping payload!!")
 	m.SetChecksum(0)
-	m.SetChecksum(^checksum(m))
+	m.SetChecksum(^checksum.Checksum(m, 0))
 
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -473,21 +475,6 @@ func (c *Client) echoReply(pkt []byte) bool {
 		}
 	}
 	return ok
-}
-
-// checksum is the Internet checksum's one's-complement sum (RFC 1071).
-func checksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return uint16(sum)
 }
 
 // Close stops the client: its goroutines first, so nothing is handed to

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 )
 
 // PPP protocol numbers of the three packet types.
@@ -405,20 +407,8 @@ func (d *Decompressor) decompress(dst []byte, typ uint16, p []byte) ([]byte, err
 	}
 	binary.BigEndian.PutUint16(hdr[2:], uint16(total))
 	hdr[10], hdr[11] = 0, 0
-	binary.BigEndian.PutUint16(hdr[10:], ipChecksum(hdr[:ihl]))
+	binary.BigEndian.PutUint16(hdr[10:], ^checksum.Checksum(hdr[:ihl], 0))
 	copy(s.hdr[:], hdr[:hlen])
 	dst = append(dst, hdr[:hlen]...)
 	return append(dst, p...), nil
-}
-
-// ipChecksum is the Internet checksum (RFC 1071) of an IP header.
-func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(h[i])<<8 | uint32(h[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }

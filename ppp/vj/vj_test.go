@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 )
 
 // tcp builds an IPv4/TCP packet with correct IP and TCP checksums.
@@ -35,7 +37,7 @@ func (t tcp) build() []byte {
 	p[9] = 6
 	copy(p[12:], t.src[:])
 	copy(p[16:], t.dst[:])
-	binary.BigEndian.PutUint16(p[10:], ipChecksum(p[:20]))
+	binary.BigEndian.PutUint16(p[10:], ^checksum.Checksum(p[:20], 0))
 	th := p[20:]
 	binary.BigEndian.PutUint16(th[0:], t.sport)
 	binary.BigEndian.PutUint16(th[2:], t.dport)

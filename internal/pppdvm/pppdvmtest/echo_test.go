@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 )
 
 func unhex(s string) []byte {
@@ -49,6 +51,6 @@ func TestEchoReply(t *testing.T) {
 // fill computes the checksum at offset off of b (zeroing it first).
 func fill(b []byte, off int) {
 	b[off], b[off+1] = 0, 0
-	c := checksum(b)
+	c := ^checksum.Checksum(b, 0)
 	b[off], b[off+1] = byte(c>>8), byte(c)
 }

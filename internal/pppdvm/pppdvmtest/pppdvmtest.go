@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
 	"github.com/isp-box/isp-box/internal/pppdvm"
 	"github.com/isp-box/isp-box/ppp"
 )
@@ -137,7 +139,7 @@ func echoReply(pkt []byte, gw netip.Addr) ([]byte, error) {
 	if dst := netip.AddrFrom4([4]byte(pkt[16:20])); dst != gw {
 		return nil, errNotEcho
 	}
-	if checksum(pkt[:ihl]) != 0 || checksum(pkt[ihl:total]) != 0 {
+	if checksum.Checksum(pkt[:ihl], 0) != 0xffff || checksum.Checksum(pkt[ihl:total], 0) != 0xffff {
 		return nil, errNotEcho // corrupted
 	}
 	icmp := pkt[ihl:total]
@@ -150,26 +152,10 @@ func echoReply(pkt []byte, gw netip.Addr) ([]byte, error) {
 	copy(r[16:20], pkt[12:16])
 	r[8] = 64 // TTL
 	r[10], r[11] = 0, 0
-	binary.BigEndian.PutUint16(r[10:12], checksum(r[:ihl]))
+	binary.BigEndian.PutUint16(r[10:12], ^checksum.Checksum(r[:ihl], 0))
 	ri := r[ihl:]
 	ri[0] = 0 // echo reply
 	ri[2], ri[3] = 0, 0
-	binary.BigEndian.PutUint16(ri[2:4], checksum(ri))
+	binary.BigEndian.PutUint16(ri[2:4], ^checksum.Checksum(ri, 0))
 	return r, nil
-}
-
-// checksum is the Internet checksum (RFC 1071); over data that carries its
-// own correct checksum it returns 0.
-func checksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }
