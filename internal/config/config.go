@@ -1,8 +1,8 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -61,7 +61,7 @@ type Line struct {
 // Load reads the config file at path and the files it includes, maps and
 // validates it. The error, if any, is an ErrorList with every problem.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if err != nil {
 		return nil, ErrorList{{File: path, Msg: "cannot read config: " + strings.TrimPrefix(err.Error(), "open "+path+": ")}}
 	}
@@ -83,7 +83,15 @@ func parse(name string, src []byte, s source) (*Config, error) {
 	b.build()
 	cfg := b.cfg
 	cfg.Files = lx.files
-	errs := dedupe(d.errs)
+	// What an included file holds is quoted only in short excerpts: the
+	// main file is the admin's own, an include may be any file root reads
+	// (the messages reach check-config's output and, on reload, the log).
+	for _, e := range append(append([]*Error(nil), d.errs...), d.warns...) {
+		if e.File != name && e.File != "" {
+			e.Msg = excerpts(e.Msg)
+		}
+	}
+	errs := capPerFile(dedupe(d.errs), name)
 	warns := dedupe(d.warns)
 	sortErrors(errs, cfg.Files)
 	sortErrors(warns, cfg.Files)
@@ -92,6 +100,33 @@ func parse(name string, src []byte, s source) (*Config, error) {
 		return cfg, ErrorList(errs)
 	}
 	return cfg, nil
+}
+
+// maxIncludedErrors is how many problems an included file reports: a file
+// that is no config at all (a log, a binary) would otherwise repeat one
+// message per line into the daemon's log at every reload.
+const maxIncludedErrors = 10
+
+func capPerFile(errs []*Error, main string) []*Error {
+	n := map[string]int{}
+	out := errs[:0]
+	var extra []*Error
+	for _, e := range errs {
+		if e.File == main || e.File == "" {
+			out = append(out, e)
+			continue
+		}
+		if n[e.File]++; n[e.File] <= maxIncludedErrors {
+			out = append(out, e)
+		} else if n[e.File] == maxIncludedErrors+1 {
+			extra = append(extra, &Error{File: e.File, Line: e.Line})
+		}
+	}
+	for _, e := range extra {
+		e.Msg = fmt.Sprintf("%d more problems in this file are not shown; is it a config file?", n[e.File]-maxIncludedErrors)
+		out = append(out, e)
+	}
+	return out
 }
 
 // dedupe drops identical messages: a bad line in a template is reported

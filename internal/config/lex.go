@@ -3,11 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // kind is what a section header says the section is. Sections of kindSIP
@@ -67,7 +70,7 @@ type source interface {
 
 type osSource struct{}
 
-func (osSource) readFile(name string) ([]byte, error)  { return os.ReadFile(name) }
+func (osSource) readFile(name string) ([]byte, error)  { return readConfigFile(name) }
 func (osSource) glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
 func (osSource) resolve(from, name string) (string, error) {
 	if filepath.IsAbs(name) {
@@ -82,7 +85,71 @@ func (s fsSource) readFile(name string) ([]byte, error) {
 	if s.fsys == nil {
 		return nil, fs.ErrNotExist
 	}
-	return fs.ReadFile(s.fsys, name)
+	f, err := s.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readRegular(f)
+}
+
+// Limits on what a config may be made of. A config is a few KB; these
+// stop `#include /dev/zero` or a runaway generated file from taking the
+// memory of the daemon that reloads it.
+const (
+	maxFileSize = 1 << 20 // bytes per file
+	maxLineLen  = 4096    // bytes per line, a value with it
+)
+
+// readConfigFile reads a config file from the OS: a regular file only (a
+// FIFO would block check-config and reload for ever, a device is endless),
+// at most maxFileSize bytes. O_NONBLOCK keeps the open of a FIFO from
+// waiting for a writer.
+func readConfigFile(name string) ([]byte, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readRegular(f)
+}
+
+func readRegular(f fs.File) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s); only regular files are read", fileKind(st.Mode()))
+	}
+	if st.Size() > maxFileSize {
+		return nil, fmt.Errorf("%d bytes; a config file may have at most %d", st.Size(), maxFileSize)
+	}
+	// The size may have grown since the stat: read one byte past the cap.
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("more than %d bytes; a config file may have at most %d", maxFileSize, maxFileSize)
+	}
+	return data, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return m.Type().String()
 }
 
 func (s fsSource) glob(pattern string) ([]string, error) {
@@ -145,6 +212,10 @@ func (lx *lexer) file(name string, data []byte) {
 }
 
 func (lx *lexer) line(file string, n int, text string) {
+	if len(text) > maxLineLen {
+		lx.errorf(file, n, "line is %d bytes long; at most %d are read", len(text), maxLineLen)
+		return
+	}
 	verbatim := lx.cur != nil && lx.cur.Kind != kindSIP
 	if lx.inBlock || !verbatim {
 		text = lx.stripComment(file, n, text)
@@ -189,6 +260,34 @@ func (lx *lexer) line(file string, n int, text string) {
 		return
 	}
 	lx.keyValue(file, n, trimmed)
+}
+
+// excerptLen is how much of a quoted text from an included file a message
+// shows: enough to recognise the line, not enough to leak a password hash
+// when someone writes `#include /etc/shadow`.
+const excerptLen = 12
+
+// excerpts shortens every quoted string (as %q writes them) in msg to
+// excerptLen characters and its length.
+func excerpts(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		if msg[i] == '"' {
+			if q, err := strconv.QuotedPrefix(msg[i:]); err == nil {
+				u, _ := strconv.Unquote(q)
+				if r := []rune(u); len(r) > excerptLen {
+					fmt.Fprintf(&b, "%s…\" (%d bytes)", strings.TrimSuffix(strconv.Quote(string(r[:excerptLen])), `"`), len(u))
+				} else {
+					b.WriteString(q)
+				}
+				i += len(q)
+				continue
+			}
+		}
+		b.WriteByte(msg[i])
+		i++
+	}
+	return b.String()
 }
 
 // stripComment removes Asterisk comments: `;` to the end of the line
