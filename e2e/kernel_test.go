@@ -242,8 +242,8 @@ func kernelChild(t *testing.T) {
 			t.Fatalf("the server received %q; want only masqueraded good datagrams (%s good)", reply, uplinkAddr)
 		}
 	}
-	drop := waitEvent(t, w, 30*time.Second, func(e bus.NetDropped) bool { return e.Reason == netstack.ReasonSpoofed })
-	counter := "net.dropped." + netstack.ReasonSpoofed
+	drop := waitEvent(t, w, 30*time.Second, func(e bus.NetDropped) bool { return e.Reason == bus.DropSpoofed })
+	counter := bus.DropSpoofed.Metric()
 	var n uint64
 	found := false
 	for _, c := range w.Box.Status().Counters {

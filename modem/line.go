@@ -167,7 +167,7 @@ func (l *Line) setState(s State, detail, callID string) {
 	if s == StateIdle || s == StateDown {
 		l.status.CallID, l.status.CallerID, l.status.Session, l.status.User = "", "", "", ""
 	}
-	ev := bus.LineState{Line: l.cfg.Name, Peer: l.cfg.Peer, State: name, Detail: detail, CallID: callID}
+	ev := bus.LineState{Line: l.cfg.Name, Peer: l.cfg.Peer, State: bus.LineStatus(name), Detail: detail, CallID: callID}
 	// The same state again with nothing new (idle after idle) is not news;
 	// RING 2 after RING 1 is.
 	repeat := ev == l.lastState

@@ -172,7 +172,7 @@ func (r *rig) handler(ctx context.Context, c Conn, user string) error {
 // waitState waits for a LineState event with state want.
 func (r *rig) waitState(want string) bus.LineState {
 	r.t.Helper()
-	return waitEvent(r.t, r.events, func(ev bus.LineState) bool { return ev.State == want })
+	return waitEvent(r.t, r.events, func(ev bus.LineState) bool { return ev.State == bus.LineStatus(want) })
 }
 
 func waitEvent[T bus.Event](t *testing.T, sub *bus.Sub, match func(T) bool) T {

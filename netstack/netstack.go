@@ -86,16 +86,17 @@ type Options struct {
 // ErrClosed is returned by a closed Session or Stack.
 var ErrClosed = errors.New("netstack: closed")
 
-// Drop reasons, as published in bus.NetDropped and counted per session.
+// Drop reasons, as published in bus.NetDropped and counted per session;
+// each is a stable metric name (bus.DropReason).
 const (
-	ReasonSpoofed    = "spoofed source address"
-	ReasonIsolated   = "client isolation"
-	ReasonMalformed  = "malformed or not IPv4"
-	ReasonNoRoute    = "no route to destination"
-	ReasonForbidden  = "destination forbidden by policy"
-	ReasonPingDenied = "ICMP echo to the world not permitted (net.ipv4.ping_group_range, CAP_NET_RAW)"
-	ReasonTTL        = "TTL expired"
-	ReasonFlowLimit  = "flow limit reached"
+	ReasonSpoofed    = string(bus.DropSpoofed)
+	ReasonIsolated   = string(bus.DropIsolated)
+	ReasonMalformed  = string(bus.DropMalformed)
+	ReasonNoRoute    = string(bus.DropNoRoute)
+	ReasonForbidden  = string(bus.DropForbidden)
+	ReasonPingDenied = string(bus.DropPingDenied)
+	ReasonTTL        = string(bus.DropTTL)
+	ReasonFlowLimit  = string(bus.DropFlowLimit)
 )
 
 // engine is what a mode does with packets; the Stack does the checks that
@@ -443,9 +444,9 @@ func (s *Stack) notice(text string) {
 }
 
 func (s *Session) publishDrop(reason string, n uint64) {
-	s.st.log.Debug("dropped", "session", s.name, "reason", reason, "count", n)
+	s.st.log.Debug("dropped", "session", s.name, "reason", bus.DropReason(reason).String(), "count", n)
 	if s.st.bus != nil {
-		s.st.bus.Publish(bus.NetDropped{Session: s.name, Reason: reason, Count: n})
+		s.st.bus.Publish(bus.NetDropped{Session: s.name, Reason: bus.DropReason(reason), Count: n})
 	}
 }
 

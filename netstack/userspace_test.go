@@ -362,7 +362,7 @@ func TestUserspaceSpoofDropped(t *testing.T) {
 		select {
 		case env := <-events.C():
 			ev := env.Event.(bus.NetDropped)
-			if ev.Session != "s1" || ev.Reason != netstack.ReasonSpoofed {
+			if ev.Session != "s1" || ev.Reason != bus.DropSpoofed {
 				t.Fatalf("event %+v", ev)
 			}
 			return ev

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/isp-box/isp-box/internal/bus"
 )
 
 // Sides of a call.
@@ -130,7 +131,7 @@ type CallInfo struct {
 	From      string // calling peer
 	Exten     string
 	To        string // callee peer
-	State     string // routing, ringing, up
+	State     bus.CallStatus
 	Start     time.Time
 	Answer    time.Time
 	MediaMode string // direct or relay

@@ -62,12 +62,16 @@ func (from callState) canMove(to callState) bool {
 }
 
 // shown is the state as `isp-box calls` shows it: a re-INVITE does not
-// take a call out of "up".
-func (st callState) shown() string {
-	if st == stateReinvite {
-		return stateUp.String()
+// take a call out of up, and an ended call is no longer listed.
+func (st callState) shown() bus.CallStatus {
+	switch st {
+	case stateRouting:
+		return bus.CallStatusRouting
+	case stateRinging:
+		return bus.CallStatusRinging
+	case stateUp, stateReinvite, stateEnded:
 	}
-	return st.String()
+	return bus.CallStatusUp
 }
 
 // errBoxStopping is the cause of a call's context when the box shuts

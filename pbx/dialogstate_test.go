@@ -114,7 +114,7 @@ func (rc *rawCall) expect(t *testing.T, want string, calls int) {
 	for {
 		got := ""
 		if cs := rc.box.Calls(); len(cs) == 1 {
-			got = cs[0].State
+			got = string(cs[0].State)
 		}
 		n := 0
 		for _, p := range rc.box.Peers() {

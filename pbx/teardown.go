@@ -69,7 +69,7 @@ func (s *Server) watchLines(ctx context.Context) {
 			return
 		}
 		s.mu.Lock()
-		s.lineBusy[e.Peer] = e.Busy()
+		s.lineBusy[e.Peer] = e.State.Busy()
 		s.mu.Unlock()
 	})
 }

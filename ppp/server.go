@@ -119,7 +119,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 	s.user = opts.LoggedInUser
 	if opts.Bus != nil {
 		s.onPhase = func(p Phase, d string) {
-			opts.Bus.Publish(bus.PPPPhase{Session: id, Line: opts.Line, Phase: p.String(), Detail: d})
+			opts.Bus.Publish(bus.PPPPhase{Session: id, Line: opts.Line, Phase: bus.LinkPhase(p.String()), Detail: d})
 		}
 	}
 	opts.Registry.add(id, s.info)

@@ -396,14 +396,14 @@ func (b *Box) retireLocked(name string, r *lineRunner) {
 			}
 			b.mu.Unlock()
 		}()
-		if !inCall(r.line.Status().State) {
+		if !bus.LineStatus(r.line.Status().State).InCall() {
 			return
 		}
 		b.log.Info("reload: line removed from the config; it stops when its call ends", "line", name)
 		for {
 			select {
 			case env, ok := <-sub.C():
-				if !ok || !inCall(env.Event.(bus.LineState).State) {
+				if !ok || !env.Event.(bus.LineState).State.InCall() {
 					return
 				}
 			case <-r.done:
@@ -413,16 +413,6 @@ func (b *Box) retireLocked(name string, r *lineRunner) {
 			}
 		}
 	}()
-}
-
-// inCall reports whether a line in state s (modem.State's names) carries a
-// call that stopping the line would drop.
-func inCall(s string) bool {
-	switch s {
-	case "ringing", "answering", "connected", "hangingup":
-		return true
-	}
-	return false
 }
 
 // servePPP runs one PPP session on an answered call.
@@ -552,7 +542,7 @@ func (b *Box) Status() console.Status {
 		}
 		for _, c := range b.pbx.Calls() {
 			st.Calls = append(st.Calls, console.CallRow{
-				ID: c.ID, From: c.From, Exten: c.Exten, To: c.To, State: c.State, Start: c.Start,
+				ID: c.ID, From: c.From, Exten: c.Exten, To: c.To, State: string(c.State), Start: c.Start,
 				Answer: c.Answer, MediaMode: c.MediaMode, Codec: c.Codec, CallerLeg: c.CallerLeg,
 				CalleeLeg: c.CalleeLeg, Packets: c.Packets, Lost: c.Lost, JitterMS: c.JitterMS,
 			})
@@ -589,7 +579,7 @@ func (b *Box) Status() console.Status {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			st.Counters = append(st.Counters, console.Counter{Name: "net.dropped." + k, Value: reasons[k]})
+			st.Counters = append(st.Counters, console.Counter{Name: bus.DropReason(k).Metric(), Value: reasons[k]})
 		}
 	}
 	return st

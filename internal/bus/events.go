@@ -156,7 +156,7 @@ func (e CallEnded) String() string {
 type LineState struct {
 	Line   string // line name, e.g. "ttyUSB0"
 	Peer   string // SIP peer the line sits behind ("" if none)
-	State  string // opening, resetting, initialising, idle, ringing, answering, connected, hangingup, down
+	State  LineStatus
 	Detail string
 	CallID string // the SIP call tied to this state, when known
 }
@@ -168,15 +168,6 @@ func (e LineState) String() string {
 		s += " (" + e.Detail + ")"
 	}
 	return s
-}
-
-// Busy reports whether the line cannot take a new call in this state.
-func (e LineState) Busy() bool {
-	switch e.State {
-	case "idle", "ringing":
-		return false
-	}
-	return true
 }
 
 // LineRing: a RING was counted on a line.
@@ -217,7 +208,7 @@ func (e ModemError) String() string { return fmt.Sprintf("Line %s: %s", e.Line, 
 type PPPPhase struct {
 	Session string
 	Line    string
-	Phase   string // dead, establish, authenticate, network, running, terminate
+	Phase   LinkPhase
 	Detail  string // e.g. "LCP Opened", "PAP ok for dial"
 }
 
@@ -269,7 +260,7 @@ func (e PPPDown) String() string {
 // source, isolation...). Published at most once per second per session.
 type NetDropped struct {
 	Session string
-	Reason  string
+	Reason  DropReason
 	Count   uint64
 }
 

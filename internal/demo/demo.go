@@ -267,7 +267,7 @@ func waitLinesIdle(ctx context.Context, w *World) error {
 		st := w.Box.Status()
 		busy := ""
 		for _, l := range st.Lines {
-			if l.State != "idle" {
+			if bus.LineStatus(l.State) != bus.LineIdle {
 				busy = l.Name + " " + l.State
 			}
 		}
@@ -298,8 +298,7 @@ func describe(ev bus.Event) string {
 	case bus.LineRing, bus.ModemConnected, bus.ModemError:
 		return "modem: " + ev.(fmt.Stringer).String()
 	case bus.LineState:
-		switch e.State {
-		case "idle", "ringing", "answering", "connected", "hangingup":
+		if e.State == bus.LineIdle || e.State.InCall() {
 			return "modem: " + e.String()
 		}
 	case bus.PPPPhase:
