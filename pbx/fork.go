@@ -68,6 +68,9 @@ func (c *call) dial(st dialplan.Step) dialOutcome {
 	var cands []candidate
 	for _, n := range names {
 		cd, cause := s.available(n, exOf(d, n))
+		if cause != 0 && s.waitPoke(ctx, n) {
+			cd, cause = s.available(n, exOf(d, n)) // the answer of the poke in flight decides
+		}
 		if cause != 0 {
 			s.log.Info("pbx: dial target unavailable", "id", c.id, "peer", n, "cause", cause)
 			note(cause)

@@ -36,13 +36,7 @@ func (s *Server) housekeeping(ctx context.Context) {
 		}
 		now := s.now()
 		var expired []string
-		type poke struct {
-			name  string
-			dest  netip.AddrPort
-			uri   string
-			maxms int
-		}
-		var pokes []poke
+		var pokes []pokeJob
 		s.mu.Lock()
 		for a, f := range s.fails { // forget old failures so the table stays small
 			if now.Sub(f.first) > s.cfg.General.BanTime {
@@ -62,28 +56,90 @@ func (s *Server) housekeeping(ctx context.Context) {
 			if p.cfg.Qualify <= 0 || p.poking || now.Before(p.nextPoke) {
 				continue
 			}
-			dest, uri, ok := s.peerDestLocked(p)
+			pk, ok := s.beginPokeLocked(p)
 			if !ok {
 				// no address: lastms 0 -> UNKNOWN (C 30660)
 				p.lastms = 0
 				p.nextPoke = now.Add(p.cfg.QualifyFreq)
 				continue
 			}
-			p.poking = true
-			pokes = append(pokes, poke{name, dest, uri, p.cfg.Qualify})
+			pokes = append(pokes, pk)
 		}
 		s.mu.Unlock()
 		for _, n := range expired {
 			s.unregister(n, "expired")
 		}
 		for _, pk := range pokes {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.poke(ctx, pk.name, pk.dest, pk.uri, pk.maxms)
-			}()
+			s.runPoke(ctx, pk)
 		}
 	}
+}
+
+// pokeJob is one qualify OPTIONS to send.
+type pokeJob struct {
+	name  string
+	dest  netip.AddrPort
+	uri   string
+	maxms int
+}
+
+// beginPokeLocked marks a poke of p in flight: calls to p wait for its
+// answer (waitPoke) instead of failing on a stale status. It reports false
+// when p has no address. The caller holds s.mu and starts the poke with
+// runPoke.
+func (s *Server) beginPokeLocked(p *peer) (pokeJob, bool) {
+	dest, uri, ok := s.peerDestLocked(p)
+	if !ok {
+		return pokeJob{}, false
+	}
+	p.poking = true
+	p.pokeDone = make(chan struct{})
+	return pokeJob{p.cfg.Name, dest, uri, p.cfg.Qualify}, true
+}
+
+func (s *Server) runPoke(ctx context.Context, pk pokeJob) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.poke(ctx, pk.name, pk.dest, pk.uri, pk.maxms)
+	}()
+}
+
+// requalifyLocked starts a poke at once for a peer that just registered
+// and is not known to be OK: a REGISTER is proof of life, so an ATA that
+// was UNREACHABLE while it booted is callable as soon as it answers, not
+// at the next scheduled poke (up to 10 s later). The caller holds s.mu and
+// calls runPoke when ok.
+func (s *Server) requalifyLocked(p *peer, refresh bool) (pokeJob, bool) {
+	if p.cfg.Qualify <= 0 || p.poking || s.runCtx.Err() != nil {
+		return pokeJob{}, false
+	}
+	if refresh && p.lastms > 0 && p.lastms <= p.cfg.Qualify {
+		return pokeJob{}, false // OK already; the schedule goes on
+	}
+	return s.beginPokeLocked(p)
+}
+
+// waitPoke waits, when p is not reachable and a poke of it is in flight,
+// for that poke's answer, at most 2 x qualify (the poke's own timeout).
+// It reports whether it waited.
+func (s *Server) waitPoke(ctx context.Context, name string) bool {
+	s.mu.Lock()
+	p := s.peers[name]
+	if p == nil || reachableLocked(p) || p.pokeDone == nil {
+		s.mu.Unlock()
+		return false
+	}
+	done, limit := p.pokeDone, 2*time.Duration(p.cfg.Qualify)*time.Millisecond
+	s.mu.Unlock()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return true
 }
 
 // peerDestLocked is where requests to p go: its registered contact, or its
@@ -177,6 +233,10 @@ func (s *Server) pokeDone(name string, lastms int, rtt time.Duration) {
 		return
 	}
 	p.poking = false
+	if p.pokeDone != nil {
+		defer close(p.pokeDone) // after the new status is in place
+		p.pokeDone = nil
+	}
 	if s.runCtx.Err() != nil {
 		s.mu.Unlock()
 		return

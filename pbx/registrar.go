@@ -214,7 +214,11 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 			p.lastms = 0
 		}
 	}
+	pk, requalify := s.requalifyLocked(p, refresh)
 	s.mu.Unlock()
+	if requalify {
+		s.runPoke(s.runCtx, pk)
+	}
 	if err := s.store.SaveBinding(s.runCtx, b); err != nil {
 		s.log.Error("pbx: saving binding", "peer", name, "err", err)
 	}

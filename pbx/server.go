@@ -93,6 +93,7 @@ type peer struct {
 	rtt      time.Duration
 	nextPoke time.Time
 	poking   bool
+	pokeDone chan struct{} // closed when the poke in flight has its answer
 	calls    int
 	status   string // last status published
 }
@@ -249,6 +250,7 @@ func (s *Server) Reload(cfg Config) error {
 	for name, np := range peers {
 		if op := s.peers[name]; op != nil {
 			np.binding, np.lastms, np.rtt, np.nextPoke, np.calls, np.status = op.binding, op.lastms, op.rtt, op.nextPoke, op.calls, op.status
+			np.poking, np.pokeDone = op.poking, op.pokeDone
 		}
 	}
 	cfg.General.UDPBindAddr = s.cfg.General.UDPBindAddr
