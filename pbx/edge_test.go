@@ -2,6 +2,7 @@ package pbx
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // newRawUAAt is newRawUA bound to a given loopback address: every
@@ -339,4 +341,79 @@ func TestLargeInviteForwardedOverUDP(t *testing.T) {
 		}
 	}
 	t.Fatal("the callee never got the INVITE")
+}
+
+// A brute force does not become a log flood: repeated lines are left out
+// and summed up.
+func TestLogFloodSummarised(t *testing.T) {
+	var buf testutil.LogBuffer
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	log := slog.New(newFloodHandler(slog.NewTextHandler(&buf, nil), clock))
+	for range 1000 {
+		log.Warn("pbx: authentication failed", "src", "192.0.2.1:5060")
+	}
+	log.Info("pbx: registered", "peer", "x")
+	now = now.Add(logWindow)
+	log.Warn("pbx: authentication failed", "src", "192.0.2.1:5060")
+	out := buf.String()
+	if n := strings.Count(out, "msg=\"pbx: authentication failed\""); n != logBurst+1 {
+		t.Errorf("%d failure lines, want %d", n, logBurst+1)
+	}
+	if !strings.Contains(out, `msg="pbx: repeated log lines left out" message="pbx: authentication failed" count=980`) {
+		t.Errorf("no summary:\n%s", out)
+	}
+	if !strings.Contains(out, `msg="pbx: registered"`) {
+		t.Error("another message was held back")
+	}
+}
+
+// Past maxcalls a new INVITE gets 503 with Retry-After at the entry,
+// before any call state exists; the call in progress is untouched.
+func TestShedAboveMaxCalls(t *testing.T) {
+	cfg := testConfig("")
+	cfg.General.MaxCalls = 1
+	box := startBox(t, cfg, nil)
+	callee := newRawUA(t, box.Addr())
+	if r := callee.registerAuth(ispLine, secret, "3600"); r.StatusCode != 200 {
+		t.Fatalf("callee REGISTER: %d", r.StatusCode)
+	}
+	caller := newRawUA(t, box.Addr())
+	invite := func(callID string) *sip.Response {
+		caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 1, callID, ""), testSDP)
+		r := caller.final(3 * time.Second)
+		if r == nil || r.StatusCode != 401 {
+			t.Fatalf("challenge: %v", r)
+		}
+		caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 2, callID,
+			authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), testSDP)
+		return nil
+	}
+	invite("shed-1@127.0.0.1")
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		m := callee.recv(time.Until(deadline))
+		if req, ok := m.(*sip.Request); ok && req.Method == sip.INVITE {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first call never reached the callee")
+		}
+	}
+	invite("shed-2@127.0.0.1")
+	var r *sip.Response
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		if m, ok := caller.recv(time.Until(deadline)).(*sip.Response); ok && m.CallID().Value() == "shed-2@127.0.0.1" && m.StatusCode >= 200 {
+			r = m
+			break
+		}
+	}
+	if r == nil || r.StatusCode != 503 || r.GetHeader("Retry-After") == nil {
+		t.Fatalf("second call past maxcalls: want 503 with Retry-After, got %v", r)
+	}
+	if calls := box.Calls(); len(calls) != 1 {
+		t.Errorf("%d calls, want the first one only", len(calls))
+	}
+	if box.EdgeStats().Shed != 1 {
+		t.Errorf("shed counter %d", box.EdgeStats().Shed)
+	}
 }

@@ -121,6 +121,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.log = slog.New(newFloodHandler(s.log.Handler(), s.now))
 	if s.store == nil {
 		s.store = NewMemoryBindings()
 	}

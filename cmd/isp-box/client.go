@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -208,6 +209,12 @@ func renderStatus(w io.Writer, st console.Status) error {
 			return err
 		}
 	}
+	if len(st.Bans) > 0 {
+		fmt.Fprintln(w, "\nBanned SIP sources (isp-box unban ADDR lifts one):")
+		for _, b := range st.Bans {
+			fmt.Fprintf(w, "  %-40s until %s\n", b.Addr, b.Until.Local().Format("2006-01-02 15:04:05"))
+		}
+	}
 	fmt.Fprintln(w)
 	return console.RenderBus(w, st.Bus)
 }
@@ -355,6 +362,42 @@ daemon's own user.`)
 		return daemonError(e, err)
 	}
 	fmt.Fprintln(e.stdout, "config reloaded")
+	return 0
+}
+
+func cmdUnban(ctx context.Context, e *env, args []string) int {
+	fs := newFlagSet(e, "unban", `
+Usage: isp-box unban [-s SOCKET] ADDR
+
+Lifts the ban on a SIP source address (status lists the banned ones): a
+source is banned after maxauthfailures wrong passwords within bantime.
+Needs root or the daemon's own user.`)
+	var cf clientFlags
+	cf.register(fs, false)
+	if code := fs.parse(args, 1, 1); code >= 0 {
+		return code
+	}
+	addr := fs.Arg(0)
+	if _, err := netip.ParseAddr(addr); err != nil {
+		e.errorf("unban: %q is not an IP address", addr)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := cf.client().Unban(ctx, addr)
+	if err != nil {
+		var ae *console.APIError
+		if errors.As(err, &ae) {
+			e.errorf("unban refused: %s", ae.Msg)
+			return 1
+		}
+		return daemonError(e, err)
+	}
+	if !r.Lifted {
+		fmt.Fprintf(e.stdout, "%s was not banned\n", r.Addr)
+		return 0
+	}
+	fmt.Fprintf(e.stdout, "ban on %s lifted\n", r.Addr)
 	return 0
 }
 

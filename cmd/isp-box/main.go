@@ -85,6 +85,7 @@ func commands() []command {
 		{"sessions", "", "live PPP sessions", cmdSessions},
 		{"console", "", "stream live events, like `asterisk -rvvv`", cmdConsole},
 		{"reload", "", "make the daemon re-read its config file (as SIGHUP does)", cmdReload},
+		{"unban", "ADDR", "lift the ban on a SIP source address (status lists them)", cmdUnban},
 		{"version", "", "print the version of this binary and of the daemon", cmdVersion},
 		{"demo", "", "run a whole simulated dial-up setup on this machine", cmdDemo},
 		{"sim-ata", "", "run the emulated two-line ATA on its own", cmdSimATA},

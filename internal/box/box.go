@@ -286,6 +286,7 @@ func (b *Box) Run(ctx context.Context) (err error) {
 			Status: func(context.Context) console.Status { return b.Status() },
 			Bus:    b.bus,
 			Reload: func(context.Context) error { return b.Reload() },
+			Unban:  func(_ context.Context, a netip.Addr) bool { return b.pbx.Unban(a) },
 			History: func(ctx context.Context, n int) (console.History, error) {
 				calls, err1 := st.Calls(ctx, n)
 				sessions, err2 := st.Sessions(ctx, n)
@@ -548,6 +549,23 @@ func (b *Box) Status() console.Status {
 			})
 		}
 		st.Counters = append(st.Counters, console.Counter{Name: "sip.malformed", Value: b.pbx.Malformed()})
+		es := b.pbx.EdgeStats()
+		for _, c := range []console.Counter{
+			{Name: "sip.banned_drops", Value: es.Banned},
+			{Name: "sip.auth_failures", Value: es.AuthFailures},
+			{Name: "sip.rate_limited", Value: es.RateLimited},
+			{Name: "sip.stateless_answers", Value: es.Stateless},
+			{Name: "sip.not_answered_larger", Value: es.NotAnswered},
+			{Name: "sip.guesses_throttled", Value: es.Throttled},
+			{Name: "sip.calls_shed", Value: es.Shed},
+			{Name: "sip.queue_full", Value: es.QueueFull},
+		} {
+			st.Counters = append(st.Counters, c)
+		}
+		for a, until := range b.pbx.Bans() {
+			st.Bans = append(st.Bans, console.BanRow{Addr: a.String(), Until: until})
+		}
+		sort.Slice(st.Bans, func(i, j int) bool { return st.Bans[i].Addr < st.Bans[j].Addr })
 	}
 	b.mu.Lock()
 	var lines []*lineRunner

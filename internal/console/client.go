@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,6 +162,18 @@ func (c *Client) Reload(ctx context.Context) error {
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// Unban lifts the ban on a SIP source address (write access).
+func (c *Client) Unban(ctx context.Context, addr string) (UnbanResult, error) {
+	var r UnbanResult
+	resp, err := c.do(ctx, http.MethodPost, "/v1/unban?addr="+url.QueryEscape(addr))
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	return r, err
 }
 
 // EventStream calls fn for each line of /v1/events until ctx is done (it

@@ -9,6 +9,7 @@
 //	GET  /v1/version  a VersionInfo
 //	GET  /v1/history  the newest call and PPP session records (?limit=N)
 //	POST /v1/reload   re-read the config (write access)
+//	POST /v1/unban    lift the ban on a SIP source (?addr=IP; write access)
 //
 // Anyone who can open the socket (mode 0660: the daemon's user and group)
 // may read. Write endpoints also need the peer's uid, from SO_PEERCRED, to
@@ -24,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -59,6 +61,9 @@ type ServerOptions struct {
 	// History returns the newest limit call and session records, newest
 	// first (the store's Calls and Sessions). Nil answers 501.
 	History func(ctx context.Context, limit int) (History, error)
+	// Unban lifts the ban on a SIP source address; false if it was not
+	// banned. Nil answers 501.
+	Unban func(ctx context.Context, addr netip.Addr) bool
 	// Version is the daemon's version string.
 	Version string
 	// Log receives request errors; nil discards.
@@ -157,6 +162,7 @@ func (s *Server) routes() map[string]Route {
 		"GET /v1/version": {Handler: http.HandlerFunc(s.serveVersion)},
 		"GET /v1/history": {Handler: http.HandlerFunc(s.serveHistory)},
 		"POST /v1/reload": {Write: true, Handler: http.HandlerFunc(s.serveReload)},
+		"POST /v1/unban":  {Write: true, Handler: http.HandlerFunc(s.serveUnban)},
 	}
 	for k, v := range s.opts.Handlers {
 		r[k] = v
@@ -302,6 +308,25 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, struct {
 		OK bool `json:"ok"`
 	}{true})
+}
+
+func (s *Server) serveUnban(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Unban == nil {
+		writeError(w, http.StatusNotImplemented, "this daemon bans nothing")
+		return
+	}
+	v := r.URL.Query().Get("addr")
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("addr %q: want an IP address", v))
+		return
+	}
+	lifted := s.opts.Unban(r.Context(), a)
+	if lifted {
+		cred, _ := PeerCred(r.Context())
+		s.log.Info("ban lifted", "addr", a, "uid", cred.UID)
+	}
+	writeJSON(w, UnbanResult{Addr: a.String(), Lifted: lifted})
 }
 
 // streamWriteTimeout is how long one write of the event stream may block

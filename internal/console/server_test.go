@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -399,5 +400,48 @@ func TestHistory(t *testing.T) {
 	d2 := startDaemon(t, ServerOptions{})
 	if _, err := NewClient(d2.sock).History(t.Context(), 0); err == nil || err.Error() != "this daemon keeps no records" {
 		t.Errorf("History without a store: %v", err)
+	}
+}
+
+// POST /v1/unban is a write route: SO_PEERCRED decides, like reload.
+func TestUnban(t *testing.T) {
+	banned := map[netip.Addr]bool{netip.MustParseAddr("192.0.2.9"): true}
+	unban := func(_ context.Context, a netip.Addr) bool {
+		was := banned[a]
+		delete(banned, a)
+		return was
+	}
+	tests := []struct {
+		name    string
+		addr    string
+		deny    bool
+		want    UnbanResult
+		wantErr string
+	}{
+		{"lifted", "192.0.2.9", false, UnbanResult{Addr: "192.0.2.9", Lifted: true}, ""},
+		{"not banned", "192.0.2.9", false, UnbanResult{Addr: "192.0.2.9"}, ""},
+		{"not an address", "example.com", false, UnbanResult{}, `addr "example.com": want an IP address`},
+		{"forbidden", "192.0.2.10", true, UnbanResult{},
+			fmt.Sprintf("uid %d may not /v1/unban: only root and uid %d may", os.Geteuid(), os.Geteuid())},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := startDaemon(t, ServerOptions{Unban: unban})
+			if tt.deny {
+				banned[netip.MustParseAddr(tt.addr)] = true
+				d.srv.writeOK = func(Cred, bool) bool { return false }
+			}
+			got, err := NewClient(d.sock).Unban(t.Context(), tt.addr)
+			gotErr := ""
+			if err != nil {
+				gotErr = err.Error()
+			}
+			if gotErr != tt.wantErr || got != tt.want {
+				t.Errorf("Unban(%s) = %+v, %q; want %+v, %q", tt.addr, got, gotErr, tt.want, tt.wantErr)
+			}
+			if tt.deny && !banned[netip.MustParseAddr(tt.addr)] {
+				t.Error("a forbidden caller lifted a ban")
+			}
+		})
 	}
 }

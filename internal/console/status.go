@@ -20,6 +20,7 @@ type Status struct {
 	Lines    []LineRow    `json:"lines"`    // modem lines in config order
 	Sessions []SessionRow `json:"sessions"` // live PPP sessions
 	Counters []Counter    `json:"counters"` // named counters (drops by reason, ...)
+	Bans     []BanRow     `json:"bans"`     // SIP source addresses banned after failed logins
 	Bus      BusStats     `json:"bus"`      // event bus health
 }
 
@@ -107,6 +108,18 @@ type SessionRow struct {
 	VJ       bool      `json:"vj"`
 	AAA      string    `json:"aaa,omitempty"`  // who authenticated the user: file, radius, login
 	Acct     string    `json:"acct,omitempty"` // RADIUS accounting state: "start sent", "2 queued: timeout", ...
+}
+
+// BanRow is one banned SIP source address (`isp-box unban ADDR` lifts it).
+type BanRow struct {
+	Addr  string    `json:"addr"`
+	Until time.Time `json:"until"`
+}
+
+// UnbanResult is the answer of POST /v1/unban.
+type UnbanResult struct {
+	Addr   string `json:"addr"`
+	Lifted bool   `json:"lifted"` // false: it was not banned
 }
 
 // Counter is one named counter.

@@ -1,0 +1,86 @@
+package pbx
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// A flood of requests must not become a flood of log lines (a brute force
+// once wrote 35,559 WARN lines in 20 s). floodHandler passes at most
+// logBurst records with one message per logWindow; the rest are counted,
+// and the next record after the window says how many of which message
+// were left out. Debug records pass untouched (they are off unless asked
+// for).
+
+const (
+	logBurst  = 20
+	logWindow = 10 * time.Second
+	// logKeys bounds the messages tracked per window; messages are
+	// constants of the code, so this is never reached in practice.
+	logKeys = 256
+)
+
+type floodState struct {
+	mu      sync.Mutex
+	now     func() time.Time
+	start   time.Time
+	counts  map[string]int
+	dropped map[string]int
+	out     slog.Handler // where summaries go
+}
+
+type floodHandler struct {
+	slog.Handler
+	st *floodState
+}
+
+func newFloodHandler(h slog.Handler, now func() time.Time) slog.Handler {
+	return floodHandler{h, &floodState{now: now, counts: map[string]int{}, dropped: map[string]int{}, out: h}}
+}
+
+func (h floodHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelInfo {
+		return h.Handler.Handle(ctx, r)
+	}
+	st := h.st
+	now := st.now()
+	st.mu.Lock()
+	var summary map[string]int
+	if now.Sub(st.start) >= logWindow || now.Before(st.start) {
+		if len(st.dropped) > 0 {
+			summary = st.dropped
+			st.dropped = map[string]int{}
+		}
+		clear(st.counts)
+		st.start = now
+	}
+	key := r.Message
+	if _, ok := st.counts[key]; !ok && len(st.counts) >= logKeys {
+		key = "(other messages)"
+	}
+	st.counts[key]++
+	pass := st.counts[key] <= logBurst
+	if !pass {
+		st.dropped[key]++
+	}
+	st.mu.Unlock()
+	for msg, n := range summary {
+		s := slog.NewRecord(now, slog.LevelWarn, "pbx: repeated log lines left out", 0)
+		s.AddAttrs(slog.String("message", msg), slog.Int("count", n), slog.Duration("within", logWindow))
+		_ = st.out.Handle(ctx, s)
+	}
+	if !pass {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h floodHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return floodHandler{h.Handler.WithAttrs(a), h.st}
+}
+
+func (h floodHandler) WithGroup(g string) slog.Handler {
+	return floodHandler{h.Handler.WithGroup(g), h.st}
+}
