@@ -32,7 +32,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -88,35 +87,29 @@ type Modem struct {
 	wg   sync.WaitGroup
 
 	// Owned by the run goroutine:
-	pt         *ptyPair
-	mode       mode
-	regs       [256]int
-	echo       bool
-	quiet      bool
-	verbose    bool
-	xlevel     int
-	arq        int // &A
-	ampC       int
-	ampD       int
-	line       []byte // command being typed
-	inLine     bool   // after "AT"
-	sawA       bool
-	lastCmd    string
-	silent     bool
-	dtrLow     bool
-	ringing    phone.Call
-	ringTimer  *time.Timer
-	ringStop   chan struct{}
-	pending    *attempt // dial or answer in progress
-	carrier    phone.Carrier
-	carrierTx  chan []byte
-	lastData   time.Time
-	plus       int
-	plusAt     time.Time
-	escTimer   *time.Timer
-	lastNumber string
-	cid        bool // #CID=1
+	pt        *ptyPair
+	mode      mode
+	at        *at.Engine // the AT dialogue, shared with the box's virtual modem
+	silent    bool
+	dtrLow    bool
+	ringing   phone.Call
+	ringTimer *time.Timer
+	ringStop  chan struct{}
+	pending   *attempt // dial or answer in progress
+	carrier   phone.Carrier
+	carrierTx chan []byte
+	esc       at.Escape
+	escTimer  *time.Timer
 }
+
+// sportster is what ATIn answers (I0 product code, I3 firmware banner, I7
+// configuration); the exact USR strings are approximated.
+var sportster = at.Profile{Ident: map[int]string{
+	0: "2886",
+	1: "OK", // checksum test passes
+	3: "USRobotics Sportster 28800 Fax",
+	7: "Product type           US/Canada External\r\nProduct ID:            00568601\r\nOptions                V32bis,V.34,V.FC\r\nFax Options            Class 1/Class 2.0",
+}}
 
 // ptyPair is one incarnation of the pty (Vanish/Restore make a new one).
 type ptyPair struct {
@@ -140,8 +133,7 @@ func New(opts Options) (*Modem, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Modem{opts: opts, log: log.With("comp", "hayes", "modem", opts.Name), ev: make(chan func(), 256), done: make(chan struct{})}
-	m.factory()
+	m := &Modem{opts: opts, log: log.With("comp", "hayes", "modem", opts.Name), ev: make(chan func(), 256), done: make(chan struct{}), at: at.NewEngine(sportster)}
 	p, err := m.openPty()
 	if err != nil {
 		return nil, err
@@ -242,7 +234,7 @@ func (m *Modem) DropCarrier() {
 func (m *Modem) GoSilent(silent bool) {
 	m.do(func() {
 		m.silent = silent
-		m.line, m.inLine, m.sawA = nil, false, false
+		m.at.Reset()
 	})
 }
 
@@ -270,7 +262,7 @@ func (m *Modem) Restore() error {
 		p, err = m.openPty()
 		if err == nil {
 			m.pt = p
-			m.factory()
+			m.at.Factory()
 			m.dtrLow = false
 		}
 	})
@@ -287,7 +279,7 @@ func (m *Modem) Online() bool {
 // Reg returns S-register n.
 func (m *Modem) Reg(n int) int {
 	var v int
-	m.do(func() { v = m.regs[n&0xff] })
+	m.do(func() { v = m.at.Regs[n&0xff] })
 	return v
 }
 
@@ -477,7 +469,7 @@ func (m *Modem) pollDTR() {
 	if !low {
 		return
 	}
-	switch m.ampD {
+	switch m.at.AmpD {
 	case 1:
 		if m.mode == modeOnline {
 			m.mode = modeOnlineCmd
@@ -488,93 +480,27 @@ func (m *Modem) pollDTR() {
 	case 3:
 		m.hangup(m.carrier != nil)
 		m.stopRinging()
-		m.factory()
+		m.at.Factory()
 	}
-}
-
-// ---- settings ----
-
-// factory loads the Sportster's factory profile (&F; ATZ loads the same, as
-// the emulator has no NVRAM).
-func (m *Modem) factory() {
-	m.regs = [256]int{}
-	m.regs[2], m.regs[3], m.regs[4], m.regs[5] = '+', '\r', '\n', 8
-	m.regs[6], m.regs[7], m.regs[8], m.regs[10], m.regs[12] = 2, 60, 2, 7, 50
-	m.echo, m.quiet, m.verbose = true, false, true
-	m.xlevel, m.arq, m.ampC, m.ampD = 1, 1, 1, 2
-	m.cid = false
 }
 
 // ---- results ----
 
-// result sends a result code per Q/V: "\r\nTEXT\r\n" or "N\r" (USR 5631).
-func (m *Modem) result(text string) {
-	if m.quiet {
-		return
-	}
-	if m.verbose {
-		m.send([]byte("\r\n" + text + "\r\n"))
-		return
-	}
-	n, ok := at.USRNumeric(text)
-	if !ok {
-		// Extended &A2/&A3 texts have no code of their own: the &A1 one.
-		if i := strings.Index(text, "/ARQ"); i > 0 {
-			n, ok = at.USRNumeric(text[:i+4])
-		} else if i := strings.IndexByte(text, '/'); i > 0 {
-			n, ok = at.USRNumeric(text[:i])
-		}
-	}
-	if !ok {
-		n = 1
-	}
-	m.send([]byte(strconv.Itoa(n) + "\r"))
-}
+// result sends a result code per Q/V.
+func (m *Modem) result(text string) { m.send(m.at.Result(text)) }
 
-// failure maps a call failure to the X level's result (X0/X1 report only
-// NO CARRIER; X2 adds NO DIAL TONE; X3 BUSY; X4 both).
+// failure maps a call failure to the X level's result.
 func (m *Modem) failure(err error) string {
+	f := at.FailNoCarrier
 	switch {
-	case errors.Is(err, phone.ErrBusy) && (m.xlevel == 3 || m.xlevel == 4):
-		return "BUSY"
-	case errors.Is(err, phone.ErrNoDialtone) && (m.xlevel == 2 || m.xlevel == 4):
-		return "NO DIAL TONE"
+	case errors.Is(err, phone.ErrBusy):
+		f = at.FailBusy
+	case errors.Is(err, phone.ErrNoDialtone):
+		f = at.FailNoDialtone
 	case errors.Is(err, phone.ErrNoAnswer):
-		return "NO CARRIER"
+		f = at.FailNoAnswer
 	}
-	return "NO CARRIER"
-}
-
-// connectText is the CONNECT message for speed per X and &A (USR Courier
-// V.34 manual: &A1 adds /ARQ, &A2 the modulation, &A3 the protocols).
-func (m *Modem) connectText(speed int) string {
-	if m.xlevel == 0 {
-		if m.arq >= 1 {
-			return "CONNECT/ARQ"
-		}
-		return "CONNECT"
-	}
-	s := "CONNECT " + strconv.Itoa(speed)
-	if m.arq >= 1 {
-		s += "/ARQ"
-	}
-	if m.arq >= 2 {
-		s += "/" + modulation(speed)
-	}
-	if m.arq >= 3 {
-		s += "/LAPM/V42BIS"
-	}
-	return s
-}
-
-func modulation(speed int) string {
-	switch {
-	case speed > 14400:
-		return "V34"
-	case speed > 2400:
-		return "V32"
-	}
-	return "V22"
+	return m.at.FailureText(f)
 }
 
 // ---- input ----
@@ -583,13 +509,24 @@ func (m *Modem) input(b []byte, now time.Time) {
 	if m.silent {
 		return
 	}
-	switch m.mode {
-	case modeOnline:
-		m.online(b, now)
-	default:
-		for _, c := range b {
-			m.commandByte(c)
+	for len(b) > 0 {
+		if m.mode == modeOnline {
+			m.online(b, now)
+			return
 		}
+		if m.pending != nil {
+			// Any character aborts a dial or answer in progress.
+			m.pending.cancel()
+			m.pending = nil
+			b = b[1:]
+			continue
+		}
+		out, acts, rest := m.at.Feed(b)
+		m.send(out)
+		for _, a := range acts {
+			m.act(a)
+		}
+		b = rest
 	}
 }
 
@@ -601,32 +538,16 @@ func (m *Modem) online(b []byte, now time.Time) {
 	default:
 		m.log.Warn("carrier queue full, dropping", "bytes", len(b))
 	}
-	guard := time.Duration(m.regs[12]) * 20 * time.Millisecond
-	esc := byte(m.regs[2])
-	for _, c := range b {
-		switch {
-		case m.regs[2] > 127:
-			m.plus = 0 // escape disabled
-		case c == esc && m.plus == 0 && now.Sub(m.lastData) >= guard:
-			m.plus, m.plusAt = 1, now
-		case c == esc && m.plus > 0 && m.plus < 3 && now.Sub(m.plusAt) < guard:
-			m.plus++
-			m.plusAt = now
-		default:
-			m.plus = 0
-		}
-		m.lastData = now
-	}
 	if m.escTimer != nil {
 		m.escTimer.Stop()
 		m.escTimer = nil
 	}
-	if m.plus == 3 {
+	if m.esc.Data(b, now, m.at) {
 		car := m.carrier
-		m.escTimer = time.AfterFunc(guard, func() {
+		m.escTimer = time.AfterFunc(m.at.Guard(), func() {
 			m.post(func() {
-				if m.carrier == car && m.mode == modeOnline && m.plus == 3 {
-					m.plus = 0
+				if m.carrier == car && m.mode == modeOnline && m.esc.Armed() {
+					m.esc.Reset(time.Now())
 					m.mode = modeOnlineCmd
 					m.result("OK")
 				}
@@ -635,189 +556,28 @@ func (m *Modem) online(b []byte, now time.Time) {
 	}
 }
 
-func (m *Modem) commandByte(c byte) {
-	if m.pending != nil {
-		// Any character aborts a dial or answer in progress.
-		m.pending.cancel()
-		m.pending = nil
-		return
-	}
-	if m.echo {
-		m.send([]byte{c})
-	}
-	if !m.inLine {
-		switch {
-		case c == 'A' || c == 'a':
-			m.sawA = true
-		case m.sawA && (c == 'T' || c == 't'):
-			m.inLine, m.sawA, m.line = true, false, nil
-		case m.sawA && c == '/':
-			m.sawA = false
-			if m.echo {
-				m.send([]byte{'\r'})
-			}
-			m.execute(m.lastCmd)
-		default:
-			m.sawA = false
-		}
-		return
-	}
-	switch {
-	case int(c) == m.regs[3]:
-		m.inLine = false
-		cmd := string(m.line)
-		m.line = nil
-		m.lastCmd = cmd
-		m.execute(cmd)
-	case int(c) == m.regs[5] || c == 0x7f:
-		if len(m.line) > 0 {
-			m.line = m.line[:len(m.line)-1]
-		}
-	case c == '\n':
-	default:
-		if len(m.line) < 255 {
-			m.line = append(m.line, c)
-		}
-	}
-}
-
-// execute runs a command line (the text after AT) and sends its result.
-func (m *Modem) execute(line string) {
-	cmds, err := at.ParseCommandLine(line)
-	if err != nil {
-		m.result("ERROR")
-		return
-	}
-	for _, c := range cmds {
-		res, final := m.command(c)
-		if final {
-			if res != "" {
-				m.result(res)
-			}
-			return
-		}
-		if res == "ERROR" {
+// act does what a command line asked for.
+func (m *Modem) act(a at.Action) {
+	switch a.Kind {
+	case at.ActAnswer:
+		if res := m.answer(); res != "" {
 			m.result(res)
-			return
 		}
-	}
-	m.result("OK")
-}
-
-// command executes one command. final means the command produced (or will
-// produce, asynchronously) the line's result itself.
-func (m *Modem) command(c at.Command) (res string, final bool) {
-	switch c.Name {
-	case "A":
-		return m.answer(), true
-	case "D":
-		return m.dial(c.Dial), true
-	case "E":
-		m.echo = c.Num == 1
-	case "Q":
-		m.quiet = c.Num == 1
-	case "V":
-		m.verbose = c.Num == 1
-	case "X":
-		if c.Num > 4 {
-			return "ERROR", false
+	case at.ActDial:
+		if res := m.dial(a.Number); res != "" {
+			m.result(res)
 		}
-		m.xlevel = c.Num
-	case "H":
-		if c.Num == 0 {
-			m.hangup(false)
-		}
-	case "O":
+	case at.ActOnline:
 		if m.carrier == nil {
-			return "NO CARRIER", true
+			m.result("NO CARRIER")
+			return
 		}
 		m.mode = modeOnline
-		m.lastData = time.Now()
-		return m.connectText(m.speed()), true
-	case "Z":
+		m.esc.Reset(time.Now())
+		m.result(m.at.ConnectText(m.speed()))
+	case at.ActHangup:
 		m.hangup(false)
-		m.factory()
-	case "I":
-		return m.identify(c.Num), true
-	case "S":
-		switch {
-		case c.Query:
-			m.send([]byte(fmt.Sprintf("\r\n%03d\r\n", m.regs[c.Reg&0xff])))
-		case c.Set:
-			if c.Reg > 255 || c.Num > 255 {
-				return "ERROR", false
-			}
-			m.regs[c.Reg] = c.Num
-		}
-	case "#CID", "+VCID":
-		// Caller ID delivery between the first and second RING (USR #CID,
-		// Rockwell +VCID).
-		if c.Query {
-			m.send([]byte(fmt.Sprintf("\r\n%d\r\n", b2i(m.cid))))
-		} else {
-			m.cid = c.Num == 1
-		}
-	case "+FCLASS":
-		if c.Set && c.HasNum && c.Num != 0 {
-			return "ERROR", false // data only
-		}
-		if c.Query {
-			m.send([]byte("\r\n0\r\n"))
-		}
-	case "&F":
-		m.factory()
-	case "&C":
-		m.ampC = c.Num
-	case "&D":
-		if c.Num > 3 {
-			return "ERROR", false
-		}
-		m.ampD = c.Num
-	case "&A":
-		if c.Num > 3 {
-			return "ERROR", false
-		}
-		m.arq = c.Num
-	case "B", "C", "L", "M", "N", "P", "T", "Y",
-		"&B", "&G", "&H", "&I", "&K", "&M", "&N", "&P", "&R", "&S", "&T", "&U", "&W", "&X", "&Y", "&Z":
-		// Accepted and stored nowhere: speaker, flow control, NVRAM...
-		// none of it changes what an emulated link does.
-	default:
-		return "ERROR", false
 	}
-	return "", false
-}
-
-// identify answers ATIn the way a Sportster does (I0 product code, I3
-// firmware banner, I4 settings); the exact USR strings are approximated.
-func (m *Modem) identify(n int) string {
-	var text string
-	switch n {
-	case 0:
-		text = "2886"
-	case 1:
-		text = "OK" // checksum test passes
-	case 3:
-		text = "USRobotics Sportster 28800 Fax"
-	case 4:
-		text = fmt.Sprintf("USRobotics Sportster 28800 Fax Settings...\r\n\r\n   B0  E%d  F1  M1  Q%d  V%d  X%d\r\n   &A%d  &C%d  &D%d  S00=%03d  S07=%03d  S12=%03d",
-			b2i(m.echo), b2i(m.quiet), b2i(m.verbose), m.xlevel, m.arq, m.ampC, m.ampD, m.regs[0], m.regs[7], m.regs[12])
-	case 7:
-		text = "Product type           US/Canada External\r\nProduct ID:            00568601\r\nOptions                V32bis,V.34,V.FC\r\nFax Options            Class 1/Class 2.0"
-	default:
-		return "ERROR"
-	}
-	if text != "OK" {
-		m.send([]byte("\r\n" + text + "\r\n"))
-	}
-	return "OK"
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func (m *Modem) speed() int {
@@ -836,7 +596,7 @@ func (m *Modem) incoming(c phone.Call) {
 		return
 	}
 	m.ringing = c
-	m.regs[1] = 0
+	m.at.Regs[1] = 0
 	stop := make(chan struct{})
 	m.ringStop = stop
 	m.wg.Add(1)
@@ -861,14 +621,14 @@ func (m *Modem) ring(c phone.Call) {
 	if m.ringing != c {
 		return
 	}
-	m.regs[1]++
+	m.at.Regs[1]++
 	m.result("RING")
-	if m.regs[1] == 1 && m.cid && m.verbose && !m.quiet && c.CallerID() != "" {
+	if m.at.Regs[1] == 1 && m.at.CID && m.at.Verbose && !m.at.Quiet && c.CallerID() != "" {
 		// Rockwell/USR format, as mgetty's cnd.c reads it.
 		now := time.Now()
 		m.send([]byte(fmt.Sprintf("\r\nDATE = %s\r\nTIME = %s\r\nNMBR = %s\r\n", now.Format("0102"), now.Format("1504"), c.CallerID())))
 	}
-	if m.regs[0] > 0 && m.regs[1] >= m.regs[0] && !m.dtrLow && !m.silent {
+	if m.at.Regs[0] > 0 && m.at.Regs[1] >= m.at.Regs[0] && !m.dtrLow && !m.silent {
 		m.answerCall(c)
 		return
 	}
@@ -897,7 +657,7 @@ func (m *Modem) answer() string {
 		m.answerCall(c)
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.regs[7])*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.at.Regs[7])*time.Second)
 	att := &attempt{cancel: cancel}
 	m.pending = att
 	m.wg.Add(1)
@@ -922,7 +682,7 @@ type attempt struct{ cancel context.CancelFunc }
 
 func (m *Modem) answerCall(c phone.Call) {
 	m.stopRinging()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.regs[7])*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.at.Regs[7])*time.Second)
 	att := &attempt{cancel: cancel}
 	m.pending = att
 	m.wg.Add(1)
@@ -933,29 +693,18 @@ func (m *Modem) answerCall(c phone.Call) {
 	}()
 }
 
-// dial is ATD: strip the modifiers and dial through the phone line.
-func (m *Modem) dial(s string) string {
+// dial is ATD: dial number (the Engine stripped the modifiers) through
+// the phone line.
+func (m *Modem) dial(number string) string {
 	if m.carrier != nil {
 		return "ERROR"
 	}
-	var num strings.Builder
-	for _, r := range strings.ToUpper(s) {
-		switch {
-		case r >= '0' && r <= '9', r == '*', r == '#':
-			num.WriteRune(r)
-		case r == 'L':
-			num.Reset()
-			num.WriteString(m.lastDial())
-		}
-	}
-	m.lastNumber = num.String()
 	if m.opts.Phone == nil {
 		return m.failure(phone.ErrNoDialtone)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.regs[7])*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.at.Regs[7])*time.Second)
 	att := &attempt{cancel: cancel}
 	m.pending = att
-	number := num.String()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -964,8 +713,6 @@ func (m *Modem) dial(s string) string {
 	}()
 	return ""
 }
-
-func (m *Modem) lastDial() string { return m.lastNumber }
 
 // established finishes a dial or answer.
 func (m *Modem) established(att *attempt, car phone.Carrier, err error) {
@@ -985,8 +732,7 @@ func (m *Modem) established(att *attempt, car phone.Carrier, err error) {
 	}
 	m.carrier = car
 	m.mode = modeOnline
-	m.lastData = time.Now()
-	m.plus = 0
+	m.esc.Reset(time.Now())
 	tx := make(chan []byte, 4096)
 	m.carrierTx = tx
 	m.wg.Add(2)
@@ -1023,7 +769,7 @@ func (m *Modem) established(att *attempt, car phone.Carrier, err error) {
 			}
 		}
 	}()
-	m.result(m.connectText(m.speed()))
+	m.result(m.at.ConnectText(m.speed()))
 }
 
 // hangup drops the carrier (if any) and returns to command mode. report
@@ -1046,7 +792,7 @@ func (m *Modem) hangup(report bool) {
 		}
 	}
 	m.mode = modeCommand
-	m.inLine, m.sawA, m.line = false, false, nil
+	m.at.Reset()
 }
 
 var _ phone.Ringer = (*Modem)(nil)
