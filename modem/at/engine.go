@@ -329,7 +329,6 @@ func (e *Engine) dialNumber(s string) string {
 	return e.lastDial
 }
 
-
 // identify answers ATIn from the profile; I4 reports the settings.
 func (e *Engine) identify(n int) (string, bool) {
 	if n == 4 {
