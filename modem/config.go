@@ -31,6 +31,9 @@ type LineConfig struct {
 	LockDir       string        // /var/lock
 	Local         bool          // pppd's local: ignore DCD, don't touch DTR
 	Direct        bool          // direct yes: null-modem, no AT at all, PPP at once
+	Kind          string        // kind: "modem" (a hardware modem; "" too) or "virtual-modem" (the box plays the modem)
+	ConnectSpeed  int           // connect-speed: the rate a virtual modem reports in CONNECT; 0 = the port speed
+	Context       string        // context: the dial plan context a virtual modem's ATD runs in; "" = default
 	AutoPPP       bool          // detect PPP frames instead of a login name; yes
 	LoginPrompt   string        // login-prompt; "@!login: "
 	Issue         string        // issue banner text (issue-file's contents)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // Conn is an answered call handed to PPP: the data path of the modem plus
@@ -47,6 +48,11 @@ type conn struct {
 
 	mu     sync.Mutex // guards replay
 	replay []byte
+
+	// paused: a virtual modem is in online-command mode (after +++):
+	// what the session writes is dropped, as a modem drops what the far
+	// side sends while it talks to its DTE.
+	paused atomic.Bool
 }
 
 var _ Conn = (*conn)(nil)
@@ -93,6 +99,9 @@ func (c *conn) unread(b []byte) {
 func (c *conn) Write(b []byte) (int, error) {
 	if c.ctx.Err() != nil {
 		return 0, context.Cause(c.ctx)
+	}
+	if c.paused.Load() {
+		return len(b), nil
 	}
 	if err := c.p.write(b); err != nil {
 		c.cancel(err)

@@ -34,6 +34,11 @@ type LineOptions struct {
 	CheckLogin func(user, password string) bool
 	// Clock is the time source of every wait; nil is the real clock.
 	Clock Clock
+	// Dial resolves a number dialled on a virtual modem (ATD) through the
+	// dial plan: the Route, or ErrBusy, ErrNoAnswer, ErrNoDialtone, or
+	// another error (NO CARRIER). ctx ends with the S7 wait. Nil: every
+	// number connects to ServicePPP.
+	Dial func(ctx context.Context, line, number string) (Route, error)
 }
 
 // timing holds the fixed intervals of mgetty's job; tests shorten them.
@@ -108,6 +113,9 @@ func NewLine(cfg LineConfig, opts LineOptions) (*Line, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = strings.TrimPrefix(cfg.Device, "/dev/")
+	}
+	if cfg.Kind != "" && cfg.Kind != KindModem && cfg.Kind != KindVirtual {
+		return nil, fmt.Errorf("modem: line %s: kind %q: want %s or %s", cfg.Name, cfg.Kind, KindModem, KindVirtual)
 	}
 	if cfg.FlowControl != "" && cfg.FlowControl != "hard" && cfg.FlowControl != "none" {
 		return nil, fmt.Errorf("modem: line %s: flow control %q: want hard or none", cfg.Name, cfg.FlowControl)
@@ -403,6 +411,9 @@ func (l *Line) shutdown(p *port, lk *lock.Lock, cfg LineConfig, final bool) {
 func (l *Line) serve(ctx context.Context, p *port, cfg LineConfig) error {
 	if cfg.Direct {
 		return l.serveDirect(ctx, p, cfg)
+	}
+	if cfg.Kind == KindVirtual {
+		return l.serveVirtual(ctx, p, cfg)
 	}
 	backoff := l.t.backoffMin
 	needReset := true
@@ -788,7 +799,7 @@ func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, c
 		}
 	}
 
-	err := l.session1(ctx, p, cfg, cn, callID, callerID, false)
+	err := l.session1(ctx, p, cfg, cn, callID, callerID, sessionKind{})
 	if isDeviceErr(err) || ctx.Err() != nil {
 		return err
 	}
@@ -797,11 +808,15 @@ func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, c
 
 // session1 builds the Conn, starts the carrier watch, runs login (unless
 // direct) and the Handler.
-func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Connection, callID, callerID string, direct bool) error {
+func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Connection, callID, callerID string, kind sessionKind) error {
+	direct := kind.direct
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	c := &conn{line: cfg.Name, speed: cn.Speed, protocol: cn.Protocol, callerID: callerID, callID: callID,
 		p: p, ctx: sctx, cancel: cancel, in: make(chan []byte, 64)}
+	if kind.virtual != nil {
+		kind.virtual.c = c
+	}
 	// What came right after "CONNECT ...\r" is the caller's first data.
 	rest := p.pending
 	p.pending = nil
@@ -810,10 +825,19 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	}
 	c.replay = rest
 
-	hasDCD := p.caps.modemLines && !cfg.IgnoreCarrier && !cfg.Local && !direct
+	hasDCD := p.caps.modemLines && !cfg.IgnoreCarrier && !cfg.Local && !direct && kind.virtual == nil
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); c.pump(!hasDCD && !direct) }()
+	if v := kind.virtual; v != nil {
+		// The box is the modem: it watches for +++ and the DTE's DTR.
+		go func() { defer wg.Done(); l.pumpVirtual(v) }()
+		if v.dtrHangup {
+			wg.Add(1)
+			go func() { defer wg.Done(); l.watchDTR(sctx, c) }()
+		}
+	} else {
+		go func() { defer wg.Done(); c.pump(!hasDCD && !direct) }()
+	}
 	if hasDCD {
 		wg.Add(1)
 		go func() { defer wg.Done(); l.watchDCD(sctx, c) }()
@@ -824,6 +848,9 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	user := ""
 	if !direct {
 		var err error
+		if kind.loginOnly {
+			cfg.AutoPPP = false
+		}
 		user, err = l.login(sctx, c, cfg, cn.Result)
 		if err != nil {
 			l.log.Info("no login", "err", err)
@@ -937,7 +964,7 @@ func (l *Line) serveDirect(ctx context.Context, p *port, cfg LineConfig) error {
 		l.status.Session = fmt.Sprintf("%s/%d", cfg.Name, l.session)
 		l.mu.Unlock()
 		l.setState(StateConnected, "direct", "")
-		err := l.session1(ctx, p, cfg, at.Connection{Speed: cfg.Speed}, "", "", true)
+		err := l.session1(ctx, p, cfg, at.Connection{Speed: cfg.Speed}, "", "", sessionKind{direct: true})
 		if isDeviceErr(err) || ctx.Err() != nil {
 			return err
 		}

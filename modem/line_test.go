@@ -43,6 +43,9 @@ type rig struct {
 	sessions chan session
 	cancel   context.CancelFunc
 	done     chan struct{}
+	// quitOn, when set, makes the handler return (the session ends from
+	// the far side, as PPP after a Terminate) once it has echoed it.
+	quitOn []byte
 }
 
 // session is what the test Handler saw of one call.
@@ -165,6 +168,9 @@ func (r *rig) handler(ctx context.Context, c Conn, user string) error {
 		}
 		if _, err := c.Write(buf[:n]); err != nil {
 			return err
+		}
+		if r.quitOn != nil && bytes.Contains(buf[:n], r.quitOn) {
+			return nil
 		}
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/netstack"
 	"github.com/isp-box/isp-box/pbx"
+	"github.com/isp-box/isp-box/pbx/dialplan"
 	"github.com/isp-box/isp-box/ppp"
 )
 
@@ -84,6 +85,10 @@ type Box struct {
 	retiring map[string]*lineRunner
 	wg       sync.WaitGroup // line goroutines
 	ctx      context.Context
+
+	planMu  sync.Mutex // guards the compiled dial plan cache
+	planFor *config.Config
+	planC   *dialplan.Plan
 }
 
 // lineRunner is one modem line and what it needs to run PPP sessions.
@@ -346,6 +351,7 @@ func (b *Box) startLineLocked(lc config.Line) error {
 		Handler:    func(ctx context.Context, c modem.Conn, user string) error { return b.servePPP(ctx, r, c, user) },
 		DetectPPP:  ppp.Detect,
 		CheckLogin: b.checkLogin,
+		Dial:       b.dialFromLine,
 	})
 	if err != nil {
 		return err

@@ -45,7 +45,7 @@ func (ls *lineSet) get(name, file string, line int) *lineDef {
 var mgettyKeys = []string{"debug", "port", "port-owner", "port-group", "port-mode", "data-only",
 	"ignore-carrier", "toggle-dtr", "toggle-dtr-waittime", "rings", "speed", "autobauding", "init-chat",
 	"answer-chat", "answer-chat-timeout", "modem-check-time", "login-time", "login-prompt", "issue-file",
-	"data-flow", "modem-type", "direct", "peer", "device", "autoppp"}
+	"data-flow", "modem-type", "direct", "peer", "device", "autoppp", "kind", "connect-speed", "context"}
 
 // splitMgetty splits an mgetty.config line into key and value: `key value`
 // or `key = value`; a `#` after white space starts a comment unless it is
@@ -260,6 +260,24 @@ func (b *builder) mgettyKey(key, val string, r rawLine, where string) lineOp {
 			return bad("%q is not a SIP peer name", val)
 		}
 		return func(c *modem.LineConfig) { c.Peer = val }
+	case "kind":
+		switch strings.ToLower(val) {
+		case modem.KindModem, modem.KindVirtual:
+			k := strings.ToLower(val)
+			return func(c *modem.LineConfig) { c.Kind = k }
+		}
+		return bad("%q is not %s or %s", val, modem.KindModem, modem.KindVirtual)
+	case "connect-speed":
+		n, err := parseInt(val, 300, 4000000)
+		if err != nil {
+			return bad("%v; expected the rate a virtual modem reports in CONNECT, like 33600", err)
+		}
+		return func(c *modem.LineConfig) { c.ConnectSpeed = n }
+	case "context":
+		if val == "" || strings.ContainsAny(val, " \t[]") {
+			return bad("%q is not a dial plan context name", val)
+		}
+		return func(c *modem.LineConfig) { c.Context = val }
 	case "device":
 		if !strings.HasPrefix(val, "/") {
 			return bad("%q is not an absolute device path like /dev/ttyUSB0", val)

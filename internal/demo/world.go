@@ -22,6 +22,7 @@ import (
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/netstack"
 )
 
@@ -121,6 +122,9 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 	behind := map[string]string{} // SIP peer -> box line
 	for i := range cfg.Lines {
 		lc := &cfg.Lines[i].Modem
+		if lc.Kind == modem.KindVirtual {
+			continue // no modem behind it: the box plays the modem on the port the config names
+		}
 		m, err := hayes.New(hayes.Options{
 			Link: filepath.Join(w.Dir, "tty-"+lc.Name), RingInterval: ring,
 			Name: lc.Name, Log: log,

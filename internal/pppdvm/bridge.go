@@ -38,6 +38,13 @@ func (v *VM) BridgeToPTY(ctx context.Context, ptyPath string) error {
 	return bridge(ctx, v.serial, f)
 }
 
+// Bridge copies bytes both ways between the guest's serial line and f,
+// e.g. the master side of a pty whose slave a virtual modem line opens as
+// its serial port, until ctx is done or either side ends. It closes f.
+func (v *VM) Bridge(ctx context.Context, f io.ReadWriteCloser) error {
+	return bridge(ctx, v.serial, f)
+}
+
 // deadliner is the part of net.Conn bridge uses to unblock a read.
 type deadliner interface {
 	io.ReadWriter

@@ -5,6 +5,7 @@ package hayestest
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -64,5 +65,57 @@ func (d *DTE) Expect(want string) string {
 		if err != nil {
 			d.t.Fatalf("waiting for %q: %v; got %q", want, err, d.buf)
 		}
+	}
+}
+
+// OpenPTY creates a pty and returns a DTE on its master side and the path
+// of its slave: for a line that is itself the modem (a virtual modem line
+// opens the slave as its serial port), the test is the computer at the
+// other end of the null-modem cable. Both are closed when the test ends.
+func OpenPTY(t testing.TB) (*DTE, string) {
+	t.Helper()
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
+	if err == nil {
+		err = unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0) // unlockpt
+	}
+	if err != nil {
+		unix.Close(fd)
+		t.Fatalf("pty: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "/dev/ptmx")
+	t.Cleanup(func() { f.Close() })
+	return &DTE{Timeout: 20 * time.Second, t: t, f: f}, "/dev/pts/" + strconv.FormatUint(uint64(n), 10)
+}
+
+// SetDTR raises or drops DTR on a DTE made by OpenPTY. A pty has no
+// modem-control lines; the POSIX way is output speed B0, and a termios
+// change on the master applies to the slave's tty, where the line sees it.
+func (d *DTE) SetDTR(on bool) {
+	d.t.Helper()
+	rc, err := d.f.SyscallConn()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var ierr error
+	rc.Control(func(fd uintptr) {
+		var tio *unix.Termios
+		tio, ierr = unix.IoctlGetTermios(int(fd), unix.TCGETS)
+		if ierr != nil {
+			return
+		}
+		speed := uint32(unix.B38400)
+		if !on {
+			speed = unix.B0
+		}
+		tio.Cflag = tio.Cflag&^unix.CBAUD | speed
+		tio.Ispeed, tio.Ospeed = 0, 0
+		ierr = unix.IoctlSetTermios(int(fd), unix.TCSETS, tio)
+	})
+	if ierr != nil {
+		d.t.Fatalf("DTR %v: %v", on, ierr)
 	}
 }
