@@ -10,6 +10,7 @@ import (
 	"github.com/isp-box/isp-box/internal/box"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/sdnotify"
 	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/store"
 )
@@ -77,6 +78,7 @@ The flags override the config file's [box] and [network] settings.`)
 		Network:    *network,
 		Log:        log,
 		Version:    Version(),
+		Notify:     sdnotify.FromEnv(),
 	}
 	if err := box.Run(ctx, cfg, opts); err != nil {
 		logging.Error(log, "isp-box stopped", err)

@@ -35,6 +35,7 @@ import (
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/hostcheck"
+	"github.com/isp-box/isp-box/internal/sdnotify"
 	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/internal/store"
@@ -60,6 +61,10 @@ type Options struct {
 	Started func(*Box)
 	// NoSignals: do not handle SIGHUP (tests run several boxes in one process).
 	NoSignals bool
+	// Notify, when set, is told READY=1 once SIP is bound and every line
+	// has tried its port, STATUS= counts, WATCHDOG=1 from the main loop,
+	// RELOADING=1 around a reload and STOPPING=1 (systemd's Type=notify).
+	Notify *sdnotify.Notifier
 }
 
 // Box is a running isp-box.
@@ -290,8 +295,12 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		b.console = console.NewServer(console.ServerOptions{
 			Status: func(context.Context) console.Status { return b.Status() },
 			Bus:    b.bus,
-			Reload: func(context.Context) error { return b.Reload() },
-			Unban:  func(_ context.Context, a netip.Addr) bool { return b.pbx.Unban(a) },
+			Reload: func(context.Context) error {
+				b.opts.Notify.Send(sdnotify.Reloading()...)
+				defer b.opts.Notify.Send("READY=1")
+				return b.Reload()
+			},
+			Unban: func(_ context.Context, a netip.Addr) bool { return b.pbx.Unban(a) },
 			History: func(ctx context.Context, n int) (console.History, error) {
 				calls, err1 := st.Calls(ctx, n)
 				sessions, err2 := st.Sessions(ctx, n)
@@ -327,18 +336,103 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 	}
+	// systemd: ready once every line has tried its port (a missing modem
+	// is reported, not waited for); the watchdog is fed from this loop,
+	// so a loop that hangs is restarted by systemd.
+	notify := b.opts.Notify
+	linesTried := make(chan struct{})
+	go b.waitLinesTried(ctx, linesTried)
+	var watchdog <-chan time.Time
+	statusEvery := 5 * time.Second
+	if iv := sdnotify.WatchdogInterval(); iv > 0 && notify.Enabled() {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		watchdog = t.C
+		statusEvery = min(statusEvery, iv)
+	}
+	statusTick := time.NewTicker(statusEvery)
+	defer statusTick.Stop()
+	lastStatus := ""
+	sendStatus := func(extra ...string) {
+		if !notify.Enabled() {
+			return
+		}
+		st := "STATUS=" + b.statusLine()
+		if st == lastStatus && len(extra) == 0 {
+			return
+		}
+		lastStatus = st
+		if err := notify.Send(append(extra, st)...); err != nil {
+			log.Warn("systemd notify", "err", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("isp-box stopping")
 			b.bus.Publish(bus.Notice{Source: "box", Text: "stopping"})
+			notify.Send("STOPPING=1", "STATUS=stopping")
 			return nil
+		case <-linesTried:
+			linesTried = nil
+			sendStatus("READY=1")
+		case <-watchdog:
+			notify.Send("WATCHDOG=1")
+		case <-statusTick.C:
+			sendStatus()
 		case <-hup:
+			notify.Send(sdnotify.Reloading()...)
 			if err := b.Reload(); err != nil {
 				logging.Error(log, "reload refused; the running config stays", err)
 			}
+			sendStatus("READY=1")
 		}
 	}
+}
+
+// waitLinesTried closes tried once every line has made its first attempt
+// at its port: past opening, or an error (missing, no permission, locked)
+// reported. A line that takes longer than 30 s does not hold the box back.
+func (b *Box) waitLinesTried(ctx context.Context, tried chan<- struct{}) {
+	defer close(tried)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		b.mu.Lock()
+		all := true
+		for _, r := range b.lines {
+			st := r.line.Status()
+			if st.State == "opening" && st.Errors == 0 && st.LastError == "" {
+				all = false
+			}
+		}
+		b.mu.Unlock()
+		if all {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// statusLine is systemd's STATUS=: one line of counts for systemctl status.
+func (b *Box) statusLine() string {
+	st := b.Status()
+	reg, up := 0, 0
+	for _, p := range st.Peers {
+		if p.Host != "" {
+			reg++
+		}
+	}
+	for _, l := range st.Lines {
+		switch l.State {
+		case "idle", "ringing", "answering", "connected", "hangingup":
+			up++
+		}
+	}
+	return fmt.Sprintf("%d/%d peers registered, %d/%d lines up, %d calls, %d sessions",
+		reg, len(st.Peers), up, len(st.Lines), len(st.Calls), len(st.Sessions))
 }
 
 // startLineLocked starts one modem line. Precondition: b.mu is held.
