@@ -10,8 +10,8 @@ import (
 	"github.com/isp-box/isp-box/internal/box"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
-	"github.com/isp-box/isp-box/internal/sdnotify"
 	"github.com/isp-box/isp-box/internal/logging"
+	"github.com/isp-box/isp-box/internal/sdnotify"
 	"github.com/isp-box/isp-box/internal/store"
 )
 
