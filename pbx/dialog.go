@@ -56,6 +56,13 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	isInvite := req.Method == sip.INVITE
+	if (isInvite || req.Method == sip.UPDATE) && offersT38(req.Body()) && c.involvesModem() {
+		// keep the data call on G.711: refuse the switch to fax (RFC 3261
+		// §21.4.26; RFC 3264 §6 lets the offerer keep the old session)
+		s.log.Info("pbx: T.38 refused on a modem call", "id", c.id, "from", l.peer)
+		s.respond(tx, req, 488, "Not Acceptable Here", nil, sip.NewHeader("Warning", `304 isp-box "Media type not available"`))
+		return
+	}
 	if isInvite {
 		// one INVITE transaction at a time over both dialogs: the second
 		// is glare (RFC 3261 §14.2)
