@@ -337,3 +337,54 @@ func TestRadiusWrongSecret(t *testing.T) {
 		t.Errorf("FreeRADIUS did not see a bad secret:\n%s", srv.LogTail(30))
 	}
 }
+
+// TestRadiusTwoBoxes (issue 14): two boxes share one FreeRADIUS, one user
+// logged in on each; both sessions' records are there and tell the boxes
+// and the sessions apart.
+func TestRadiusTwoBoxes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("dials through two boxes against FreeRADIUS")
+	}
+	srv := radiustest.Start(t, radiustest.Options{Users: radiusUsers})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	type boxUser struct {
+		nas, user, pw string
+		r             *rig
+		b             *running
+		s             *demo.Session
+		id            string
+	}
+	boxes := []*boxUser{{nas: "box-a", user: "alice", pw: "wonderland"}, {nas: "box-b", user: "dave", pw: "diver"}}
+	for _, x := range boxes {
+		x.r = newRig(t)
+		x.r.writeRadius(srv, srv.Secret(), x.nas, "mschap-v2")
+		x.b = x.r.startBox()
+		x.r.startATA()
+		x.r.waitReady(x.b)
+	}
+	for _, x := range boxes {
+		s, err := x.r.dialAs(ctx, x.user, x.pw)
+		if err != nil {
+			t.Fatalf("%s: dial: %v", x.nas, err)
+		}
+		x.s, x.id = s, x.b.Status().Sessions[0].ID
+	}
+	for _, x := range boxes {
+		hangUp(t, ctx, x.s, x.b.Box)
+	}
+	if boxes[0].id == boxes[1].id {
+		t.Fatalf("both sessions have Acct-Session-Id %s", boxes[0].id)
+	}
+	for _, x := range boxes {
+		testutil.WaitFor(t, 15*time.Second, x.nas+": Start and Stop", func() (bool, string) {
+			recs := acctFor(srv, x.id)
+			return statuses(recs) == "Start,Stop", statuses(recs)
+		})
+		for _, rec := range acctFor(srv, x.id) {
+			if rec["NAS-Identifier"] != x.nas || rec["User-Name"] != x.user {
+				t.Errorf("%s record: NAS-Identifier %q User-Name %q", x.nas, rec["NAS-Identifier"], rec["User-Name"])
+			}
+		}
+	}
+}
