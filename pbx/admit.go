@@ -54,6 +54,14 @@ func (s *Server) admit(req *sip.Request, src netip.AddrPort, final bool, reply r
 			pc = &c
 		}
 	}
+	if pc == nil && method != sip.REGISTER {
+		// A provider's INVITE names the caller, not a peer: match the
+		// trunk peer by source address (trunk.go).
+		if p := s.trunkBySourceLocked(src); p != nil {
+			c := p.cfg
+			pc, knownAddr, name = &c, true, p.cfg.Name
+		}
+	}
 	s.mu.Unlock()
 	if s.aclDenied(req, reply, name, src, g, pc) {
 		return nil, false

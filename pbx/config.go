@@ -38,6 +38,10 @@ type General struct {
 	MaxCalls         int           // maxcalls: calls at once; past it new INVITEs get 503 + Retry-After. 0 = 100, <0 = no limit
 	SourceRate       int           // sourcerate: datagrams/s from one address that is not a peer's; 0 = 50, <0 = no limit
 	GuessRate        int           // guessrate: digest guesses/s at one peer name from away from the peer; 0 = 2, <0 = no limit
+
+	Registrations    []Registration // register => lines: the box registers with providers (trunk.go)
+	RegisterTimeout  time.Duration  // registertimeout: retry after a failed registration; 20 s
+	RegisterAttempts int            // registerattempts: give up after this many failures; 0 = never
 }
 
 // ACLRule is one permit= or deny= line.
@@ -69,8 +73,13 @@ type Peer struct {
 	Description string
 	MaxForwards int
 	HuntGroup   string // extension to the config: name of a hunt group this peer belongs to
-	File        string // where the section starts
-	Line        int
+	// Trunk (provider) peers, chan_sip's meaning: the From user and domain
+	// of calls to the peer, and a proxy every request to it goes through.
+	FromUser      string
+	FromDomain    string
+	OutboundProxy string // host[:port]
+	File          string // where the section starts
+	Line          int
 }
 
 // DefaultConfig returns chan_sip's defaults with no peers.

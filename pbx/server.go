@@ -72,6 +72,8 @@ type Server struct {
 	bans     map[netip.Addr]time.Time
 	lineBusy map[string]bool // peer -> the modem line behind it is busy/down
 	localIPs map[netip.Addr]netip.Addr
+
+	trunks trunkState // outbound registrations (trunk.go)
 }
 
 type counters struct {
@@ -371,7 +373,8 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		s.readLoop(conn, feed)
 	}()
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
+	go func() { defer bg.Done(); s.runTrunks(runCtx) }()
 	go func() { defer bg.Done(); s.housekeeping(runCtx) }()
 	go func() { defer bg.Done(); s.watchLines(runCtx) }()
 	s.log.Info("pbx listening", "addr", s.addr)

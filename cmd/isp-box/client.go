@@ -227,6 +227,17 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+var cmdRegistry = statusCommand("registry", `
+Usage: isp-box registry [-s SOCKET] [--json]
+
+Lists the box's registrations with SIP providers (the register => lines of
+[general]) as Asterisk's "sip show registry" does: host, user, the expiry
+the provider granted, state (Registered, Request Sent, Auth. Sent,
+Rejected, Timeout, No Authentication, Failed) and when it last succeeded;
+a failing one also shows its last error.`,
+	func(st console.Status) any { return nonNil(st.Registry) },
+	func(w io.Writer, st console.Status) error { return console.RenderRegistry(w, st.Registry) }, nil)
+
 var cmdPeers = statusCommand("peers", `
 Usage: isp-box peers [-s SOCKET] [--json]
 

@@ -80,6 +80,7 @@ func commands() []command {
 		{"status", "", "the daemon at a glance: version, uptime, counts, event bus", cmdStatus},
 		{"peers", "", "SIP peers, like Asterisk's `sip show peers`", cmdPeers},
 		{"peer", "NAME", "one SIP peer in detail, like `sip show peer NAME`", cmdPeer},
+		{"registry", "", "the box's registrations with SIP providers, like `sip show registry`", cmdRegistry},
 		{"calls", "", "live calls, like `core show channels`", cmdCalls},
 		{"lines", "", "modem lines and their state", cmdLines},
 		{"sessions", "", "live PPP sessions", cmdSessions},

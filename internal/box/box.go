@@ -666,6 +666,12 @@ func (b *Box) Status() console.Status {
 			st.Bans = append(st.Bans, console.BanRow{Addr: a.String(), Until: until})
 		}
 		sort.Slice(st.Bans, func(i, j int) bool { return st.Bans[i].Addr < st.Bans[j].Addr })
+		for _, r := range b.pbx.Registry() {
+			st.Registry = append(st.Registry, console.RegistryRow{
+				Host: r.Host, Username: r.Username, Extension: r.Extension, Refresh: int(r.Refresh / time.Second),
+				State: r.State, RegTime: r.RegTime, LastError: r.LastError, Attempts: r.Attempts,
+			})
+		}
 	}
 	b.mu.Lock()
 	var lines []*lineRunner

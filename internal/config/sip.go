@@ -12,7 +12,8 @@ import (
 var generalKeys = []string{"udpbindaddr", "bindaddr", "bindport", "realm", "defaultexpiry", "minexpiry",
 	"maxexpiry", "qualifyfreq", "alwaysauthreject", "allowguest", "context", "permit", "deny",
 	"useragent", "externip", "rtpstart", "rtpend", "maxauthfailures", "bantime", "transport",
-	"maxcalls", "sourcerate", "guessrate"}
+	"maxcalls", "sourcerate", "guessrate",
+	"register", "registertimeout", "registerattempts"}
 
 // generalIgnored are sip.conf/extensions.conf [general] keys that are
 // accepted so a real file pastes in, with the reason they change nothing.
@@ -79,6 +80,8 @@ func (b *builder) general(s *section, es []entry) {
 				bad("%v", err)
 			}
 			g.QualifyFreq = d
+		case "register", "registertimeout", "registerattempts":
+			b.trunkGeneral(e)
 		case "alwaysauthreject", "allowguest":
 			v, ok := parseBool(e.Value)
 			if !ok {
@@ -227,7 +230,7 @@ func (b *builder) general(s *section, es []entry) {
 var peerKeys = []string{"type", "context", "secret", "md5secret", "defaultuser", "username", "host",
 	"defaultip", "port", "qualify", "qualifyfreq", "directmedia", "canreinvite", "regexten", "nat",
 	"insecure", "allow", "disallow", "permit", "deny", "call-limit", "busylevel", "description",
-	"maxforwards", "huntgroup", "dtmfmode", "language", "transport"}
+	"maxforwards", "huntgroup", "dtmfmode", "language", "transport", "fromuser", "fromdomain", "outboundproxy"}
 
 // codecNames are Asterisk's codec names accepted by allow/disallow.
 var codecNames = map[string]bool{
@@ -358,6 +361,8 @@ func (b *builder) peer(s *section, es []entry) pbx.Peer {
 					p.Allow = append(deleteString(p.Allow, c), c)
 				}
 			}
+		case "fromuser", "fromdomain", "outboundproxy":
+			b.trunkPeer(&p, *e)
 		case "permit", "deny":
 			pr, err := parseACL(e.Value)
 			if err != nil {

@@ -59,6 +59,12 @@ func TestRenderGolden(t *testing.T) {
 			}, now)
 		}},
 		{"sessions-empty", func(w io.Writer) error { return renderSessions(w, nil, now) }},
+		{"registry", func(w io.Writer) error {
+			return RenderRegistry(w, []RegistryRow{
+				{Host: "sip.provider.example:5060", Username: "5551000", Extension: "5551000", Refresh: 105, State: "Registered", RegTime: now.Add(-15 * time.Second)},
+				{Host: "127.0.0.1:5080", Username: "881", Refresh: 0, State: "Timeout", LastError: "REGISTER to 127.0.0.1:5080: no answer", Attempts: 3},
+			})
+		}},
 		{"sessions-radius", func(w io.Writer) error {
 			return renderSessions(w, []SessionRow{
 				{ID: "3f2a9c01d4e5b677", Line: "ttyUSB0", User: "alice", Phase: "running", Local: "192.168.32.1", Remote: "192.168.32.77",

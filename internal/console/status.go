@@ -10,18 +10,19 @@ import (
 // daemon fills it (internal/box maps each part's own snapshot onto it) and
 // serves it as JSON at GET /v1/status; the CLI decodes it and renders tables.
 type Status struct {
-	Version  string       `json:"version"`  // isp-box version
-	Started  time.Time    `json:"started"`  // when the daemon started
-	Config   string       `json:"config"`   // config file path
-	Network  string       `json:"network"`  // network mode: userspace or kernel
-	SIPAddr  string       `json:"sip_addr"` // address the PBX listens on
-	Peers    []PeerRow    `json:"peers"`    // SIP peers, sorted by name
-	Calls    []CallRow    `json:"calls"`    // live calls
-	Lines    []LineRow    `json:"lines"`    // modem lines in config order
-	Sessions []SessionRow `json:"sessions"` // live PPP sessions
-	Counters []Counter    `json:"counters"` // named counters (drops by reason, ...)
-	Bans     []BanRow     `json:"bans"`     // SIP source addresses banned after failed logins
-	Bus      BusStats     `json:"bus"`      // event bus health
+	Version  string        `json:"version"`            // isp-box version
+	Started  time.Time     `json:"started"`            // when the daemon started
+	Config   string        `json:"config"`             // config file path
+	Network  string        `json:"network"`            // network mode: userspace or kernel
+	SIPAddr  string        `json:"sip_addr"`           // address the PBX listens on
+	Peers    []PeerRow     `json:"peers"`              // SIP peers, sorted by name
+	Calls    []CallRow     `json:"calls"`              // live calls
+	Lines    []LineRow     `json:"lines"`              // modem lines in config order
+	Sessions []SessionRow  `json:"sessions"`           // live PPP sessions
+	Registry []RegistryRow `json:"registry,omitempty"` // outbound SIP registrations (register =>)
+	Counters []Counter     `json:"counters"`           // named counters (drops by reason, ...)
+	Bans     []BanRow      `json:"bans"`               // SIP source addresses banned after failed logins
+	Bus      BusStats      `json:"bus"`                // event bus health
 }
 
 // PeerRow is one SIP peer as `sip show peers` / `sip show peer` need it.
@@ -132,4 +133,16 @@ type Counter struct {
 type BusStats struct {
 	Published   uint64         `json:"published"`
 	Subscribers []bus.SubStats `json:"subscribers"`
+}
+
+// RegistryRow is one outbound registration, as `sip show registry` lists it.
+type RegistryRow struct {
+	Host      string    `json:"host"`      // host:port registered with
+	Username  string    `json:"username"`  // the user registered
+	Extension string    `json:"extension"` // the Contact's user: what calls from the provider ask for
+	Refresh   int       `json:"refresh"`   // seconds the registrar granted
+	State     string    `json:"state"`     // Registered, Request Sent, Auth. Sent, Rejected, Timeout, ...
+	RegTime   time.Time `json:"reg_time"`  // last successful registration; zero = never
+	LastError string    `json:"last_error,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"` // consecutive failures
 }
