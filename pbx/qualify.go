@@ -145,6 +145,9 @@ func (s *Server) waitPoke(ctx context.Context, name string) bool {
 // peerDestLocked is where requests to p go: its registered contact, or its
 // source when nat forces rport. The caller holds s.mu.
 func (s *Server) peerDestLocked(p *peer) (netip.AddrPort, string, bool) {
+	if ap, uri, ok := s.viaProxyLocked(p); ok {
+		return ap, uri, true
+	}
 	nat := parseNAT(p.cfg.NAT)
 	if b := p.binding; b != nil {
 		ap, ok := contactAddr(b.Contact)

@@ -375,7 +375,11 @@ func (s *Server) register(ctx context.Context, r *trunkReg, expires time.Duratio
 			r.state, r.refresh, r.regTime, r.lastErr = regRegistered, granted, now, ""
 			r.mu.Unlock()
 			if was != regRegistered {
-				s.log.Info("pbx: registered with provider", "host", dest, "user", r.cfg.User, "expires", granted)
+				alg := "none"
+				if r.chal != nil {
+					alg = r.chal.Algorithm
+				}
+				s.log.Info("pbx: registered with provider", "host", dest, "user", r.cfg.User, "expires", granted, "digest", alg)
 				s.publish(bus.Notice{Source: "pbx", Text: fmt.Sprintf("Registered SIP '%s' at %s", r.cfg.User, dest)})
 			}
 			return granted, nil
@@ -463,4 +467,26 @@ func (s *Server) trunkBySourceLocked(src netip.AddrPort) *peer {
 		}
 	}
 	return nil
+}
+
+// viaProxyLocked is peerDestLocked for a peer with a fixed host and an
+// outboundproxy given as an address: requests go to the proxy, the
+// Request-URI still names the peer's host (RFC 3261 §8.1.2).
+func (s *Server) viaProxyLocked(p *peer) (netip.AddrPort, string, bool) {
+	if p.cfg.OutboundProxy == "" || p.cfg.Host == "" || p.cfg.Host == "dynamic" {
+		return netip.AddrPort{}, "", false
+	}
+	proxy, err := netip.ParseAddrPort(p.cfg.OutboundProxy)
+	if err != nil {
+		a, err := netip.ParseAddr(p.cfg.OutboundProxy)
+		if err != nil {
+			return netip.AddrPort{}, "", false // a host name: resolved when registering only
+		}
+		proxy = netip.AddrPortFrom(a, 5060)
+	}
+	host := p.cfg.Host
+	if _, _, err := net.SplitHostPort(host); err != nil && p.cfg.Port != 0 {
+		host = net.JoinHostPort(host, strconv.Itoa(p.cfg.Port))
+	}
+	return proxy, "sip:" + p.cfg.Name + "@" + host, true
 }

@@ -1,0 +1,263 @@
+// Package kamailiotest runs a real Kamailio (Debian's kamailio package) as
+// a SIP provider for tests: a registrar that challenges REGISTER with
+// digest (MD5 or SHA-256, RFC 8760) and routes calls for registered users
+// to their contact, on a loopback port with its own config file.
+package kamailiotest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/testutil"
+)
+
+// Binary finds kamailio: missing, a test skips, unless CI
+// (ISPBOX_REQUIRE_ROOT=1, which installs it) runs it: then it fails.
+func Binary(t testing.TB) string {
+	t.Helper()
+	for _, p := range []string{"kamailio", "/usr/sbin/kamailio"} {
+		if q, err := exec.LookPath(p); err == nil {
+			return q
+		}
+	}
+	if os.Getenv("ISPBOX_REQUIRE_ROOT") == "1" {
+		t.Fatal("kamailio is not installed (Debian package kamailio; .ci/run installs it)")
+	}
+	t.Skip("kamailio is not installed (apt-get install kamailio)")
+	return ""
+}
+
+// Options configure the provider.
+type Options struct {
+	// Users maps a user (the DID) to its password; REGISTER is
+	// challenged and must authenticate as the From user.
+	Users map[string]string
+	// Algorithm is the digest algorithm of the challenges: MD5 (default)
+	// or SHA-256.
+	Algorithm string
+	Port      int // 0 = a free one, kept across Restart
+	// MaxExpires caps the expiry the registrar grants; 3600 if 0.
+	MaxExpires int
+}
+
+// Server is a running Kamailio.
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	opts Options
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+// Start writes the config and starts Kamailio; the test's end stops it.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	bin := Binary(t)
+	if opts.Port == 0 {
+		opts.Port = testutil.FreeUDPPortBelowEphemeral(t)
+	}
+	if opts.MaxExpires == 0 {
+		opts.MaxExpires = 3600
+	}
+	if opts.Algorithm == "" {
+		opts.Algorithm = "MD5"
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), opts: opts}
+	s.writeConfig()
+	s.start()
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("kamailio log tail:\n%s", s.LogTail(60))
+		}
+	})
+	return s
+}
+
+// Addr is the provider's SIP address.
+func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.opts.Port) }
+
+// Port is the provider's SIP port.
+func (s *Server) Port() int { return s.opts.Port }
+
+func (s *Server) writeConfig() {
+	var auth strings.Builder
+	for u, pw := range s.opts.Users {
+		fmt.Fprintf(&auth, "\t\tif ($fU == \"%s\") { $var(pw) = \"%s\"; }\n", u, pw)
+	}
+	cfg := fmt.Sprintf(`#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+listen=udp:127.0.0.1:%[1]d
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "auth.so"
+modparam("usrloc", "db_mode", 0)
+modparam("auth", "algorithm", "%[2]s")
+modparam("registrar", "min_expires", 5)
+modparam("registrar", "max_expires", %[4]d)
+
+request_route {
+	if (!mf_process_maxfwd_header("10")) {
+		sl_send_reply("483", "Too Many Hops");
+		exit;
+	}
+	if (has_totag()) {
+		if (loose_route() || is_method("BYE|ACK|UPDATE|INFO")) {
+			t_relay();
+			exit;
+		}
+		sl_send_reply("404", "Not here");
+		exit;
+	}
+	if (is_method("CANCEL")) {
+		if (t_check_trans()) {
+			t_relay();
+		}
+		exit;
+	}
+	if (is_method("REGISTER")) {
+		$var(pw) = "";
+%[3]s
+		if ($var(pw) == "" || !pv_auth_check("$fd", "$var(pw)", "0", "1")) {
+			xlog("L_INFO", "challenging REGISTER from $fU\n");
+			auth_challenge("$fd", "1");
+			exit;
+		}
+		consume_credentials();
+		if (!save("location")) {
+			sl_reply_error();
+		}
+		xlog("L_INFO", "registered $fU at $ct\n");
+		exit;
+	}
+	if (is_method("OPTIONS") && $rU == $null) {
+		sl_send_reply("200", "OK");
+		exit;
+	}
+	if (is_method("INVITE")) {
+		record_route();
+	}
+	if (!lookup("location")) {
+		xlog("L_INFO", "no contact for $rU\n");
+		sl_send_reply("404", "Not Found");
+		exit;
+	}
+	xlog("L_INFO", "relaying $rm for $rU to $ru\n");
+	t_relay();
+}
+`, s.opts.Port, s.opts.Algorithm, auth.String(), s.opts.MaxExpires)
+	if err := os.WriteFile(filepath.Join(s.dir, "kamailio.cfg"), []byte(cfg), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *Server) start() {
+	t := s.t
+	t.Helper()
+	cmd := exec.Command(s.bin, "-f", filepath.Join(s.dir, "kamailio.cfg"), "-DD", "-E", "-Y", s.dir,
+		"-P", filepath.Join(s.dir, "kamailio.pid"), "-w", s.dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("kamailio: %v", err)
+	}
+	pw.Close()
+	log := &bytes.Buffer{}
+	done := make(chan struct{})
+	ready := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.done, s.log = cmd, done, log
+	s.mu.Unlock()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := sync.Once{}
+		for sc.Scan() {
+			s.mu.Lock()
+			log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+			// The SIP workers are up once a receiver process reports.
+			if strings.Contains(sc.Text(), "udp_rcv_loop") || strings.Contains(sc.Text(), "INFO: <core> [core/udp_server.c") {
+				once.Do(func() { close(ready) })
+			}
+		}
+		pr.Close()
+	}()
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-ready:
+	case <-done:
+		t.Fatalf("kamailio exited at start:\n%s", s.LogTail(40))
+	case <-time.After(2 * time.Second):
+		// Not every build logs its receivers at debug=2: a running
+		// process after 2 s is ready enough.
+	}
+}
+
+// Stop stops Kamailio (the provider goes away; Restart brings it back).
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	// Kamailio's children are in its process group.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// Restart starts Kamailio again on the same port; its registrations are
+// gone (usrloc in memory), as after a provider's outage.
+func (s *Server) Restart() { s.t.Helper(); s.start() }
+
+// Log is Kamailio's output so far.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// LogTail is the last n lines of Log.
+func (s *Server) LogTail(n int) string {
+	lines := strings.Split(strings.TrimRight(s.Log(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
