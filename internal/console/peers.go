@@ -19,6 +19,7 @@ const peersFormat = "%-25.25s %-39.39s %-3.3s %-10.10s %-10.10s %-3.3s %-8s %-11
 // printed them, trailing spaces included. Pure users (type=user) are not
 // listed, as in chan_sip.
 func RenderPeers(w io.Writer, rows []PeerRow) {
+	w = terminal(w)
 	list := make([]PeerRow, 0, len(rows))
 	for _, r := range rows {
 		if r.Type != "user" {
@@ -84,7 +85,7 @@ func setOrNot(b bool) string {
 
 // RenderPeer writes `sip show peer NAME` (chan_sip.c 21193-21330) for one
 // peer. The caller prints "Peer NAME not found." for an unknown name.
-func RenderPeer(w io.Writer, row PeerRow) { renderPeerAt(w, row, time.Now()) }
+func RenderPeer(w io.Writer, row PeerRow) { renderPeerAt(terminal(w), row, time.Now()) }
 
 func renderPeerAt(w io.Writer, r PeerRow, now time.Time) {
 	line := func(label, format string, a ...any) {

@@ -71,7 +71,9 @@ func plural(n int, one, many string) string {
 }
 
 // RenderCalls prints live calls, like `core show channels`.
-func RenderCalls(w io.Writer, rows []CallRow) error { return renderCalls(w, rows, time.Now()) }
+func RenderCalls(w io.Writer, rows []CallRow) error {
+	return renderCalls(terminal(w), rows, time.Now())
+}
 
 func renderCalls(w io.Writer, rows []CallRow, now time.Time) error {
 	t := newTable(w)
@@ -95,7 +97,9 @@ func renderCalls(w io.Writer, rows []CallRow, now time.Time) error {
 
 // RenderLines prints the modem lines, in config order, and under the
 // table the last error of each line that has one.
-func RenderLines(w io.Writer, rows []LineRow) error { return renderLines(w, rows, time.Now()) }
+func RenderLines(w io.Writer, rows []LineRow) error {
+	return renderLines(terminal(w), rows, time.Now())
+}
 
 func renderLines(w io.Writer, rows []LineRow, now time.Time) error {
 	t := newTable(w)
@@ -149,7 +153,9 @@ func renderLines(w io.Writer, rows []LineRow, now time.Time) error {
 }
 
 // RenderSessions prints the live PPP sessions.
-func RenderSessions(w io.Writer, rows []SessionRow) error { return renderSessions(w, rows, time.Now()) }
+func RenderSessions(w io.Writer, rows []SessionRow) error {
+	return renderSessions(terminal(w), rows, time.Now())
+}
 
 func renderSessions(w io.Writer, rows []SessionRow, now time.Time) error {
 	t := newTable(w)
@@ -191,6 +197,7 @@ func sortSubs(subs []bus.SubStats) {
 // RenderBus prints the event bus's health: per subscriber what it got,
 // what it lost (lossy) and how deep its queue is (reliable).
 func RenderBus(w io.Writer, st BusStats) error {
+	w = terminal(w)
 	subs := slices.Clone(st.Subscribers)
 	sortSubs(subs)
 	fmt.Fprintf(w, "Events published: %d\n", st.Published)
@@ -208,6 +215,7 @@ func RenderBus(w io.Writer, st BusStats) error {
 
 // RenderCounters prints named counters, sorted by name, zero ones left out.
 func RenderCounters(w io.Writer, cs []Counter) error {
+	w = terminal(w)
 	cs = slices.Clone(cs)
 	slices.SortFunc(cs, func(a, b Counter) int { return cmp.Compare(a.Name, b.Name) })
 	t := newTable(w)
@@ -244,6 +252,7 @@ func eventPrefix(kind string) string {
 // time, kind, and the event's own text behind an Asterisk-style prefix. A
 // line that reports dropped events says so on a "!!" line.
 func RenderEvent(w io.Writer, l EventLine) error {
+	w = terminal(w)
 	ts := l.Time.Format("15:04:05.000") // the daemon's clock and zone, as sent
 	var err error
 	if l.Dropped > 0 {
@@ -269,6 +278,7 @@ func recordTime(t time.Time) string {
 // (newest first from the daemon). TALK is the billable time, from answer
 // to end, like Asterisk's billsec.
 func RenderCallRecords(w io.Writer, recs []bus.CallEnded) error {
+	w = terminal(w)
 	t := newTable(w)
 	fmt.Fprintln(t, "START\tCALL\tFROM\tEXTEN\tCALLEE\tSTATUS\tSIP\tDURATION\tTALK\tHANGUP BY\tMEDIA")
 	for _, r := range recs {
@@ -293,6 +303,7 @@ func RenderCallRecords(w io.Writer, recs []bus.CallEnded) error {
 // RenderSessionRecords prints PPP session records (the accounting the
 // store keeps), as given.
 func RenderSessionRecords(w io.Writer, recs []bus.PPPDown) error {
+	w = terminal(w)
 	t := newTable(w)
 	fmt.Fprintln(t, "START\tSESSION\tLINE\tUSER\tREMOTE\tDURATION\tIN\tOUT\tPKTS IN/OUT\tCAUSE\tCALL")
 	for _, r := range recs {

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
@@ -74,6 +75,10 @@ type ServerOptions struct {
 	// EventBuffer is the size of each /v1/events subscription (default
 	// 256). A console that falls further behind loses events and is told.
 	EventBuffer int
+	// MaxEventStreams bounds the /v1/events streams open at once (default
+	// 32); each holds a subscription, a connection and two goroutines, and
+	// 3,000 of them once cost 110 MB. One more is refused with 503.
+	MaxEventStreams int
 }
 
 // Server serves the control API. Create it with NewServer.
@@ -87,6 +92,9 @@ type Server struct {
 
 	quit     chan struct{} // closed at Shutdown/Close: ends event streams
 	quitOnce sync.Once
+
+	streams      atomic.Int32 // /v1/events streams open
+	streamsShown atomic.Int64 // unix seconds of the last "too many" log line
 }
 
 // NewServer returns a server for opts; it does not listen yet.
@@ -97,6 +105,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 256
+	}
+	if opts.MaxEventStreams <= 0 {
+		opts.MaxEventStreams = 32
 	}
 	s := &Server{opts: opts, log: log.With("comp", "console"), uid: os.Geteuid(),
 		started: time.Now(), quit: make(chan struct{})}
@@ -354,6 +365,16 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "no event bus")
 		return
 	}
+	if n := int(s.streams.Add(1)); n > s.opts.MaxEventStreams {
+		s.streams.Add(-1)
+		msg := fmt.Sprintf("too many event streams: %d are open, the limit is %d; close a console (isp-box events) first", n-1, s.opts.MaxEventStreams)
+		if now := time.Now().Unix(); s.streamsShown.Swap(now) < now-10 {
+			s.log.Warn("event stream refused: " + msg)
+		}
+		writeError(w, http.StatusServiceUnavailable, msg)
+		return
+	}
+	defer s.streams.Add(-1)
 	var filter func(bus.Event) bool
 	if k := r.URL.Query().Get("kind"); k != "" {
 		prefixes := strings.Split(k, ",")

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -444,4 +445,46 @@ func TestUnban(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEventStreamCap: event streams are bounded (each costs a subscription,
+// a connection and goroutines); one past the limit is refused with a
+// message saying so, the status still answers, and a closed stream makes
+// room again.
+func TestEventStreamCap(t *testing.T) {
+	const limit = 32 // the default
+	d := startDaemon(t, ServerOptions{})
+	c := NewClient(d.sock)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var mem0 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&mem0)
+	done := make(chan error, limit+1)
+	cancels := make([]context.CancelFunc, limit)
+	for i := range limit {
+		sctx, scancel := context.WithCancel(ctx)
+		cancels[i] = scancel
+		go func() { done <- c.EventStream(sctx, nil, func(EventLine) error { return nil }) }()
+	}
+	waitSubscribers(t, d.bus, "console", limit)
+	var mem1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&mem1)
+	t.Logf("%d streams: +%.0f KB heap+stacks (client and server sides)", limit,
+		float64(int64(mem1.HeapInuse+mem1.StackInuse)-int64(mem0.HeapInuse+mem0.StackInuse))/1e3)
+	err := c.EventStream(ctx, nil, func(EventLine) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "too many event streams: 32 are open, the limit is 32") {
+		t.Fatalf("stream %d: %v, want refused", limit+1, err)
+	}
+	if _, err := c.Status(ctx); err != nil {
+		t.Fatalf("status with the streams open: %v", err)
+	}
+	cancels[0]()
+	if err := <-done; err != nil {
+		t.Fatalf("closed stream: %v", err)
+	}
+	waitSubscribers(t, d.bus, "console", limit-1)
+	go func() { done <- c.EventStream(ctx, nil, func(EventLine) error { return nil }) }()
+	waitSubscribers(t, d.bus, "console", limit)
 }
