@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/isp-box/isp-box/internal/config"
@@ -36,6 +37,14 @@ ignored) are printed either way and do not fail the check.`)
 	if cfg != nil {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintf(e.stderr, "%s (warning)\n", w)
+		}
+		// Not a config error (an adapter may be unplugged while the box
+		// is set up), but the first thing to look at when a line is down.
+		for _, l := range cfg.Lines {
+			if _, err := os.Stat(l.Modem.Device); err != nil {
+				fmt.Fprintf(e.stderr, "%s: line %s: device %s: %v; the box retries until it appears (isp-box doctor says more) (warning)\n",
+					path, l.Modem.Name, l.Modem.Device, errors.Unwrap(err))
+			}
 		}
 	}
 	if err != nil {

@@ -77,6 +77,7 @@ func commands() []command {
 	return []command{
 		{"serve", "-c FILE", "run the box (SIP, modem lines, PPP, network) in the foreground", cmdServe},
 		{"check-config", "FILE", "check a config file: print every problem, or a summary of what it sets up", cmdCheckConfig},
+		{"doctor", "[-c FILE]", "check this machine against the config and say what to fix", cmdDoctor},
 		{"status", "", "the daemon at a glance: version, uptime, counts, event bus", cmdStatus},
 		{"peers", "", "SIP peers, like Asterisk's `sip show peers`", cmdPeers},
 		{"peer", "NAME", "one SIP peer in detail, like `sip show peer NAME`", cmdPeer},

@@ -18,7 +18,9 @@ import (
 // it). A database left by a run as root is the usual culprit; SQLite
 // itself only says "unable to open database file (14)".
 func DatabaseWritable(path string) error {
-	dir := filepath.Dir(path)
+	// serve creates a missing directory: then its nearest existing
+	// parent must be writable.
+	dir := ExistingParent(filepath.Dir(path))
 	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
 		return fmt.Errorf("database directory %s is not writable by %s (%s): %s; fix: chown %s %s",
 			dir, Me(), Owner(dir), errText(err), Me(), dir)
@@ -33,6 +35,16 @@ func DatabaseWritable(path string) error {
 		}
 	}
 	return nil
+}
+
+// ExistingParent is dir, or its nearest ancestor that exists.
+func ExistingParent(dir string) string {
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			return dir
+		}
+		dir = filepath.Dir(dir)
+	}
 }
 
 // Me names this process's user, "name (uid N)".
