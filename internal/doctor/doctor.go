@@ -365,7 +365,6 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-
 // ATA is a registered device: its peer name and the User-Agent it sent.
 type ATA struct{ Peer, UserAgent string }
 
