@@ -76,7 +76,11 @@ func TestSippQualifyLagged(t *testing.T) {
 	d := defaults(ispLine)
 	d.Delay = 150
 	startSipp(t, scenario(t, "uas_options.xml", d), port, "", "-m", "1000")
-	p := waitPeer(t, box.Server, ispLine, 15*time.Second, func(p PeerInfo) bool { return len(p.Status) > 6 && p.Status[:6] == "LAGGED" })
+	// The REGISTER is qualified at once, before sipp answers on the port:
+	// UNREACHABLE first, and chan_sip pokes an unreachable peer again only
+	// after 10 s (DEFAULT_FREQ_NOTOK); then LAGGED. 30 s leaves room for a
+	// loaded machine.
+	p := waitPeer(t, box.Server, ispLine, 30*time.Second, func(p PeerInfo) bool { return len(p.Status) > 6 && p.Status[:6] == "LAGGED" })
 	if !p.Online {
 		t.Errorf("LAGGED counts online in chan_sip's summary: %+v", p)
 	}
