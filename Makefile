@@ -18,7 +18,7 @@ RACE_PKGS ?= ./internal/...
 # Go files to check with gofmt: all but testdata.
 GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './dist/*')
 
-.PHONY: all build test cross-check vet fmt-check lint bench cross demo fuzz bench-sip bench-scale pppd-vm e2e-pppd e2e-kernel clean
+.PHONY: all build test cross-check vet fmt-check lint bench cross demo fuzz bench-sip bench-scale bench-flood pppd-vm e2e-pppd e2e-kernel clean
 
 all: build
 
@@ -91,6 +91,13 @@ e2e-pppd: pppd-vm
 # isp-box binary in its own process (time to all up, CPU and memory per line).
 bench-scale:
 	ISPBOX_SCALE=$${ISPBOX_SCALE:-100,500,1000} $(GO) test -count=1 -run '^TestScale$$' -v -timeout 60m ./e2e/
+
+# Floods of unauthenticated INVITEs, wrong-password REGISTERs and OPTIONS
+# (60 s each, then all at once, from 256 loopback addresses) against the
+# isp-box binary while its ATA registers and calls; then calls below and
+# above maxcalls. Reports peak RSS per flood and calls lost.
+bench-flood:
+	flock /tmp/isp-box-bench.lock env ISPBOX_FLOOD=$${ISPBOX_FLOOD:-60s} $(GO) test -count=1 -run '^TestFlood$$' -v -timeout 30m ./e2e/
 
 # The kernel network mode through the whole chain, in network namespaces
 # (root): masquerade, MSS clamp, anti-spoofing, crash leftovers removed.

@@ -257,22 +257,32 @@ func (l *limiter) allow(key uint64, now time.Time) bool {
 type trustSet struct {
 	exact map[netip.AddrPort]bool
 	hosts map[netip.Addr]bool // fixed host= peers: any port
+	ips   map[netip.Addr]bool // where registered peers are: not rate-limited, still bannable
 	built time.Time
 }
 
 const trustRefresh = 250 * time.Millisecond
 
+// has reports whether src is a peer's own address:port (or a fixed
+// host): never banned, never rate-limited.
 func (t *trustSet) has(src netip.AddrPort) bool {
 	return t.exact[src] || t.hosts[src.Addr()]
 }
 
+// near reports whether src shares its address with a registered peer
+// (another line of the same ATA, the same NAT): not rate-limited per
+// source, since that limit would be shared with the peer; a ban still
+// applies, as the nonce binding proves the failures came from there.
+func (t *trustSet) near(src netip.AddrPort) bool { return t.ips[src.Addr()] }
+
 func (s *Server) buildTrust(now time.Time) *trustSet {
-	t := &trustSet{exact: map[netip.AddrPort]bool{}, hosts: map[netip.Addr]bool{}, built: now}
+	t := &trustSet{exact: map[netip.AddrPort]bool{}, hosts: map[netip.Addr]bool{}, ips: map[netip.Addr]bool{}, built: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.peers {
 		if b := p.binding; b != nil {
 			t.exact[b.Source] = true
+			t.ips[b.Source.Addr()] = true
 			if ap, ok := contactAddr(b.Contact); ok {
 				t.exact[ap] = true
 			}
@@ -328,12 +338,12 @@ func (s *Server) readLoop(conn net.PacketConn, f *feeder) {
 		if trust == nil || now.Sub(trust.built) > trustRefresh || now.Before(trust.built) {
 			trust = s.buildTrust(now)
 		}
-		s.datagram(conn, f, p, buf[:n], from, src, trust.has(src), now)
+		s.datagram(conn, f, p, buf[:n], from, src, trust.has(src), trust.near(src), now)
 	}
 }
 
 // datagram is steps 1-4 of the entry for one packet.
-func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []byte, from net.Addr, src netip.AddrPort, trusted bool, now time.Time) {
+func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []byte, from net.Addr, src netip.AddrPort, trusted, near bool, now time.Time) {
 	if len(bytes.Trim(data, "\r\n\x00 \t")) == 0 {
 		return // keep-alive (RFC 5626 §3.5.1 CRLF) or padding
 	}
@@ -342,7 +352,7 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 			s.counters.banned.Add(1)
 			return
 		}
-		if !s.srcLimit.allow(addrKey(src.Addr()), now) {
+		if !near && !s.srcLimit.allow(addrKey(src.Addr()), now) {
 			s.edge.rateLimited.Add(1)
 			return
 		}
