@@ -1,6 +1,7 @@
 package modem
 
 import (
+	"net/netip"
 	"os"
 	"time"
 )
@@ -34,6 +35,16 @@ type LineConfig struct {
 	Kind          string        // kind: "modem" (a hardware modem; "" too) or "virtual-modem" (the box plays the modem)
 	ConnectSpeed  int           // connect-speed: the rate a virtual modem reports in CONNECT; 0 = the port speed
 	Context       string        // context: the dial plan context a virtual modem's ATD runs in; "" = default
+
+	// TCP lines (Kind "tcp").
+	Listen      string         // listen: host:port
+	Telnet      bool           // telnet: RFC 854 with BINARY, SGA, ECHO; else raw bytes
+	Dialogue    bool           // dialogue: a virtual modem's AT command mode first, not data mode
+	MaxConns    int            // max-connections; 100
+	RatePerMin  int            // rate-limit: new connections a minute from one source; 0 = none
+	IdleTimeout time.Duration  // idle-timeout: no byte from the client for this long ends it; 0 = none
+	Permit      []netip.Prefix // permit: sources allowed (alone: only these)
+	Deny        []netip.Prefix // deny: sources refused unless a permit matches
 	AutoPPP       bool          // detect PPP frames instead of a login name; yes
 	LoginPrompt   string        // login-prompt; "@!login: "
 	Issue         string        // issue banner text (issue-file's contents)

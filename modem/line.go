@@ -77,6 +77,9 @@ type Line struct {
 	wake    chan struct{} // Reload pokes an idle line (cap 1)
 	status  LineStatus
 	callID  string    // the SIP call for the peer seen on the bus
+	// callerID is what a line knows of its caller for every call: the
+	// client's address on a TCP line.
+	callerID string
 	callAt  time.Time // when it was seen
 	session int
 
@@ -114,8 +117,8 @@ func NewLine(cfg LineConfig, opts LineOptions) (*Line, error) {
 	if cfg.Name == "" {
 		cfg.Name = strings.TrimPrefix(cfg.Device, "/dev/")
 	}
-	if cfg.Kind != "" && cfg.Kind != KindModem && cfg.Kind != KindVirtual {
-		return nil, fmt.Errorf("modem: line %s: kind %q: want %s or %s", cfg.Name, cfg.Kind, KindModem, KindVirtual)
+	if cfg.Kind != "" && cfg.Kind != KindModem && cfg.Kind != KindVirtual && cfg.Kind != KindTCP {
+		return nil, fmt.Errorf("modem: line %s: kind %q: want %s, %s or %s", cfg.Name, cfg.Kind, KindModem, KindVirtual, KindTCP)
 	}
 	if cfg.FlowControl != "" && cfg.FlowControl != "hard" && cfg.FlowControl != "none" {
 		return nil, fmt.Errorf("modem: line %s: flow control %q: want hard or none", cfg.Name, cfg.FlowControl)
@@ -825,7 +828,7 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	}
 	c.replay = rest
 
-	hasDCD := p.caps.modemLines && !cfg.IgnoreCarrier && !cfg.Local && !direct && kind.virtual == nil
+	hasDCD := p.caps.modemLines && !cfg.IgnoreCarrier && !cfg.Local && !direct && kind.virtual == nil && !kind.stream
 	var wg sync.WaitGroup
 	wg.Add(1)
 	if v := kind.virtual; v != nil {
@@ -836,7 +839,7 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 			go func() { defer wg.Done(); l.watchDTR(sctx, c) }()
 		}
 	} else {
-		go func() { defer wg.Done(); c.pump(!hasDCD && !direct) }()
+		go func() { defer wg.Done(); c.pump(!hasDCD && !direct && !kind.stream) }()
 	}
 	if hasDCD {
 		wg.Add(1)

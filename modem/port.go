@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -54,8 +55,11 @@ type port struct {
 	// runtime's poller. serial v1.8.0's Read uses select(2), whose fd_set
 	// holds only descriptors below 1024: a box with a few hundred lines
 	// (or any process with many files open) would crash in it.
-	data *os.File
-	caps caps
+	data io.ReadWriteCloser
+	// stream: the port is a byte stream (a TCP connection) with no tty
+	// behind it: sp is nil, ctl -1, no DTR, no flushing beyond our queue.
+	stream bool
+	caps   caps
 	clk  Clock
 	// modemBits reads TIOCMGET on ctl; a seam so the RTS/CTS and DCD logic
 	// can be tested without a UART.
@@ -119,6 +123,18 @@ func openPort(ctx context.Context, cfg LineConfig, ctsWait time.Duration, clk Cl
 	go p.reader()
 	go p.writer()
 	return p, nil
+}
+
+// streamPort makes a port of a byte stream (a TCP connection): the same
+// reader, writer and line reading as a tty, without the tty.
+func streamPort(name string, rw io.ReadWriteCloser, clk Clock) *port {
+	p := &port{path: name, real: name, data: rw, stream: true, ctl: -1, clk: clk,
+		rx: make(chan []byte, 64), wq: make(chan writeReq), closed: make(chan struct{})}
+	p.modemBits = func() (int, error) { return 0, errors.New("modem: a stream has no modem lines") }
+	p.wg.Add(2)
+	go p.reader()
+	go p.writer()
+	return p
 }
 
 // enableCRTSCTS sets hardware flow control on the tty through ctl. Where the
@@ -289,6 +305,10 @@ func (p *port) readLine(ctx context.Context, d time.Duration) (string, error) {
 // flush discards input: what the kernel holds, what the reader passed on,
 // what is pending. Stale NO CARRIER or OK must not answer the next command.
 func (p *port) flush() error {
+	if p.stream {
+		p.pending = nil
+		return nil // what arrived is the caller's, not a modem's stale reply
+	}
 	if err := p.sp.ResetInputBuffer(); err != nil {
 		return fmt.Errorf("%w: flush %s: %w", errVanished, p.real, err)
 	}
@@ -309,6 +329,9 @@ func (p *port) flush() error {
 // lines, otherwise the POSIX way, output speed B0 (raising restores the
 // configured speed).
 func (p *port) setDTR(on bool) error {
+	if p.stream {
+		return nil
+	}
 	if p.caps.modemLines {
 		req := uint(unix.TIOCMBIC)
 		if on {
@@ -352,6 +375,9 @@ func (p *port) dcd() (on, ok bool, err error) {
 // outq is the number of bytes in the tty's output queue (TIOCOUTQ); 0
 // when it cannot be read.
 func (p *port) outq() int {
+	if p.stream {
+		return 0
+	}
 	n, err := unix.IoctlGetInt(p.ctl, unix.TIOCOUTQ)
 	if err != nil {
 		return 0
@@ -362,6 +388,9 @@ func (p *port) outq() int {
 // setSpeed changes the DTE speed (mgetty's autobauding: the speed of the
 // CONNECT); restoreSpeed goes back to the configured one.
 func (p *port) setSpeed(bps int) error {
+	if p.stream {
+		return nil
+	}
 	m := *p.mode
 	m.BaudRate = bps
 	if err := p.sp.SetMode(&m); err != nil {
@@ -371,6 +400,9 @@ func (p *port) setSpeed(bps int) error {
 }
 
 func (p *port) restoreSpeed() error {
+	if p.stream {
+		return nil
+	}
 	if err := p.sp.SetMode(p.mode); err != nil {
 		return fmt.Errorf("%w: restore speed on %s: %w", errVanished, p.real, err)
 	}
@@ -380,8 +412,10 @@ func (p *port) restoreSpeed() error {
 func (p *port) close() {
 	p.closeOnce.Do(func() {
 		close(p.closed)
-		p.sp.Close()
-		p.data.Close() // closes ctl
+		if p.sp != nil {
+			p.sp.Close()
+		}
+		p.data.Close() // closes ctl (or the stream)
 
 	})
 }

@@ -212,10 +212,13 @@ func (l *Line) virtualSession(ctx context.Context, p *port, cfg LineConfig, eng 
 	l.status.Answered++
 	l.status.LastConnect, l.status.Speed, l.status.Protocol = cn.Result, cn.Speed, cn.Protocol
 	l.status.Session = sess
+	callerID := l.callerID
+	l.status.CallerID = callerID
 	l.mu.Unlock()
 	l.publish(bus.ModemConnected{Line: cfg.Name, Speed: cn.Speed, Protocol: cn.Protocol, Result: cn.Result})
 	l.setState(StateConnected, cn.Result, "")
-	err := l.session1(ctx, p, cfg, cn, "", "", kind)
+	kind.stream = p.stream
+	err := l.session1(ctx, p, cfg, cn, "", callerID, kind)
 	if isDeviceErr(err) || ctx.Err() != nil {
 		return err
 	}
@@ -239,6 +242,7 @@ func (l *Line) virtualSession(ctx context.Context, p *port, cfg LineConfig, eng 
 // sessionKind says how session1 runs a call.
 type sessionKind struct {
 	direct    bool         // no login, no carrier watch: PPP at once
+	stream    bool         // a TCP connection: its end is the carrier
 	loginOnly bool         // the text login even with AutoPPP configured
 	virtual   *virtualCall // the box is the modem: watch +++ and DTR
 }
@@ -349,6 +353,9 @@ func (l *Line) watchDTR(ctx context.Context, c *conn) {
 
 // dtrLow reports whether the DTE's DTR is down (see watchDTR).
 func (p *port) dtrLow() (bool, error) {
+	if p.stream {
+		return false, nil
+	}
 	if p.caps.modemLines {
 		st, err := p.modemBits()
 		if err != nil {

@@ -98,7 +98,8 @@ type Box struct {
 
 // lineRunner is one modem line and what it needs to run PPP sessions.
 type lineRunner struct {
-	line   *modem.Line
+	line   *modem.Line    // nil for a TCP line
+	tcp    *modem.TCPLine // a TCP line: a listener and a line per connection
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -439,18 +440,28 @@ func (b *Box) statusLine() string {
 func (b *Box) startLineLocked(lc config.Line) error {
 	r := &lineRunner{cfg: lc, done: make(chan struct{})}
 	lg := logging.Debug(b.log, lc.Modem.Debug > 0) // mgetty's debug N: this line's debug log
-	line, err := modem.NewLine(lc.Modem, modem.LineOptions{
+	lopts := modem.LineOptions{
 		Bus:        b.bus,
 		Log:        lg,
 		Handler:    func(ctx context.Context, c modem.Conn, user string) error { return b.servePPP(ctx, r, c, user) },
 		DetectPPP:  ppp.Detect,
 		CheckLogin: b.checkLogin,
 		Dial:       b.dialFromLine,
-	})
-	if err != nil {
-		return err
 	}
-	r.line = line
+	var run func(context.Context) error
+	if lc.Modem.Kind == modem.KindTCP {
+		tl, err := modem.NewTCPLine(lc.Modem, lopts)
+		if err != nil {
+			return err
+		}
+		r.tcp, run = tl, tl.Run
+	} else {
+		line, err := modem.NewLine(lc.Modem, lopts)
+		if err != nil {
+			return err
+		}
+		r.line, run = line, line.Run
+	}
 	ctx, cancel := context.WithCancel(b.ctx)
 	r.cancel = cancel
 	b.lines[lc.Modem.Name] = r
@@ -466,7 +477,7 @@ func (b *Box) startLineLocked(lc config.Line) error {
 				return
 			}
 		}
-		if err := line.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			lg.Error("line stopped", "err", err)
 		}
 	}()
@@ -497,7 +508,7 @@ func (b *Box) retireLocked(name string, r *lineRunner) {
 			}
 			b.mu.Unlock()
 		}()
-		if !bus.LineStatus(r.line.Status().State).InCall() {
+		if r.tcp != nil || !bus.LineStatus(r.line.Status().State).InCall() {
 			return
 		}
 		b.log.Info("reload: line removed from the config; it stops when its call ends", "line", name)
@@ -607,6 +618,13 @@ func (b *Box) Reload() error {
 			r.mu.Lock()
 			r.cfg = lc
 			r.mu.Unlock()
+			if r.tcp != nil {
+				if old := r.tcp.Status()[0].Device; old != "tcp "+lc.Modem.Listen {
+					b.log.Warn("reload: a TCP line's listen address changes at the next start", "line", lc.Modem.Name, "running", old)
+				}
+				r.tcp.Reload(lc.Modem)
+				continue
+			}
 			r.line.Reload(lc.Modem)
 			continue
 		}
@@ -682,13 +700,20 @@ func (b *Box) Status() console.Status {
 	}
 	b.mu.Unlock()
 	for _, r := range lines {
-		s := r.line.Status()
-		st.Lines = append(st.Lines, console.LineRow{
-			Name: s.Name, Device: s.Device, Peer: s.Peer, State: s.State, Since: s.Since,
-			LastConnect: s.LastConnect, Session: s.Session, CallID: s.CallID,
-			Answered: s.Answered, Errors: s.Errors, LastError: s.LastError, Caps: s.Caps,
-			Pending: s.Pending,
-		})
+		var rows []modem.LineStatus
+		if r.tcp != nil {
+			rows = r.tcp.Status()
+		} else {
+			rows = []modem.LineStatus{r.line.Status()}
+		}
+		for _, s := range rows {
+			st.Lines = append(st.Lines, console.LineRow{
+				Name: s.Name, Device: s.Device, Peer: s.Peer, State: s.State, Since: s.Since,
+				LastConnect: s.LastConnect, Session: s.Session, CallID: s.CallID,
+				Answered: s.Answered, Errors: s.Errors, LastError: s.LastError, Caps: s.Caps,
+				Pending: s.Pending,
+			})
+		}
 	}
 	for _, s := range b.reg.List() {
 		row := sessionRow(s)

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -45,7 +47,8 @@ func (ls *lineSet) get(name, file string, line int) *lineDef {
 var mgettyKeys = []string{"debug", "port", "port-owner", "port-group", "port-mode", "data-only",
 	"ignore-carrier", "toggle-dtr", "toggle-dtr-waittime", "rings", "speed", "autobauding", "init-chat",
 	"answer-chat", "answer-chat-timeout", "modem-check-time", "login-time", "login-prompt", "issue-file",
-	"data-flow", "modem-type", "direct", "peer", "device", "autoppp", "kind", "connect-speed", "context"}
+	"data-flow", "modem-type", "direct", "peer", "device", "autoppp", "kind", "connect-speed", "context",
+	"listen", "telnet", "dialogue", "max-connections", "rate-limit", "idle-timeout", "permit", "deny"}
 
 // splitMgetty splits an mgetty.config line into key and value: `key value`
 // or `key = value`; a `#` after white space starts a comment unless it is
@@ -262,11 +265,57 @@ func (b *builder) mgettyKey(key, val string, r rawLine, where string) lineOp {
 		return func(c *modem.LineConfig) { c.Peer = val }
 	case "kind":
 		switch strings.ToLower(val) {
-		case modem.KindModem, modem.KindVirtual:
+		case modem.KindModem, modem.KindVirtual, modem.KindTCP:
 			k := strings.ToLower(val)
 			return func(c *modem.LineConfig) { c.Kind = k }
 		}
-		return bad("%q is not %s or %s", val, modem.KindModem, modem.KindVirtual)
+		return bad("%q is not %s, %s or %s", val, modem.KindModem, modem.KindVirtual, modem.KindTCP)
+	case "listen":
+		if _, err := netip.ParseAddrPort(val); err != nil {
+			host, port, err := net.SplitHostPort(val)
+			if err != nil || host != "" && strings.ContainsAny(host, " \t") || port == "" {
+				return bad("%q is not host:port like 0.0.0.0:2323", val)
+			}
+		}
+		return func(c *modem.LineConfig) { c.Listen = val }
+	case "telnet":
+		return boolean(func(c *modem.LineConfig, v bool) { c.Telnet = v })
+	case "dialogue":
+		return boolean(func(c *modem.LineConfig, v bool) { c.Dialogue = v })
+	case "max-connections":
+		n, err := parseInt(val, 1, 100000)
+		if err != nil {
+			return bad("%v", err)
+		}
+		return func(c *modem.LineConfig) { c.MaxConns = n }
+	case "rate-limit":
+		n, err := parseInt(val, 0, 100000)
+		if err != nil {
+			return bad("%v; expected new connections a minute from one source (0 = no limit)", err)
+		}
+		return func(c *modem.LineConfig) { c.RatePerMin = n }
+	case "idle-timeout":
+		return seconds(0, 86400, func(c *modem.LineConfig, d time.Duration) { c.IdleTimeout = d })
+	case "permit", "deny":
+		var ps []netip.Prefix
+		for _, f := range splitList(val) {
+			p, err := parsePrefix(f)
+			if err != nil {
+				if a, aerr := netip.ParseAddr(f); aerr == nil {
+					p = netip.PrefixFrom(a, a.BitLen())
+				} else {
+					return bad("%v", err)
+				}
+			}
+			ps = append(ps, p)
+		}
+		if len(ps) == 0 {
+			return bad("expected networks like 192.168.1.0/24")
+		}
+		if key == "permit" {
+			return func(c *modem.LineConfig) { c.Permit = append(c.Permit[:len(c.Permit):len(c.Permit)], ps...) }
+		}
+		return func(c *modem.LineConfig) { c.Deny = append(c.Deny[:len(c.Deny):len(c.Deny)], ps...) }
 	case "connect-speed":
 		n, err := parseInt(val, 300, 4000000)
 		if err != nil {

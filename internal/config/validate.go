@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/pbx/dialplan"
 )
 
@@ -56,12 +57,25 @@ func (b *builder) validate() {
 	byPeer := map[string]Line{}
 	for _, l := range c.Lines {
 		m := l.Modem
+		switch {
+		case m.Kind == modem.KindTCP && m.Listen == "":
+			b.errorf(m.File, m.Line, "line %s: kind tcp needs listen host:port, like listen 0.0.0.0:2323", m.Name)
+		case m.Kind != modem.KindTCP && m.Listen != "":
+			b.errorf(m.File, m.Line, "line %s: listen is for kind tcp lines", m.Name)
+		case m.Kind == modem.KindVirtual && m.Direct:
+			b.errorf(m.File, m.Line, "line %s: a virtual-modem line answers AT; direct (no AT at all) contradicts it", m.Name)
+		}
+		if m.Kind == modem.KindTCP {
+			continue // no device, no peer: every connection is its own line
+		}
 		if prev, ok := byDevice[m.Device]; ok {
 			b.errorf(m.File, m.Line, "line %s: device %s is already used by line %s (%s:%d)", m.Name, m.Device, prev.Modem.Name, prev.Modem.File, prev.Modem.Line)
 		} else {
 			byDevice[m.Device] = l
 		}
-		if m.Peer == "" {
+		if m.Peer == "" && m.Kind == modem.KindVirtual {
+			// The box is the modem: no ATA, no SIP peer.
+		} else if m.Peer == "" {
 			b.warnf(m.File, m.Line, "line %s: no peer: calls cannot be tied to this line (set peer NAME to the SIP peer of its ATA port)", m.Name)
 		} else if i, ok := peers[m.Peer]; !ok {
 			b.errorf(m.File, m.Line, "line %s: peer %q is not a SIP peer in this config%s", m.Name, m.Peer, suggest(m.Peer, sortedKeys(peers)))
