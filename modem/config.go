@@ -45,13 +45,13 @@ type LineConfig struct {
 	IdleTimeout time.Duration  // idle-timeout: no byte from the client for this long ends it; 0 = none
 	Permit      []netip.Prefix // permit: sources allowed (alone: only these)
 	Deny        []netip.Prefix // deny: sources refused unless a permit matches
-	AutoPPP       bool          // detect PPP frames instead of a login name; yes
-	LoginPrompt   string        // login-prompt; "@!login: "
-	Issue         string        // issue banner text (issue-file's contents)
-	LoginTime     time.Duration // login-time; 240 s
-	Debug         int           // debug
-	File          string
-	Line          int
+	AutoPPP     bool           // detect PPP frames instead of a login name; yes
+	LoginPrompt string         // login-prompt; "@!login: "
+	Issue       string         // issue banner text (issue-file's contents)
+	LoginTime   time.Duration  // login-time; 240 s
+	Debug       int            // debug
+	File        string
+	Line        int
 }
 
 // DefaultLineConfig returns mgetty's defaults for a port named name.

@@ -71,17 +71,17 @@ type Line struct {
 	t    timing
 	clk  Clock
 
-	mu      sync.Mutex // guards the fields below
-	cfg     LineConfig
-	reload  *LineConfig
-	wake    chan struct{} // Reload pokes an idle line (cap 1)
-	status  LineStatus
-	callID  string    // the SIP call for the peer seen on the bus
+	mu     sync.Mutex // guards the fields below
+	cfg    LineConfig
+	reload *LineConfig
+	wake   chan struct{} // Reload pokes an idle line (cap 1)
+	status LineStatus
+	callID string // the SIP call for the peer seen on the bus
 	// callerID is what a line knows of its caller for every call: the
 	// client's address on a TCP line.
 	callerID string
-	callAt  time.Time // when it was seen
-	session int
+	callAt   time.Time // when it was seen
+	session  int
 
 	lastState bus.LineState // the last LineState published
 }

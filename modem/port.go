@@ -60,7 +60,7 @@ type port struct {
 	// behind it: sp is nil, ctl -1, no DTR, no flushing beyond our queue.
 	stream bool
 	caps   caps
-	clk  Clock
+	clk    Clock
 	// modemBits reads TIOCMGET on ctl; a seam so the RTS/CTS and DCD logic
 	// can be tested without a UART.
 	modemBits func() (int, error)
