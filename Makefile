@@ -18,7 +18,7 @@ RACE_PKGS ?= ./internal/...
 # Go files to check with gofmt: all but testdata.
 GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './dist/*')
 
-.PHONY: all build test cross-check vet fmt-check lint bench cross demo fuzz bench-sip bench-scale bench-flood pppd-vm e2e-pppd e2e-kernel clean
+.PHONY: all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood pppd-vm e2e-pppd e2e-kernel clean
 
 all: build
 
@@ -47,6 +47,10 @@ lint: fmt-check vet
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The software modem's CPU cost: ns per 8 kHz sample per line, by modulation.
+bench-softmodem:
+	$(GO) test -run '^$$' -bench BenchmarkLine -benchtime 4000x ./softmodem
 
 cross:
 	@mkdir -p dist

@@ -143,6 +143,9 @@ func (c *call) run(plan *dialplan.Plan) {
 		case "Congestion":
 			c.fail(503, "Service Unavailable", "CONGESTION")
 			return
+		case "Modem":
+			c.answerModem(st)
+			return
 		case "Dial":
 			out := c.dial(st)
 			r.SetDialStatus(out.status)

@@ -27,21 +27,26 @@ type Options struct {
 	Log      *slog.Logger     // nil = discard
 	Bindings BindingStore     // where registrations survive a restart; nil = memory only
 	Now      func() time.Time // nil = time.Now
+	// Modem serves the calls the dial plan answers with Modem(answer);
+	// nil = such calls are refused (503).
+	Modem ModemHandler
 }
 
 // Server is the PBX. Create it with New, run it with Run.
 type Server struct {
-	log      *slog.Logger
-	bus      *bus.Bus
-	store    BindingStore
-	now      func() time.Time
-	nonces   *nonces
-	ready    chan struct{}
-	wake     chan struct{} // wakes housekeeping early
-	callSeq  atomic.Uint64
-	counters counters
-	edge     edgeCounters
-	inflight atomic.Int64 // request handlers running
+	log   *slog.Logger
+	bus   *bus.Bus
+	store BindingStore
+	// modemHandler serves Modem(answer) calls (Options.Modem).
+	modemHandler ModemHandler
+	now          func() time.Time
+	nonces       *nonces
+	ready        chan struct{}
+	wake         chan struct{} // wakes housekeeping early
+	callSeq      atomic.Uint64
+	counters     counters
+	edge         edgeCounters
+	inflight     atomic.Int64 // request handlers running
 	// srcLimit limits datagrams per untrusted source address, guessLimit
 	// digest guesses per peer name from away from the peer (see admit).
 	srcLimit   limiter
@@ -103,19 +108,20 @@ type peer struct {
 // New validates cfg and returns a Server. It does not bind.
 func New(cfg Config, opts Options) (*Server, error) {
 	s := &Server{
-		log:      opts.Log,
-		bus:      opts.Bus,
-		store:    opts.Bindings,
-		now:      opts.Now,
-		nonces:   newNonces(),
-		ready:    make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		calls:    map[string]*call{},
-		dialogs:  map[dialogKey]*dialogRef{},
-		fails:    map[netip.Addr]*failures{},
-		bans:     map[netip.Addr]time.Time{},
-		lineBusy: map[string]bool{},
-		localIPs: map[netip.Addr]netip.Addr{},
+		log:          opts.Log,
+		bus:          opts.Bus,
+		store:        opts.Bindings,
+		now:          opts.Now,
+		nonces:       newNonces(),
+		ready:        make(chan struct{}),
+		wake:         make(chan struct{}, 1),
+		calls:        map[string]*call{},
+		dialogs:      map[dialogKey]*dialogRef{},
+		fails:        map[netip.Addr]*failures{},
+		bans:         map[netip.Addr]time.Time{},
+		lineBusy:     map[string]bool{},
+		localIPs:     map[netip.Addr]netip.Addr{},
+		modemHandler: opts.Modem,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -238,7 +238,7 @@ func (b *Box) Run(ctx context.Context) (err error) {
 	})
 
 	// ---- pbx ----
-	p, err := pbx.New(cfg.PBX, pbx.Options{Bus: b.bus, Log: log.With("comp", "pbx"), Bindings: bindingStore{st}})
+	p, err := pbx.New(cfg.PBX, pbx.Options{Bus: b.bus, Log: log.With("comp", "pbx"), Bindings: bindingStore{st}, Modem: b.serveSoftmodem})
 	if err != nil {
 		return fmt.Errorf("box: %w", err)
 	}
@@ -562,6 +562,41 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 	} else {
 		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause)
 	}
+	return err
+}
+
+// serveSoftmodem runs PPP on a call the PBX answered with its own
+// software modem (dial plan Modem(answer)), as on a hardware line after
+// CONNECT, with the [ppp] options. The text login is not offered there yet:
+// the caller must start PPP (AutoPPP).
+func (b *Box) serveSoftmodem(ctx context.Context, mc pbx.ModemCall) error {
+	cfg := b.Config()
+	line := "softmodem/" + mc.CallID()
+	b.log.Info("softmodem call connected", "call", mc.CallID(), "from", mc.From(), "modulation", mc.Modulation(), "rate", mc.Rate())
+	opts := ppp.Options{
+		Bus:      b.bus,
+		Log:      logging.Debug(b.log, cfg.PPP.Debug),
+		Line:     line,
+		CallID:   mc.CallID(),
+		Session:  newSessionID(),
+		Users:    cfg.Users,
+		Network:  netAdapter{b.net},
+		Registry: b.reg,
+	}
+	if b.aaa != nil {
+		b.aaa.begin(opts.Session, radius.Port{ID: line, Type: radius.NASPortVirtual, Calling: mc.From(), Called: mc.Exten()})
+		if cfg.Radius.Enabled() {
+			opts.Authenticator = b.aaa
+			if !cfg.Radius.UseFile() {
+				opts.Users = nil
+			}
+		}
+	}
+	rec, err := ppp.Serve(ctx, mc, cfg.PPP, opts)
+	if b.aaa != nil {
+		b.aaa.end(opts.Session, rec)
+	}
+	b.log.Debug("softmodem ppp session ended", "call", mc.CallID(), "cause", rec.Cause)
 	return err
 }
 

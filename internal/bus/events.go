@@ -280,3 +280,29 @@ type Notice struct {
 
 func (Notice) Kind() string     { return "box.notice" }
 func (e Notice) String() string { return e.Source + ": " + e.Text }
+
+// ModemStats: the quality of a call the box answers with its own software
+// modem (dial plan Modem()), published when it connects, every few
+// seconds, and when it ends.
+type ModemStats struct {
+	CallID     string
+	Modulation string // "V.22bis"
+	Rate       int    // bit/s, 0 before the handshake ends
+	State      string // "answer tone", "training", "data", "carrier lost"
+	SNR        float64
+	EQMSE      float64
+	Retrains   int
+	RxLevel    float64 // dBm0
+	RTPLost    uint64
+	RTPJitter  float64 // ms
+	RTPLate    uint64  // packets that came after their playout time
+	BytesIn    int64   // data bytes from the caller's modem
+	BytesOut   int64
+	Final      bool
+}
+
+func (ModemStats) Kind() string { return "modem.stats" }
+func (e ModemStats) String() string {
+	return fmt.Sprintf("softmodem call %s: %s %d bit/s %s, SNR %.1f dB, EQ MSE %.4f, %d retrains, RTP lost %d late %d jitter %.1f ms, %d bytes in %d out",
+		e.CallID, e.Modulation, e.Rate, e.State, e.SNR, e.EQMSE, e.Retrains, e.RTPLost, e.RTPLate, e.RTPJitter, e.BytesIn, e.BytesOut)
+}

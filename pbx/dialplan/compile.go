@@ -54,12 +54,13 @@ type Step struct {
 	Exten    string // the extension as written ("_X!")
 	Priority int
 	Label    string
-	App      string   // canonical name: Dial, Hangup, Busy, Congestion, Answer, Wait, NoOp, Goto, Ringing, Progress, Set
+	App      string   // canonical name: Dial, Hangup, Busy, Congestion, Answer, Wait, NoOp, Goto, Ringing, Progress, Set, Modem
 	Args     []string // the arguments, split on commas and trimmed
 	Dial     *DialArgs
 	Cause    int           // Hangup(cause); 0 = none given (normal clearing)
 	Duration time.Duration // Wait(t), Busy(t), Congestion(t)
 	Goto     *GotoArgs
+	Modem    *ModemArgs
 	File     string
 	Line     int
 }
@@ -69,6 +70,13 @@ type GotoArgs struct {
 	Context  string // "" = the current one
 	Exten    string // "" = the current one
 	Priority string // a number or a label
+}
+
+// ModemArgs is Modem(answer[,modulation]): the box answers the call with
+// its own software modem.
+type ModemArgs struct {
+	Mode       string // "answer"
+	Modulation string // v21, bell103, v22 or v22bis (the default)
 }
 
 // Plan is a compiled dial plan. It is immutable and safe for concurrent use.
@@ -98,7 +106,7 @@ type extension struct {
 var apps = map[string]string{
 	"dial": "Dial", "hangup": "Hangup", "busy": "Busy", "congestion": "Congestion",
 	"answer": "Answer", "wait": "Wait", "noop": "NoOp", "goto": "Goto",
-	"ringing": "Ringing", "progress": "Progress", "set": "Set",
+	"ringing": "Ringing", "progress": "Progress", "set": "Set", "modem": "Modem",
 }
 
 // Compile checks and compiles dial plan lines. Every problem is reported,
@@ -394,6 +402,24 @@ func parseApp(s string) (*Step, error) {
 			err = errors.New("Goto: empty priority")
 		}
 		st.Goto = g
+	case "Modem":
+		m := &ModemArgs{Mode: strings.ToLower(arg(0)), Modulation: strings.ToLower(arg(1))}
+		if m.Modulation == "" {
+			m.Modulation = "v22bis"
+		}
+		switch {
+		case m.Mode != "answer":
+			err = fmt.Errorf("Modem(%s): the mode must be answer", arg(0))
+		case len(st.Args) > 2:
+			err = errors.New("Modem(answer[,modulation]) takes 1 or 2 arguments")
+		default:
+			switch m.Modulation {
+			case "v21", "bell103", "v22", "v22bis":
+			default:
+				err = fmt.Errorf("Modem: unknown modulation %q (v21, bell103, v22 or v22bis)", arg(1))
+			}
+		}
+		st.Modem = m
 	}
 	if err != nil {
 		return nil, err

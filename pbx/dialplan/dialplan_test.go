@@ -287,7 +287,9 @@ func TestCompileErrors(t *testing.T) {
 		{"exten => _X!,1,Dial()", []string{"extensions.conf:1: Dial() needs at least one target such as SIP/peer"}},
 		{"exten => _X!,1,Dial(SIP/a,abc)", []string{`extensions.conf:1: Dial timeout "abc": expected a number of seconds`}},
 		{"exten => _X!,1,Dail(SIP/a)", []string{`extensions.conf:1: unknown application "Dail" (did you mean Dial?)`}},
-		{"exten => _X!,1,Playback(x)", []string{`extensions.conf:1: unknown application "Playback": isp-box runs Answer, Busy, Congestion, Dial, Goto, Hangup, NoOp, Progress, Ringing, Set, Wait`}},
+		{"exten => _X!,1,Playback(x)", []string{`extensions.conf:1: unknown application "Playback": isp-box runs Answer, Busy, Congestion, Dial, Goto, Hangup, Modem, NoOp, Progress, Ringing, Set, Wait`}},
+		{"exten => 1,1,Modem(call)", []string{"extensions.conf:1: Modem(call): the mode must be answer"}},
+		{"exten => 1,1,Modem(answer,v34)", []string{`extensions.conf:1: Modem: unknown modulation "v34" (v21, bell103, v22 or v22bis)`}},
 		{"exten => _X!,n,NoOp", []string{"extensions.conf:1: priority 'n' without a previous priority in this context"}},
 		{"same => 1,NoOp", []string{"extensions.conf:1: same => without a previous exten => in context [default]"}},
 		{"exten => _X[!,1,NoOp", []string{`extensions.conf:1: extension "_X[!": pattern "_X[!": '[' without ']'`}},
@@ -320,6 +322,17 @@ func TestCompileErrors(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+func TestModemApp(t *testing.T) {
+	p := mustCompile(t, "exten => 5550000,1,Modem(answer)\nexten => 5550001,1,Modem(Answer,V21)")
+	for _, tc := range []struct{ exten, mod string }{{"5550000", "v22bis"}, {"5550001", "v21"}} {
+		r, _ := p.Start("default", tc.exten)
+		st, ok := r.Next()
+		if !ok || st.App != "Modem" || st.Modem == nil || st.Modem.Mode != "answer" || st.Modem.Modulation != tc.mod {
+			t.Errorf("%s: %+v %+v", tc.exten, st, st.Modem)
+		}
 	}
 }
 

@@ -84,6 +84,7 @@ type Pump struct {
 	half      int
 	power     dsp.PowerMeter
 	dcd       bool
+	quiet     int // samples below the carrier-off level
 	agc       float64
 	pow       float64 // mean power of the symbol samples
 	agcAcc    float64
@@ -98,6 +99,10 @@ type Pump struct {
 	mse       float64
 	retrains  int
 	dataUp    bool
+	// retraining: the S1 just sent starts a retrain, not the call.
+	retraining bool
+	// badRun counts data symbols received with an SNR too poor to trust.
+	badRun int
 }
 
 // New returns a pump. caller selects the calling (low channel) role;
@@ -154,17 +159,28 @@ func (p *Pump) Stats() Stats {
 }
 
 // Retrain asks the far end for a retrain (V.22bis §6.3.1.3): S1, then the
-// 1200 bit/s scrambled ones and the rate switch again.
+// 1200 bit/s scrambled ones and the rate switch again. The receiver starts
+// over from 4-way decisions with a fresh equaliser.
 func (p *Pump) Retrain() {
-	if p.maxRate < 2400 || !p.dataUp {
+	if p.maxRate < 2400 || p.rx != rxData {
 		return
 	}
+	p.startRetrain()
+	p.eqTaps = [eqLen]complex128{}
+	p.eqTaps[eqCentre] = 1
+}
+
+// startRetrain is the common part of asking for and answering a retrain:
+// S1, then timed scrambled ones at 1200 and 2400 bit/s, whichever side
+// asked.
+func (p *Pump) startRetrain() {
 	p.retrains++
 	p.dataUp = false
 	p.sixteen = false
+	p.rate = 2400
+	p.retraining = true
 	p.setTx(txS1, 0)
 	p.setRx(rxS11)
-	p.rate = 2400
 }
 
 func (p *Pump) setTx(s txStage, count int) { p.tx, p.txCount = s, count }
@@ -198,7 +214,7 @@ func (p *Pump) nextSymbol() complex128 {
 			quad(3)
 		}
 		if p.txCount++; p.txCount >= msToSymbols(100) {
-			if p.caller {
+			if p.caller && !p.retraining {
 				p.setTx(txS11, 0)
 			} else {
 				// 600 ms from the end of the caller's S1 to 2400 bit/s
@@ -258,6 +274,7 @@ func (p *Pump) Modulate(out []float64) {
 	}
 	if p.tx == txData && p.rx == rxData && !p.dataUp {
 		p.dataUp = true
+		p.retraining = false
 		if p.OnData != nil {
 			p.OnData(p.rate)
 		}

@@ -5,7 +5,10 @@ import (
 	"math/cmplx"
 )
 
-const halfStep = float64(spsNum) / spsDen / 2 // samples per half symbol
+const (
+	halfStep    = float64(spsNum) / spsDen / 2 // samples per half symbol
+	carrierHold = 200 * 8                      // samples of silence before carrier off
+)
 
 func (p *Pump) resetRx() {
 	p.setRx(rxIdle)
@@ -31,11 +34,16 @@ func (p *Pump) Demodulate(in []float64) {
 			p.resetRx()
 			p.setRx(rxAcquire)
 		case p.dcd && pw < offPower:
-			p.dcd = false
-			p.setRx(rxIdle)
-			if p.dataUp {
+			// A hole of a few lost packets is not the end of the
+			// carrier: hold on (without adapting) for carrierHold.
+			if p.quiet++; p.quiet >= carrierHold {
+				p.dcd = false
+				p.quiet = 0
+				p.setRx(rxIdle)
 				p.dataUp = false
 			}
+		case p.dcd:
+			p.quiet = 0
 		}
 		c, s := p.rxCarrier.Next()
 		p.bb[p.n&mask] = complex(x*c, -x*s)
@@ -128,13 +136,20 @@ func (p *Pump) symbol() {
 		}
 		return
 	}
+	// In a hole (lost packets) nothing adapts: the gain, timing and
+	// equaliser would only learn the silence.
+	frozen := p.quiet > 0
 	// The gain follows the level slowly (the far carrier may start
 	// louder than the noise the receiver first settled on).
-	p.pow += 0.01 * (real(cur)*real(cur) + imag(cur)*imag(cur) - p.pow)
+	if !frozen {
+		p.pow += 0.01 * (real(cur)*real(cur) + imag(cur)*imag(cur) - p.pow)
+	}
 	if p.pow > 0 {
 		p.agc = math.Sqrt(targetPower / p.pow)
 	}
-	p.gardner(0.005)
+	if !frozen {
+		p.gardner(0.005)
+	}
 
 	// Equaliser.
 	var z complex128
@@ -153,8 +168,10 @@ func (p *Pump) symbol() {
 	// sample clocks' offset moves the carrier on a digital path, so the
 	// frequency term stays small.
 	perr := imag(zr*cmplx.Conj(target)) / targetPower
-	p.freq = max(-0.01, min(0.01, p.freq+0.0005*perr))
-	p.phase = math.Remainder(p.phase+0.05*perr+p.freq, 2*math.Pi)
+	if !frozen {
+		p.freq = max(-0.01, min(0.01, p.freq+0.0005*perr))
+		p.phase = math.Remainder(p.phase+0.05*perr+p.freq, 2*math.Pi)
+	}
 	// Normalised LMS, with the error taken back to the equaliser's frame.
 	d := target - zr
 	p.mse += 0.01 * (real(d)*real(d) + imag(d)*imag(d) - p.mse)
@@ -162,7 +179,7 @@ func (p *Pump) symbol() {
 	if p.rx == rxData {
 		mu = 0.02
 	}
-	if energy > 0 {
+	if energy > 0 && !frozen {
 		g := complex(mu/(energy*p.agc), 0) * d * cmplx.Conj(rot)
 		for i := range p.eqTaps {
 			p.eqTaps[i] += g * cmplx.Conj(p.eqBuf[i])
@@ -321,14 +338,20 @@ func (p *Pump) handshake(raw, nearest int) {
 	case rxData:
 		// A retrain request is a long S1 in the middle of data.
 		if n := p.isS1(raw); n >= 50 && p.maxRate >= 2400 {
-			p.retrains++
-			p.dataUp = false
-			p.sixteen = false
-			p.rate = 2400
-			p.setTx(txS1, 0)
-			p.setRx(rxS11)
+			p.startRetrain()
 			return
 		}
 		p.deliver(raw, nearest, true)
+		// The receiver lost the signal (a lost packet, a slip of the far
+		// clock): ask for a retrain after 300 ms below 10 dB.
+		if p.mse > targetPower/10 && p.quiet == 0 {
+			p.badRun++
+		} else {
+			p.badRun = 0
+		}
+		if p.badRun > msToSymbols(300) && p.rate == 2400 {
+			p.badRun = 0
+			p.Retrain()
+		}
 	}
 }

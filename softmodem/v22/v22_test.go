@@ -175,3 +175,62 @@ func TestGoldenU11(t *testing.T) {
 		t.Errorf("caller after the golden U11: rx stage %d, tx stage %d; want U11 qualified and S1 sent", c.rx, c.tx)
 	}
 }
+
+// dropper loses one 20 ms block of audio in one direction at a set time:
+// one lost RTP packet.
+type dropper struct {
+	linesim.Endpoint
+	at, n int
+}
+
+func (d *dropper) Process(rx, tx []int16) {
+	d.Endpoint.Process(rx, tx)
+	if d.n++; d.n == d.at {
+		clear(tx)
+	}
+}
+
+// TestRetrainAfterLoss: a lost packet at 2400 bit/s garbles some data;
+// the modems retrain (S1) if the receiver lost lock, and data flows again.
+func TestRetrainAfterLoss(t *testing.T) {
+	ans := newEnd(false, 2400, nil)
+	call := newEnd(true, 2400, nil)
+	drop := &dropper{Endpoint: ans, at: 400} // 8 s in: in data
+	line := linesim.New(drop, call, linesim.Impairments{Law: g711.Ulaw, SNR: 30, Seed: 1}, linesim.Impairments{Law: g711.Ulaw, SNR: 30, Seed: 2})
+	if !line.Run(5, func() bool { return ans.p.Ready() && call.p.Ready() }) {
+		t.Fatal("no training")
+	}
+	line.Run(10, func() bool { return false })
+	// After the hole: data again, and a message gets through intact.
+	msg := []byte("after the lost packet")
+	ans.data = append(ans.data, msg...)
+	call.got = nil
+	line.Run(20, func() bool { return bytes.HasSuffix(call.got, msg) })
+	if !bytes.HasSuffix(call.got, msg) || !call.p.Ready() {
+		t.Errorf("after the loss: caller got %q, ready %v, stats %+v", call.got, call.p.Ready(), call.p.Stats())
+	}
+	t.Logf("after the loss, retrains: answerer %d, caller %d; caller %+v", ans.p.Stats().Retrains, call.p.Stats().Retrains, call.p.Stats())
+
+	// A retrain asked for by the caller (as on a receiver that lost
+	// lock): S1 both ways, back to 2400 bit/s, data again.
+	call.p.Retrain()
+	if call.p.Ready() {
+		t.Fatal("still ready while retraining")
+	}
+	start := line.Samples
+	line.Run(float64(line.Samples)/8000+5, func() bool { return ans.p.Ready() && call.p.Ready() })
+	if !ans.p.Ready() || !call.p.Ready() || ans.p.Rate() != 2400 {
+		t.Fatalf("retrain did not finish: answerer rx %d tx %d, caller rx %d tx %d", ans.p.rx, ans.p.tx, call.p.rx, call.p.tx)
+	}
+	if ans.p.Stats().Retrains != 1 || call.p.Stats().Retrains != 1 {
+		t.Errorf("retrains %d/%d, want 1/1", ans.p.Stats().Retrains, call.p.Stats().Retrains)
+	}
+	t.Logf("retrain took %.2f s", float64(line.Samples-start)/8000)
+	msg2 := []byte("after the retrain")
+	call.data = append(call.data, msg2...)
+	ans.got = nil
+	line.Run(float64(line.Samples)/8000+3, func() bool { return bytes.HasSuffix(ans.got, msg2) })
+	if !bytes.HasSuffix(ans.got, msg2) {
+		t.Errorf("after the retrain the answerer got %q", ans.got)
+	}
+}
