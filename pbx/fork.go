@@ -204,7 +204,7 @@ func (c *call) ring(ctx context.Context, cands []candidate) ringOutcome {
 		s.mu.Unlock()
 		pending++
 		s.wg.Add(1)
-		go c.runLeg(lg, req, stops[i], events)
+		go c.runLeg(lg, req, stops[i], events, cd.peer)
 	}
 	var out ringOutcome
 	relayed180, relayed183 := false, false
@@ -270,6 +270,7 @@ func (c *call) newCalleeLeg(cd candidate, offer []byte, ctype string) (*leg, *si
 		target: ru, dest: cd.dest, cseq: 101, ackWait: make(chan *sip.Request, 1), allow: cd.peer.Allow,
 		nat: parseNAT(cd.peer.NAT),
 	}
+	trunkFrom(lg, cd.peer)
 	c.mu.Lock()
 	req := s.newInDialog(lg, sip.INVITE, offer, ctype)
 	c.mu.Unlock()
@@ -289,7 +290,7 @@ func (c *call) newCalleeLeg(cd candidate, offer []byte, ctype string) (*leg, *si
 // runLeg runs one INVITE client transaction toward a callee. After stop is
 // closed it no longer reports: it CANCELs (RFC 3261 §9.1: only once a
 // provisional arrived), and a 2xx that still comes is ACKed and BYEd.
-func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events chan<- legEvent) {
+func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events chan<- legEvent, peer Peer) {
 	s := c.s
 	defer s.wg.Done()
 	deliver := func(ev legEvent) bool {
@@ -312,13 +313,14 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 		c.forgetLeg(lg)
 		return
 	}
-	defer tx.Terminate()
-	tx.OnRetransmission(func(res *sip.Response) {
+	defer func() { tx.Terminate() }()
+	reAck := func(res *sip.Response) {
 		if res.IsSuccess() {
 			c.reAck(sideCallee, res)
 		}
-	})
-	gotProv, cancelled := false, false
+	}
+	tx.OnRetransmission(reAck)
+	gotProv, cancelled, authed := false, false, false
 	cancelIt := func() {
 		cancelled = true
 		if gotProv {
@@ -368,6 +370,18 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 					c.forgetLeg(lg)
 				}
 				return
+			}
+			// A provider challenges our INVITE: answer once (trunk_call.go).
+			if (res.StatusCode == 401 || res.StatusCode == 407) && !cancelled && !authed {
+				if nreq := c.authRetry(lg, req, res, peer); nreq != nil {
+					if ntx, err := s.cli.TransactionRequest(s.runCtx, nreq, noBuild); err == nil {
+						authed, gotProv = true, false
+						tx.Terminate()
+						tx, req = ntx, nreq
+						tx.OnRetransmission(reAck)
+						continue
+					}
+				}
 			}
 			// non-2xx final: sipgo's transaction ACKs it
 			if !cancelled {

@@ -47,6 +47,10 @@ type Options struct {
 	Port      int // 0 = a free one, kept across Restart
 	// MaxExpires caps the expiry the registrar grants; 3600 if 0.
 	MaxExpires int
+	// Forward routes calls to a number (the Request-URI user) to a
+	// host:port, as a provider routes calls to the public network. Such
+	// INVITEs must authenticate as a user of Users (407, Proxy-Authorization).
+	Forward map[string]string
 }
 
 // Server is a running Kamailio.
@@ -94,9 +98,12 @@ func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.opts.Port)
 func (s *Server) Port() int { return s.opts.Port }
 
 func (s *Server) writeConfig() {
-	var auth strings.Builder
+	var auth, fwd strings.Builder
 	for u, pw := range s.opts.Users {
-		fmt.Fprintf(&auth, "\t\tif ($fU == \"%s\") { $var(pw) = \"%s\"; }\n", u, pw)
+		fmt.Fprintf(&auth, "\tif ($fU == \"%s\") { $var(pw) = \"%s\"; }\n", u, pw)
+	}
+	for n, to := range s.opts.Forward {
+		fmt.Fprintf(&fwd, "\tif ($rU == \"%s\") { $var(fwd) = \"sip:%s\"; }\n", n, to)
 	}
 	cfg := fmt.Sprintf(`#!KAMAILIO
 debug=2
@@ -141,9 +148,24 @@ request_route {
 		}
 		exit;
 	}
-	if (is_method("REGISTER")) {
-		$var(pw) = "";
+	$var(pw) = "";
 %[3]s
+	$var(fwd) = "";
+%[5]s
+	if (is_method("INVITE") && $var(fwd) != "") {
+		if ($var(pw) == "" || !pv_auth_check("$fd", "$var(pw)", "0", "1")) {
+			xlog("L_INFO", "challenging INVITE from $fU to $rU\n");
+			auth_challenge("$fd", "1");
+			exit;
+		}
+		consume_credentials();
+		xlog("L_INFO", "authenticated INVITE from $fU to $rU\n");
+		record_route();
+		$du = $var(fwd);
+		t_relay();
+		exit;
+	}
+	if (is_method("REGISTER")) {
 		if ($var(pw) == "" || !pv_auth_check("$fd", "$var(pw)", "0", "1")) {
 			xlog("L_INFO", "challenging REGISTER from $fU\n");
 			auth_challenge("$fd", "1");
@@ -171,7 +193,7 @@ request_route {
 	xlog("L_INFO", "relaying $rm for $rU to $ru\n");
 	t_relay();
 }
-`, s.opts.Port, s.opts.Algorithm, auth.String(), s.opts.MaxExpires)
+`, s.opts.Port, s.opts.Algorithm, auth.String(), s.opts.MaxExpires, fwd.String())
 	if err := os.WriteFile(filepath.Join(s.dir, "kamailio.cfg"), []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
