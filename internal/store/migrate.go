@@ -76,6 +76,13 @@ var migrations = []string{
 		tries    INTEGER NOT NULL DEFAULT 0,
 		last_err TEXT NOT NULL DEFAULT ''
 	);`,
+	// 5: records written when a call or session starts (live = 1) and
+	// completed when it ends, so that a kill -9 leaves a trace of what was
+	// up; the next start marks what is still live as interrupted.
+	`ALTER TABLE calls ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE ppp_sessions ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX calls_live ON calls (call_id) WHERE live = 1;
+	CREATE INDEX ppp_sessions_live ON ppp_sessions (session) WHERE live = 1;`,
 }
 
 // SchemaVersion is the schema version this isp-box writes.

@@ -25,13 +25,16 @@ const (
 // the registrar saves bindings synchronously through SaveRegistration.
 func keep(ev bus.Event) bool {
 	switch ev.(type) {
-	case bus.CallEnded, bus.PPPDown:
+	case bus.CallStarted, bus.CallEnded, bus.PPPUp, bus.PPPDown:
 		return true
 	}
 	return false
 }
 
-// Run writes every CallEnded and PPPDown published on b until ctx is done.
+// Run writes a record for every call and PPP session published on b until
+// ctx is done: a live one at CallStarted / PPPUp, completed at CallEnded /
+// PPPDown. Before it subscribes it marks the records a previous run left
+// live (killed, or the machine lost power) as interrupted.
 // Its subscription is reliable, so no record is dropped however slow the
 // disk; what arrives together is committed in one transaction. A failed
 // write is logged and retried with the same records. When ctx is done Run
@@ -41,6 +44,7 @@ func keep(ev bus.Event) bool {
 // Events published before Run subscribes are not seen; when Run is started
 // in a goroutine, use Start instead, which subscribes before it returns.
 func (s *Store) Run(ctx context.Context, b *bus.Bus) error {
+	s.interrupted(ctx)
 	return s.run(ctx, b.SubscribeReliable("store", keep))
 }
 
@@ -48,6 +52,7 @@ func (s *Store) Run(ctx context.Context, b *bus.Bus) error {
 // own. wait blocks until that loop has ended (after ctx is done and the
 // final commit) and returns what Run would have returned.
 func (s *Store) Start(ctx context.Context, b *bus.Bus) (wait func() error) {
+	s.interrupted(ctx)
 	sub := b.SubscribeReliable("store", keep)
 	done := make(chan error, 1)
 	go func() { done <- s.run(ctx, sub) }()
@@ -130,14 +135,100 @@ func (s *Store) writeBatch(ctx context.Context, envs []bus.Envelope) error {
 	defer tx.Rollback()
 	for _, env := range envs {
 		switch ev := env.Event.(type) {
+		case bus.CallStarted:
+			err = startCall(ctx, tx, ev, env.Time)
 		case bus.CallEnded:
-			err = insertCall(ctx, tx, ev)
+			err = endCall(ctx, tx, ev)
+		case bus.PPPUp:
+			err = startSession(ctx, tx, ev, env.Time)
 		case bus.PPPDown:
-			err = insertSession(ctx, tx, ev)
+			err = endSession(ctx, tx, ev)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// Status and cause of the records a run left live.
+const (
+	StatusLive        = "LIVE"        // a call record whose call has not ended yet
+	StatusInterrupted = "INTERRUPTED" // the box stopped without ending the call
+	CauseInterrupted  = "interrupted" // the same for a PPP session
+)
+
+func startCall(ctx context.Context, x execer, c bus.CallStarted, at time.Time) error {
+	_, err := x.ExecContext(ctx, `INSERT INTO calls (call_id, sip_id, from_peer, exten, callee, start, status, live)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 1)`, c.CallID, c.SIPID, c.From, c.Exten, c.Target, encTime(at), StatusLive)
+	if err != nil {
+		return fmt.Errorf("store: start call %s: %w", c.CallID, err)
+	}
+	return nil
+}
+
+// endCall completes the live record of the call, or writes the whole
+// record when there is none (the call started before Run subscribed).
+func endCall(ctx context.Context, x execer, c bus.CallEnded) error {
+	res, err := x.ExecContext(ctx, `UPDATE calls SET sip_id = ?, from_peer = ?, exten = ?, callee = ?, start = ?,
+		answer = ?, end = ?, status = ?, sip_code = ?, hangup_by = ?, media_mode = ?, codec = ?, live = 0
+		WHERE call_id = ? AND live = 1`,
+		c.SIPID, c.From, c.To, c.Callee, encTime(c.Start), encTime(c.Answer), encTime(c.End),
+		c.Status, c.SIPCode, c.HangupBy, c.MediaMode, c.Codec, c.CallID)
+	if err != nil {
+		return fmt.Errorf("store: end call %s: %w", c.CallID, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
+	}
+	return insertCall(ctx, x, c)
+}
+
+func startSession(ctx context.Context, x execer, p bus.PPPUp, at time.Time) error {
+	_, err := x.ExecContext(ctx, `INSERT INTO ppp_sessions (session, line, user, remote, start, call_id, live)
+		VALUES (?, ?, ?, ?, ?, ?, 1)`, p.Session, p.Line, p.User, encAddr(p.Remote), encTime(at), p.CallID)
+	if err != nil {
+		return fmt.Errorf("store: start session %s: %w", p.Session, err)
+	}
+	return nil
+}
+
+func endSession(ctx context.Context, x execer, p bus.PPPDown) error {
+	res, err := x.ExecContext(ctx, `UPDATE ppp_sessions SET line = ?, user = ?, remote = ?, start = ?, end = ?,
+		bytes_in = ?, bytes_out = ?, pkts_in = ?, pkts_out = ?, cause = ?, call_id = ?, live = 0
+		WHERE session = ? AND live = 1`,
+		p.Line, p.User, encAddr(p.Remote), encTime(p.Start), encTime(p.End),
+		int64(p.BytesIn), int64(p.BytesOut), int64(p.PktsIn), int64(p.PktsOut), p.Cause, p.CallID, p.Session)
+	if err != nil {
+		return fmt.Errorf("store: end session %s: %w", p.Session, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
+	}
+	return insertSession(ctx, x, p)
+}
+
+// interrupted closes the records a previous run left live: their end is
+// unknown, so it is set to now, when the box found out, and the status says
+// so. Call ids restart with each run; closing the old live rows first keeps
+// endCall from completing one of them.
+func (s *Store) interrupted(ctx context.Context) {
+	now := encTime(time.Now())
+	res, err := s.db.ExecContext(ctx, `UPDATE calls SET status = ?, hangup_by = 'box', end = ?, live = 0 WHERE live = 1`,
+		StatusInterrupted, now)
+	if err != nil {
+		s.log().Error("store: marking interrupted calls", "err", err)
+		return
+	}
+	calls, _ := res.RowsAffected()
+	res, err = s.db.ExecContext(ctx, `UPDATE ppp_sessions SET cause = ?, end = ?, live = 0 WHERE live = 1`, CauseInterrupted, now)
+	if err != nil {
+		s.log().Error("store: marking interrupted sessions", "err", err)
+		return
+	}
+	sessions, _ := res.RowsAffected()
+	if calls+sessions > 0 {
+		s.log().Warn("records of calls and sessions that were up when the box last stopped are marked interrupted",
+			"calls", calls, "sessions", sessions)
+	}
 }

@@ -359,14 +359,15 @@ func (s *Store) SaveSession(ctx context.Context, p bus.PPPDown) error {
 	return insertSession(ctx, s.db, p)
 }
 
-// Calls returns up to limit call records, newest first (by end time).
+// Calls returns up to limit call records: live ones (StatusLive) first,
+// then newest first (by end time).
 // limit <= 0 means all.
 func (s *Store) Calls(ctx context.Context, limit int) ([]bus.CallEnded, error) {
 	if limit <= 0 {
 		limit = -1
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT call_id, sip_id, from_peer, exten, callee, start, answer, end,
-		status, sip_code, hangup_by, media_mode, codec FROM calls ORDER BY end DESC, id DESC LIMIT ?`, limit)
+		status, sip_code, hangup_by, media_mode, codec FROM calls ORDER BY live DESC, end DESC, id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: calls: %w", err)
 	}
@@ -397,7 +398,7 @@ func (s *Store) Sessions(ctx context.Context, limit int) ([]bus.PPPDown, error) 
 		limit = -1
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT session, line, user, remote, start, end, bytes_in, bytes_out,
-		pkts_in, pkts_out, cause, call_id FROM ppp_sessions ORDER BY end DESC, id DESC LIMIT ?`, limit)
+		pkts_in, pkts_out, cause, call_id FROM ppp_sessions ORDER BY live DESC, end DESC, id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: sessions: %w", err)
 	}
