@@ -18,7 +18,7 @@ RACE_PKGS ?= ./internal/...
 # Go files to check with gofmt: all but testdata.
 GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './dist/*')
 
-.PHONY: all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood pppd-vm e2e-pppd e2e-kernel clean
+.PHONY: all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean
 
 all: build
 
@@ -102,6 +102,10 @@ bench-scale:
 # above maxcalls. Reports peak RSS per flood and calls lost.
 bench-flood:
 	flock /tmp/isp-box-bench.lock env ISPBOX_FLOOD=$${ISPBOX_FLOOD:-60s} $(GO) test -count=1 -run '^TestFlood$$' -v -timeout 30m ./e2e/
+
+# Line kinds: memory and goroutines per idle TCP-line connection.
+bench-lines:
+	flock /tmp/isp-box-bench.lock $(GO) test -count=1 -run '^$$' -bench 'TCPIdleConnMemory' -benchtime 3x -timeout 5m ./modem/
 
 # The kernel network mode through the whole chain, in network namespaces
 # (root): masquerade, MSS clamp, anti-spoofing, crash leftovers removed.
