@@ -1,0 +1,321 @@
+package pbx
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// tortureCase says what the box may do with one testdata/torture message,
+// in the spirit of RFC 4475: answer with one of codes, or (drop) say
+// nothing and count the datagram as malformed. silent: no answer is the
+// right one (an ACK, a keepalive, a stray response) and nothing need be
+// counted.
+type tortureCase struct {
+	codes  []int
+	drop   bool
+	silent bool
+}
+
+// tortureCases covers every file in testdata/torture (the test fails on a
+// file missing here, so a new message needs an expectation). The codes
+// are RFC 3261's: §8.2.1 405/501 for an unknown method, §8.2.2.3 420 for
+// an unknown Require, §8.2.2.1 416 for a URI scheme, §16.3 483 for
+// Max-Forwards 0, §18.3 400 for a body shorter than Content-Length, §21.4.5
+// 505, §21.4.14 513. An unauthenticated INVITE or REGISTER is challenged
+// (401) before anything else is looked at, as Asterisk does.
+var tortureCases = map[string]tortureCase{
+	// legal, if unusual: the proper answer, never a drop
+	"valid-wsinv-options":         {codes: []int{200}},
+	"valid-compact-invite":        {codes: []int{401}},
+	"valid-escaped-uri":           {codes: []int{200, 404}},
+	"valid-tel-to":                {codes: []int{200}},
+	"valid-no-from-tag":           {codes: []int{200}},
+	"valid-no-content-length":     {codes: []int{200}},
+	"valid-short-content-length":  {codes: []int{200}},
+	"valid-utf8-display":          {codes: []int{200}},
+	"valid-unknown-method":        {codes: []int{405, 501}},
+	"valid-lowercase-method":      {codes: []int{405, 501}, drop: true}, // a method is case-sensitive: "options" is an extension method, or unparsable
+	"valid-require-unknown":       {codes: []int{420}},
+	"valid-max-forwards-0-invite": {codes: []int{483, 401}},
+	"valid-cancel-unknown":        {codes: []int{481}},
+	"valid-bye-unknown":           {codes: []int{481, 401, 403}},
+	"valid-ack-unknown":           {silent: true},
+	"valid-register-noauth":       {codes: []int{401}},
+	"valid-invite-garbage-sdp":    {codes: []int{401, 400, 488}},
+	"valid-mailto-uri":            {codes: []int{416, 401, 404, 400}, drop: true},
+	"valid-crlf-keepalive":        {silent: true},
+	"valid-unsolicited-response":  {silent: true},
+
+	// malformed: 400 (or the specific code) or dropped and counted
+	"bad-cl-larger":            {codes: []int{400}, drop: true},
+	"bad-cl-negative":          {codes: []int{400}, drop: true},
+	"bad-cl-huge":              {codes: []int{400}, drop: true},
+	"bad-cl-letters":           {codes: []int{400}, drop: true},
+	"bad-cl-duplicate":         {codes: []int{400}, drop: true},
+	"bad-dup-callid":           {codes: []int{400}, drop: true},
+	"bad-dup-cseq":             {codes: []int{400}, drop: true},
+	"bad-dup-from-to":          {codes: []int{400}, drop: true},
+	"bad-cseq-method-mismatch": {codes: []int{400}, drop: true},
+	"bad-cseq-huge":            {codes: []int{400}, drop: true},
+	"bad-cseq-negative":        {codes: []int{400}, drop: true},
+	"bad-no-via":               {codes: []int{400}, drop: true}, // a 400 can only go to the source address
+	"bad-no-callid":            {codes: []int{400}, drop: true},
+	"bad-via-garbage":          {codes: []int{400}, drop: true},
+	"bad-via-port":             {codes: []int{400}, drop: true},
+	"bad-version":              {codes: []int{505, 400}, drop: true},
+	"bad-start-line-only":      {drop: true},
+	"bad-start-line-spaces":    {codes: []int{200, 400}, drop: true},
+	"bad-ruri-garbage":         {codes: []int{400, 401, 416}, drop: true},
+	"bad-ruri-space":           {codes: []int{400}, drop: true},
+	"bad-header-no-colon":      {codes: []int{400}, drop: true},
+	"bad-status-line":          {silent: true},
+	"bad-bare-lf":              {codes: []int{200, 400}, drop: true},
+	"bad-bare-cr":              {codes: []int{400}, drop: true},
+	"bad-auth-unterminated":    {codes: []int{400, 401}, drop: true},
+	"bad-register-expires":     {codes: []int{400, 401}, drop: true},
+
+	// NULs: in a header or the start line malformed; in a body, octets
+	"nul-in-header":     {codes: []int{400}, drop: true},
+	"nul-in-start-line": {codes: []int{400}, drop: true},
+	"nul-in-body":       {codes: []int{200}},
+	"nul-only":          {drop: true},
+	"binary-garbage":    {drop: true},
+
+	// oversized and repeated: answered (never larger than asked) or dropped
+	"many-vias-1000":         {codes: []int{200, 400, 483, 513}, drop: true},
+	"many-vias-1000-invite":  {codes: []int{401, 400, 483, 513}, drop: true},
+	"many-vias-one-line":     {codes: []int{200, 400, 483, 513}, drop: true},
+	"many-contacts-register": {codes: []int{401, 400, 513}, drop: true},
+	"many-headers-4000":      {codes: []int{200, 400, 513}, drop: true},
+	"huge-header-value":      {codes: []int{200, 400, 513}, drop: true},
+	"huge-callid":            {codes: []int{200, 400, 513}, drop: true},
+	"huge-uri":               {codes: []int{401, 400, 414, 513}, drop: true},
+	"huge-body-cl-small":     {codes: []int{200, 400, 513}, drop: true},
+	"many-params":            {codes: []int{200, 400, 513}, drop: true},
+	"deep-folding":           {codes: []int{200, 400, 513}, drop: true},
+	"auth-many-params":       {codes: []int{401, 400, 513}, drop: true},
+}
+
+// amplifies lists the requests whose answer is still larger than the
+// request: every answer to an unauthenticated source today carries the
+// full header set (Allow, Supported, Server, a long challenge). The
+// stateless, trimmed answers of the request-entry work remove these
+// entries; the test skips them with the measured sizes until then.
+const amplifies = "answer larger than the request (pending: trimmed stateless answers to unauthenticated sources)"
+
+// torturePending lists cases the box does not yet handle as the RFC says,
+// with the reason. The case still runs (a crash fails the test); its
+// other deviations are reported as a skip naming the reason, so the list
+// shows at the end of make test. Remove an entry when it is fixed.
+var torturePending = map[string]string{
+	"bad-cl-duplicate":      "two different Content-Length headers accepted (RFC 3261 §7.3.1: one value per single-value header; 400)",
+	"bad-dup-callid":        "two Call-IDs accepted (400 expected)",
+	"bad-dup-cseq":          "two CSeqs accepted (400 expected)",
+	"bad-dup-from-to":       "two From and To headers accepted (400 expected)",
+	"bad-version":           "SIP/7.0 answered 200 (RFC 3261 §21.4.5: 505)",
+	"bad-via-port":          "Via port 999999 accepted (400 expected)",
+	"nul-in-header":         "a NUL inside a URI accepted (400 expected)",
+	"valid-require-unknown": "Require: nosuchextension answered 200 (RFC 3261 §8.2.2.3: 420 with Unsupported)",
+	"huge-callid":           "8 KB datagram dropped without being counted as malformed",
+	"nul-only":              "datagram of NULs dropped without being counted as malformed",
+}
+
+// syncBuf is the box's log, searched for recovered handler panics.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestTorture sends each message of testdata/torture, one at a time from a
+// fresh unauthenticated source, to a running PBX over UDP and checks that
+// the answer is one the RFC allows (or the datagram was dropped and
+// counted), that no answer is larger than the message that caused it
+// (an unauthenticated source must not get an amplifier), that no handler
+// panicked, and that the box still answers OPTIONS afterwards.
+func TestTorture(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "torture", "*.sip"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no torture messages: %v", err)
+	}
+	var logs syncBuf
+	s, err := New(testConfig(""), Options{Log: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".sip")
+		seen[name] = true
+		t.Run(name, func(t *testing.T) {
+			want, ok := tortureCases[name]
+			if !ok {
+				t.Fatalf("%s has no entry in tortureCases", f)
+			}
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			msg := strings.NewReplacer(
+				"{LOCAL}", c.LocalAddr().String(),
+				"{BOX}", s.Addr().String(),
+				"{BRANCH}", fmt.Sprintf("%016x", rand.Uint64()),
+				"{CALLID}", fmt.Sprintf("torture-%016x@127.0.0.1", rand.Uint64()),
+			).Replace(string(raw))
+			before := s.Malformed()
+			if _, err := c.WriteToUDPAddrPort([]byte(msg), s.Addr()); err != nil {
+				t.Fatal(err)
+			}
+			codes, sizes := collectAnswers(t, c, s, before, want)
+			counted := s.Malformed() > before
+			t.Logf("%d bytes: answers %v sizes %v, counted malformed %v", len(msg), codes, sizes, counted)
+			var problems, amplified []string
+			for i, n := range sizes {
+				if n > len(msg) {
+					amplified = append(amplified, fmt.Sprintf("answer %d is %d bytes, the request %d", codes[i], n, len(msg)))
+				}
+			}
+			switch {
+			case want.silent:
+				if len(codes) > 0 {
+					problems = append(problems, fmt.Sprintf("answered %v, want no answer", codes))
+				}
+			case len(codes) == 0:
+				if !want.drop {
+					problems = append(problems, fmt.Sprintf("no answer, want one of %v", want.codes))
+				} else if !counted {
+					problems = append(problems, "dropped without being counted as malformed")
+				}
+			default:
+				// Provisional answers do not count; the final one must be
+				// allowed. UDP retransmissions of the same final are fine.
+				for _, code := range codes {
+					if code >= 200 && !slices.Contains(want.codes, code) {
+						problems = append(problems, fmt.Sprintf("answered %d, want one of %v (or drop: %v)", code, want.codes, want.drop))
+					}
+				}
+			}
+			if why, ok := torturePending[name]; ok && len(problems) > 0 {
+				t.Skipf("pending: %s: %s", why, strings.Join(append(problems, amplified...), "; "))
+			}
+			for _, p := range problems {
+				t.Error(p)
+			}
+			if len(amplified) > 0 {
+				// An amplifier for a spoofed source address.
+				t.Skipf("%s: %s", amplifies, strings.Join(amplified, "; "))
+			}
+		})
+	}
+	for name := range tortureCases {
+		if !seen[name] {
+			t.Errorf("tortureCases lists %s, which has no file", name)
+		}
+	}
+	if strings.Contains(logs.String(), "handler panic") {
+		t.Error("a handler panicked (recovered, but a bug)")
+	}
+	// still alive and answering
+	u := newRawUA(t, s.Addr())
+	u.send(`
+OPTIONS sip:`+s.Addr().String()+` SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:`+itoa(u.port())+`;branch=`+branch()+`
+From: <sip:probe@127.0.0.1>;tag=p1
+To: <sip:`+s.Addr().String()+`>
+Call-ID: alive@127.0.0.1
+CSeq: 1 OPTIONS
+Max-Forwards: 70`, "")
+	if r := u.final(5 * time.Second); r == nil || r.StatusCode != 200 {
+		t.Fatalf("OPTIONS after the torture: %v", r)
+	}
+}
+
+// collectAnswers reads what the box sends back: until a final answer plus
+// a short linger, until the datagram is counted as malformed (for
+// messages that may be dropped), or until a deadline. Timing only bounds
+// how long the test waits; no outcome depends on the machine's speed
+// except a message the box answers after 3 s, which is a failure anyway.
+func collectAnswers(t *testing.T, c *net.UDPConn, s *Server, before uint64, want tortureCase) (codes, sizes []int) {
+	t.Helper()
+	p := sip.NewParser()
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(3 * time.Second)
+	if want.silent {
+		deadline = time.Now().Add(300 * time.Millisecond)
+	}
+	for time.Now().Before(deadline) {
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		n, _, err := c.ReadFromUDP(buf)
+		if err != nil {
+			if want.drop && s.Malformed() > before && len(codes) == 0 {
+				// counted: give a late 400 a moment, then stop
+				if d := time.Now().Add(100 * time.Millisecond); d.Before(deadline) {
+					deadline = d
+				}
+			}
+			continue
+		}
+		m, err := p.ParseSIP(buf[:n])
+		if err != nil {
+			t.Errorf("unparsable answer: %v\n%q", err, buf[:n])
+			continue
+		}
+		r, ok := m.(*sip.Response)
+		if !ok {
+			t.Errorf("a request came back: %q", buf[:min(n, 80)])
+			continue
+		}
+		codes = append(codes, r.StatusCode)
+		sizes = append(sizes, n)
+		if r.StatusCode >= 200 {
+			if d := time.Now().Add(100 * time.Millisecond); d.Before(deadline) {
+				deadline = d
+			}
+		}
+	}
+	return codes, sizes
+}
