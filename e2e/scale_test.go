@@ -313,7 +313,7 @@ func startBox(t *testing.T, bin, conf, dir string) *boxProc {
 		case err = <-bx.done:
 		case <-time.After(2 * time.Minute):
 			cmd.Process.Kill()
-			err = fmt.Errorf("no exit 2 min after SIGTERM (%v)", <-bx.done)
+			err = fmt.Errorf("no exit 2 min after SIGTERM (%w)", <-bx.done)
 		}
 		return err
 	})
@@ -401,7 +401,7 @@ func (bx *boxProc) poll(ctx context.Context, not func(console.Status) string) er
 		select {
 		case err := <-bx.done:
 			bx.done <- err
-			return fmt.Errorf("isp-box serve exited: %v (%s)\n%s", err, last, bx.log.Tail(40))
+			return fmt.Errorf("isp-box serve exited: %w (%s)\n%s", err, last, bx.log.Tail(40))
 		default:
 		}
 		if st, err := bx.con.Status(ctx); err == nil {

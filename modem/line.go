@@ -558,6 +558,7 @@ func (l *Line) expect(ctx context.Context, p *port, want string, d time.Duration
 		switch at.ParseResult(line).Code {
 		case at.Error, at.Busy, at.NoCarrier:
 			return fmt.Errorf("expecting %q, got %q: %w", want, line, errChatAbort)
+		default: // keep reading
 		}
 	}
 }
@@ -678,6 +679,7 @@ func (l *Line) call(ctx context.Context, p *port, cfg LineConfig, first at.Resul
 			var cn at.Connection
 			cn.Merge(r)
 			return l.connected(ctx, p, cfg, callID, callerID, cn)
+		default: // the other values: after the switch
 		}
 		if count >= rings {
 			break
@@ -739,6 +741,7 @@ func (l *Line) waitConnect(ctx context.Context, p *port, cfg LineConfig, callID,
 		case at.NoCarrier, at.Busy, at.Error, at.NoAnswer, at.NoDialtone:
 			l.fail(fmt.Errorf("answer failed: %s", line))
 			return l.hangup(ctx, p, cfg, callID)
+		default: // keep waiting
 		}
 	}
 }

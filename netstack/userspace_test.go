@@ -600,7 +600,7 @@ func TestUserspaceDetachClosesConnections(t *testing.T) {
 	defer srv.Close()
 	sess.Close()
 	_ = srv.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, err := srv.Read(make([]byte, 1)); err != io.EOF {
+	if _, err := srv.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("server read after session close: %v, want EOF", err)
 	}
 }

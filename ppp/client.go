@@ -391,6 +391,7 @@ func (r *client) chapRespond(s *session, p cp.Packet) {
 		rand.Read(r.peerChallenge)
 		resp = chap.MSv2Response(ch.Value, r.peerChallenge, r.cfg.User, r.cfg.Password)
 		r.expectAuthResp = chap.AuthenticatorResponse(r.cfg.Password, resp[24:48], r.peerChallenge, ch.Value, r.cfg.User)
+	default: // AuthPAP: the caller never asks
 	}
 	v := chap.Value{Value: resp, Name: r.cfg.User}
 	b, _ := v.Marshal()

@@ -488,6 +488,7 @@ func (s *session) terminate(cause, text string) {
 	case cp.Initial, cp.Starting, cp.Closed, cp.Stopped:
 		s.ended = true
 		return
+	default: // the other values: after the switch
 	}
 	s.setPhase(PhaseTerminate, text)
 	s.lcp.Close(text)

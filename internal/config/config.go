@@ -231,6 +231,7 @@ func (b *builder) build() {
 		case kindUsers:
 			b.users(s)
 			continue
+		default: // the other values: after the switch
 		}
 		if s.Template {
 			if !used[s.Name] {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -79,7 +80,9 @@ func render(name, src string, fsys fstest.MapFS) string {
 		}
 	}
 	if err != nil {
-		for _, e := range err.(ErrorList) {
+		var list ErrorList
+		errors.As(err, &list)
+		for _, e := range list {
 			fmt.Fprintf(&b, "%s\n", e)
 		}
 		return b.String()

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -349,14 +350,15 @@ func (b *builder) readAside(from, name string) (string, error) {
 	}
 	data, err := b.src.readFile(p)
 	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %v", p, unwrapPathErr(err))
+		return "", fmt.Errorf("cannot read %s: %w", p, unwrapPathErr(err))
 	}
 	b.lx.files = appendUnique(b.lx.files, p)
 	return string(data), nil
 }
 
 func unwrapPathErr(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
 		return pe.Err
 	}
 	return err

@@ -489,7 +489,7 @@ func checkHost(v string) error {
 	h, port, hasPort := strings.Cut(v, ":")
 	if hasPort {
 		if _, err := parsePort(port); err != nil {
-			return fmt.Errorf("%q: %v", v, err)
+			return fmt.Errorf("%q: %w", v, err)
 		}
 	}
 	if h == "" || strings.Trim(strings.ToLower(h), "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {

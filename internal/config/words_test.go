@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,8 @@ func TestSplitMgetty(t *testing.T) {
 // errors in included files carry the included file's path.
 func TestLoadErrors(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.conf"))
-	list, ok := err.(ErrorList)
+	var list ErrorList
+	ok := errors.As(err, &list)
 	if !ok || len(list) != 1 || !strings.Contains(list[0].Error(), "nope.conf: cannot read config: no such file or directory") {
 		t.Fatalf("Load(missing) = %v", err)
 	}

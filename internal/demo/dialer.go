@@ -224,11 +224,11 @@ func Dial(ctx context.Context, path string, o DialOptions) (*Session, error) {
 		res, _, err = t.Command(ctx, "ATZ", 5*time.Second)
 	}
 	if err != nil || res != "OK" {
-		return fail(fmt.Errorf("modem reset: %q %v", res, err))
+		return fail(fmt.Errorf("modem reset: %q %w", res, err))
 	}
 	for _, c := range o.Init {
 		if res, _, err := t.Command(ctx, c, 5*time.Second); err != nil || res != "OK" {
-			return fail(fmt.Errorf("modem init %s: %q %v", c, res, err))
+			return fail(fmt.Errorf("modem init %s: %q %w", c, res, err))
 		}
 	}
 	step("client modem: ATDT%s", o.Number)

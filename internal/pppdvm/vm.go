@@ -537,7 +537,7 @@ func (v *VM) Wait() (Result, error) {
 	tail := tailLines(v.console.String(), 80)
 	if v.result == nil {
 		return Result{Console: tail, Elapsed: time.Since(v.started)},
-			fmt.Errorf("%w (qemu: %v); console tail:\n%s", ErrNoResult, v.waitErr, tail)
+			fmt.Errorf("%w (qemu: %w); console tail:\n%s", ErrNoResult, v.waitErr, tail)
 	}
 	r := *v.result
 	r.Elapsed = v.resAt.Sub(v.started)

@@ -48,6 +48,7 @@ func (c Code) Final() bool {
 	switch c {
 	case OK, Connect, NoCarrier, Error, NoDialtone, Busy, NoAnswer:
 		return true
+	default: // the other values: after the switch
 	}
 	return false
 }
@@ -159,6 +160,7 @@ func (c Code) verbose() string {
 	switch c {
 	case OK, Connect, Ring, NoCarrier, Error, NoDialtone, Busy, NoAnswer:
 		return codeNames[c]
+	default: // the other values: after the switch
 	}
 	return ""
 }
@@ -265,6 +267,7 @@ func (r Result) String() string {
 		return "COMPRESSION: " + r.Tail
 	case Unknown:
 		return r.Text
+	default: // the other values: after the switch
 	}
 	return r.Code.String()
 }
@@ -301,5 +304,6 @@ func (c *Connection) Merge(r Result) {
 		if r.Tail != "" {
 			c.Protocol = r.Tail
 		}
+	default: // the other results say nothing about the connection
 	}
 }

@@ -197,6 +197,7 @@ func (p *Pattern) match(data string) matchResult {
 			return fullMatch // one character here, anything after
 		case elemBang:
 			return earlyMatch
+		default: // a character class: below
 		}
 		if !e.has(c) {
 			return noMatch

@@ -24,6 +24,7 @@ func (m Match) String() string {
 		return "found"
 	case Incomplete:
 		return "incomplete"
+	default: // NoMatch
 	}
 	return "no match"
 }

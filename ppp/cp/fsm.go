@@ -143,6 +143,7 @@ func (f *FSM) Input(p Packet) {
 			// The cell is the same for RCR+ and RCR-: no need to judge.
 			f.event(RCRPlus, &p, nil)
 			return
+		default: // the other values: after the switch
 		}
 		if f.nakLoops >= 2*f.p.MaxFailure && f.giveUp("the peer's Configure-Requests were Nak'd and Rejected "+strconv.Itoa(f.nakLoops)+" times") {
 			return

@@ -259,6 +259,7 @@ func FuzzFSM(f *testing.F) {
 				if e.t.running {
 					t.Fatalf("timer running in %s", e.f.State())
 				}
+			default: // the other states may run the timer
 			}
 		}
 	})

@@ -213,7 +213,7 @@ func TestDirectCall(t *testing.T) {
 			}()
 			select {
 			case err := <-eof:
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					t.Fatalf("Read after far hang-up = %v, want io.EOF", err)
 				}
 			case <-time.After(10 * time.Second):
@@ -375,7 +375,7 @@ func TestManyCalls(t *testing.T) {
 			select {
 			case in = <-rs[i+1].calls:
 			case d := <-dialed:
-				errs <- fmt.Errorf("line %d: dial ended before line %d rang: %v", i, i+1, d.err)
+				errs <- fmt.Errorf("line %d: dial ended before line %d rang: %w", i, i+1, d.err)
 				return
 			case <-ctx.Done():
 				errs <- fmt.Errorf("line %d: no ring", i+1)

@@ -256,7 +256,7 @@ func TestThroughRegistrar(t *testing.T) {
 	if err := ds.Bye(ctx); err != nil {
 		t.Fatalf("fixture BYE: %v", err)
 	}
-	if _, err := k.Read(make([]byte, 1)); err != io.EOF {
+	if _, err := k.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Errorf("Read after BYE = %v, want io.EOF", err)
 	}
 	k.Close()

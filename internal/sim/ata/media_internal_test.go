@@ -2,6 +2,7 @@ package ata
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -119,7 +120,7 @@ func TestMediaReceive(t *testing.T) {
 		t.Errorf("received %q, want %q", got, "abcde")
 	}
 	m.end()
-	if n, err := m.Read(got); n != 0 || err != io.EOF {
+	if n, err := m.Read(got); n != 0 || !errors.Is(err, io.EOF) {
 		t.Errorf("Read after end = %d, %v; want 0, io.EOF", n, err)
 	}
 	want := MediaStats{PacketsReceived: 5, BytesReceived: 5, Lost: 2, Late: 2, Foreign: 2, BadPayload: 2}
