@@ -143,6 +143,7 @@ func (s *Server) authenticate(req *sip.Request, name string, p *Peer, src netip.
 		return sendChallenge(good) // stale=true only for right credentials on our stale nonce
 	case nonceStale:
 		return sendChallenge(good)
+	default: // nonceFresh: below
 	}
 	if !good {
 		if !s.nonces.consume(cred.Nonce, now) {

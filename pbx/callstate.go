@@ -119,6 +119,7 @@ func (c *call) changeState(want callState, t transition) bool {
 			Start: c.start, Answer: c.answer, End: s.now(), Status: t.status, SIPCode: t.code, HangupBy: t.by,
 			MediaMode: c.media, Codec: c.codec,
 		}
+	default: // routing and re-INVITE publish no event
 	}
 	legs, rl := c.legs, c.relay
 	c.mu.Unlock()
@@ -149,6 +150,7 @@ func (c *call) changeState(want callState, t transition) bool {
 		c.held = nil
 		s.mu.Unlock()
 		s.log.Info("pbx: call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by)
+	default: // nothing to log or release
 	}
 	if ev != nil {
 		s.publish(ev)

@@ -2,6 +2,7 @@ package pbx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -186,7 +187,7 @@ func TestCallTransitions(t *testing.T) {
 				case "shutdown":
 					ok = c.state != stateEnded
 					s.shutdownCalls()
-					if c.state != stateEnded && context.Cause(c.ctx) == errBoxStopping {
+					if c.state != stateEnded && errors.Is(context.Cause(c.ctx), errBoxStopping) {
 						c.end("CANCEL", 503, "box") // what abandoned() does after the 503
 					}
 				default:

@@ -59,6 +59,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case dialplan.Incomplete:
 		s.respond(tx, req, 484, "Address Incomplete", nil)
 		return
+	default: // Found: dial
 	}
 	c, code := s.newCall(req, tx, *pc, exten, src, maxFwd)
 	if c == nil {

@@ -485,6 +485,7 @@ func (r *server) failPacket(s *session, id uint8, text string) cp.Packet {
 		}
 		msg := fmt.Sprintf("E=691 R=0 C=%s V=3 M=%s", strings.ToUpper(hex.EncodeToString(r.challenge)), text)
 		return cp.Packet{Code: cp.Code(chap.Failure), ID: id, Data: []byte(msg)}
+	default: // AuthCHAP: after the switch
 	}
 	if text == "" {
 		text = "Access denied"

@@ -43,6 +43,7 @@ func (m Modulation) Rate() int {
 		return 1200
 	case V22bis:
 		return 2400
+	default: // V.21 and Bell 103: 300 bit/s
 	}
 	return 300
 }

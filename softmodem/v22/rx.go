@@ -353,5 +353,6 @@ func (p *Pump) handshake(raw, nearest int) {
 			p.badRun = 0
 			p.Retrain()
 		}
+	default: // rxIdle, rxAcquire: nothing to hand-shake yet
 	}
 }

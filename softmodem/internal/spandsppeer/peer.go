@@ -47,7 +47,7 @@ func Binary(t testing.TB) string {
 		binary = filepath.Join(dir, "peer")
 		out, err := exec.Command("gcc", "-O2", "-o", binary, src, "-lspandsp", "-lm").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("building the spandsp peer (needs gcc and libspandsp-dev): %v\n%s", err, out)
+			buildErr = fmt.Errorf("building the spandsp peer (needs gcc and libspandsp-dev): %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
