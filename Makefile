@@ -24,7 +24,7 @@ GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/test
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean
+.PHONY: all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean bench-compare
 
 all: build
 
@@ -94,6 +94,13 @@ fuzz:
 # SIP load test against a running box with sipp (filled in by the PBX work).
 bench-sip: build
 	scripts/bench-sip.sh
+
+# isp-box against Kamailio (Debian's package, installed if missing when
+# root) under the same sipp load on loopback, alternated rate by rate:
+# calls/s and REGISTER/s with digest, failures, retransmissions, setup
+# p50/p99, CPU and peak memory of each, and the ratios. Under 10 minutes.
+bench-compare:
+	flock /tmp/isp-box-bench.lock scripts/bench-compare.sh
 
 # The qemu VM with Debian's kernel, pppd and chat (tools/pppd-vm/build.sh:
 # apt-get download into $$ISPBOX_VM_CACHE, default /var/cache/isp-box-vm as

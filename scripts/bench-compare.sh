@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# bench-compare.sh: isp-box and Kamailio side by side under the same sipp
+# load, on loopback, alternated rate by rate in one run.
+#
+#   sipp UAC (pap2t-client, digest INVITE, hold, BYE)
+#        -> isp-box (B2BUA)  or  Kamailio (auth + registrar + stateful proxy)
+#        -> sipp UAS (pap2t-ispmodem, registered; answers INVITE and OPTIONS)
+#
+# Both servers run the seed's two subscribers (secret "password"): isp-box
+# from an isp-box config, Kamailio from scripts/bench/kamailio.cfg. Per
+# rate and server it prints achieved calls/s, failed calls,
+# retransmissions, setup time (first INVITE to 200, the 401 round
+# included) p50/p99, CPU (% of one core) and peak memory (RSS of isp-box;
+# PSS summed over Kamailio's processes, since they share memory), then the
+# ratios isp-box/Kamailio. Then the same for REGISTER/s with digest.
+#
+# Environment: RATES, REG_RATES (space-separated), DURATION (s per rate,
+# 10), HOLD (ms, 1000), KEEP=1 keeps the logs. Kamailio comes from Debian's package, installed
+# here if missing (root). Loopback only; every process started here is
+# stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+RATES=${RATES:-"250 500 1000 1500"}
+REG_RATES=${REG_RATES:-"1000 2000 4000 8000"}
+DURATION=${DURATION:-10}
+HOLD=${HOLD:-1000}
+BOX_PORT=${BOX_PORT:-15160}
+KAM_PORT=${KAM_PORT:-15260}
+UAS_PORT=${UAS_PORT:-15170}
+UAC_PORT=${UAC_PORT:-15180}
+HZ=$(getconf CLK_TCK)
+
+need() { # need COMMAND DEBIAN-PACKAGE
+	command -v "$1" >/dev/null && return
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "bench-compare: installing $2"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" >/dev/null
+	fi
+	command -v "$1" >/dev/null || { echo "bench-compare: $1 missing (apt-get install $2)"; exit 1; }
+}
+need sipp sip-tester
+need kamailio kamailio
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ -n "${KEEP:-}" ]; then echo "bench-compare: logs kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+CGO_ENABLED=0 go build -trimpath -o "$work/isp-box" ./cmd/isp-box
+cat >"$work/isp-box.conf" <<CONF
+[general]
+udpbindaddr=127.0.0.1:$BOX_PORT
+context=default
+[box]
+console = $work/isp-box.sock
+database = $work/isp-box.db
+log-level = warn
+network = userspace
+[network]
+gateway = 192.168.32.1
+pool = 192.168.32.0/24
+[pap2t-ispmodem]
+context=default
+type=friend
+secret=password
+qualify=200
+host=dynamic
+directmedia=yes
+regexten=881
+nat=no
+[pap2t-client]
+context=default
+type=friend
+secret=password
+qualify=200
+host=dynamic
+directmedia=yes
+regexten=882
+nat=no
+[default]
+exten => _X!,1,Dial(SIP/pap2t-ispmodem, 20)
+CONF
+"$work/isp-box" serve -c "$work/isp-box.conf" >"$work/isp-box.log" 2>&1 &
+box_pid=$!
+pids+=("$box_pid")
+
+sed "s/@PORT@/$KAM_PORT/g" scripts/bench/kamailio.cfg >"$work/kamailio.cfg"
+kamailio -f "$work/kamailio.cfg" -DD -E -m 256 -M 16 -P "$work/kamailio.pid" >"$work/kamailio.log" 2>&1 &
+kam_pid=$!
+pids+=("$kam_pid")
+sleep 2
+kill -0 "$box_pid" 2>/dev/null || { cat "$work/isp-box.log"; exit 1; }
+kill -0 "$kam_pid" 2>/dev/null || { cat "$work/kamailio.log"; exit 1; }
+
+# procs NAME: the pids whose CPU and memory count for that server.
+procs() {
+	case $1 in
+	isp-box) echo "$box_pid" ;;
+	kamailio) echo "$kam_pid" $(pgrep -P "$kam_pid" || true) ;;
+	esac
+}
+ticks() { # utime+stime of the processes, in clock ticks
+	local t=0 p
+	for p in $(procs "$1"); do
+		[ -r "/proc/$p/stat" ] || continue
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
+mem_kb() { # RSS of isp-box; PSS summed over Kamailio's processes
+	local m=0 p
+	for p in $(procs "$1"); do
+		if [ "$1" = isp-box ]; then
+			m=$((m + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+		else
+			m=$((m + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
+		fi
+	done
+	echo "$m"
+}
+# sample NAME FILE: the peak of mem_kb, every 100 ms, until killed.
+sample() {
+	local peak=0 m
+	while :; do
+		m=$(mem_kb "$1")
+		[ "$m" -gt "$peak" ] && peak=$m && echo "$peak" >"$2"
+		sleep 0.1
+	done
+}
+port_of() { [ "$1" = isp-box ] && echo "$BOX_PORT" || echo "$KAM_PORT"; }
+
+# Both ATA lines register with both servers, as the seed's PAP2T does: the
+# callee from the port where it then answers, the caller from the port the
+# load comes from (isp-box rate-limits addresses that are no peer's).
+for s in isp-box kamailio; do
+	for line in pap2t-ispmodem:$UAS_PORT pap2t-client:$UAC_PORT; do
+		(cd "$work" && sipp -sf "$repo/test/sipp/compare_register.xml" -i 127.0.0.1 -p "${line#*:}" -nostdin \
+			-key user "${line%:*}" -au "${line%:*}" -ap password -m 1 -timeout 10s -timeout_error \
+			"127.0.0.1:$(port_of $s)" >"$work/reg-$s.out" 2>&1) ||
+			{ echo "bench-compare: ${line%:*} could not register with $s"; cat "$work/reg-$s.out"; exit 1; }
+	done
+done
+sipp -sf test/sipp/compare_uas.xml -i 127.0.0.1 -p "$UAS_PORT" -nostdin \
+	-trace_err -error_file "$work/uas_err.log" </dev/null >/dev/null 2>&1 &
+pids+=($!)
+sleep 1
+
+# col FILE NAME: the last value of a column of sipp's ;-separated stat file.
+col() {
+	awk -F';' -v n="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) c = i; next } { v = $c } END { print v + 0 }' "$1"
+}
+# pct FILE P: the P-th percentile of sipp's response times (ms).
+pct() {
+	awk -F';' 'NR > 1 && $2 != "" { print $2 }' "$1" | sort -n |
+		awk -v p="$2" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] }'
+}
+
+# load SERVER SCENARIO RATE N [sipp args]: one run; sets R_* globals.
+load() {
+	local srv=$1 scen=$2 rate=$3 n=$4
+	shift 4
+	local dir="$work/run-$srv-$(basename "$scen" .xml)-$rate"
+	mkdir -p "$dir"
+	sample "$srv" "$dir/peak" &
+	local spid=$!
+	local t0 c0 t1 c1
+	c0=$(ticks "$srv")
+	t0=$(date +%s.%N)
+	(cd "$dir" && timeout $((DURATION * 3 + 60)) sipp -sf "$repo/$scen" -i 127.0.0.1 -p "$UAC_PORT" -nostdin \
+		-r "$rate" -m "$n" -l $((rate * (HOLD / 1000 + 2) + 100)) \
+		-key user pap2t-client -s 88567682 -au pap2t-client -ap password \
+		-timeout $((DURATION * 2 + 30))s -timeout_error -max_recv_loops 10000 \
+		-trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 "$@" \
+		"127.0.0.1:$(port_of "$srv")" >sipp.out 2>&1) || true
+	t1=$(date +%s.%N)
+	c1=$(ticks "$srv")
+	kill "$spid" 2>/dev/null
+	wait "$spid" 2>/dev/null || true
+	local rtt
+	rtt=$(ls "$dir"/*_rtt.csv 2>/dev/null | head -1)
+	R_OK=$(col "$dir/stat.csv" "SuccessfulCall(C)")
+	R_FAIL=$(col "$dir/stat.csv" "FailedCall(C)")
+	R_RETR=$(col "$dir/stat.csv" "Retransmissions(C)")
+	R_P50=$( [ -n "$rtt" ] && pct "$rtt" 50 || echo -)
+	R_P99=$( [ -n "$rtt" ] && pct "$rtt" 99 || echo -)
+	# the calls were offered over n/rate seconds; achieved = succeeded per that
+	R_RATE=$(awk -v ok="$R_OK" -v n="$n" -v r="$rate" 'BEGIN { printf "%.0f", ok / (n / r) }')
+	R_CPU=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 100 * c / hz / (b - a) }')
+	R_MB=$(awk -v k="$(cat "$dir/peak" 2>/dev/null || echo 0)" 'BEGIN { printf "%.0f", k / 1024 }')
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "-" || b == "-") print "-"; else printf "%.2f", a / b }'; }
+
+table() { # table KIND RATES SCENARIO N-PER-RATE-FACTOR [sipp args]
+	local kind=$1 rates=$2 scen=$3 fac=$4
+	shift 4
+	printf '\n%s (%s s per rate, alternated; CPU = %% of one core; memory: isp-box RSS, Kamailio PSS)\n' "$kind" "$DURATION"
+	printf '%-6s | %-9s %6s %5s %6s %7s %7s %5s %6s | %-9s %6s %5s %6s %7s %7s %5s %6s | %s\n' \
+		rate server "/s" fail retr p50ms p99ms cpu% MB server "/s" fail retr p50ms p99ms cpu% MB "box/kam: /s cpu MB p99"
+	local r order=0
+	for r in $rates; do
+		local n=$((r * DURATION * fac / 10))
+		local first=kamailio second=isp-box
+		if [ $((order % 2)) = 1 ]; then first=isp-box second=kamailio; fi
+		order=$((order + 1))
+		declare -A res
+		for s in $first $second; do
+			load "$s" "$scen" "$r" "$n" "$@"
+			res[$s]="$R_RATE $R_FAIL $R_RETR $R_P50 $R_P99 $R_CPU $R_MB"
+			sleep 2
+		done
+		read -r kr kf kt k5 k9 kc km <<<"${res[kamailio]}"
+		read -r br bf bt b5 b9 bc bm <<<"${res[isp-box]}"
+		printf '%-6s | %-9s %6s %5s %6s %7s %7s %5s %6s | %-9s %6s %5s %6s %7s %7s %5s %6s | %s %s %s %s\n' \
+			"$r" kamailio "$kr" "$kf" "$kt" "$k5" "$k9" "$kc" "$km" isp-box "$br" "$bf" "$bt" "$b5" "$b9" "$bc" "$bm" \
+			"$(ratio "$br" "$kr")" "$(ratio "$bc" "$kc")" "$(ratio "$bm" "$km")" "$(ratio "$b9" "$k9")"
+		unset res
+	done
+}
+
+echo "bench-compare: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; kamailio $(kamailio -v | awk 'NR == 1 { print $3 }'), isp-box $(git describe --always --dirty 2>/dev/null)"
+table "INVITE calls/s (digest, hold ${HOLD} ms, BYE)" "$RATES" test/sipp/compare_uac.xml 10 -d "$HOLD"
+table "REGISTER/s (digest: 401 then 200)" "$REG_RATES" test/sipp/compare_register.xml 5
+echo
+echo "bench-compare: load average $(cut -d' ' -f1-3 /proc/loadavg) at end"
