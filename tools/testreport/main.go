@@ -106,21 +106,17 @@ func (r *report) anyFailedIn(pkg string) bool {
 	return false
 }
 
-// skipReason keeps what the test said (t.Skip's "    file.go:12: why"
-// lines), without the RUN/SKIP framing.
+// skipReason is what the test said last (t.Skip's "    file.go:12: why"
+// comes after any t.Log), without the RUN/SKIP framing.
 func skipReason(lines []string) string {
-	var parts []string
-	for _, l := range lines {
-		t := strings.TrimSpace(l)
+	for i := len(lines) - 1; i >= 0; i-- {
+		t := strings.TrimSpace(lines[i])
 		if t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- SKIP") {
 			continue
 		}
-		parts = append(parts, t)
+		return t
 	}
-	if len(parts) == 0 {
-		return "(no reason given)"
-	}
-	return strings.Join(parts, " / ")
+	return "(no reason given)"
 }
 
 func (r *report) finish() {
