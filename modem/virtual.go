@@ -124,6 +124,7 @@ func (l *Line) serveVirtual(ctx context.Context, p *port, cfg LineConfig) error 
 					if err := p.write(eng.Result("NO CARRIER")); err != nil {
 						return err
 					}
+				default: // nothing to do for the other actions
 				}
 			}
 		}
@@ -300,6 +301,7 @@ func (l *Line) pumpVirtual(v *virtualCall) {
 						}
 					case at.ActDial, at.ActAnswer:
 						c.p.write(eng.Result("ERROR")) // a call is up
+					default: // nothing to do for the other actions
 					}
 				}
 				continue

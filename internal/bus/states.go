@@ -26,6 +26,7 @@ func (s LineStatus) Busy() bool {
 	switch s {
 	case LineIdle, LineRinging:
 		return false
+	default: // every other state is busy
 	}
 	return true
 }
@@ -36,6 +37,7 @@ func (s LineStatus) InCall() bool {
 	switch s {
 	case LineRinging, LineAnswering, LineConnected, LineHangingup:
 		return true
+	default: // not in a call
 	}
 	return false
 }

@@ -577,6 +577,7 @@ func (m *Modem) act(a at.Action) {
 		m.result(m.at.ConnectText(m.speed()))
 	case at.ActHangup:
 		m.hangup(false)
+	default: // at.ActClient: the modem side has nothing to do
 	}
 }
 
