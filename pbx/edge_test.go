@@ -417,3 +417,54 @@ func TestShedAboveMaxCalls(t *testing.T) {
 		t.Errorf("shed counter %d", box.EdgeStats().Shed)
 	}
 }
+
+// BenchmarkUnauthenticated is the cost of one request from a stranger at
+// the entry: parse, admission, the stateless answer. B/op is the memory
+// per unauthenticated request; none of it outlives the request.
+func BenchmarkUnauthenticated(b *testing.B) {
+	s, err := New(testConfig(""), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.applyLimits(General{SourceRate: -1, GuessRate: -1})
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	s.addr = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 8, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	go func() { // keep the sink's buffer from filling
+		buf := make([]byte, 65535)
+		for {
+			if _, _, err := sink.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	src := sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	box := s.addr.String()
+	for _, c := range []struct{ name, msg, body string }{
+		{"INVITE", inviteText(box, int(src.Port()), clientLine, "88567682", 1, "bench@127.0.8.1", ""), testSDP},
+		{"REGISTER", fmt.Sprintf("REGISTER sip:%[1]s SIP/2.0\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bKb;rport\nFrom: <sip:%[3]s@%[1]s>;tag=b\nTo: <sip:%[3]s@%[1]s>\nCall-ID: bench-reg@127.0.8.1\nCSeq: 1 REGISTER\nContact: <sip:%[3]s@%[2]s>\nMax-Forwards: 70\nUser-Agent: Linksys/PAP2T-5.1.6(LS)\nExpires: 3600", box, src, clientLine), ""},
+		{"OPTIONS", optionsText(box, int(src.Port()), "bench-opt@127.0.8.1"), ""},
+	} {
+		data := wire(c.msg, c.body)
+		from := net.UDPAddrFromAddrPort(src)
+		b.Run(c.name, func(b *testing.B) {
+			p := sip.NewParser()
+			st0 := s.EdgeStats()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				s.datagram(conn, nil, p, data, from, src, false, false, time.Now())
+			}
+			st := s.EdgeStats()
+			b.ReportMetric(float64(st.StatelessBytesOut-st0.StatelessBytesOut)/float64(st.StatelessBytesIn-st0.StatelessBytesIn), "out/in")
+		})
+	}
+}

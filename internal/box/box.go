@@ -635,9 +635,11 @@ func (b *Box) Reload() error {
 			"running", old.PBX.General.UDPBindAddr, "file", nc.PBX.General.UDPBindAddr)
 		nc.PBX.General.UDPBindAddr = old.PBX.General.UDPBindAddr
 	}
-	if nc.Box.Console != old.Box.Console || nc.Box.Database != old.Box.Database || nc.Box.LogLevel != old.Box.LogLevel {
+	if nc.Box.Console != old.Box.Console || nc.Box.Database != old.Box.Database || nc.Box.LogLevel != old.Box.LogLevel ||
+		nc.Box.MemoryLimit != old.Box.MemoryLimit {
 		b.log.Warn("reload: [box] changes take effect at the next start")
 		nc.Box.Console, nc.Box.Database, nc.Box.LogLevel = old.Box.Console, old.Box.Database, old.Box.LogLevel
+		nc.Box.MemoryLimit = old.Box.MemoryLimit
 	}
 	if !reflect.DeepEqual(nc.Radius, old.Radius) {
 		b.log.Warn("reload: [radius] changes take effect at the next start")
