@@ -529,7 +529,9 @@ func (r *statelessReply) respond(code int, reason string, hdrs ...sip.Header) {
 	out := compact(res)
 	if len(out) > r.inLen {
 		s.edge.noAmplify.Add(1)
-		s.log.Debug("pbx: stateless response larger than the request: not sent", "in", r.inLen, "out", len(out), "res", out)
+		// an admin whose device never gets an answer must be able to see why
+		s.log.Info("pbx: request from a stranger not answered: the answer would be larger than the request",
+			"src", r.src, "method", string(req.Method), "code", code, "in", r.inLen, "out", len(out))
 		return
 	}
 	if code == 200 || code == 405 { // RFC 3261 §11.2, §21.4.6
