@@ -45,6 +45,12 @@ const (
 	// feedQueue is how many datagrams may wait for sipgo; beyond it they
 	// are dropped (the sender retransmits over UDP) and INVITEs get 503.
 	feedQueue = 256
+	// strangerRate bounds the datagrams a second parsed from addresses
+	// where no peer is, all of them together (bursts of twice as many).
+	strangerRate = 2000
+	// readBuffer is the socket receive buffer asked for: room for a burst
+	// while the loop sheds a flood.
+	readBuffer = 1 << 20
 	// maxDatagram is the largest UDP payload.
 	maxDatagram = 65535
 	// statelessTagPrefix marks the To-tag of our stateless responses, so
@@ -353,6 +359,14 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 			return
 		}
 		if !near && !s.srcLimit.allow(addrKey(src.Addr()), now) {
+			s.edge.rateLimited.Add(1)
+			return
+		}
+		// All strangers together get a bounded share of the loop, so a
+		// flood from more addresses than the per-source limit can tell
+		// apart still leaves time to read the peers' own packets (a
+		// callee's 200 lost here is a lost call).
+		if !near && !s.strangers.allow(0, now) {
 			s.edge.rateLimited.Add(1)
 			return
 		}

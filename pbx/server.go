@@ -51,6 +51,7 @@ type Server struct {
 	// digest guesses per peer name from away from the peer (see admit).
 	srcLimit   limiter
 	guessLimit limiter
+	strangers  limiter // all untrusted sources together
 
 	// handlers counts request handlers in flight, so Run can wait for them
 	// before closing the UA: sipgo answers a late handler's response
@@ -330,6 +331,9 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	if !ok {
 		return fmt.Errorf("pbx: Serve needs a UDP socket, got %T", conn.LocalAddr())
 	}
+	if uc, ok := conn.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(readBuffer) // best effort: the kernel caps it at rmem_max
+	}
 	gen := s.general()
 	s.addr = la.AddrPort()
 	s.addr = netip.AddrPortFrom(s.addr.Addr().Unmap(), s.addr.Port())
@@ -412,6 +416,11 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 func (s *Server) applyLimits(g General) {
 	s.srcLimit.set(float64(g.SourceRate), 2*float64(g.SourceRate))
 	s.guessLimit.set(float64(g.GuessRate), float64(guessBurst))
+	if g.SourceRate > 0 {
+		s.strangers.set(strangerRate, 2*strangerRate)
+	} else {
+		s.strangers.set(-1, 1) // sourcerate=0: no limit on strangers at all
+	}
 }
 
 // guessBurst is how many guesses at one name may come at once before the
