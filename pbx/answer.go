@@ -53,6 +53,9 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 	}
 	c.legs[sideCallee] = lg
 	c.callee = lg.peer
+	lg.st = calleeTimer(res, lg.policy)
+	now := s.now()
+	lg.st.last, c.legs[sideCaller].st.last = now, now
 	if c.relay != nil {
 		c.relay.setComedia(sideCallee, lg.nat.comedia)
 		c.relay.setRemote(sideCallee, lg.sdp)
@@ -80,10 +83,15 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 		return true
 	}
 	c.mu.Lock()
-	sdp, a := lg.sdp, c.legs[sideCaller]
+	sdp, a, seHdrs := lg.sdp, c.legs[sideCaller], c.seHdrs
 	c.mu.Unlock()
 	body := c.answerBody(sdp)
-	callerAck := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a)
+	c.mu.Lock()
+	a.ourSDP = body
+	c.mu.Unlock()
+	s.wg.Add(1)
+	go c.supervise()
+	callerAck := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, res, a, seHdrs...)
 	if ack == nil { // late offer: the caller's answer goes to the callee in our ACK
 		c.mu.Lock()
 		var answer []byte
@@ -93,6 +101,7 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 				c.relay.setRemote(sideCaller, a.sdp)
 			}
 			answer = c.transformOffer(sideCaller, a.sdp)
+			lg.ourSDP = answer
 		}
 		ack = s.newInDialog(lg, sip.ACK, answer, "")
 		lg.lastAck = ack
@@ -108,11 +117,14 @@ func (c *call) answered(lg *leg, res *sip.Response) bool {
 // sendFinal2xx sends a 2xx to a server INVITE transaction and retransmits
 // it (T1 doubling to T2) until the ACK with the same CSeq arrives, for at
 // most 64*T1 (RFC 3261 §13.3.1.4). It returns that ACK, nil if none came.
-func (c *call) sendFinal2xx(tx sip.ServerTransaction, req *sip.Request, body []byte, from *sip.Response, l *leg) *sip.Request {
+func (c *call) sendFinal2xx(tx sip.ServerTransaction, req *sip.Request, body []byte, from *sip.Response, l *leg, hdrs ...sip.Header) *sip.Request {
 	s := c.s
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
 	res.AppendHeader(sip.NewHeader("Server", s.general().UserAgent))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
 	c.mu.Lock()
 	res.AppendHeader(s.contactFor(l.local.User, l.dest))
 	c.mu.Unlock()

@@ -44,7 +44,11 @@ type leg struct {
 	allow      []string     // the peer's codec policy (allow=)
 	nat        natSetting
 	ackWait    chan *sip.Request
-	held       bool // counted in its peer's calls; guarded by Server.mu
+	held       bool             // counted in its peer's calls; guarded by Server.mu
+	policy     timerPolicy      // the peer's session timer settings
+	rtpTimeout [2]time.Duration // the peer's rtptimeout, rtpholdtimeout
+	st         sessionTimer     // supervision of this dialog
+	ourSDP     []byte           // the last SDP we sent on this leg, for a refreshing re-INVITE
 }
 
 // call is one B2BUA call: two legs.
@@ -72,6 +76,8 @@ type call struct {
 	media  string // direct or relay
 	codec  string
 	relay  *relay
+	reason string       // why the box ends the call on its own, for CallEnded
+	seHdrs []sip.Header // Session-Expires/Require for our 2xx to the caller
 }
 
 // newCall registers the caller's leg. It returns nil and a status code
@@ -83,6 +89,7 @@ func (s *Server) newCall(req *sip.Request, tx sip.ServerTransaction, pc Peer, ex
 		side: sideCaller, peer: pc.Name, callID: req.CallID().Value(), localTag: tag,
 		local: req.To().Address, remote: req.From().Address, remoteCSeq: req.CSeq().SeqNo,
 		sdp: req.Body(), dest: src, cseq: 1, ackWait: make(chan *sip.Request, 1), allow: pc.Allow,
+		policy: policyOf(pc), rtpTimeout: [2]time.Duration{pc.RTPTimeout, pc.RTPHoldTimeout},
 	}
 	a.remoteTag, _ = req.From().Params.Get("tag")
 	a.target = req.From().Address

@@ -117,11 +117,11 @@ func (c *call) changeState(want callState, t transition) bool {
 		ev = bus.CallEnded{
 			CallID: c.id, SIPID: c.inviteReq.CallID().Value(), From: c.from, To: c.exten, Callee: c.callee,
 			Start: c.start, Answer: c.answer, End: s.now(), Status: t.status, SIPCode: t.code, HangupBy: t.by,
-			MediaMode: c.media, Codec: c.codec,
+			MediaMode: c.media, Codec: c.codec, Reason: c.reason,
 		}
 	default: // routing and re-INVITE publish no event
 	}
-	legs, rl := c.legs, c.relay
+	legs, rl, reason := c.legs, c.relay, c.reason
 	c.mu.Unlock()
 	if old != want {
 		s.log.Debug("pbx: call state", "id", c.id, "was", old, "now", want)
@@ -149,7 +149,11 @@ func (c *call) changeState(want callState, t transition) bool {
 		}
 		c.held = nil
 		s.mu.Unlock()
-		s.log.Info("pbx: call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by)
+		if reason != "" {
+			s.log.Info("pbx: call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by, "reason", reason)
+		} else {
+			s.log.Info("pbx: call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by)
+		}
 	default: // nothing to log or release
 	}
 	if ev != nil {

@@ -42,6 +42,9 @@ type General struct {
 	Registrations    []Registration // register => lines: the box registers with providers (trunk.go)
 	RegisterTimeout  time.Duration  // registertimeout: retry after a failed registration; 20 s
 	RegisterAttempts int            // registerattempts: give up after this many failures; 0 = never
+	// LineIdleGrace is how long an answered call may go on while the modem
+	// line behind one of its peers carries no call; 0 = 30 s.
+	LineIdleGrace time.Duration
 }
 
 // ACLRule is one permit= or deny= line.
@@ -78,8 +81,17 @@ type Peer struct {
 	FromUser      string
 	FromDomain    string
 	OutboundProxy string // host[:port]
-	File          string // where the section starts
-	Line          int
+	// RFC 4028 session timers (chan_sip's keys; [general] gives every
+	// peer's default). Without them the box probes the dialog with OPTIONS
+	// every SessionExpires/2.
+	SessionTimers    string        // session-timers: accept (default), originate, refuse
+	SessionExpires   time.Duration // session-expires; 1800 s
+	SessionMinSE     time.Duration // session-minse; 90 s
+	SessionRefresher string        // session-refresher: uas (default: the box refreshes) or uac
+	RTPTimeout       time.Duration // rtptimeout: relayed call ends after this long without RTP/RTCP from the peer; 0 = off
+	RTPHoldTimeout   time.Duration // rtpholdtimeout: the same while the peer has the call on hold; 0 = off
+	File             string        // where the section starts
+	Line             int
 }
 
 // DefaultConfig returns chan_sip's defaults with no peers.
@@ -107,5 +119,6 @@ func DefaultConfig() Config {
 
 // DefaultPeer returns a peer section's defaults (chan_sip's).
 func DefaultPeer(name string) Peer {
-	return Peer{Name: name, Type: "friend", Context: "default", DirectMedia: true, NAT: "auto_force_rport", MaxForwards: 70}
+	return Peer{Name: name, Type: "friend", Context: "default", DirectMedia: true, NAT: "auto_force_rport", MaxForwards: 70,
+		SessionTimers: timersAccept, SessionExpires: defaultSessionExpires, SessionMinSE: defaultSessionMinSE, SessionRefresher: "uas"}
 }

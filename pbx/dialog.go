@@ -39,6 +39,25 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	if ch := req.Contact(); ch != nil && req.Method == sip.INVITE {
 		l.target = ch.Address // target refresh (RFC 3261 §12.2.2)
 	}
+	// Any request proves a probed peer alive; a re-INVITE or UPDATE
+	// refreshes a session timer (RFC 4028 §9), and our 2xx restates it.
+	var seResp []sip.Header
+	if isRefresh := req.Method == sip.INVITE || req.Method == sip.UPDATE; isRefresh || !l.st.negotiated {
+		l.st.last = s.now()
+		if isRefresh && l.st.negotiated {
+			if se, ref, ok := sessionExpires(req); ok {
+				l.st.interval = se
+				if ref == "uac" || ref == "uas" {
+					l.st.boxRefresh = ref == "uas" // uac: the peer, which sent this request
+				}
+			}
+			ref := "uas"
+			if !l.st.boxRefresh {
+				ref = "uac"
+			}
+			seResp = seHeaders(l.st.interval, ref, l.st.supported)
+		}
+	}
 	other := c.legs[1-from]
 	c.mu.Unlock()
 
@@ -85,6 +104,7 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			c.relay.setRemote(from, body)
 		}
 		body = c.transformOffer(from, body)
+		other.ourSDP = body
 	}
 	out := s.newInDialog(other, req.Method, body, ctype)
 	c.mu.Unlock()
@@ -111,6 +131,9 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		if isInvite {
 			c.codec = sdpCodec(other.sdp)
 		}
+		if res.IsSuccess() {
+			l.ourSDP = rbody
+		}
 		c.mu.Unlock()
 	}
 	if !(isInvite && res.IsSuccess()) {
@@ -119,13 +142,16 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			cth := sip.ContentTypeHeader(rctype)
 			hdrs = append(hdrs, &cth)
 		}
+		if res.IsSuccess() {
+			hdrs = append(hdrs, seResp...)
+		}
 		s.respond(tx, req, res.StatusCode, res.Reason, rbody, hdrs...)
 		return
 	}
 	// re-INVITE answered 2xx: ACK the other side once this side ACKs us,
 	// carrying this side's ACK body (late offer: the answer rides in the ACK).
 	var ackBody []byte
-	if a := c.sendFinal2xx(tx, req, rbody, res, l); a != nil {
+	if a := c.sendFinal2xx(tx, req, rbody, res, l, seResp...); a != nil {
 		ackBody = a.Body()
 	}
 	c.mu.Lock()
@@ -133,6 +159,7 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	other.sdp = res.Body()
 	if len(ackBody) > 0 {
 		ackBody = c.transformOffer(from, ackBody)
+		other.ourSDP = ackBody
 	}
 	ack := s.newInDialog(other, sip.ACK, ackBody, "")
 	other.lastAck = ack

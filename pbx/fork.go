@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/isp-box/isp-box/pbx/dialplan"
@@ -268,7 +269,8 @@ func (c *call) newCalleeLeg(cd candidate, offer []byte, ctype string) (*leg, *si
 		local:  sip.Uri{Scheme: "sip", User: c.inviteReq.From().Address.User, Host: h},
 		remote: sip.Uri{Scheme: "sip", User: ru.User, Host: ru.Host, Port: ru.Port},
 		target: ru, dest: cd.dest, cseq: 101, ackWait: make(chan *sip.Request, 1), allow: cd.peer.Allow,
-		nat: parseNAT(cd.peer.NAT),
+		nat: parseNAT(cd.peer.NAT), policy: policyOf(cd.peer), ourSDP: offer,
+		rtpTimeout: [2]time.Duration{cd.peer.RTPTimeout, cd.peer.RTPHoldTimeout},
 	}
 	trunkFrom(lg, cd.peer)
 	c.mu.Lock()
@@ -281,6 +283,11 @@ func (c *call) newCalleeLeg(cd candidate, offer []byte, ctype string) (*leg, *si
 		req.From().DisplayName = fh.DisplayName
 	}
 	req.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	if tp := lg.policy; tp.mode == timersOriginate { // ask for a session timer (RFC 4028 §7.1)
+		req.AppendHeader(sip.NewHeader("Supported", "timer"))
+		req.AppendHeader(sip.NewHeader("Session-Expires", secs(tp.expires)))
+		req.AppendHeader(sip.NewHeader("Min-SE", secs(max(tp.minSE, rfcMinSE))))
+	}
 	c.s.mu.Lock()
 	c.s.dialogs[dialogKey{lg.callID, lg.localTag}] = &dialogRef{c, sideCallee}
 	c.s.mu.Unlock()

@@ -61,11 +61,19 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	default: // Found: dial
 	}
+	st, seHdrs, floor := callerTimer(req, policyOf(*pc))
+	if floor > 0 { // RFC 4028 §8.1: a session interval below our Min-SE
+		s.respond(tx, req, 422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", secs(floor)))
+		return
+	}
 	c, code := s.newCall(req, tx, *pc, exten, src, maxFwd)
 	if c == nil {
 		s.respond(tx, req, code, "Temporarily Unavailable", nil)
 		return
 	}
+	c.mu.Lock()
+	c.legs[sideCaller].st, c.seHdrs = st, seHdrs
+	c.mu.Unlock()
 	defer s.wg.Done()
 	c.run(plan)
 }

@@ -33,6 +33,7 @@ type relaySide struct {
 	latched    bool
 	rtcpRemote netip.AddrPort // latched RTCP source, if any
 	stats      streamStats    // packets received from this side
+	last       time.Time      // when this side last sent RTP or RTCP
 }
 
 // StreamStats are the counters of one direction of a relayed stream.
@@ -201,6 +202,7 @@ func (r *relay) pump(from int) {
 			continue
 		}
 		in.stats.update(&h, n, now)
+		in.last = now
 		in.mu.Unlock()
 		out.mu.Lock()
 		dst := out.remote
@@ -230,6 +232,7 @@ func (r *relay) pumpRTCP(from int) {
 		if in.comedia {
 			in.rtcpRemote = src
 		}
+		in.last = time.Now() // RTCP counts as activity (chan_sip's rtptimeout)
 		in.mu.Unlock()
 		out.mu.Lock()
 		dst := out.rtcpRemote
@@ -256,6 +259,14 @@ func (r *relay) Stats() [2]StreamStats {
 		rs.mu.Unlock()
 	}
 	return out
+}
+
+// lastRecv is when side last sent RTP or RTCP (zero: never).
+func (r *relay) lastRecv(side int) time.Time {
+	rs := r.sides[side]
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.last
 }
 
 func (r *relay) close() {

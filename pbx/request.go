@@ -169,7 +169,12 @@ func (s *Server) doRequest(req *sip.Request) {
 // the transaction is returned so that the caller terminates it after the
 // ACK; sipgo ACKs non-2xx itself.
 func (s *Server) roundTrip(req *sip.Request) (*sip.Response, sip.ClientTransaction, error) {
-	ctx, cancel := context.WithTimeout(s.runCtx, 64*sip.T1)
+	return s.roundTripWithin(req, 64*sip.T1)
+}
+
+// roundTripWithin is roundTrip giving up after d.
+func (s *Server) roundTripWithin(req *sip.Request, d time.Duration) (*sip.Response, sip.ClientTransaction, error) {
+	ctx, cancel := context.WithTimeout(s.runCtx, d)
 	defer cancel()
 	tx, err := s.cli.TransactionRequest(ctx, req, noBuild)
 	if err != nil {

@@ -76,7 +76,8 @@ type Server struct {
 	dialogs  map[dialogKey]*dialogRef
 	fails    map[netip.Addr]*failures
 	bans     map[netip.Addr]time.Time
-	lineBusy map[string]bool // peer -> the modem line behind it is busy/down
+	lineBusy map[string]bool      // peer -> the modem line behind it is busy/down
+	lineFree map[string]time.Time // peer -> since when its modem line carries no call
 	localIPs map[netip.Addr]netip.Addr
 
 	trunks trunkState // outbound registrations (trunk.go)
@@ -121,6 +122,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		fails:        map[netip.Addr]*failures{},
 		bans:         map[netip.Addr]time.Time{},
 		lineBusy:     map[string]bool{},
+		lineFree:     map[string]time.Time{},
 		localIPs:     map[netip.Addr]netip.Addr{},
 		modemHandler: opts.Modem,
 	}

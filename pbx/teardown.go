@@ -70,6 +70,11 @@ func (s *Server) watchLines(ctx context.Context) {
 		}
 		s.mu.Lock()
 		s.lineBusy[e.Peer] = e.State.Busy()
+		if e.State.InCall() {
+			delete(s.lineFree, e.Peer)
+		} else if _, ok := s.lineFree[e.Peer]; !ok {
+			s.lineFree[e.Peer] = s.now()
+		}
 		s.mu.Unlock()
 	})
 }

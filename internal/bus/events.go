@@ -140,13 +140,18 @@ type CallEnded struct {
 	Status    string // Asterisk's DIALSTATUS: ANSWER, BUSY, NOANSWER, CANCEL, CONGESTION, CHANUNAVAIL
 	SIPCode   int    // final response sent to the caller (200 if answered)
 	HangupBy  string // "caller", "callee", "box"
+	Reason    string // why the box ended it, when it did on its own (session timer, probe, line idle, RTP timeout)
 	MediaMode string
 	Codec     string
 }
 
 func (CallEnded) Kind() string { return "call.ended" }
 func (e CallEnded) String() string {
-	return fmt.Sprintf("Call %s %s -> %s (%s) ended: %s, %d, hung up by %s", e.CallID, e.From, e.To, e.Callee, e.Status, e.SIPCode, e.HangupBy)
+	s := fmt.Sprintf("Call %s %s -> %s (%s) ended: %s, %d, hung up by %s", e.CallID, e.From, e.To, e.Callee, e.Status, e.SIPCode, e.HangupBy)
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
 }
 
 // ---- modem lines ----
