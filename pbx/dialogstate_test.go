@@ -22,14 +22,24 @@ type rawCall struct {
 
 func newRawCall(t *testing.T) *rawCall {
 	t.Helper()
-	box := startBox(t, testConfig(""), nil)
+	return newRawCallWith(t, testConfig(""), "")
+}
+
+// newRawCallWith is newRawCall with a config and extra headers in the
+// caller's INVITE (lines without the final newline).
+func newRawCallWith(t *testing.T, cfg Config, extra string) *rawCall {
+	t.Helper()
+	box := startBox(t, cfg, nil)
 	isp := newRawUA(t, box.Addr())
 	isp.registerAuth(ispLine, secret, "")
 	cli := newRawUA(t, box.Addr())
 	callID := fmt.Sprintf("raw-%d@x", cli.port())
 	r := cli.invite(clientLine, "88567682", 1, callID, "")
+	if extra != "" {
+		extra = "\n" + extra
+	}
 	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, callID,
-		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), testSDP)
+		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String()))+extra, testSDP)
 	inv := isp.nextRequest(t, sip.INVITE)
 	rc := &rawCall{box: box, cli: cli, isp: isp, inv: inv, cliSeq: 2, ispSeq: 1, ispTag: "isp1"}
 	isp.answer(inv, 200, rc.ispTag, calleeSDP)

@@ -327,6 +327,7 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 		}
 	}
 	tx.OnRetransmission(reAck)
+	retried := false
 	gotProv, cancelled, authed := false, false, false
 	cancelIt := func() {
 		cancelled = true
@@ -391,6 +392,21 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 				}
 			}
 			// non-2xx final: sipgo's transaction ACKs it
+			if mse := minSEOf(res); res.StatusCode == 422 && mse > 0 && !retried && !cancelled {
+				// RFC 4028 §7.4: try once more with the callee's Min-SE
+				retried = true
+				req = c.retryWithMinSE(lg, req, mse)
+				tx.Terminate()
+				ntx, err := s.cli.TransactionRequest(s.runCtx, req, noBuild)
+				if err != nil {
+					deliver(legEvent{lg: lg, err: err})
+					c.forgetLeg(lg)
+					return
+				}
+				tx, gotProv = ntx, false
+				tx.OnRetransmission(reAck)
+				continue
+			}
 			if !cancelled {
 				deliver(legEvent{lg: lg, res: res})
 			}
@@ -410,6 +426,29 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 			return
 		}
 	}
+}
+
+// retryWithMinSE is req again after a 422 (RFC 4028 §7.4): a new CSeq
+// and branch, Session-Expires and Min-SE raised to the callee's Min-SE.
+func (c *call) retryWithMinSE(lg *leg, req *sip.Request, mse time.Duration) *sip.Request {
+	r := req.Clone()
+	c.mu.Lock()
+	lg.cseq++
+	lg.inviteSeq = lg.cseq
+	seq := lg.cseq
+	c.mu.Unlock()
+	r.CSeq().SeqNo = seq
+	v := c.s.newVia(lg.dest)
+	r.RemoveHeader("Via")
+	r.PrependHeader(v)
+	se, _, _ := sessionExpires(req)
+	r.RemoveHeader("Session-Expires")
+	r.RemoveHeader("Min-SE")
+	r.AppendHeader(sip.NewHeader("Session-Expires", secs(max(se, mse))))
+	r.AppendHeader(sip.NewHeader("Min-SE", secs(mse)))
+	r.SetDestination(req.Destination())
+	r.Laddr = req.Laddr
+	return r
 }
 
 // forgetLeg drops a callee leg that will never be part of the call.

@@ -23,6 +23,8 @@ var sipPeerIgnored, sipGeneralIgnored = map[string]bool{}, map[string]bool{}
 var peerDefaultKeys = map[string]bool{
 	"qualify": true, "nat": true, "directmedia": true, "canreinvite": true,
 	"insecure": true, "maxforwards": true, "dtmfmode": true, "context": true,
+	"session-timers": true, "session-expires": true, "session-minse": true, "session-refresher": true,
+	"rtptimeout": true, "rtpholdtimeout": true,
 }
 
 func init() {
@@ -64,8 +66,7 @@ func init() {
 			"accept_outofcall_message auth_message_requests notifyringing notifyhold notifycid notifymimetype subscribe_network_change_event submaxexpiry submaxexpirey subminexpiry subminexpirey"},
 		{both, "SIP timers are RFC 3261's defaults (T1 500 ms, Timer B 64*T1)", "timert1 timerb"},
 		{general, "SIP timers are RFC 3261's defaults (T1 500 ms, Timer B 64*T1)", "t1min"},
-		{both, "SIP session timers (RFC 4028) are not negotiated", "session-timers session-expires session-minse session-refresher"},
-		{both, "RTP inactivity does not end a call: a data call can be silent", "rtptimeout rtpholdtimeout rtpkeepalive"},
+		{both, "the box sends no RTP of its own to keep NAT bindings open", "rtpkeepalive"},
 		{both, "the box sends no NAT keep-alives; registrations refresh the binding", "keepalive"},
 		{both, "the box sends no Reason: Q.850 or Diversion headers", "use_q850_reason"},
 		{general, "the box sends no Reason: Q.850 or Diversion headers", "send_diversion"},

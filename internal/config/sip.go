@@ -230,7 +230,8 @@ func (b *builder) general(s *section, es []entry) {
 var peerKeys = []string{"type", "context", "secret", "md5secret", "defaultuser", "username", "host",
 	"defaultip", "port", "qualify", "qualifyfreq", "directmedia", "canreinvite", "regexten", "nat",
 	"insecure", "allow", "disallow", "permit", "deny", "call-limit", "busylevel", "description",
-	"maxforwards", "huntgroup", "dtmfmode", "language", "transport", "fromuser", "fromdomain", "outboundproxy"}
+	"maxforwards", "huntgroup", "dtmfmode", "language", "transport", "fromuser", "fromdomain", "outboundproxy",
+	"session-timers", "session-expires", "session-minse", "session-refresher", "rtptimeout", "rtpholdtimeout"}
 
 // codecNames are Asterisk's codec names accepted by allow/disallow.
 var codecNames = map[string]bool{
@@ -384,6 +385,43 @@ func (b *builder) peer(s *section, es []entry) pbx.Peer {
 				bad("%v", err)
 			}
 			p.MaxForwards = n
+		case "session-timers":
+			switch v := strings.ToLower(e.Value); v {
+			case "accept", "originate", "refuse":
+				p.SessionTimers = v
+			default:
+				bad("%q is not accept, originate or refuse", e.Value)
+			}
+		case "session-refresher":
+			switch v := strings.ToLower(e.Value); v {
+			case "uas", "uac":
+				p.SessionRefresher = v
+			default:
+				bad("%q is not uas or uac", e.Value)
+			}
+		case "session-expires", "session-minse":
+			// RFC 4028 §4: a session interval is never below 90 s
+			d, err := parseSeconds(e.Value, 90, 86400)
+			if err != nil {
+				bad("%v", err)
+				continue
+			}
+			if e.Key == "session-expires" {
+				p.SessionExpires = d
+			} else {
+				p.SessionMinSE = d
+			}
+		case "rtptimeout", "rtpholdtimeout":
+			d, err := parseSeconds(e.Value, 0, 86400)
+			if err != nil {
+				bad("%v (0 = off)", err)
+				continue
+			}
+			if e.Key == "rtptimeout" {
+				p.RTPTimeout = d
+			} else {
+				p.RTPHoldTimeout = d
+			}
 		case "huntgroup":
 			if e.Value == "" || strings.ContainsAny(e.Value, " \t,") {
 				bad("%q is not a hunt group name (one word)", e.Value)
@@ -416,6 +454,9 @@ func (b *builder) peer(s *section, es []entry) pbx.Peer {
 	if allowNoDisallow != nil {
 		b.warnf(allowNoDisallow.File, allowNoDisallow.Line,
 			"allow: without disallow=all before it, allow= only adds to the default codecs (all pass); write disallow=all first to restrict")
+	}
+	if p.SessionMinSE > p.SessionExpires {
+		b.errorf(s.File, s.Line, "%s: session-minse %s is above session-expires %s", where, p.SessionMinSE, p.SessionExpires)
 	}
 	if disallowedAll && len(p.Allow) == 0 {
 		b.errorf(s.File, s.Line, "%s: disallow=all and no allow= leaves no codec", where)
