@@ -190,3 +190,106 @@ func TestSippVanishedPartiesCleanedUp(t *testing.T) {
 	}
 	noCallsLeft(t, box)
 }
+
+// session-timers=originate asks the callee for a timer; its 422 with a
+// larger Min-SE makes the box send the INVITE again with that interval
+// (RFC 4028 §7.4), and the call goes through.
+func TestSessionTimerCallee422(t *testing.T) {
+	cfg := testConfig("")
+	cfg.Peers[0].SessionTimers = timersOriginate
+	box := startBox(t, cfg, nil)
+	isp := newRawUA(t, box.Addr())
+	isp.registerAuth(ispLine, secret, "")
+	cli := newRawUA(t, box.Addr())
+	r := cli.invite(clientLine, "88567682", 1, "c422@x", "")
+	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, "c422@x",
+		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), testSDP)
+	inv := isp.nextRequest(t, sip.INVITE)
+	if se := inv.GetHeader("Session-Expires"); se == nil || se.Value() != "1800" || !supportsTimer(inv) || inv.GetHeader("Min-SE") == nil {
+		t.Fatalf("INVITE asks for no session timer:\n%v", inv)
+	}
+	res := sip.NewResponseFromRequest(inv, 422, "Session Interval Too Small", nil)
+	res.AppendHeader(sip.NewHeader("Min-SE", "3600"))
+	isp.sendRaw([]byte(res.String()))
+	inv2 := isp.nextRequest(t, sip.INVITE)
+	if inv2.CSeq().SeqNo != inv.CSeq().SeqNo+1 || inv2.CallID().Value() != inv.CallID().Value() ||
+		inv2.GetHeader("Session-Expires").Value() != "3600" || inv2.GetHeader("Min-SE").Value() != "3600" {
+		t.Fatalf("retry after 422:\n%v", inv2)
+	}
+	ok := sip.NewResponseFromRequest(inv2, 200, "OK", []byte(calleeSDP))
+	ok.To().Params.Add("tag", "isp1")
+	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: ispLine, Host: "127.0.0.1", Port: isp.port()}})
+	ok.AppendHeader(sip.NewHeader("Session-Expires", "3600;refresher=uas"))
+	ok.AppendHeader(sip.NewHeader("Require", "timer"))
+	ct := sip.ContentTypeHeader("application/sdp")
+	ok.AppendHeader(&ct)
+	isp.sendRaw([]byte(ok.String()))
+	if r := cli.final(5 * time.Second); r == nil || r.StatusCode != 200 {
+		t.Fatalf("caller got %v", r)
+	}
+	box.ev.wait(t, 5*time.Second, func(e bus.Event) bool { _, ok := e.(bus.CallAnswered); return ok })
+	c := box.Calls()
+	if len(c) != 1 {
+		t.Fatalf("calls: %+v", c)
+	}
+	box.mu.Lock()
+	call := box.calls[c[0].ID]
+	box.mu.Unlock()
+	call.mu.Lock()
+	st := call.legs[sideCallee].st
+	call.mu.Unlock()
+	if !st.negotiated || st.boxRefresh || st.interval != time.Hour {
+		t.Errorf("callee's session timer: %+v", st)
+	}
+}
+
+// callerTimer follows RFC 4028 §9 for the box as UAS.
+func TestCallerTimerNegotiation(t *testing.T) {
+	def := policyOf(DefaultPeer("x"))
+	for _, tt := range []struct {
+		name    string
+		policy  timerPolicy
+		hdrs    string
+		want    string // the 2xx's Session-Expires, "" = none, "422 N" = refused
+		boxRefr bool
+	}{
+		{"no timer asked: probes", def, "", "", true},
+		{"asked, supported, no refresher: ours (uas)", def, "Supported: timer\nSession-Expires: 1800", "1800;refresher=uas", true},
+		{"asked with refresher=uac", def, "Supported: timer\nSession-Expires: 1800;refresher=uac", "1800;refresher=uac", false},
+		{"asked without timer support: we refresh", def, "Session-Expires: 1800;refresher=uac", "1800;refresher=uas", true},
+		{"compact form", def, "k: timer\nx: 600", "600;refresher=uas", true},
+		{"too long: lowered to ours", def, "Supported: timer\nSession-Expires: 7200", "1800;refresher=uas", true},
+		{"too short: 422", def, "Supported: timer\nSession-Expires: 30", "422 90", true},
+		{"too short with their Min-SE", def, "Supported: timer\nSession-Expires: 30\nMin-SE: 120", "422 120", true},
+		{"refuse", timerPolicy{mode: timersRefuse, expires: time.Hour, minSE: 90 * time.Second, refresher: "uas"}, "Supported: timer\nSession-Expires: 1800", "", true},
+		{"originate imposes one", timerPolicy{mode: timersOriginate, expires: 900 * time.Second, minSE: 90 * time.Second, refresher: "uac"}, "Supported: timer", "900;refresher=uac", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := "INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n"
+			if tt.hdrs != "" {
+				raw += strings.ReplaceAll(tt.hdrs, "\n", "\r\n") + "\r\n"
+			}
+			m, err := sip.NewParser().ParseSIP([]byte(raw + "Content-Length: 0\r\n\r\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, hdrs, floor := callerTimer(m.(*sip.Request), tt.policy)
+			got := ""
+			switch {
+			case floor > 0:
+				got = "422 " + secs(floor)
+			case len(hdrs) > 0:
+				got = hdrs[0].Value()
+			}
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if floor == 0 && st.boxRefresh != tt.boxRefr {
+				t.Errorf("box refreshes = %v, want %v", st.boxRefresh, tt.boxRefr)
+			}
+			if floor == 0 && (len(hdrs) > 0) != st.negotiated {
+				t.Errorf("negotiated = %v with headers %v", st.negotiated, hdrs)
+			}
+		})
+	}
+}
