@@ -18,7 +18,7 @@ import (
 
 func cmdDemo(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "demo", `
-Usage: isp-box demo [-c FILE] [--number N] [--login] [-v]
+Usage: isp-box demo [-c FILE] [--number N] [--login] [--softmodem] [-v]
 
 Proves the whole chain on this machine, with no hardware, no root and
 nothing to configure: it starts a box from examples/pap2t.conf (built in)
@@ -30,8 +30,9 @@ server it starts on 127.0.0.1. Each step is printed as it happens, then
 the peers and lines views. Exit status 0 when every step worked; otherwise
 1 and the step that failed.`)
 	cfgPath := fs.String("c", "", "config file to run instead of the built-in examples/pap2t.conf")
-	number := fs.String("number", "88567682", "number the client dials")
+	number := fs.String("number", "", "number the client dials (88567682, or 5550000 with --softmodem)")
 	login := fs.Bool("login", false, "log in at the text prompt as dial/dial (the seed's way) instead of AutoPPP")
+	soft := fs.Bool("softmodem", false, "the box answers with its own software modem: the client calls 5550000 (dial plan Modem(answer)) with a V.22bis software modem on the RTP")
 	verbose := fs.Bool("v", false, "also print every part's debug log on stderr")
 	if code := fs.parse(args, 0, 0); code >= 0 {
 		return code
@@ -40,7 +41,7 @@ the peers and lines views. Exit status 0 when every step worked; otherwise
 	if *verbose {
 		log = logging.New(e.stderr, logging.Options{Level: slog.LevelDebug})
 	}
-	err := demo.Run(ctx, e.stdout, demo.Options{Config: *cfgPath, Number: *number, Login: *login, Log: log})
+	err := demo.Run(ctx, e.stdout, demo.Options{Config: *cfgPath, Number: *number, Login: *login, Log: log, Softmodem: *soft})
 	if err != nil {
 		e.errorf("%v", err)
 		return 1

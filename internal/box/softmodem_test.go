@@ -2,26 +2,18 @@ package box_test
 
 import (
 	"context"
-	"crypto/md5"
 	"encoding/binary"
-	"encoding/hex"
-	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-	"github.com/pion/rtp"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/sim/smcaller"
 	"github.com/isp-box/isp-box/ppp"
 	"github.com/isp-box/isp-box/softmodem"
-	"github.com/isp-box/isp-box/softmodem/g711"
 )
 
 // TestPPPOverSoftmodem: a caller's V.22bis modem dials an extension whose
@@ -40,21 +32,20 @@ func TestPPPOverSoftmodem(t *testing.T) {
 	}
 	b := r.startBox()
 
-	ua := newSIPCaller(t, netipLoopback(r.port))
-	caller := softmodem.New(softmodem.Config{Modulation: softmodem.V22bis, Role: softmodem.Originate})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	ua.call(ctx, "5550000", caller)
-
-	deadline := time.Now().Add(20 * time.Second)
-	for caller.State() != softmodem.StateData && time.Now().Before(deadline) {
-		select {
-		case <-caller.Changed():
-		case <-time.After(200 * time.Millisecond):
-		}
+	call, err := smcaller.Dial(ctx, smcaller.Options{Box: netipLoopback(r.port), User: "pap2t-client", Password: "password",
+		Number: "5550000", Modulation: softmodem.V22bis})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if caller.State() != softmodem.StateData {
-		t.Fatalf("no CONNECT: %+v", caller.Stats())
+	defer call.Close()
+	caller := call.Modem
+	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+	err = call.WaitConnect(cctx)
+	ccancel()
+	if err != nil {
+		t.Fatalf("%v: %+v", err, caller.Stats())
 	}
 	cl, err := ppp.Dial(ctx, caller, ppp.ClientConfig{User: "dial", Password: "dial"}, r.log("client"))
 	if err != nil {
@@ -121,133 +112,4 @@ func pingPacket(src, dst netip.Addr, id uint16) []byte {
 	binary.BigEndian.PutUint16(icmp[6:], 1)
 	binary.BigEndian.PutUint16(icmp[2:], ^checksum.Checksum(icmp, 0))
 	return p
-}
-
-// sipCaller places one call with digest authentication, as pap2t-client,
-// and runs the caller's modem on the RTP in lock step with the box's
-// packets.
-type sipCaller struct {
-	t    *testing.T
-	conn *net.UDPConn
-	box  netip.AddrPort
-	p    *sip.Parser
-}
-
-func newSIPCaller(t *testing.T, box netip.AddrPort) *sipCaller {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &sipCaller{t: t, conn: c, box: box, p: sip.NewParser()}
-}
-
-func (u *sipCaller) port() int { return u.conn.LocalAddr().(*net.UDPAddr).Port }
-
-func (u *sipCaller) send(msg, body string) {
-	msg = strings.ReplaceAll(strings.Trim(msg, "\n"), "\n", "\r\n")
-	msg += fmt.Sprintf("\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	if _, err := u.conn.WriteToUDPAddrPort([]byte(msg), u.box); err != nil {
-		u.t.Fatal(err)
-	}
-}
-
-func (u *sipCaller) final() *sip.Response {
-	buf := make([]byte, 65535)
-	end := time.Now().Add(10 * time.Second)
-	for time.Now().Before(end) {
-		u.conn.SetReadDeadline(end)
-		n, err := u.conn.Read(buf)
-		if err != nil {
-			return nil
-		}
-		m, err := u.p.ParseSIP(buf[:n])
-		if err != nil {
-			continue
-		}
-		if r, ok := m.(*sip.Response); ok && r.StatusCode >= 200 {
-			return r
-		}
-	}
-	return nil
-}
-
-var nonceRE = regexp.MustCompile(`nonce="([^"]+)"`)
-
-func md5hex(s string) string { h := md5.Sum([]byte(s)); return hex.EncodeToString(h[:]) }
-
-func (u *sipCaller) request(method, exten string, cseq int, callID, toTag, extra, body string) {
-	to := ""
-	if toTag != "" {
-		to = ";tag=" + toTag
-	}
-	u.send(fmt.Sprintf(`
-%[8]s sip:%[1]s@%[2]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[3]d;branch=z9hG4bK%[4]d%[5]d;rport
-From: <sip:pap2t-client@%[2]s>;tag=caller
-To: <sip:%[1]s@%[2]s>%[6]s
-Call-ID: %[7]s
-CSeq: %[5]d %[8]s
-Contact: <sip:pap2t-client@127.0.0.1:%[3]d>
-Max-Forwards: 70
-User-Agent: Linksys/PAP2T-5.1.6(LS)%[9]s`, exten, u.box, u.port(), time.Now().UnixNano(), cseq, to, callID, method, extra), body)
-}
-
-// call INVITEs exten and starts the modem on the answered call's RTP.
-func (u *sipCaller) call(ctx context.Context, exten string, m *softmodem.Modem) {
-	t := u.t
-	media, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { media.Close() })
-	offer := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n",
-		media.LocalAddr().(*net.UDPAddr).Port)
-	const callID = "softmodem-ppp@127.0.0.1"
-	ctype := "\nContent-Type: application/sdp"
-	u.request("INVITE", exten, 1, callID, "", ctype, offer)
-	r := u.final()
-	if r != nil && r.StatusCode == 401 {
-		tag, _ := r.To().Params.Get("tag")
-		u.request("ACK", exten, 1, callID, tag, "", "")
-		nonce := nonceRE.FindStringSubmatch(r.GetHeader("WWW-Authenticate").Value())[1]
-		uri := "sip:" + exten + "@" + u.box.String()
-		resp := md5hex(md5hex("pap2t-client:asterisk:password") + ":" + nonce + ":" + md5hex("INVITE:"+uri))
-		auth := fmt.Sprintf("\nAuthorization: Digest username=\"pap2t-client\", realm=\"asterisk\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=MD5", nonce, uri, resp)
-		u.request("INVITE", exten, 2, callID, "", ctype+auth, offer)
-		r = u.final()
-	}
-	if r == nil || r.StatusCode != 200 {
-		t.Fatalf("INVITE %s: %v", exten, r)
-	}
-	tag, _ := r.To().Params.Get("tag")
-	u.request("ACK", exten, 2, callID, tag, "", "")
-	var remote netip.AddrPort
-	for _, l := range strings.Split(string(r.Body()), "\r\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "m=audio" {
-			var port int
-			fmt.Sscan(f[1], &port)
-			remote = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-		}
-	}
-	go func() {
-		buf, pkt := make([]byte, 1500), make([]byte, 1500)
-		h := rtp.Header{Version: 2, PayloadType: 0, SSRC: 4321}
-		var p rtp.Packet
-		for ctx.Err() == nil {
-			media.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			n, err := media.Read(buf)
-			if err != nil || p.Unmarshal(buf[:n]) != nil {
-				continue
-			}
-			rx, tx := make([]int16, len(p.Payload)), make([]int16, len(p.Payload))
-			g711.Ulaw.Decode(rx, p.Payload)
-			m.Process(rx, tx)
-			hl, _ := h.MarshalTo(pkt)
-			g711.Ulaw.Encode(pkt[hl:], tx)
-			media.WriteToUDPAddrPort(pkt[:hl+len(tx)], remote)
-			h.SequenceNumber++
-			h.Timestamp += uint32(len(tx))
-		}
-	}()
 }

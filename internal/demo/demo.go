@@ -31,6 +31,10 @@ type Options struct {
 	Login bool
 	// RingInterval is the emulated modems' ring cadence; 0 = 2 s.
 	RingInterval time.Duration
+	// Softmodem makes the box answer with its own software modem: the
+	// dial plan gets exten 5550000 => Modem(answer), and the client calls
+	// it with a V.22bis software modem on the RTP instead of the ATA's.
+	Softmodem bool
 }
 
 // StepError names the step of the demo that failed.
@@ -64,6 +68,9 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	cfg, err := loadConfig(o.Config)
 	if err != nil {
 		return step("config", err)
+	}
+	if o.Softmodem {
+		addSoftmodemExten(cfg)
 	}
 	printf("config: %s: %d SIP peers, %d modem lines, %d dial plan lines", configName(o.Config), len(cfg.PBX.Peers), len(cfg.Lines), len(cfg.PBX.Dialplan))
 
@@ -135,14 +142,27 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	number := o.Number
 	if number == "" {
 		number = "88567682"
+		if o.Softmodem {
+			number = softmodemNumber
+		}
 	}
 	user, pass := "dial", "dial"
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	sess, err := Dial(dctx, w.Clients[client].Path(), DialOptions{
-		Number: number, User: user, Password: pass, Login: o.Login, Log: o.Log,
-		Step: func(f string, a ...any) { printf(f, a...) },
-	})
+	var sess *Session
+	if o.Softmodem {
+		var call interface{ Close() error }
+		sess, call, err = dialSoftmodem(dctx, w, cfg, client, number, o.Log, func(f string, a ...any) { printf(f, a...) })
+		if err != nil {
+			return step("call the box's software modem and bring PPP up", err)
+		}
+		defer call.Close()
+	} else {
+		sess, err = Dial(dctx, w.Clients[client].Path(), DialOptions{
+			Number: number, User: user, Password: pass, Login: o.Login, Log: o.Log,
+			Step: func(f string, a ...any) { printf(f, a...) },
+		})
+	}
 	if err != nil {
 		return step("dial in and bring PPP up", err)
 	}
