@@ -262,7 +262,14 @@ func Dial(ctx context.Context, path string, o DialOptions) (*Session, error) {
 		pc.Close()
 		return nil, fmt.Errorf("client stack: %w", err)
 	}
-	s.Net = cn
+	s.startStack(pc, cn)
+	return s, nil
+}
+
+// startStack feeds the PPP link's packets to the client IP stack until
+// the link closes.
+func (s *Session) startStack(pc *ppp.Client, cn *clientnet.Client) {
+	s.PPP, s.Net = pc, cn
 	s.pump.Add(1)
 	go func() {
 		defer s.pump.Done()
@@ -275,7 +282,6 @@ func Dial(ctx context.Context, path string, o DialOptions) (*Session, error) {
 			cn.Deliver(buf[:n])
 		}
 	}()
-	return s, nil
 }
 
 // login answers the text login prompt as a user at a terminal would.

@@ -67,18 +67,7 @@ func dialSoftmodem(ctx context.Context, w *World, cfg *config.Config, client, nu
 		call.Close()
 		return nil, nil, fmt.Errorf("client stack: %w", err)
 	}
-	s := &Session{PPP: pc, Net: cn, Connect: fmt.Sprintf("CONNECT %d", st.Rate)}
-	s.pump.Add(1)
-	go func() {
-		defer s.pump.Done()
-		buf := make([]byte, 2048)
-		for {
-			n, err := pc.ReadPacket(buf)
-			if err != nil {
-				return
-			}
-			cn.Deliver(buf[:n])
-		}
-	}()
+	s := &Session{Connect: fmt.Sprintf("CONNECT %d", st.Rate)}
+	s.startStack(pc, cn)
 	return s, call, nil
 }
