@@ -31,6 +31,15 @@ func TestPPPOverSoftmodem(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := r.startBox()
+	t.Cleanup(func() {
+		if t.Failed() { // what the box's modem saw
+			for _, ev := range b.events.all() {
+				if m, ok := ev.(bus.ModemStats); ok {
+					t.Logf("%v", m)
+				}
+			}
+		}
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -101,6 +101,8 @@ type Pump struct {
 	dataUp    bool
 	// retraining: the S1 just sent starts a retrain, not the call.
 	retraining bool
+	// wasData: the carrier dropped during data; its return starts a retrain.
+	wasData bool
 	// badRun counts data symbols received with an SNR too poor to trust.
 	badRun int
 }

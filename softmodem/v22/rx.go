@@ -7,7 +7,7 @@ import (
 
 const (
 	halfStep    = float64(spsNum) / spsDen / 2 // samples per half symbol
-	carrierHold = 200 * 8                      // samples of silence before carrier off
+	carrierHold = 400 * 8                      // samples of silence before carrier off
 )
 
 func (p *Pump) resetRx() {
@@ -39,6 +39,11 @@ func (p *Pump) Demodulate(in []float64) {
 			if p.quiet++; p.quiet >= carrierHold {
 				p.dcd = false
 				p.quiet = 0
+				// A call that was in data and loses the carrier for a
+				// while (a burst of lost packets) comes back with a
+				// retrain, not the call's handshake: the far end is still
+				// in data and will not send it again.
+				p.wasData = p.wasData || p.rx == rxData || p.retraining
 				p.setRx(rxIdle)
 				p.dataUp = false
 			}
@@ -127,6 +132,11 @@ func (p *Pump) symbol() {
 		}
 		p.gardner(gain)
 		if p.rxCount >= 40 {
+			if p.wasData && p.maxRate >= 2400 {
+				p.wasData = false
+				p.startRetrain()
+				return
+			}
 			if p.caller && p.rx == rxAcquire {
 				p.setRx(rxU11)
 			} else {

@@ -234,3 +234,40 @@ func TestRetrainAfterLoss(t *testing.T) {
 		t.Errorf("after the retrain the answerer got %q", ans.got)
 	}
 }
+
+// hole silences one direction for a while: a burst of lost packets.
+type hole struct {
+	linesim.Endpoint
+	from, to, n int
+}
+
+func (h *hole) Process(rx, tx []int16) {
+	h.Endpoint.Process(rx, tx)
+	if h.n++; h.n >= h.from && h.n < h.to {
+		clear(tx)
+	}
+}
+
+// TestCarrierBackAfterHole: 600 ms without the caller's signal (longer
+// than the carrier hold-over) in data; when it comes back the answerer
+// asks for a retrain and data flows again.
+func TestCarrierBackAfterHole(t *testing.T) {
+	ans := newEnd(false, 2400, nil)
+	call := newEnd(true, 2400, nil)
+	h := &hole{Endpoint: call, from: 300, to: 330}
+	line := linesim.New(ans, h, linesim.Impairments{Law: g711.Ulaw, SNR: 30, Seed: 1}, linesim.Impairments{Law: g711.Ulaw, SNR: 30, Seed: 2})
+	if !line.Run(5, func() bool { return ans.p.Ready() && call.p.Ready() }) {
+		t.Fatal("no training")
+	}
+	line.Run(12, func() bool { return false })
+	msg := []byte("after the hole")
+	call.data = append(call.data, msg...)
+	ans.got = nil
+	line.Run(20, func() bool { return bytes.HasSuffix(ans.got, msg) })
+	if !bytes.HasSuffix(ans.got, msg) || !ans.p.Ready() {
+		t.Errorf("answerer got %q, ready %v, rx %d tx %d; caller rx %d tx %d", ans.got, ans.p.Ready(), ans.p.rx, ans.p.tx, call.p.rx, call.p.tx)
+	}
+	if ans.p.Stats().Retrains == 0 {
+		t.Error("no retrain after the carrier came back")
+	}
+}
