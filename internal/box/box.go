@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"sync"
 	"syscall"
@@ -307,8 +308,9 @@ func (b *Box) Run(ctx context.Context) (err error) {
 				sessions, err2 := st.Sessions(ctx, n)
 				return console.History{Calls: calls, Sessions: sessions}, errors.Join(err1, err2)
 			},
-			Version: b.opts.Version,
-			Log:     log,
+			Version:   b.opts.Version,
+			Log:       log,
+			Profiling: profiling(log),
 		})
 		srvDone := make(chan struct{})
 		go func() {
@@ -894,4 +896,17 @@ func (b *Box) portOf(c modem.Conn) radius.Port {
 		}
 	}
 	return p
+}
+
+// profiling reports whether ISPBOX_PPROF=1 asks for Go's profiles on the
+// control socket, and then also samples blocking and lock contention
+// (off otherwise: both cost a little on every wait).
+func profiling(log *slog.Logger) bool {
+	if os.Getenv("ISPBOX_PPROF") != "1" {
+		return false
+	}
+	runtime.SetBlockProfileRate(int(time.Millisecond / 10)) // one event per 100 µs blocked
+	runtime.SetMutexProfileFraction(10)
+	log.Warn("profiling on (ISPBOX_PPROF=1): /debug/pprof/ on the control socket")
+	return true
 }

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof" // also registers on http.DefaultServeMux, which nothing here serves
 	"net/netip"
 	"os"
 	"runtime"
@@ -72,6 +73,11 @@ type ServerOptions struct {
 	// Handlers adds or replaces routes, keyed by "METHOD /v1/path" as in
 	// http.ServeMux patterns, e.g. "POST /v1/hangup".
 	Handlers map[string]Route
+	// Profiling serves Go's profiles (net/http/pprof: CPU, heap,
+	// goroutine, block, mutex, trace) under /debug/pprof/, to root and the
+	// daemon's uid only: a profile shows the daemon's memory. Off unless
+	// the daemon was started with ISPBOX_PPROF=1.
+	Profiling bool
 	// EventBuffer is the size of each /v1/events subscription (default
 	// 256). A console that falls further behind loses events and is told.
 	EventBuffer int
@@ -174,6 +180,13 @@ func (s *Server) routes() map[string]Route {
 		"GET /v1/history": {Handler: http.HandlerFunc(s.serveHistory)},
 		"POST /v1/reload": {Write: true, Handler: http.HandlerFunc(s.serveReload)},
 		"POST /v1/unban":  {Write: true, Handler: http.HandlerFunc(s.serveUnban)},
+	}
+	if s.opts.Profiling {
+		r["GET /debug/pprof/"] = Route{Write: true, Handler: http.HandlerFunc(pprof.Index)}
+		r["GET /debug/pprof/cmdline"] = Route{Write: true, Handler: http.HandlerFunc(pprof.Cmdline)}
+		r["GET /debug/pprof/profile"] = Route{Write: true, Handler: http.HandlerFunc(pprof.Profile)}
+		r["GET /debug/pprof/symbol"] = Route{Write: true, Handler: http.HandlerFunc(pprof.Symbol)}
+		r["GET /debug/pprof/trace"] = Route{Write: true, Handler: http.HandlerFunc(pprof.Trace)}
 	}
 	for k, v := range s.opts.Handlers {
 		r[k] = v

@@ -488,3 +488,36 @@ func TestEventStreamCap(t *testing.T) {
 	go func() { done <- c.EventStream(ctx, nil, func(EventLine) error { return nil }) }()
 	waitSubscribers(t, d.bus, "console", limit)
 }
+
+// TestProfiling: /debug/pprof/ exists only when asked for, and only for
+// root and the daemon's uid.
+func TestProfiling(t *testing.T) {
+	get := func(t *testing.T, d *daemon, path string) (int, string) {
+		t.Helper()
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", d.sock)
+		}}}
+		resp, err := hc.Get("http://isp-box" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	off := startDaemon(t, ServerOptions{})
+	if code, _ := get(t, off, "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("profiling off: GET /debug/pprof/ = %d, want 404", code)
+	}
+	on := startDaemon(t, ServerOptions{Profiling: true})
+	if code, body := get(t, on, "/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+		t.Errorf("profiling on: GET goroutine = %d %.80q", code, body)
+	}
+	if code, body := get(t, on, "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "mutex") {
+		t.Errorf("profiling on: GET index = %d %.80q", code, body)
+	}
+	on.srv.writeOK = func(Cred, bool) bool { return false }
+	if code, _ := get(t, on, "/debug/pprof/heap"); code != http.StatusForbidden {
+		t.Errorf("profiling for another uid: %d, want 403", code)
+	}
+}
