@@ -15,7 +15,9 @@
 # ratios isp-box/Kamailio. Then the same for REGISTER/s with digest.
 #
 # Environment: RATES, REG_RATES (space-separated), DURATION (s per rate,
-# 10), HOLD (ms, 1000), KEEP=1 keeps the logs. Kamailio comes from Debian's package, installed
+# 10), HOLD (ms, 1000), KEEP=1 keeps the logs, PROFILE_DIR=DIR starts
+# isp-box with ISPBOX_PPROF=1 and saves its CPU profile of each call rate
+# and its block and mutex profiles there (go tool pprof). Kamailio comes from Debian's package, installed
 # here if missing (root). Loopback only; every process started here is
 # stopped on exit.
 set -euo pipefail
@@ -86,7 +88,13 @@ nat=no
 [default]
 exten => _X!,1,Dial(SIP/pap2t-ispmodem, 20)
 CONF
+if [ -n "${PROFILE_DIR:-}" ]; then
+	mkdir -p "$PROFILE_DIR"
+	cp "$work/isp-box" "$PROFILE_DIR/isp-box"
+	export ISPBOX_PPROF=1
+fi
 "$work/isp-box" serve -c "$work/isp-box.conf" >"$work/isp-box.log" 2>&1 &
+unset ISPBOX_PPROF
 box_pid=$!
 pids+=("$box_pid")
 
@@ -169,7 +177,12 @@ load() {
 	mkdir -p "$dir"
 	sample "$srv" "$dir/peak" &
 	local spid=$!
-	local t0 c0 t1 c1
+	local t0 c0 t1 c1 prof=""
+	if [ -n "${PROFILE_DIR:-}" ] && [ "$srv" = isp-box ]; then
+		curl -s --unix-socket "$work/isp-box.sock" -o "$PROFILE_DIR/cpu-$(basename "$scen" .xml)-$rate.pprof" \
+			"http://isp-box/debug/pprof/profile?seconds=$DURATION" &
+		prof=$!
+	fi
 	c0=$(ticks "$srv")
 	t0=$(date +%s.%N)
 	(cd "$dir" && timeout $((DURATION * 3 + 60)) sipp -sf "$repo/$scen" -i 127.0.0.1 -p "$UAC_PORT" -nostdin \
@@ -182,6 +195,12 @@ load() {
 	c1=$(ticks "$srv")
 	kill "$spid" 2>/dev/null
 	wait "$spid" 2>/dev/null || true
+	if [ -n "$prof" ]; then
+		wait "$prof" || true
+		for p in block mutex; do
+			curl -s --unix-socket "$work/isp-box.sock" -o "$PROFILE_DIR/$p-$(basename "$scen" .xml)-$rate.pprof" "http://isp-box/debug/pprof/$p" || true
+		done
+	fi
 	local rtt
 	rtt=$(ls "$dir"/*_rtt.csv 2>/dev/null | head -1)
 	R_OK=$(col "$dir/stat.csv" "SuccessfulCall(C)")
