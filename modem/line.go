@@ -39,6 +39,11 @@ type LineOptions struct {
 	// another error (NO CARRIER). ctx ends with the S7 wait. Nil: every
 	// number connects to ServicePPP.
 	Dial func(ctx context.Context, line, number string) (Route, error)
+	// Service says what answers the SIP call callID that a hardware line
+	// just answered (the dial plan's PPP(), Login(), Telnet(), TCP() for
+	// the number the caller dialled). Nil, or ServicePPP: the line's
+	// login/AutoPPP and Handler.
+	Service func(ctx context.Context, line, callID string) Route
 }
 
 // timing holds the fixed intervals of mgetty's job; tests shorten them.
@@ -805,7 +810,24 @@ func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, c
 		}
 	}
 
-	err := l.session1(ctx, p, cfg, cn, callID, callerID, sessionKind{})
+	kind := sessionKind{}
+	if l.opts.Service != nil && callID != "" {
+		// The number the caller dialled picks the service.
+		r := l.opts.Service(ctx, cfg.Name, callID)
+		switch {
+		case r.Service == ServiceLogin:
+			kind.loginOnly = true
+		case isBridge(r):
+			remote, err := dialService(ctx, r)
+			if err != nil {
+				l.fail(fmt.Errorf("bridge for call %s: %w", callID, err))
+				return l.hangup(ctx, p, cfg, callID)
+			}
+			l.log.Info("bridging the call", "call", callID, "service", r.Service, "target", r.Target)
+			kind = bridgeKind(remote)
+		}
+	}
+	err := l.session1(ctx, p, cfg, cn, callID, callerID, kind)
 	if isDeviceErr(err) || ctx.Err() != nil {
 		return err
 	}
@@ -852,7 +874,7 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	defer cancel(nil)
 
 	user := ""
-	if !direct {
+	if !direct && kind.handler == nil {
 		var err error
 		if kind.loginOnly {
 			cfg.AutoPPP = false
@@ -866,7 +888,11 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 		l.status.User = user
 		l.mu.Unlock()
 	}
-	if l.opts.Handler == nil {
+	handler := l.opts.Handler
+	if kind.handler != nil {
+		handler = kind.handler
+	}
+	if handler == nil {
 		return errors.New("modem: no handler")
 	}
 	start := l.clk.Now()
@@ -874,7 +900,7 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	// hang-up reach it as Read errors on c (ErrCarrierLost, ErrClosed), so
 	// PPP records them as a lost line, not as the box shutting down, and
 	// does not send a Terminate-Request into a dead line.
-	err := l.opts.Handler(ctx, c, user)
+	err := handler(ctx, c, user)
 	cause := context.Cause(sctx)
 	l.log.Info("session over", "after", l.clk.Now().Sub(start).Round(time.Millisecond), "err", err, "cause", cause)
 	return sessionErr(sctx, err)

@@ -30,8 +30,10 @@ type Route struct {
 
 // Services a Route may name.
 const (
-	ServicePPP   = "ppp"
-	ServiceLogin = "login"
+	ServicePPP    = "ppp"
+	ServiceLogin  = "login"
+	ServiceTelnet = "telnet" // bridge to Target (host:port) with Telnet negotiation
+	ServiceTCP    = "tcp"    // bridge to Target, raw bytes
 )
 
 // Dial failures the Dial option returns; anything else is NO CARRIER.
@@ -189,6 +191,16 @@ func (l *Line) virtualDial(ctx context.Context, p *port, cfg LineConfig, eng *at
 		}
 		route = r
 	}
+	kind := sessionKind{loginOnly: route.Service == ServiceLogin}
+	if isBridge(route) {
+		// The host must answer before the caller hears CONNECT.
+		remote, err := dialService(ctx, route)
+		if err != nil {
+			l.log.Warn("bridge: cannot reach the host", "number", a.Number, "err", err)
+			return p.write(eng.Result(eng.FailureText(at.FailNoAnswer)))
+		}
+		kind = bridgeKind(remote)
+	}
 	speed := cfg.ConnectSpeed
 	if speed <= 0 {
 		speed = cfg.Speed
@@ -197,8 +209,7 @@ func (l *Line) virtualDial(ctx context.Context, p *port, cfg LineConfig, eng *at
 	if err := p.write(eng.Result(text)); err != nil {
 		return err
 	}
-	l.log.Info("dialled", "number", a.Number, "service", route.Service, "connect", text)
-	kind := sessionKind{loginOnly: route.Service == ServiceLogin}
+	l.log.Info("dialled", "number", a.Number, "service", route.Service, "target", route.Target, "connect", text)
 	return l.virtualSession(ctx, p, cfg, eng, at.Connection{Speed: speed, Result: text}, kind)
 }
 
@@ -246,6 +257,9 @@ type sessionKind struct {
 	stream    bool         // a TCP connection: its end is the carrier
 	loginOnly bool         // the text login even with AutoPPP configured
 	virtual   *virtualCall // the box is the modem: watch +++ and DTR
+	// handler, when set, runs the call instead of LineOptions.Handler,
+	// without a login (a bridge to a BBS).
+	handler func(ctx context.Context, c Conn, user string) error
 }
 
 // pumpVirtual moves the DTE's data to the session, watching for the

@@ -449,6 +449,7 @@ func (b *Box) startLineLocked(lc config.Line) error {
 		DetectPPP:  ppp.Detect,
 		CheckLogin: b.checkLogin,
 		Dial:       b.dialFromLine,
+		Service:    b.serviceForCall,
 	}
 	var run func(context.Context) error
 	if lc.Modem.Kind == modem.KindTCP {

@@ -74,6 +74,14 @@ func routeNumber(plan *dialplan.Plan, cfg *config.Config, dctx, number string) (
 			return modem.Route{}, fmt.Errorf("%s: the dial plan ended without connecting (DIALSTATUS %s)", number, run.DialStatus)
 		}
 		switch st.App {
+		case "PPP":
+			return modem.Route{Service: modem.ServicePPP}, nil
+		case "Login":
+			return modem.Route{Service: modem.ServiceLogin}, nil
+		case "Telnet":
+			return modem.Route{Service: modem.ServiceTelnet, Target: st.Args[0]}, nil
+		case "TCP":
+			return modem.Route{Service: modem.ServiceTCP, Target: st.Args[0]}, nil
 		case "Busy":
 			return modem.Route{}, modem.ErrBusy
 		case "Hangup", "Congestion":
@@ -87,4 +95,38 @@ func routeNumber(plan *dialplan.Plan, cfg *config.Config, dctx, number string) (
 			run.SetDialStatus("CHANUNAVAIL")
 		}
 	}
+}
+
+// serviceForCall is what answers the SIP call callID that a hardware line
+// answered: the dial plan for the number the caller dialled, in the
+// caller's context, read up to the Dial() that rang the line (Telnet(),
+// TCP(), Login(), PPP() before it pick the service; PPP when none does).
+func (b *Box) serviceForCall(ctx context.Context, line, callID string) modem.Route {
+	ppp := modem.Route{Service: modem.ServicePPP}
+	if b.pbx == nil {
+		return ppp
+	}
+	cfg := b.Config()
+	for _, c := range b.pbx.Calls() {
+		if c.ID != callID {
+			continue
+		}
+		dctx := "default"
+		for _, p := range cfg.PBX.Peers {
+			if p.Name == c.From && p.Context != "" {
+				dctx = p.Context
+			}
+		}
+		plan, err := b.plan(cfg)
+		if err != nil {
+			return ppp
+		}
+		r, err := routeNumber(plan, cfg, dctx, c.Exten)
+		if err != nil {
+			b.log.Debug("service for call", "call", callID, "err", err)
+			return ppp
+		}
+		return r
+	}
+	return ppp
 }

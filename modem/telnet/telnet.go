@@ -59,6 +59,7 @@ type Conn struct {
 	buf    []byte
 	out    []byte
 	crSeen bool
+	client bool // the box calls a Telnet host (a BBS): the host echoes
 }
 
 // Parser states.
@@ -80,6 +81,19 @@ func Server(rw io.ReadWriteCloser) (*Conn, error) {
 	c.him[OptBinary], c.him[OptSGA] = true, true
 	_, err := c.writeRaw([]byte{IAC, WILL, OptEcho, IAC, WILL, OptSGA, IAC, DO, OptSGA, IAC, WILL, OptBinary, IAC, DO, OptBinary})
 	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Client wraps rw as the calling side (the box bridging a caller to a BBS):
+// binary both ways and go-ahead suppressed are asked for; the host's echo
+// is accepted, ours is refused.
+func Client(rw io.ReadWriteCloser) (*Conn, error) {
+	c := &Conn{rw: rw, buf: make([]byte, 4096), client: true}
+	c.us[OptBinary] = true
+	c.him[OptBinary], c.him[OptSGA] = true, true
+	if _, err := c.writeRaw([]byte{IAC, WILL, OptBinary, IAC, DO, OptBinary, IAC, DO, OptSGA}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -198,7 +212,7 @@ func (c *Conn) parse(in []byte) (data, replies []byte, err error) {
 
 // negotiate answers one option command (RFC 1143, simplified: no queue).
 func (c *Conn) negotiate(cmd, opt byte) []byte {
-	supported := opt == OptBinary || opt == OptEcho || opt == OptSGA
+	supported := opt == OptBinary || opt == OptSGA || opt == OptEcho && !c.client
 	switch cmd {
 	case DO: // the peer asks us to enable opt
 		if c.us[opt] {
@@ -219,7 +233,7 @@ func (c *Conn) negotiate(cmd, opt byte) []byte {
 		if c.him[opt] {
 			return nil
 		}
-		if opt == OptBinary || opt == OptSGA {
+		if opt == OptBinary || opt == OptSGA || opt == OptEcho && c.client {
 			c.him[opt] = true
 			return []byte{IAC, DO, opt}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +108,11 @@ var apps = map[string]string{
 	"dial": "Dial", "hangup": "Hangup", "busy": "Busy", "congestion": "Congestion",
 	"answer": "Answer", "wait": "Wait", "noop": "NoOp", "goto": "Goto",
 	"ringing": "Ringing", "progress": "Progress", "set": "Set", "modem": "Modem",
+	// What answers a data call on the box's own lines: PPP (the default),
+	// the text login only, or a bridge to a Telnet or raw TCP host (a BBS).
+	// For a SIP call they are no-ops: the call still needs a Dial() to a
+	// modem line, whose answer then runs the service.
+	"ppp": "PPP", "login": "Login", "telnet": "Telnet", "tcp": "TCP",
 }
 
 // Compile checks and compiles dial plan lines. Every problem is reported,
@@ -402,6 +408,26 @@ func parseApp(s string) (*Step, error) {
 			err = errors.New("Goto: empty priority")
 		}
 		st.Goto = g
+	case "Telnet", "TCP":
+		if len(st.Args) != 1 || st.Args[0] == "" {
+			err = fmt.Errorf("%s(host:port) takes one argument, the host to connect the caller to", canon)
+			break
+		}
+		host, port, serr := net.SplitHostPort(st.Args[0])
+		switch {
+		case serr != nil && canon == "Telnet" && !strings.ContainsAny(st.Args[0], ":/ "):
+			st.Args[0] = net.JoinHostPort(st.Args[0], "23") // telnet's port
+		case serr != nil || host == "" || port == "":
+			err = fmt.Errorf("%s(%s): expected host:port like bbs.example.org:23", canon, st.Args[0])
+		default:
+			if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
+				err = fmt.Errorf("%s(%s): port %q is not 1-65535", canon, st.Args[0], port)
+			}
+		}
+	case "PPP", "Login":
+		if len(st.Args) > 0 {
+			err = fmt.Errorf("%s() takes no arguments", canon)
+		}
 	case "Modem":
 		m := &ModemArgs{Mode: strings.ToLower(arg(0)), Modulation: strings.ToLower(arg(1))}
 		if m.Modulation == "" {

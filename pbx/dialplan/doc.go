@@ -3,7 +3,10 @@
 // labels), `include =>`, literal extensions and `_` patterns (X Z N [...]
 // . !) sorted and matched as main/pbx.c does, and the applications a PBX
 // without media needs: Dial, Hangup, Busy, Congestion, Answer, Wait, NoOp,
-// Goto, Ringing, Progress, Set.
+// Goto, Ringing, Progress, Set; and the services of the box's data calls:
+// PPP(), Login(), Telnet(host[:port]) and TCP(host:port), which say what
+// answers a call on a modem line (a virtual modem's ATD, a hardware line
+// rung by a Dial()): the first of them met before the call connects wins.
 //
 // # Hunt groups
 //
