@@ -287,7 +287,7 @@ func TestCompileErrors(t *testing.T) {
 		{"exten => _X!,1,Dial()", []string{"extensions.conf:1: Dial() needs at least one target such as SIP/peer"}},
 		{"exten => _X!,1,Dial(SIP/a,abc)", []string{`extensions.conf:1: Dial timeout "abc": expected a number of seconds`}},
 		{"exten => _X!,1,Dail(SIP/a)", []string{`extensions.conf:1: unknown application "Dail" (did you mean Dial?)`}},
-		{"exten => _X!,1,Playback(x)", []string{`extensions.conf:1: unknown application "Playback": isp-box runs Answer, Busy, Congestion, Dial, Goto, Hangup, Modem, NoOp, Progress, Ringing, Set, Wait`}},
+		{"exten => _X!,1,Playback(x)", []string{`extensions.conf:1: unknown application "Playback": isp-box runs Answer, Busy, Congestion, Dial, Goto, Hangup, Login, Modem, NoOp, PPP, Progress, Ringing, Set, TCP, Telnet, Wait`}},
 		{"exten => 1,1,Modem(call)", []string{"extensions.conf:1: Modem(call): the mode must be answer"}},
 		{"exten => 1,1,Modem(answer,v34)", []string{`extensions.conf:1: Modem: unknown modulation "v34" (v21, bell103, v22 or v22bis)`}},
 		{"exten => _X!,n,NoOp", []string{"extensions.conf:1: priority 'n' without a previous priority in this context"}},
