@@ -46,7 +46,7 @@ func client(t *testing.T, srv *radiustest.Server, secret string, log *syncBuf) *
 	return radius.NewClient(radius.Config{
 		Auth:          []radius.Server{{Addr: srv.AuthAddr(), Secret: secret}},
 		Acct:          []radius.Server{{Addr: srv.AcctAddr(), Secret: secret}},
-		Timeout:       500 * time.Millisecond,
+		Timeout:       2 * time.Second,
 		Retries:       1,
 		NASIdentifier: "test-nas",
 		NASIPAddress:  netip.MustParseAddr("127.0.0.1"),
@@ -156,17 +156,14 @@ func TestFailOver(t *testing.T) {
 		Timeout: 300 * time.Millisecond, Retries: 1, NASIdentifier: "fo",
 	}, slog.New(slog.NewTextHandler(log, nil)))
 	for i := range 2 {
-		start := time.Now()
 		res, err := c.Authenticate(context.Background(), radius.AuthRequest{Method: radius.PAP, User: "alice", Password: "wonderland"})
 		if err != nil || !res.Accept {
 			t.Fatalf("try %d: %v %+v", i, err, res)
 		}
-		if i == 1 && time.Since(start) > 250*time.Millisecond {
-			t.Errorf("second request went to the dead server first (%v)", time.Since(start))
-		}
 	}
-	if !strings.Contains(log.String(), "failing over") {
-		t.Errorf("no fail-over logged:\n%s", log.String())
+	// One fail-over: the second request starts at the server that answered.
+	if n := strings.Count(log.String(), "failing over"); n != 1 {
+		t.Errorf("%d fail-overs logged, want 1:\n%s", n, log.String())
 	}
 	if err := c.Account(context.Background(), radius.AcctRecord{Status: radius.AcctStart, SessionID: "s1", User: "alice"}, 0); err != nil {
 		t.Fatal(err)
