@@ -28,6 +28,7 @@ import (
 	"reflect"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -875,15 +876,19 @@ func firstLine(s string) string {
 
 // portOf describes the NAS port a call came in on: the line's position in
 // the config (NAS-Port), its name (NAS-Port-Id), Async for a modem or
-// Virtual for a line that is a network connection, and the caller.
+// Virtual for a TCP line (RFC 2865 §5.41), and the caller.
 func (b *Box) portOf(c modem.Conn) radius.Port {
 	p := radius.Port{ID: c.Line(), Type: radius.NASPortAsync, Calling: c.CallerID()}
 	if _, ok := c.(interface{ RemoteAddr() net.Addr }); ok {
 		p.Type = radius.NASPortVirtual
 	}
 	for i, lc := range b.Config().Lines {
-		if lc.Modem.Name == c.Line() {
+		// A TCP line's connections are named "line:N".
+		if lc.Modem.Name == c.Line() || strings.HasPrefix(c.Line(), lc.Modem.Name+":") {
 			p.Number = uint32(i)
+			if lc.Modem.Kind == modem.KindTCP {
+				p.Type = radius.NASPortVirtual
+			}
 		}
 	}
 	if id := c.CallID(); id != "" && b.pbx != nil {
