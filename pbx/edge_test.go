@@ -470,3 +470,18 @@ func BenchmarkUnauthenticated(b *testing.B) {
 		})
 	}
 }
+
+// The loop check looks up our own address toward every Via host it is
+// shown; strangers choose those hosts, so the cache behind it stays bounded.
+func TestLocalIPCacheBounded(t *testing.T) {
+	s, err := New(testConfig(""), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 * maxLocalIPs {
+		s.localIP(netip.AddrFrom4([4]byte{127, 10, byte(i >> 8), byte(i)}))
+	}
+	if n := len(s.localIPs); n > maxLocalIPs {
+		t.Errorf("%d cached addresses, want at most %d", n, maxLocalIPs)
+	}
+}

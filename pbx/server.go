@@ -513,10 +513,18 @@ func (s *Server) localIP(remote netip.Addr) netip.Addr {
 		c.Close()
 	}
 	s.mu.Lock()
+	if len(s.localIPs) >= maxLocalIPs {
+		// the loop check asks this for any Via host a stranger writes:
+		// a cache, not a record, so it starts over rather than grow
+		clear(s.localIPs)
+	}
 	s.localIPs[remote] = ip
 	s.mu.Unlock()
 	return ip
 }
+
+// maxLocalIPs bounds the cache of localIP.
+const maxLocalIPs = 1024
 
 // allowHeader lists what we accept, for Allow: headers.
 const allowMethods = "INVITE, ACK, CANCEL, OPTIONS, BYE, REGISTER, UPDATE, INFO"
