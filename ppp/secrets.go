@@ -16,6 +16,11 @@ type Secrets interface {
 	Lookup(client, server string) (secret string, addrs []string, ok bool)
 }
 
+// AnyLogin is the secret of the users file's any-login rule: every name
+// and password is accepted (DreamPi's rule for the Dreamcast, whose login
+// is fixed). No password typed into pap-secrets can equal it (it holds NUL).
+const AnyLogin = "\x00any-login\x00"
+
 // UserList is Secrets over pap-secrets lines: the first line whose client
 // and server columns match (either may be "*") wins, as in pppd.
 type UserList []User

@@ -375,7 +375,10 @@ func (r *server) papRequest(s *session, p cp.Packet) {
 		})
 		return
 	}
-	if ok && subtle.ConstantTimeCompare([]byte(secret), []byte(req.Password)) == 1 {
+	if ok && (secret == AnyLogin || subtle.ConstantTimeCompare([]byte(secret), []byte(req.Password)) == 1) {
+		if secret == AnyLogin {
+			s.log.Info("PAP login accepted by the any-login rule", "user", req.PeerID)
+		}
 		s.log.Info("PAP peer authentication succeeded", "user", req.PeerID)
 		s.log.Debug("PAP credentials", "user", req.PeerID, "password", pw)
 		s.sendCP(pap.Protocol, cp.Packet{Code: cp.Code(pap.AuthAck), ID: p.ID, Data: pap.Message("Login ok").Marshal()})
@@ -421,7 +424,15 @@ func (r *server) chapResponse(s *session, p cp.Packet) {
 		return
 	}
 	ok, authResp := false, ""
-	if found {
+	switch {
+	case found && secret == AnyLogin && alg == chap.MSCHAPv2:
+		// The client checks our proof that we know its password
+		// (RFC 2759 §5); without the password there is none to give.
+		s.log.Warn("any-login cannot accept MS-CHAPv2: it needs the password; offer PAP, CHAP or MS-CHAPv1", "user", v.Name)
+	case found && secret == AnyLogin:
+		s.log.Info("CHAP login accepted by the any-login rule", "user", v.Name, "proto", s.authProto)
+		ok = true
+	case found:
 		ok, authResp = chap.Verify(alg, p.ID, r.challenge, v.Value, v.Name, secret)
 	}
 	if !found {

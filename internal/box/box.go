@@ -608,7 +608,7 @@ func (b *Box) serveSoftmodem(ctx context.Context, mc pbx.ModemCall) error {
 // password of user dial.
 func (b *Box) checkLogin(user, password string) bool {
 	secret, _, ok := ppp.UserList(b.Config().Users).Lookup(user, "*")
-	return ok && secret == password
+	return ok && (secret == password || secret == ppp.AnyLogin)
 }
 
 // Reload re-reads the config file and applies it, or refuses it and keeps

@@ -20,6 +20,19 @@ func (b *builder) users(s *section) {
 		if len(words) == 0 {
 			continue
 		}
+		if strings.EqualFold(words[0], "any-login") {
+			// isp-box's rule for fixed-login clients (DreamPi accepts
+			// any PAP login for the Dreamcast).
+			for _, a := range words[1:] {
+				if !validSecretAddr(a) {
+					b.errorf(r.File, r.Line, "any-login: address %q is not *, -, an IPv4 address or a network", a)
+					continue
+				}
+			}
+			b.warnf(r.File, r.Line, "any-login: every PAP/CHAP login is accepted whatever its name and password; anyone who can call the box gets online")
+			b.cfg.Users = append(b.cfg.Users, ppp.User{Name: "*", Server: "*", Secret: ppp.AnyLogin, Addrs: words[1:], File: r.File, Line: r.Line})
+			continue
+		}
 		if len(words) < 3 {
 			b.errorf(r.File, r.Line, "%q: expected client server secret [addresses...], as in pap-secrets", strings.TrimSpace(r.Text))
 			continue
