@@ -170,9 +170,16 @@ func TestReinviteGlare(t *testing.T) {
 	rc.cli.send(rc.fromCaller(sip.ACK, 3), "")
 	rc.isp.nextRequest(t, sip.ACK)
 	// over: a new re-INVITE from the callee goes through now
-	rc.isp.send(rc.fromCallee(sip.INVITE, 3), calleeSDP)
-	reinv2 := rc.cli.nextRequest(t, sip.INVITE)
-	res := sip.NewResponseFromRequest(reinv2, 200, "OK", []byte(testSDP))
+	rc.calleeReinviteThenBye(t, 3, 4)
+}
+
+// calleeReinviteThenBye: the callee re-INVITEs with G.711 (relayed to the
+// caller, which accepts), then the caller hangs up.
+func (rc *rawCall) calleeReinviteThenBye(t *testing.T, ispSeq, cliSeq int) {
+	t.Helper()
+	rc.isp.send(rc.fromCallee(sip.INVITE, ispSeq), calleeSDP)
+	inv := rc.cli.nextRequest(t, sip.INVITE)
+	res := sip.NewResponseFromRequest(inv, 200, "OK", []byte(testSDP))
 	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: clientLine, Host: "127.0.0.1", Port: rc.cli.port()}})
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
@@ -180,7 +187,7 @@ func TestReinviteGlare(t *testing.T) {
 	if r := rc.isp.final(5 * time.Second); r == nil || r.StatusCode != 200 {
 		t.Fatalf("the callee's re-INVITE got %v", r)
 	}
-	rc.cli.send(rc.fromCaller(sip.BYE, 4), "")
+	rc.cli.send(rc.fromCaller(sip.BYE, cliSeq), "")
 	rc.isp.nextRequest(t, sip.BYE)
 	rc.expect(t, "", 0)
 }

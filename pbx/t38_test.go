@@ -84,19 +84,7 @@ func TestT38RefusedOnModemCalls(t *testing.T) {
 			}
 			rc.expect(t, "up", 2)
 			// G.711 passthrough re-INVITE: relayed as today
-			rc.isp.send(rc.fromCallee(sip.INVITE, 3), calleeSDP)
-			inv := rc.cli.nextRequest(t, sip.INVITE)
-			res := sip.NewResponseFromRequest(inv, 200, "OK", []byte(testSDP))
-			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: clientLine, Host: "127.0.0.1", Port: rc.cli.port()}})
-			ct := sip.ContentTypeHeader("application/sdp")
-			res.AppendHeader(&ct)
-			rc.cli.sendRaw([]byte(res.String()))
-			if r := rc.isp.final(5 * time.Second); r == nil || r.StatusCode != 200 {
-				t.Fatalf("G.711 re-INVITE got %v", r)
-			}
-			rc.cli.send(rc.fromCaller(sip.BYE, 3), "")
-			rc.isp.nextRequest(t, sip.BYE)
-			rc.expect(t, "", 0)
+			rc.calleeReinviteThenBye(t, 3, 3)
 		})
 	}
 }
