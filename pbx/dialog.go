@@ -75,6 +75,7 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	isInvite := req.Method == sip.INVITE
+	settled := false // the re-INVITE is over and the call back to up
 	if (isInvite || req.Method == sip.UPDATE) && offersT38(req.Body()) && c.involvesModem() {
 		// keep the data call on G.711: refuse the switch to fax (RFC 3261
 		// §21.4.26; RFC 3264 §6 lets the offerer keep the old session)
@@ -90,7 +91,11 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		// back to up when this one is over, unless a BYE ended the call
-		defer c.changeState(stateUp, transition{})
+		defer func() {
+			if !settled {
+				c.changeState(stateUp, transition{})
+			}
+		}()
 	}
 	c.mu.Lock()
 	body := req.Body()
@@ -164,6 +169,10 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	ack := s.newInDialog(other, sip.ACK, ackBody, "")
 	other.lastAck = ack
 	c.mu.Unlock()
+	// up again before the ACK leaves: the other side may send its own
+	// re-INVITE as soon as it has the ACK
+	c.changeState(stateUp, transition{})
+	settled = true
 	_ = s.cli.WriteRequest(ack, noBuild)
 }
 

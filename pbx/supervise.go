@@ -80,6 +80,7 @@ func (c *call) check(now time.Time) string {
 func (c *call) refresh(side int, l *leg, st sessionTimer) string {
 	s := c.s
 	method := sip.OPTIONS
+	settled := false // our re-INVITE is over and the call back to up
 	switch {
 	case st.negotiated && st.update:
 		method = sip.UPDATE
@@ -91,7 +92,11 @@ func (c *call) refresh(side int, l *leg, st sessionTimer) string {
 			c.mu.Unlock()
 			return ""
 		}
-		defer c.changeState(stateUp, transition{})
+		defer func() {
+			if !settled {
+				c.changeState(stateUp, transition{})
+			}
+		}()
 	}
 	c.mu.Lock()
 	var body []byte
@@ -124,12 +129,13 @@ func (c *call) refresh(side int, l *leg, st sessionTimer) string {
 		return fmt.Sprintf("the %s answered the %s %s with %d %s", sideNames[side], what, method, res.StatusCode, res.Reason)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := s.now()
 	if res.StatusCode == 491 {
 		l.st.nextTry = now.Add(2 * time.Second)
+		c.mu.Unlock()
 		return ""
 	}
+	var ack *sip.Request
 	l.st.last = now
 	if method == sip.INVITE && res.IsSuccess() {
 		c.adopt2xx(l, res)
@@ -139,14 +145,20 @@ func (c *call) refresh(side int, l *leg, st sessionTimer) string {
 		if c.relay != nil && len(l.sdp) > 0 {
 			c.relay.setRemote(side, l.sdp)
 		}
-		ack := s.newInDialog(l, sip.ACK, nil, "")
+		ack = s.newInDialog(l, sip.ACK, nil, "")
 		l.lastAck = ack
-		defer func() { _ = s.cli.WriteRequest(ack, noBuild) }()
 	}
 	if res.IsSuccess() && st.negotiated {
 		if se, ref, ok := sessionExpires(res); ok {
 			l.st.interval, l.st.boxRefresh = se, ref != "uas"
 		}
+	}
+	c.mu.Unlock()
+	if ack != nil {
+		// up again before the ACK leaves, as for a relayed re-INVITE
+		c.changeState(stateUp, transition{})
+		settled = true
+		_ = s.cli.WriteRequest(ack, noBuild)
 	}
 	return ""
 }
