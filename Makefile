@@ -8,6 +8,8 @@
 #   make cross    cgo-free binaries for linux amd64, arm64, armv7, armv6 in dist/
 #   make demo     build, then run the simulated dial-up setup
 #   make fuzz     every FuzzXxx target for FUZZTIME each
+#   make deb      Debian packages for amd64, arm64, armhf, armel in dist/ (nfpm)
+#   make install  binary, unit, config, man page, completions, service user (root)
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -24,7 +26,7 @@ GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/test
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean bench-compare
+.PHONY: deb docs install uninstall all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean bench-compare
 
 all: build
 
@@ -136,3 +138,53 @@ e2e-kernel:
 
 clean:
 	rm -rf isp-box dist
+
+# ---- packages ----
+# nfpm (a Go program, fetched and built by `go run` from the module proxy
+# at this version; nothing is added to go.mod). Debian arch -> GOARCH/GOARM:
+# armhf is built for ARMv6 so the same package runs on Debian's armhf
+# (ARMv7) and on Raspberry Pi OS's (ARMv6, Pi Zero/1); armel is ARMv5.
+NFPM      ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_ARCHS ?= amd64 arm64 armhf armel
+# A Debian version must start with a digit.
+DEB_VERSION ?= $(shell git describe --tags --always 2>/dev/null | sed -e 's/^v//' -e 's/^\([^0-9]\)/0.0~git\1/' -e 's/-/~/g')
+goarch_amd64 = GOARCH=amd64
+goarch_arm64 = GOARCH=arm64
+goarch_armhf = GOARCH=arm GOARM=6
+goarch_armel = GOARCH=arm GOARM=5
+
+docs: build
+	@mkdir -p dist/man dist/completion
+	./isp-box man | gzip -9n > dist/man/isp-box.1.gz
+	./isp-box completion bash > dist/completion/isp-box.bash
+	./isp-box completion zsh > dist/completion/_isp-box
+
+deb: docs
+	@mkdir -p dist
+	@for a in $(DEB_ARCHS); do \
+		echo "== isp-box $(DEB_VERSION) $$a"; \
+		case $$a in amd64) ge="$(goarch_amd64)";; arm64) ge="$(goarch_arm64)";; armhf) ge="$(goarch_armhf)";; armel) ge="$(goarch_armel)";; \
+			*) echo "unknown arch $$a" >&2; exit 1;; esac; \
+		env CGO_ENABLED=0 GOOS=linux $$ge \
+			$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/isp-box-linux-$$a ./cmd/isp-box || exit 1; \
+		ARCH=$$a GOARCH_DIR=$$a VERSION=$(DEB_VERSION) $(NFPM) package --packager deb --config packaging/nfpm.yaml --target dist/ || exit 1; \
+	done
+
+# For machines without the package: the same files in /usr/local, and the
+# package's postinst for the user, directories and unit (root).
+PREFIX ?= /usr/local
+install: docs
+	install -D -m 0755 isp-box $(DESTDIR)$(PREFIX)/bin/isp-box
+	install -D -m 0644 dist/man/isp-box.1.gz $(DESTDIR)$(PREFIX)/share/man/man1/isp-box.1.gz
+	install -D -m 0644 dist/completion/isp-box.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/isp-box
+	install -D -m 0644 dist/completion/_isp-box $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_isp-box
+	sed 's|/usr/bin/isp-box|$(PREFIX)/bin/isp-box|g' examples/isp-box.service > isp-box.service.tmp
+	install -D -m 0644 isp-box.service.tmp $(DESTDIR)/etc/systemd/system/isp-box.service
+	rm -f isp-box.service.tmp
+	test -e $(DESTDIR)/etc/isp-box/isp-box.conf || install -D -m 0640 examples/pap2t.conf $(DESTDIR)/etc/isp-box/isp-box.conf
+	test -n "$(DESTDIR)" || packaging/postinst configure
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/isp-box $(DESTDIR)$(PREFIX)/share/man/man1/isp-box.1.gz \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/isp-box $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_isp-box \
+		$(DESTDIR)/etc/systemd/system/isp-box.service

@@ -91,6 +91,8 @@ func commands() []command {
 		{"version", "", "print the version of this binary and of the daemon", cmdVersion},
 		{"demo", "", "run a whole simulated dial-up setup on this machine", cmdDemo},
 		{"sim-ata", "", "run the emulated two-line ATA on its own", cmdSimATA},
+		{"man", "", "print the manual page isp-box(1) in roff", cmdMan},
+		{"completion", "bash|zsh", "print the shell completion script", cmdCompletion},
 	}
 }
 

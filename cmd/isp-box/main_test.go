@@ -52,7 +52,7 @@ func TestUsageErrors(t *testing.T) {
 		errLine string
 	}{
 		{nil, "isp-box replaces Asterisk + mgetty + pppd for a dial-up ISP: one binary,"},
-		{[]string{"frobnicate"}, `isp-box: unknown command "frobnicate"; commands: calls, check-config, console, demo, doctor, lines, peer, peers, registry, reload, serve, sessions, sim-ata, status, unban, version`},
+		{[]string{"frobnicate"}, `isp-box: unknown command "frobnicate"; commands: calls, check-config, completion, console, demo, doctor, lines, man, peer, peers, registry, reload, serve, sessions, sim-ata, status, unban, version`},
 		{[]string{"lines", "--bogus"}, "isp-box: lines: flag provided but not defined: -bogus"},
 		{[]string{"lines", "extra"}, `isp-box: lines: unexpected argument "extra"`},
 		{[]string{"peer"}, "isp-box: peer: missing argument"},
