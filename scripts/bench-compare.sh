@@ -59,6 +59,9 @@ cat >"$work/isp-box.conf" <<CONF
 [general]
 udpbindaddr=127.0.0.1:$BOX_PORT
 context=default
+; Kamailio has no cap on calls at once; the box's default (100, for a Pi)
+; would refuse most calls above 100/s with a 1 s hold
+maxcalls=0
 [box]
 console = $work/isp-box.sock
 database = $work/isp-box.db
