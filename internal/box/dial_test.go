@@ -64,7 +64,7 @@ port ttyUSB0
 			t.Errorf("%s: %v", tc.number, err)
 		case tc.err != nil && err == nil:
 			t.Errorf("%s: connected %+v, want an error", tc.number, r)
-		case tc.err == modem.ErrBusy && !errors.Is(err, modem.ErrBusy):
+		case errors.Is(tc.err, modem.ErrBusy) && !errors.Is(err, modem.ErrBusy):
 			t.Errorf("%s: %v, want busy", tc.number, err)
 		case tc.err == nil && r != tc.want:
 			t.Errorf("%s: %+v, want %+v", tc.number, r, tc.want)
