@@ -71,7 +71,7 @@ type Config struct {
 }
 
 // Flow limits when Config leaves them 0: a Raspberry Pi's worth of flows
-// (about 150 KB of memory and one descriptor each), and for one dial-up
+// (about 20 KB of memory and one descriptor each for UDP), and for one dial-up
 // user more than a browser opens.
 const (
 	DefaultMaxFlows        = 1024

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -604,55 +606,119 @@ func (u *userspace) forwardUDP(r *udp.ForwarderRequest) {
 			return
 		}
 		defer u.untrack(in, out)
-		relayUDP(in, out, u.st.cfg.UDPTimeout)
+		relayUDP(in, ep, &wq, out, u.st.cfg.UDPTimeout)
 	}) {
 		u.releaseFlow(client)
 		in.Close()
 	}
 }
 
-// relayUDP copies datagrams both ways until neither way has seen one for
-// idle, or either socket fails.
-func relayUDP(a, b net.Conn, idle time.Duration) {
+// udpBufs holds the relays' datagram buffers. A relay takes one only while
+// a datagram is being copied, so an idle flow holds none: with a buffer per
+// direction and flow, 128 KB a flow, the flow limits would cost a Pi's
+// memory.
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
+
+// relayUDP copies datagrams between a client's flow (the gVisor endpoint ep,
+// written through in) and the host socket out until neither way has seen
+// one for idle, or either side fails or is closed.
+func relayUDP(in *gonet.UDPConn, ep tcpip.Endpoint, wq *waiter.Queue, out *net.UDPConn, idle time.Duration) {
 	var (
-		mu   sync.Mutex
-		last = time.Now()
+		last atomic.Int64
 		wg   sync.WaitGroup
+		done = make(chan struct{})
 	)
-	cp := func(dst, src net.Conn) {
+	last.Store(time.Now().UnixNano())
+	active := func() bool { return time.Since(time.Unix(0, last.Load())) < idle }
+	stop := sync.OnceFunc(func() {
+		close(done)
+		in.Close()
+		out.Close()
+	})
+	wg.Add(2)
+	go func() { // client → world
 		defer wg.Done()
-		defer a.Close()
-		defer b.Close()
-		buf := make([]byte, 65535)
+		defer stop()
+		we, ch := waiter.NewChannelEntry(waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr)
+		wq.EventRegister(&we)
+		defer wq.EventUnregister(&we)
+		t := time.NewTimer(idle)
+		defer t.Stop()
 		for {
-			mu.Lock()
-			dl := last.Add(idle)
-			mu.Unlock()
-			_ = src.SetReadDeadline(dl)
-			n, err := src.Read(buf)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					mu.Lock()
-					active := time.Since(last) < idle
-					mu.Unlock()
-					if active {
-						continue // the other direction kept the flow alive
+			bp := udpBufs.Get().(*[]byte)
+			w := tcpip.SliceWriter(*bp)
+			res, terr := ep.Read(&w, tcpip.ReadOptions{})
+			if _, wait := terr.(*tcpip.ErrWouldBlock); wait {
+				udpBufs.Put(bp)
+				t.Reset(time.Until(time.Unix(0, last.Load()).Add(idle)))
+				select {
+				case <-ch:
+				case <-done:
+					return
+				case <-t.C:
+					if !active() {
+						return
 					}
 				}
+				continue
+			}
+			if terr != nil {
+				udpBufs.Put(bp)
 				return
 			}
-			mu.Lock()
-			last = time.Now()
-			mu.Unlock()
-			if _, err := dst.Write(buf[:n]); err != nil {
+			last.Store(time.Now().UnixNano())
+			_, err := out.Write((*bp)[:res.Count])
+			udpBufs.Put(bp)
+			if err != nil {
 				return
 			}
 		}
-	}
-	wg.Add(2)
-	go cp(a, b)
-	go cp(b, a)
+	}()
+	go func() { // world → client
+		defer wg.Done()
+		defer stop()
+		rc, err := out.SyscallConn()
+		if err != nil {
+			return
+		}
+		for {
+			_ = out.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
+			var (
+				bp   *[]byte
+				n    int
+				rerr error
+			)
+			// The buffer is taken once the socket is readable.
+			err := rc.Read(func(fd uintptr) bool {
+				bp = udpBufs.Get().(*[]byte)
+				n, _, rerr = unix.Recvfrom(int(fd), *bp, 0)
+				if rerr == unix.EAGAIN || rerr == unix.EINTR {
+					udpBufs.Put(bp)
+					bp = nil
+					return false
+				}
+				return true
+			})
+			if err == nil && rerr != nil {
+				err = rerr
+			}
+			if err != nil {
+				if bp != nil {
+					udpBufs.Put(bp)
+				}
+				if errors.Is(err, os.ErrDeadlineExceeded) && active() {
+					continue // the other direction kept the flow alive
+				}
+				return
+			}
+			last.Store(time.Now().UnixNano())
+			_, err = in.Write((*bp)[:n])
+			udpBufs.Put(bp)
+			if err != nil {
+				return
+			}
+		}
+	}()
 	wg.Wait()
 }
 
