@@ -108,21 +108,9 @@ func (u *userspace) echo(s *Session, dst netip.Addr, pkt []byte, ihl int) {
 // that the client's ping fails at once instead of timing out.
 func (u *userspace) prohibited(s *Session, pkt []byte, ihl int) {
 	quote := pkt[:min(len(pkt), ihl+8)]
-	b := make([]byte, header.IPv4MinimumSize+header.ICMPv4MinimumSize+len(quote))
-	ip := header.IPv4(b)
-	ip.Encode(&header.IPv4Fields{
-		TotalLength: uint16(len(b)),
-		TTL:         64,
-		Protocol:    uint8(header.ICMPv4ProtocolNumber),
-		SrcAddr:     tcpip.AddrFrom4(u.gw.As4()),
-		DstAddr:     tcpip.AddrFrom4(s.remote.As4()),
-	})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	m := header.ICMPv4(b[header.IPv4MinimumSize:])
-	m.SetType(header.ICMPv4DstUnreachable)
+	b, m := icmpMessage(u.gw, s.remote, header.ICMPv4DstUnreachable, len(quote))
 	m.SetCode(header.ICMPv4AdminProhibited)
-	copy(b[header.IPv4MinimumSize+header.ICMPv4MinimumSize:], quote)
-	m.SetChecksum(0)
+	copy(m.Payload(), quote)
 	m.SetChecksum(^checksum.Checksum(m, 0))
 	s.output(b)
 }
@@ -198,7 +186,19 @@ func sameIP(a net.Addr, ip netip.Addr) bool {
 
 // icmpPacket builds an IPv4 packet carrying one ICMP echo message.
 func icmpPacket(src, dst netip.Addr, typ header.ICMPv4Type, id, seq uint16, data []byte) []byte {
-	b := make([]byte, header.IPv4MinimumSize+header.ICMPv4MinimumSize+len(data))
+	b, m := icmpMessage(src, dst, typ, len(data))
+	m.SetIdent(id)
+	m.SetSequence(seq)
+	copy(m.Payload(), data)
+	m.SetChecksum(^checksum.Checksum(m, 0))
+	return b
+}
+
+// icmpMessage builds an IPv4 packet with an ICMP message of type typ and n
+// bytes after its 8-byte header; the caller fills the rest of the message
+// and then its checksum.
+func icmpMessage(src, dst netip.Addr, typ header.ICMPv4Type, n int) ([]byte, header.ICMPv4) {
+	b := make([]byte, header.IPv4MinimumSize+header.ICMPv4MinimumSize+n)
 	ip := header.IPv4(b)
 	ip.Encode(&header.IPv4Fields{
 		TotalLength: uint16(len(b)),
@@ -210,10 +210,5 @@ func icmpPacket(src, dst netip.Addr, typ header.ICMPv4Type, id, seq uint16, data
 	ip.SetChecksum(^ip.CalculateChecksum())
 	m := header.ICMPv4(b[header.IPv4MinimumSize:])
 	m.SetType(typ)
-	m.SetIdent(id)
-	m.SetSequence(seq)
-	copy(m.Payload(), data)
-	m.SetChecksum(0)
-	m.SetChecksum(^checksum.Checksum(m, 0))
-	return b
+	return b, m
 }
