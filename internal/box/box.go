@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -38,6 +39,7 @@ import (
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/hostcheck"
 	"github.com/isp-box/isp-box/internal/logging"
+	"github.com/isp-box/isp-box/internal/metrics"
 	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/internal/sdnotify"
 	"github.com/isp-box/isp-box/internal/store"
@@ -79,9 +81,11 @@ type Box struct {
 	pbx     *pbx.Server
 	console *console.Server
 	sockets string
-	started time.Time
-	reg     *ppp.Sessions
-	aaa     *aaa // nil without [radius] servers
+	// metricsAddr is the /metrics listener's address, once started.
+	metricsAddr string
+	started     time.Time
+	reg         *ppp.Sessions
+	aaa         *aaa // nil without [radius] servers
 
 	mu    sync.Mutex // guards cfg, lines and retiring
 	cfg   *config.Config
@@ -149,6 +153,9 @@ func (b *Box) Bus() *bus.Bus { return b.bus }
 
 // SIPAddr is the address the PBX listens on, once started.
 func (b *Box) SIPAddr() netip.AddrPort { return b.pbx.Addr() }
+
+// MetricsAddr is where /metrics is served ("" if off).
+func (b *Box) MetricsAddr() string { return b.metricsAddr }
 
 // SocketPath is the control socket's path ("" if none).
 func (b *Box) SocketPath() string { return b.sockets }
@@ -333,6 +340,25 @@ func (b *Box) Run(ctx context.Context) (err error) {
 			os.Remove(sock)
 		})
 		log.Info("control socket", "path", sock)
+	}
+
+	// ---- metrics (opt-in) ----
+	if ma := cfg.Box.Metrics; ma.IsValid() {
+		ml, err := net.Listen("tcp", ma.String())
+		if err != nil {
+			return fmt.Errorf("box: metrics: %w", err)
+		}
+		b.metricsAddr = ml.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(b.Status))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go msrv.Serve(ml)
+		stops = append(stops, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			msrv.Shutdown(sctx)
+		})
+		log.Info("metrics", "addr", "http://"+b.metricsAddr+"/metrics")
 	}
 
 	b.bus.Publish(bus.Notice{Source: "box", Text: fmt.Sprintf("isp-box %s started: %d peers, %d lines, %s network", b.opts.Version, len(cfg.PBX.Peers), len(cfg.Lines), cfg.Net.Mode)})

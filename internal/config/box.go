@@ -9,7 +9,7 @@ import (
 	"github.com/isp-box/isp-box/netstack"
 )
 
-var boxKeys = []string{"console", "database", "log-level", "network", "lock-dir", "memory-limit"}
+var boxKeys = []string{"console", "database", "log-level", "network", "lock-dir", "memory-limit", "metrics"}
 
 // box maps [box]: the settings that are the box's own.
 func (b *builder) box(s *section, es []entry) {
@@ -51,6 +51,18 @@ func (b *builder) box(s *section, es []entry) {
 				continue
 			}
 			b.cfg.Box.MemoryLimit = n
+		case "metrics":
+			// Opt-in, read-only; a bare port listens on loopback only.
+			v := e.Value
+			if isDigits(v) {
+				v = "127.0.0.1:" + v
+			}
+			ap, err := netip.ParseAddrPort(v)
+			if err != nil {
+				bad("%q is not a port or address:port (a bare port listens on 127.0.0.1)", e.Value)
+				continue
+			}
+			b.cfg.Box.Metrics = ap
 		case "lock-dir":
 			if !strings.HasPrefix(e.Value, "/") {
 				bad("%q is not an absolute directory", e.Value)

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -45,8 +46,10 @@ type Box struct {
 	// flood makes the collector work harder before the box outgrows a
 	// small board; DefaultMemoryLimit when unset, 0 = none.
 	MemoryLimit int64
-	File        string // where [box] starts, if present
-	Line        int
+	// Metrics is metrics: where Prometheus' /metrics is served; zero = off.
+	Metrics netip.AddrPort
+	File    string // where [box] starts, if present
+	Line    int
 }
 
 // Line is one modem line: its port (mgetty's keys, the box's own keys and

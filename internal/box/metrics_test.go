@@ -1,0 +1,85 @@
+package box_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/isp-box/isp-box/internal/box"
+	"github.com/isp-box/isp-box/internal/config"
+	"github.com/isp-box/isp-box/internal/testutil"
+)
+
+// [box] metrics serves /metrics from the same status as the CLI: the
+// seed's two peers (unregistered), a line opening, no calls.
+func TestMetricsListener(t *testing.T) {
+	cfg, err := config.Parse("t.conf", []byte(fmt.Sprintf(`
+[general]
+udpbindaddr=127.0.0.1:%d
+[pap2t-ispmodem]
+type=friend
+host=dynamic
+secret=x
+[pap2t-client]
+type=friend
+host=dynamic
+secret=y
+[default]
+exten => _X!,1,Dial(SIP/pap2t-ispmodem,20)
+[box]
+metrics = 127.0.0.1:0
+[line ttyUSB0]
+device /dev/isp-box-test-missing
+peer pap2t-ispmodem
+`, testutil.FreeUDPPort(t))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *box.Box, 1)
+	b, err := box.New(cfg, box.Options{Socket: "-", Database: ":memory:", NoSignals: true, Started: func(b *box.Box) { started <- b }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("box did not start")
+	}
+	url := "http://" + b.MetricsAddr() + "/metrics"
+	if !strings.HasPrefix(b.MetricsAddr(), "127.0.0.1:") {
+		t.Fatalf("metrics on %q, want loopback", b.MetricsAddr())
+	}
+	var body string
+	testutil.WaitFor(t, 10*time.Second, "the line's state on /metrics", func() (bool, string) {
+		r, err := http.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer r.Body.Close()
+		bb, _ := io.ReadAll(r.Body)
+		body = string(bb)
+		return strings.Contains(body, `isp_box_modem_lines{state="opening"} 1`), body
+	})
+	for _, w := range []string{`isp_box_sip_peers{status="unregistered"} 2`, "isp_box_ppp_sessions 0",
+		`isp_box_modem_line_errors_total{line="ttyUSB0"} 1`, "go_goroutines"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("/metrics lacks %q", w)
+		}
+	}
+	if r, err := http.Post(url, "text/plain", nil); err == nil {
+		r.Body.Close()
+		if r.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST /metrics: %d, want 405 (read-only)", r.StatusCode)
+		}
+	}
+}
