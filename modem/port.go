@@ -66,7 +66,8 @@ type port struct {
 	modemBits func() (int, error)
 
 	rx      chan []byte // chunks read; closed on a read error
-	rxErr   error       // valid once rx is closed
+	rxErr   error       // valid once rx is closed; before that, read it with lastRxErr
+	rxMu    sync.Mutex  // guards rxErr for lastRxErr
 	pending []byte      // read but not consumed; owned by the line goroutine
 
 	wq        chan writeReq
@@ -215,18 +216,18 @@ func (p *port) reader() {
 			select {
 			case p.rx <- buf[:n]:
 			case <-p.closed:
-				p.rxErr = errClosedPort
+				p.setRxErr(errClosedPort)
 				return
 			}
 		}
 		if err != nil {
 			select {
 			case <-p.closed:
-				p.rxErr = errClosedPort
+				p.setRxErr(errClosedPort)
 			default:
 				// Unplugged USB: a zero-length read (serial's PortClosed),
 				// EIO or ENODEV.
-				p.rxErr = fmt.Errorf("%w: read %s: %w", errVanished, p.real, err)
+				p.setRxErr(fmt.Errorf("%w: read %s: %w", errVanished, p.real, err))
 			}
 			return
 		}
@@ -234,6 +235,21 @@ func (p *port) reader() {
 }
 
 var errClosedPort = errors.New("modem: port closed")
+
+func (p *port) setRxErr(err error) {
+	p.rxMu.Lock()
+	p.rxErr = err
+	p.rxMu.Unlock()
+}
+
+// lastRxErr is the reader's error so far, for a caller that has not seen
+// rx closed (the race detector caught a TCP line reading rxErr while the
+// reader was still writing it).
+func (p *port) lastRxErr() error {
+	p.rxMu.Lock()
+	defer p.rxMu.Unlock()
+	return p.rxErr
+}
 
 func (p *port) writer() {
 	defer p.wg.Done()

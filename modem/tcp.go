@@ -334,7 +334,7 @@ func (l *Line) ServeConn(ctx context.Context, nc net.Conn, callerID string) erro
 	}()
 	if cfg.Dialogue {
 		err := l.serveVirtual(ctx, p, cfg)
-		if errors.Is(p.rxErr, telnet.ErrFlood) || errors.Is(err, telnet.ErrFlood) {
+		if errors.Is(p.lastRxErr(), telnet.ErrFlood) || errors.Is(err, telnet.ErrFlood) {
 			l.fail(fmt.Errorf("from %s: %w", callerID, telnet.ErrFlood))
 		}
 		return err
@@ -351,7 +351,7 @@ func (l *Line) ServeConn(ctx context.Context, nc net.Conn, callerID string) erro
 	l.mu.Unlock()
 	l.setState(StateConnected, cn.Result, "")
 	err := l.session1(ctx, p, cfg, cn, "", callerID, sessionKind{stream: true})
-	if errors.Is(err, telnet.ErrFlood) || errors.Is(p.rxErr, telnet.ErrFlood) {
+	if errors.Is(err, telnet.ErrFlood) || errors.Is(p.lastRxErr(), telnet.ErrFlood) {
 		l.fail(fmt.Errorf("from %s: %w", callerID, telnet.ErrFlood))
 	}
 	return err
