@@ -43,6 +43,7 @@ import (
 	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/internal/sdnotify"
 	"github.com/isp-box/isp-box/internal/store"
+	"github.com/isp-box/isp-box/internal/web"
 	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/netstack"
 	"github.com/isp-box/isp-box/pbx"
@@ -351,9 +352,12 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		b.metricsAddr = ml.Addr().String()
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics.Handler(b.Status))
+		webDone := make(chan struct{})
+		web.Register(mux, b.Status, b.bus, webDone)
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go msrv.Serve(ml)
 		stops = append(stops, func() {
+			close(webDone) // ends the pages' event streams
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			msrv.Shutdown(sctx)

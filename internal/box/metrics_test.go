@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/box"
+	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/testutil"
 )
@@ -75,6 +76,61 @@ peer pap2t-ispmodem
 		if !strings.Contains(body, w) {
 			t.Errorf("/metrics lacks %q", w)
 		}
+	}
+	// The status page on the same listener: the page, its JSON (the
+	// CLI's status) and the event stream, which carries a reload at once.
+	base := "http://" + b.MetricsAddr()
+	r, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(page), `new EventSource("events")`) || !strings.Contains(r.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("page: %s %.200s", r.Header.Get("Content-Type"), page)
+	}
+	r, err = http.Get(base + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(js), `"name":"pap2t-ispmodem"`) || !strings.Contains(string(js), `"name":"pap2t-client"`) {
+		t.Errorf("/status lacks the two peers: %.300s", js)
+	}
+	ectx, ecancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ecancel()
+	req, _ := http.NewRequestWithContext(ectx, "GET", base+"/events", nil)
+	er, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer er.Body.Close()
+	if ct := er.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("events content type %q", ct)
+	}
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		var acc string
+		for {
+			n, err := er.Body.Read(buf)
+			acc += string(buf[:n])
+			if strings.Contains(acc, "data: {") || err != nil {
+				got <- acc
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the stream is subscribed
+	b.Bus().Publish(bus.Notice{Source: "test", Text: "hello page"})
+	select {
+	case s := <-got:
+		if !strings.Contains(s, "hello page") {
+			t.Errorf("event stream: %q", s)
+		}
+	case <-time.After(time.Second):
+		t.Error("no event on the stream within a second")
 	}
 	if r, err := http.Post(url, "text/plain", nil); err == nil {
 		r.Body.Close()
