@@ -439,6 +439,9 @@ func (b *Box) waitLinesTried(ctx context.Context, tried chan<- struct{}) {
 		b.mu.Lock()
 		all := true
 		for _, r := range b.lines {
+			if r.line == nil {
+				continue // a TCP line has no port to open
+			}
 			st := r.line.Status()
 			if st.State == "opening" && st.Errors == 0 && st.LastError == "" {
 				all = false
