@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -239,6 +240,9 @@ func (s *Server) start() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.Command(s.bin, "-X", "-d", s.dir)
+	// A test binary that panics runs no Cleanup: the server must not
+	// outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw, err := os.Pipe()
 	must(t, err)
 	cmd.Stdout, cmd.Stderr = pw, pw

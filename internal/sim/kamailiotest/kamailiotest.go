@@ -204,7 +204,9 @@ func (s *Server) start() {
 	t.Helper()
 	cmd := exec.Command(s.bin, "-f", filepath.Join(s.dir, "kamailio.cfg"), "-DD", "-E", "-Y", s.dir,
 		"-P", filepath.Join(s.dir, "kamailio.pid"), "-w", s.dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, to stop its children with it; killed with
+	// a test binary that panics (no Cleanup runs then).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
