@@ -350,8 +350,8 @@ func (s *Server) readLoop(conn net.PacketConn, f *feeder) {
 
 // datagram is steps 1-4 of the entry for one packet.
 func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []byte, from net.Addr, src netip.AddrPort, trusted, near bool, now time.Time) {
-	if len(bytes.Trim(data, "\r\n\x00 \t")) == 0 {
-		return // keep-alive (RFC 5626 §3.5.1 CRLF) or padding
+	if keepAlive(data) {
+		return
 	}
 	if !trusted {
 		if s.banned(src.Addr(), now) {
@@ -370,6 +370,11 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 			s.edge.rateLimited.Add(1)
 			return
 		}
+	}
+	if nulInHead(data) {
+		s.counters.malformed.Add(1)
+		s.log.Debug("pbx: NUL in a SIP header", "src", src, "len", len(data))
+		return
 	}
 	msg, err := p.ParseSIP(data)
 	if err != nil {
@@ -395,6 +400,17 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 	req.SetSource(src.String())
 	req.SetTransport("UDP")
 	sl := &statelessReply{s: s, conn: conn, req: req, src: src, inLen: len(data)}
+	if !strings.EqualFold(req.SipVersion, "SIP/2.0") {
+		sl.respond(505, "Version Not Supported") // RFC 3261 §21.4.5
+		return
+	}
+	if why := badRequest(req); why != "" {
+		s.counters.malformed.Add(1)
+		if req.Method != sip.ACK {
+			sl.respond(400, "Bad Request")
+		}
+		return
+	}
 	toTag, _ := req.To().Params.Get("tag")
 	switch req.Method {
 	case sip.ACK:
@@ -437,6 +453,10 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 		}
 	case sip.OPTIONS:
 		if toTag == "" {
+			if tags := unsupportedRequire(req); len(tags) > 0 {
+				sl.respond(420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(tags, ", ")))
+				return
+			}
 			sl.respond(200, "OK", sip.NewHeader("Accept", "application/sdp"))
 			return
 		}
@@ -456,6 +476,10 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 		}
 	default:
 		sl.respond(405, "Method Not Allowed")
+		return
+	}
+	if tags := unsupportedRequire(req); len(tags) > 0 {
+		sl.respond(420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(tags, ", ")))
 		return
 	}
 	if !f.push(data, from, src) {

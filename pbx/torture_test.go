@@ -117,17 +117,7 @@ var tortureCases = map[string]tortureCase{
 // with the reason. The case still runs (a crash fails the test); its
 // other deviations are reported as a skip naming the reason, so the list
 // shows at the end of make test. Remove an entry when it is fixed.
-var torturePending = map[string]string{
-	"bad-cl-duplicate":      "two different Content-Length headers accepted (RFC 3261 §7.3.1: one value per single-value header; 400)",
-	"bad-dup-callid":        "two Call-IDs accepted (400 expected)",
-	"bad-dup-cseq":          "two CSeqs accepted (400 expected)",
-	"bad-dup-from-to":       "two From and To headers accepted (400 expected)",
-	"bad-version":           "SIP/7.0 answered 200 (RFC 3261 §21.4.5: 505)",
-	"bad-via-port":          "Via port 999999 accepted (400 expected)",
-	"nul-in-header":         "a NUL inside a URI accepted (400 expected)",
-	"valid-require-unknown": "Require: nosuchextension answered 200 (RFC 3261 §8.2.2.3: 420 with Unsupported)",
-	"nul-only":              "a datagram of 1000 NULs is taken for keep-alive padding: dropped, not counted",
-}
+var torturePending = map[string]string{}
 
 // syncBuf is the box's log, searched for recovered handler panics.
 type syncBuf struct {
