@@ -848,6 +848,12 @@ func TestUserspaceFlowLimit(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		_ = s2.Send(udpPacket(netip.AddrPortFrom(s2.Remote(), uint16(40000+i)), dst, []byte("x")))
 	}
+	// The stack takes the packets in on its own goroutines: give it time
+	// to reach the limit, well within the flows' idle timeout.
+	deadline = time.Now().Add(cfg.UDPTimeout / 2)
+	for time.Now().Before(deadline) && (s2.Info().Reasons[netstack.ReasonFlowLimit] < 1 || st.Flows() != cfg.MaxFlows) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got := s2.Info().Reasons[netstack.ReasonFlowLimit]; got < 1 || st.Flows() != cfg.MaxFlows {
 		t.Fatalf("box-wide limit: s2 refused %d (want > 0), box holds %d flows, limit %d", got, st.Flows(), cfg.MaxFlows)
 	}
