@@ -35,9 +35,12 @@ const (
 
 // Stats is the receiver's view of the line.
 type Stats struct {
-	Rate      int     // negotiated bit/s, 0 before the handshake ends
-	MSE       float64 // equaliser mean-square error, relative to the mean symbol power
-	SNR       float64 // dB, estimated from the MSE
+	Rate int     // negotiated bit/s, 0 before the handshake ends
+	MSE  float64 // equaliser mean-square error, relative to the mean symbol power
+	// SNR is the line's signal-to-noise ratio in dB, estimated from the
+	// equaliser's MSE and referred to the whole 4 kHz channel (as a
+	// line's SNR is measured), not to the decision point.
+	SNR       float64
 	Retrains  int
 	TimingPPM float64 // symbol timing correction so far
 	Carrier   bool
@@ -155,7 +158,7 @@ func (p *Pump) Carrier() bool { return p.dcd }
 func (p *Pump) Stats() Stats {
 	s := Stats{Rate: p.Rate(), MSE: p.mse / targetPower, Retrains: p.retrains, Carrier: p.dcd}
 	if p.mse > 0 {
-		s.SNR = 10 * math.Log10(targetPower/p.mse)
+		s.SNR = 10*math.Log10(targetPower/p.mse) - matchedFilterGain
 	}
 	return s
 }

@@ -3,6 +3,8 @@ package v22
 import (
 	"bytes"
 	"flag"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -269,5 +271,44 @@ func TestCarrierBackAfterHole(t *testing.T) {
 	}
 	if ans.p.Stats().Retrains == 0 {
 		t.Error("no retrain after the carrier came back")
+	}
+}
+
+// TestSNREstimate checks the receiver's SNR estimate against the noise
+// the line adds (white, over the whole 4 kHz channel, no companding so
+// it is the only noise), averaged over seconds 6–12 of a 2400 bit/s call
+// in data both ways.
+func TestSNREstimate(t *testing.T) {
+	for _, tc := range []struct {
+		snr float64
+		ppm float64
+	}{{20, 0}, {30, 0}, {40, 0}, {30, 100}, {30, -100}} {
+		t.Run(fmt.Sprintf("%gdB_%+gppm", tc.snr, tc.ppm), func(t *testing.T) {
+			ans := newEnd(false, 2400, randomBytes(5000, 1))
+			call := newEnd(true, 2400, randomBytes(5000, 2))
+			imp := linesim.Impairments{Linear: true, SNR: tc.snr, PPM: tc.ppm, Seed: 7}
+			back := imp
+			back.Seed = 8
+			line := linesim.New(ans, call, imp, back)
+			if !line.Run(6, func() bool { return false }) && !(ans.p.Ready() && call.p.Ready()) {
+				t.Fatalf("not in data after 6 s: %+v / %+v", ans.p.Stats(), call.p.Stats())
+			}
+			var sa, sc float64
+			n := 0
+			for s := 6.5; s <= 12; s += 0.5 {
+				line.Run(s, func() bool { return false })
+				sa += ans.p.Stats().SNR
+				sc += call.p.Stats().SNR
+				n++
+			}
+			sa, sc = sa/float64(n), sc/float64(n)
+			t.Logf("added %g dB, %+g ppm: answerer estimates %.1f dB, caller %.1f dB (rate %d)", tc.snr, tc.ppm, sa, sc, ans.p.Rate())
+			if ans.p.Rate() != 2400 || call.p.Rate() != 2400 {
+				t.Fatalf("rates %d/%d, want 2400", ans.p.Rate(), call.p.Rate())
+			}
+			if math.Abs(sa-tc.snr) > 2 || math.Abs(sc-tc.snr) > 2 {
+				t.Errorf("SNR estimates %.1f / %.1f dB, want %g ± 2 dB", sa, sc, tc.snr)
+			}
+		})
 	}
 }

@@ -17,6 +17,9 @@ type Endpoint interface {
 // Impairments of one direction of the line.
 type Impairments struct {
 	Law g711.Law
+	// Linear carries the samples without G.711 companding (a test that
+	// needs the added noise to be the only noise).
+	Linear bool
 	// SNR in dB against NoiseRef; 0 means no noise.
 	SNR float64
 	// NoiseRef is the signal RMS the SNR refers to (the modems' -13 dBm0
@@ -76,7 +79,9 @@ func (d *direction) carry(tx []int16, rx []int16) {
 			x += d.noise.Sample()
 		}
 		s := dsp.Clip16(x)
-		if d.imp.Law == g711.Alaw {
+		if d.imp.Linear {
+			rx[i] = s
+		} else if d.imp.Law == g711.Alaw {
 			rx[i] = g711.DecodeAlaw(g711.EncodeAlaw(s))
 		} else {
 			rx[i] = g711.DecodeUlaw(g711.EncodeUlaw(s))
