@@ -351,7 +351,11 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		}
 		b.metricsAddr = ml.Addr().String()
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics.Handler(b.Status))
+		mm := metrics.New(b.Status, b.bus)
+		mctx, mcancel := context.WithCancel(context.Background())
+		mdone := make(chan struct{})
+		go func() { defer close(mdone); mm.Run(mctx) }()
+		mux.Handle("GET /metrics", mm)
 		webDone := make(chan struct{})
 		web.Register(mux, b.Status, b.bus, webDone)
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -361,6 +365,8 @@ func (b *Box) Run(ctx context.Context) (err error) {
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			msrv.Shutdown(sctx)
+			mcancel()
+			<-mdone
 		})
 		log.Info("metrics", "addr", "http://"+b.metricsAddr+"/metrics")
 	}

@@ -34,7 +34,8 @@ func Register(mux *http.ServeMux, status func() console.Status, b *bus.Bus, done
 		json.NewEncoder(w).Encode(status())
 	})
 	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
-		sub := b.Subscribe("web "+r.RemoteAddr, 256, nil)
+		// One name for every open page: the metrics are per name.
+		sub := b.Subscribe("web", 256, nil)
 		defer sub.Close()
 		rc := http.NewResponseController(w)
 		w.Header().Set("Content-Type", "text/event-stream")
