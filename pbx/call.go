@@ -78,6 +78,7 @@ type call struct {
 	relay  *relay
 	reason string       // why the box ends the call on its own, for CallEnded
 	seHdrs []sip.Header // Session-Expires/Require for our 2xx to the caller
+	modem  *modemMedia  // the box's own modem answered (Modem(answer)): no other leg
 }
 
 // newCall registers the caller's leg. It returns nil and a status code

@@ -70,6 +70,13 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		c.hangup(from, "ANSWER", 200, by)
 		return
 	}
+	c.mu.Lock()
+	md := c.modem
+	c.mu.Unlock()
+	if md != nil && from == sideCaller {
+		c.modemInDialog(md, l, req, tx, seResp)
+		return
+	}
 	if other == nil {
 		s.respond(tx, req, 491, "Request Pending", nil, sip.NewHeader("Retry-After", "2"))
 		return

@@ -105,7 +105,12 @@ func parseModemOffer(body []byte) (modemOffer, error) {
 // modemAnswerSDP answers with the one G.711 codec and marks the stream
 // as voice-band data (ITU-T V.152 §7: a=gpmd:<pt> vbd=yes), so a gateway
 // that knows V.152 turns off VAD, comfort noise and echo cancellation.
-func modemAnswerSDP(id string, local netip.AddrPort, o modemOffer) []byte {
+func modemAnswerSDP(id string, version int, local netip.AddrPort, o modemOffer, dir string) []byte {
+	// RFC 4566 §5.2: the session id is numeric; ours is the call id's.
+	sessID := id
+	if n, err := strconv.ParseUint(id, 16, 64); err == nil {
+		sessID = strconv.FormatUint(n, 10)
+	}
 	ipv := "IP4"
 	if local.Addr().Is6() {
 		ipv = "IP6"
@@ -116,7 +121,7 @@ func modemAnswerSDP(id string, local netip.AddrPort, o modemOffer) []byte {
 	}
 	return joinSDP([]string{
 		"v=0",
-		fmt.Sprintf("o=isp-box %s %s IN %s %s", id, id, ipv, local.Addr()),
+		fmt.Sprintf("o=isp-box %s %d IN %s %s", sessID, version, ipv, local.Addr()),
 		"s=isp-box softmodem",
 		fmt.Sprintf("c=IN %s %s", ipv, local.Addr()),
 		"t=0 0",
@@ -124,7 +129,7 @@ func modemAnswerSDP(id string, local netip.AddrPort, o modemOffer) []byte {
 		fmt.Sprintf("a=rtpmap:%d %s/8000", o.pt, enc),
 		fmt.Sprintf("a=ptime:%d", o.ptime),
 		fmt.Sprintf("a=gpmd:%d vbd=yes", o.pt),
-		"a=sendrecv",
+		"a=" + dir,
 	})
 }
 
@@ -175,7 +180,13 @@ func (c *call) answerModem(st dialplan.Step) {
 	}
 	mctx, stop := context.WithCancel(c.ctx)
 	defer stop()
-	med := &modemMedia{conn: conn, remote: o.remote, offer: o, m: m, jb: newJitterBuffer(int(modemJitter / time.Millisecond * 8))}
+	med := &modemMedia{conn: conn, remote: o.remote, offer: o, m: m, jb: newJitterBuffer(int(modemJitter / time.Millisecond * 8)),
+		local: local, dir: modemDirection(offer), version: 1}
+	med.body = modemAnswerSDP(c.id, med.version, local, o, med.dir)
+	c.mu.Lock()
+	c.modem = med
+	a.ourSDP = med.body
+	c.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); med.receive(mctx) }()
@@ -183,8 +194,7 @@ func (c *call) answerModem(st dialplan.Step) {
 	defer wg.Wait()
 	defer stop()
 
-	body := modemAnswerSDP(c.id, local, o)
-	if ack := c.sendFinal2xx(c.inviteTx, c.inviteReq, body, nil, a); ack == nil {
+	if ack := c.sendFinal2xx(c.inviteTx, c.inviteReq, med.sdp(), nil, a); ack == nil {
 		c.hangup(-1, "ANSWER", 200, "box")
 		return
 	}
@@ -290,10 +300,16 @@ type modemMedia struct {
 	offer  modemOffer
 	m      *softmodem.Modem
 	jb     *jitterBuffer
-	mu     sync.Mutex // guards remote, rx, jb
+	mu     sync.Mutex // guards remote, offer, dir, version, body, rx, jb
 	remote netip.AddrPort
-	rx     streamStats
-	other  uint64 // packets of other payload types (RFC 2833 events, comfort noise): ignored
+	local  netip.AddrPort
+	dir    string // our direction (RFC 3264 §6.1): sendrecv unless the caller holds
+	// version is our description's o= version, body the description
+	// (RFC 3264 §8: the version moves only when the description does).
+	version int
+	body    []byte
+	rx      streamStats
+	other   uint64 // packets of other payload types (RFC 2833 events, comfort noise): ignored
 }
 
 func (md *modemMedia) stats() StreamStats {
@@ -349,12 +365,13 @@ func (md *modemMedia) send(ctx context.Context) {
 	for {
 		md.mu.Lock()
 		md.jb.take(rx)
-		to := md.remote
+		to, law, send := md.remote, md.offer.law, md.sending()
+		h.PayloadType = md.offer.pt
 		md.mu.Unlock()
 		md.m.Process(rx, tx)
 		hl, err := h.MarshalTo(pkt)
-		if err == nil {
-			md.offer.law.Encode(pkt[hl:], tx)
+		if err == nil && send {
+			law.Encode(pkt[hl:], tx)
 			md.conn.WriteToUDPAddrPort(pkt[:hl+n], to)
 		}
 		h.SequenceNumber++

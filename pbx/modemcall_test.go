@@ -17,6 +17,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/softmodem"
 	"github.com/isp-box/isp-box/softmodem/g711"
 )
@@ -90,8 +91,8 @@ func TestParseModemOffer(t *testing.T) {
 			t.Errorf("%q: %+v %v", tc.sdp, o, err)
 		}
 	}
-	sdp := string(modemAnswerSDP("1", netip.MustParseAddrPort("10.0.0.2:30000"), modemOffer{pt: 0, ptime: 20}))
-	for _, want := range []string{"m=audio 30000 RTP/AVP 0\r\n", "a=rtpmap:0 PCMU/8000\r\n", "a=gpmd:0 vbd=yes\r\n", "c=IN IP4 10.0.0.2\r\n"} {
+	sdp := string(modemAnswerSDP("1a", 1, netip.MustParseAddrPort("10.0.0.2:30000"), modemOffer{pt: 0, ptime: 20}, "sendrecv"))
+	for _, want := range []string{"m=audio 30000 RTP/AVP 0\r\n", "a=rtpmap:0 PCMU/8000\r\n", "a=gpmd:0 vbd=yes\r\n", "c=IN IP4 10.0.0.2\r\n", "o=isp-box 26 1 IN IP4 10.0.0.2\r\n", "a=sendrecv\r\n"} {
 		if !strings.Contains(sdp, want) {
 			t.Errorf("answer lacks %q:\n%s", want, sdp)
 		}
@@ -204,6 +205,32 @@ func TestModemAnswer(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("no CONNECT in 15 s: caller %+v", caller.m.Stats())
 	}
+	// In data, the caller's side switches to T.38 (refused: 488) and to
+	// G.711 passthrough (200, our stream unchanged); the modems must not
+	// notice either.
+	toTag0, _ := r.To().Params.Get("tag")
+	t38 := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=image 16390 udptl t38\r\na=T38FaxVersion:0\r\n"
+	u.send(inDialogText(u, "INVITE", 3, toTag0, callID, "application/sdp"), t38)
+	if rr := u.final(5 * time.Second); rr == nil || rr.StatusCode != 488 {
+		t.Fatalf("T.38 re-INVITE: %v", rr)
+	} else {
+		// The ACK of a non-2xx is part of the INVITE transaction: its
+		// branch (RFC 3261 §17.1.1.3), or the 488 comes again.
+		u.send(fmt.Sprintf(`
+ACK sip:5550000@%[1]s SIP/2.0
+Via: %[2]s
+From: <sip:%[3]s@%[1]s>;tag=inv%[4]d
+To: <sip:5550000@%[1]s>;tag=%[5]s
+Call-ID: %[6]s
+CSeq: 3 ACK
+Max-Forwards: 70`, u.box, rr.Via().Value(), clientLine, u.port(), toTag0, callID), "")
+	}
+	u.send(inDialogText(u, "INVITE", 4, toTag0, callID, "application/sdp"), strings.Replace(offer, "o=- 1 1", "o=- 1 3", 1))
+	if rr := u.final(5 * time.Second); rr == nil || rr.StatusCode != 200 || string(rr.Body()) != answer {
+		t.Fatalf("G.711 re-INVITE: %v (answer %q, first %q)", rr, rr.Body(), answer)
+	} else {
+		ackFor(u, rr, callID, 4)
+	}
 	// Echo a message. Without error correction a hole in the audio (this
 	// test's real-time loops can stall on a loaded machine past the
 	// jitter buffer) garbles characters, so one of three attempts must
@@ -243,7 +270,7 @@ Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
 From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
 To: <sip:5550000@%[1]s>;tag=%[5]s
 Call-ID: %[6]s
-CSeq: 3 BYE
+CSeq: 5 BYE
 Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, toTag, callID), "")
 	if r := u.final(5 * time.Second); r == nil || r.StatusCode != 200 {
 		t.Errorf("BYE: %v", r)
@@ -262,6 +289,20 @@ Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, toTag, callID), "")
 	}
 }
 
+// inDialogText is a request of the caller's dialog in TestModemAnswer.
+func inDialogText(u *rawUA, method string, cseq int, toTag, callID, ctype string) string {
+	return fmt.Sprintf(`
+%[7]s sip:5550000@%[1]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
+From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
+To: <sip:5550000@%[1]s>;tag=%[5]s
+Call-ID: %[6]s
+CSeq: %[8]d %[7]s
+Contact: <sip:%[4]s@127.0.0.1:%[2]d>
+Max-Forwards: 70
+Content-Type: %[9]s`, u.box, u.port(), branch(), clientLine, toTag, callID, method, cseq, ctype)
+}
+
 // ackFor sends the ACK for a final response to our INVITE with cseq.
 func ackFor(u *rawUA, r *sip.Response, callID string, cseq int) {
 	tag, _ := r.To().Params.Get("tag")
@@ -273,4 +314,110 @@ To: <sip:5550000@%[1]s>;tag=%[5]s
 Call-ID: %[6]s
 CSeq: %[7]s ACK
 Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, tag, callID, strconv.Itoa(cseq)), "")
+}
+
+// startModemBox is startBox with a modem handler for Modem(answer).
+func startModemBox(t *testing.T, cfg Config, handler ModemHandler) *testBox {
+	t.Helper()
+	b := bus.New(nil)
+	ev := recordEvents(t, b)
+	s, err := New(cfg, Options{Bus: b, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Modem: handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb := &testBox{Server: s, bus: b, ev: ev, cancel: cancel, done: make(chan error, 1)}
+	go func() { tb.done <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-tb.done:
+		t.Fatalf("Run: %v", err)
+	}
+	t.Cleanup(tb.stop)
+	return tb
+}
+
+// sippResponses returns the bodies of the 200 OKs sipp received, by CSeq
+// ("4 INVITE"), from its message log.
+func sippResponses(log string, code string) map[string]string {
+	out := map[string]string{}
+	for _, m := range strings.Split(log, "message received")[1:] {
+		i := strings.Index(m, "SIP/2.0 ")
+		if i < 0 || !strings.HasPrefix(m[i+8:], code+" ") {
+			continue
+		}
+		msg := strings.ReplaceAll(m[i:], "\r\n", "\n")
+		head, body, _ := strings.Cut(msg, "\n\n")
+		if j := strings.Index(body, "\n---"); j >= 0 {
+			body = body[:j+1]
+		}
+		for _, l := range strings.Split(head, "\n") {
+			if v, ok := strings.CutPrefix(l, "CSeq:"); ok {
+				out[strings.TrimSpace(v)] = strings.TrimSpace(body)
+			}
+		}
+	}
+	return out
+}
+
+// TestSippModemReinvite: in the middle of a Modem(answer) call sipp sends
+// what an ATA and a session timer send. A T.38 re-INVITE gets 488 and the
+// stream stays; a G.711 one, one without an offer, an UPDATE refresh,
+// hold and unhold get 200 with our stream (same codec, same port) and the
+// o= version moves only when our description does (RFC 3264 §8).
+func TestSippModemReinvite(t *testing.T) {
+	needSipp(t)
+	cfg := testConfig("Modem(answer)")
+	box := startModemBox(t, cfg, func(ctx context.Context, mc ModemCall) error { <-ctx.Done(); return nil })
+	pc := testutil.FreeUDPPortBelowEphemeral(t)
+	registerLine(t, box, clientLine, pc)
+	d := defaults(clientLine)
+	d.Exten = "5550000"
+	uac := startSipp(t, scenario(t, "uac_modem_reinvite.xml", d), pc, box.Addr().String())
+	uac.wait(t, 30*time.Second)
+	oks := sippResponses(uac.messages(), "200")
+	mline := func(b string) string {
+		for _, l := range strings.Split(b, "\n") {
+			if strings.HasPrefix(l, "m=") {
+				return l
+			}
+		}
+		return ""
+	}
+	version := func(b string) string {
+		for _, l := range strings.Split(b, "\n") {
+			if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(l, "o=") {
+				return f[2]
+			}
+		}
+		return ""
+	}
+	first := oks["2 INVITE"]
+	m := mline(first)
+	if !strings.HasPrefix(m, "m=audio ") || !strings.HasSuffix(m, " RTP/AVP 0") || version(first) != "1" {
+		t.Fatalf("first answer:\n%s", first)
+	}
+	for _, tc := range []struct {
+		cseq, version, dir string
+	}{
+		{"4 INVITE", "1", "a=sendrecv"}, // passthrough: nothing of ours changes
+		{"5 INVITE", "1", "a=sendrecv"}, // no offer: ours, unchanged
+		{"7 INVITE", "2", "a=recvonly"}, // held by the caller
+		{"8 INVITE", "3", "a=sendrecv"},
+	} {
+		b, ok := oks[tc.cseq]
+		if !ok {
+			t.Errorf("no 200 for %s", tc.cseq)
+			continue
+		}
+		if mline(b) != m || version(b) != tc.version || !strings.Contains(b, tc.dir) || !strings.Contains(b, "a=gpmd:0 vbd=yes") {
+			t.Errorf("200 for %s: want %q, version %s, %s:\n%s", tc.cseq, m, tc.version, tc.dir, b)
+		}
+	}
+	if b, ok := oks["6 UPDATE"]; !ok || b != "" {
+		t.Errorf("UPDATE refresh: ok=%v body %q", ok, b)
+	}
+	if ev := mustEnded(t, box); ev.MediaMode != "modem" || ev.HangupBy != "caller" {
+		t.Errorf("CallEnded = %+v", ev)
+	}
 }
