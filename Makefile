@@ -26,7 +26,7 @@ GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/test
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: deb docs install uninstall all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean bench-compare
+.PHONY: deb docs install uninstall all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean bench-compare bench-rtp
 
 all: build
 
@@ -103,6 +103,17 @@ bench-sip: build
 # p50/p99, CPU and peak memory of each, and the ratios. Under 10 minutes.
 bench-compare:
 	flock /tmp/isp-box-bench.lock scripts/bench-compare.sh
+
+# The RTP relay against Debian's rtpengine (userspace, its own config on
+# loopback; rtpengine-daemon installed if missing when root): the
+# internal/rtpload generator through each at RTPBENCH calls, alternated,
+# loss, latency, jitter, CPU and memory of each. About 2 minutes.
+RTPBENCH ?= 100,500,1000
+RTPBENCH_DURATION ?= 10s
+bench-rtp:
+	@command -v rtpengine >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y rtpengine-daemon; } || { echo "bench-rtp needs rtpengine (apt-get install rtpengine-daemon)"; exit 1; }
+	flock /tmp/isp-box-bench.lock env ISPBOX_RTPBENCH=$(RTPBENCH) ISPBOX_RTPBENCH_DURATION=$(RTPBENCH_DURATION) \
+		$(GO) test -count=1 -run '^TestRTPCompare$$' -v -timeout 15m ./pbx/
 
 # The qemu VM with Debian's kernel, pppd and chat (tools/pppd-vm/build.sh:
 # apt-get download into $$ISPBOX_VM_CACHE, default /var/cache/isp-box-vm as
