@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"golang.org/x/net/ipv4"
 )
 
 // relay anchors one call's audio in the box: one UDP socket faces each
@@ -178,42 +179,90 @@ func (r *relay) setRemoteAddr(side int, ap netip.AddrPort) {
 	rs.mu.Unlock()
 }
 
+// relayBatch is how many datagrams one recvmmsg/sendmmsg of the relay
+// moves. At 50 packets/s a socket mostly holds one; when the box falls
+// behind (a loaded machine, 1,000 calls) the queue grows and one system
+// call then takes what is waiting, instead of one call per packet, which
+// is where the relay's time goes (CPU profile at 1,000 calls: 80 % in
+// sendto/recvfrom).
+const relayBatch = 8
+
 // pump forwards what side `from` sends to the other side.
 func (r *relay) pump(from int) {
 	defer r.wg.Done()
 	in, out := r.sides[from], r.sides[1-from]
-	buf := make([]byte, 1500)
-	var h rtp.Header
+	rd, wr := ipv4.NewPacketConn(in.conn), ipv4.NewPacketConn(out.conn)
+	msgs := make([]ipv4.Message, relayBatch)
+	fwd := make([]ipv4.Message, relayBatch)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 1500)}
+		fwd[i].Buffers = [][]byte{nil}
+	}
+	var (
+		h       rtp.Header
+		dstAddr *net.UDPAddr // dst as sendmmsg wants it, made when dst changes
+		dstFor  netip.AddrPort
+	)
 	for {
-		n, src, err := in.conn.ReadFromUDPAddrPort(buf)
+		n, err := rd.ReadBatch(msgs, 0)
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // e.g. an ICMP error queued on the socket
 		}
 		now := time.Now()
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		_, perr := h.Unmarshal(buf[:n])
+		k := 0
 		in.mu.Lock()
-		if in.comedia && (!in.latched || in.remote != src) {
-			in.remote, in.latched = src, true // comedia: answer where it comes from
+		for _, m := range msgs[:n] {
+			if ua, ok := m.Addr.(*net.UDPAddr); ok && in.comedia {
+				src := ua.AddrPort()
+				src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+				if !in.latched || in.remote != src {
+					in.remote, in.latched = src, true // comedia: answer where it comes from
+				}
+			}
+			b := m.Buffers[0][:m.N]
+			if _, perr := h.Unmarshal(b); perr != nil {
+				in.stats.Dropped++
+				continue
+			}
+			in.stats.update(&h, m.N, now)
+			in.last = now
+			fwd[k].Buffers[0] = b
+			k++
 		}
-		if perr != nil {
-			in.stats.Dropped++
-			in.mu.Unlock()
+		in.mu.Unlock()
+		if k == 0 {
 			continue
 		}
-		in.stats.update(&h, n, now)
-		in.last = now
-		in.mu.Unlock()
 		out.mu.Lock()
 		dst := out.remote
 		out.mu.Unlock()
 		if !dst.IsValid() {
 			in.mu.Lock()
-			in.stats.Dropped++
+			in.stats.Dropped += uint64(k)
 			in.mu.Unlock()
 			continue
 		}
-		_, _ = out.conn.WriteToUDPAddrPort(buf[:n], dst)
+		if dst != dstFor {
+			dstFor, dstAddr = dst, net.UDPAddrFromAddrPort(dst)
+		}
+		for i := range fwd[:k] {
+			fwd[i].Addr = dstAddr
+		}
+		for off := 0; off < k; {
+			m, err := wr.WriteBatch(fwd[off:k], 0)
+			if err != nil || m <= 0 {
+				// sendmmsg refused (e.g. a full buffer): what is left
+				// goes one by one, as before batching.
+				for _, f := range fwd[off+max(m, 0) : k] {
+					_, _ = out.conn.WriteToUDPAddrPort(f.Buffers[0], dst)
+				}
+				break
+			}
+			off += m
+		}
 	}
 }
 

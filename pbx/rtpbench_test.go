@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +41,19 @@ func TestRelayHelperProcess(t *testing.T) {
 	ctl, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(ctlAddr)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if f := os.Getenv("ISPBOX_RELAY_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			out.Close()
+		}()
 	}
 	s := &Server{}
 	s.cfg.General.RTPStart, s.cfg.General.RTPEnd = 4000, 11998
@@ -134,9 +149,9 @@ func rssMB(pid int) float64 {
 	return 0
 }
 
-func startRelayProc(t *testing.T, name string, cmd *exec.Cmd, ctl netip.AddrPort) *proc {
+func startRelayProc(t *testing.T, name string, cmd *exec.Cmd, ctl netip.AddrPort, log *os.File) *proc {
 	t.Helper()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Stdout, cmd.Stderr = log, log
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -145,10 +160,17 @@ func startRelayProc(t *testing.T, name string, cmd *exec.Cmd, ctl netip.AddrPort
 		t.Fatalf("%s: %v", name, err)
 	}
 	t.Cleanup(func() {
+		// The box helper ends when its stdin closes (and writes its
+		// profile); rtpengine on SIGTERM.
 		stdin.Close()
-		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+			return
+		case <-time.After(3 * time.Second):
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
@@ -171,7 +193,9 @@ func startRelayProc(t *testing.T, name string, cmd *exec.Cmd, ctl netip.AddrPort
 
 // TestRTPCompare is make bench-rtp: ISPBOX_RTPBENCH lists the call
 // counts (e.g. 100,500,1000), ISPBOX_RTPBENCH_DURATION the media time of
-// each run (default 10s). Needs rtpengine (Debian's rtpengine-daemon).
+// each run (default 10s), ISPBOX_RTPBENCH_RELAYS which relays ("box
+// rtpengine"), ISPBOX_RELAY_CPUPROFILE a file for the box relay's CPU
+// profile. Needs rtpengine (Debian's rtpengine-daemon).
 func TestRTPCompare(t *testing.T) {
 	counts := os.Getenv("ISPBOX_RTPBENCH")
 	if counts == "" {
@@ -190,7 +214,7 @@ func TestRTPCompare(t *testing.T) {
 
 	box := exec.Command(os.Args[0], "-test.run=^TestRelayHelperProcess$", "-test.timeout=0", "-test.v")
 	box.Env = append(os.Environ(), relayHelperEnv+"="+boxCtl.String())
-	boxP := startRelayProc(t, "isp-box relay", box, boxCtl)
+	boxP := startRelayProc(t, "isp-box relay", box, boxCtl, os.Stderr)
 
 	// rtpengine in userspace (table = -1: no kernel forwarding), its own
 	// config, loopback only, one port range apart from the box's.
@@ -207,11 +231,29 @@ delete-delay = 0
 		t.Fatal(err)
 	}
 	out, _ := exec.Command(rtpe, "--version").CombinedOutput()
-	rtpeP := startRelayProc(t, "rtpengine", exec.Command(rtpe, "--config-file="+conf, "--foreground", "--log-stderr",
-		"--pidfile="+filepath.Join(dir, "rtpengine.pid")), rtpeCtl)
+	rtpeCmd := exec.Command(rtpe, "--config-file="+conf, "--foreground", "--log-stderr", "--pidfile="+filepath.Join(dir, "rtpengine.pid"))
+	rtpeLog := filepath.Join(dir, "rtpengine.log")
+	logf, err := os.Create(rtpeLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	rtpeP := startRelayProc(t, "rtpengine", rtpeCmd, rtpeCtl, logf)
+	which := os.Getenv("ISPBOX_RTPBENCH_RELAYS")
+	var relays []*proc
+	for _, p := range []*proc{boxP, rtpeP} {
+		for _, w := range strings.Fields(which) {
+			if strings.Contains(p.name, w) {
+				relays = append(relays, p)
+			}
+		}
+		if which == "" {
+			relays = append(relays, p)
+		}
+	}
 
 	fmt.Printf("RTP relay comparison: G.711 20 ms both ways, %v of media per run; %s\n", dur, strings.TrimSpace(string(out)))
-	fmt.Printf("| calls | relay | sent | lost %% | latency p50/p99/max ms | added p50/p99 ms | jitter mean/max ms | relay CPU %% | relay RSS MB |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| calls | relay | sent | lost %% | latency p50/p99/max ms | added p50/p99 ms | jitter mean/max ms | relay CPU %% | relay RSS MB | generator late p99 ms |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 {
@@ -223,8 +265,8 @@ delete-delay = 0
 			cancel()
 			t.Fatal(err)
 		}
-		fmt.Printf("| %d | none (direct) | %d | %.3f | %s | – | %.3f/%.3f | – | – |\n", n, base.Sent, base.LossPct(), ms3(base.P50, base.P99, base.Max), base.JitterMeanMS, base.JitterMaxMS)
-		for _, p := range []*proc{boxP, rtpeP} {
+		fmt.Printf("| %d | none (direct) | %d | %.3f | %s | – | %.3f/%.3f | – | – | %.2f |\n", n, base.Sent, base.LossPct(), ms3(base.P50, base.P99, base.Max), base.JitterMeanMS, base.JitterMaxMS, msf(base.SendLateP99))
+		for _, p := range relays {
 			pid := p.cmd.Process.Pid
 			c0, t0 := cpuTicks(pid), time.Now()
 			res, err := rtpload.Run(ctx, p.ng, rtpload.Options{Calls: n, Duration: dur})
@@ -233,13 +275,17 @@ delete-delay = 0
 				t.Errorf("%s at %d calls: %v", p.name, n, err)
 				continue
 			}
-			fmt.Printf("| %d | %s | %d | %.3f | %s | %.3f/%.3f | %.3f/%.3f | %.0f | %.0f |\n", n, p.name, res.Sent, res.LossPct(),
-				ms3(res.P50, res.P99, res.Max), msf(res.P50-base.P50), msf(res.P99-base.P99), res.JitterMeanMS, res.JitterMaxMS, cpu, rssMB(pid))
+			fmt.Printf("| %d | %s | %d | %.3f | %s | %.3f/%.3f | %.3f/%.3f | %.0f | %.0f | %.2f |\n", n, p.name, res.Sent, res.LossPct(),
+				ms3(res.P50, res.P99, res.Max), msf(res.P50-base.P50), msf(res.P99-base.P99), res.JitterMeanMS, res.JitterMaxMS, cpu, rssMB(pid), msf(res.SendLateP99))
 			if res.SetupFailed > 0 {
 				fmt.Printf("|   | (%s: %d calls not set up) |\n", p.name, res.SetupFailed)
 			}
 		}
 		cancel()
+	}
+	if b, err := os.ReadFile(rtpeLog); err == nil {
+		fmt.Printf("rtpengine logged %d lines, %d of them \"Too many packets in UDP receive queue\"\n",
+			strings.Count(string(b), "\n"), strings.Count(string(b), "Too many packets in UDP receive queue"))
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"golang.org/x/net/ipv4"
 )
 
 // Relay sets up one call's media: a and b are where the caller and the
@@ -46,7 +47,7 @@ type Options struct {
 	Calls    int
 	Duration time.Duration // of sending
 	IP       netip.Addr    // the generator's sockets (default 127.0.0.1)
-	Senders  int           // sending goroutines (default 2)
+	Sockets  int           // per side, shared by the calls (default 8)
 }
 
 // Result of a run. Latency is one way, send to receive, through the relay.
@@ -62,6 +63,9 @@ type Result struct {
 	SetupTime        time.Duration
 	SetupFailed      int
 	TooLateToMeasure uint64 // latencies above the histogram's range (counted in Max)
+	// How late the generator itself sent, behind each packet's 20 ms
+	// schedule: a loaded machine shows here first, not in the relay.
+	SendLateP99 time.Duration
 }
 
 // LossPct is the lost share of what was sent, in %.
@@ -83,13 +87,14 @@ const (
 )
 
 type stream struct {
-	idx    int
-	conn   *net.UDPConn   // sends from here (and receives the other direction)
-	to     netip.AddrPort // relay's address for this direction
-	ssrc   uint32
-	phase  time.Duration
-	sent   atomic.Uint64
-	recv   uint64 // as received on this stream's destination socket
+	idx   int
+	sock  int            // index of the socket it leaves from
+	to    *net.UDPAddr // relay's address for this direction
+	ssrc  uint32
+	phase time.Duration
+	sent  atomic.Uint64
+	// Kept by the one goroutine that receives this stream.
+	recv   uint64
 	late   uint64
 	dups   uint64
 	maxSeq int64
@@ -151,26 +156,34 @@ func Run(ctx context.Context, r Relay, opt Options) (Result, error) {
 	if !opt.IP.IsValid() {
 		opt.IP = netip.MustParseAddr("127.0.0.1")
 	}
-	if opt.Senders <= 0 {
-		opt.Senders = 2
+	if opt.Sockets <= 0 {
+		opt.Sockets = 8
 	}
 	res := Result{Calls: opt.Calls, Streams: 2 * opt.Calls}
-	// stream 2i: caller -> callee of call i; 2i+1: callee -> caller.
-	streams := make([]*stream, 2*opt.Calls)
-	conns := make([]*net.UDPConn, 0, 2*opt.Calls)
+	// Call i's caller side is socket 2*(i%K), its callee side socket
+	// 2*(i%K)+1: a few sockets carry all calls, each packet names its
+	// stream, and sendmmsg/recvmmsg batches keep the generator's own
+	// cost low next to the relay's (which has two sockets per call).
+	socks := make([]*net.UDPConn, 0, 2*opt.Sockets)
 	defer func() {
-		for _, c := range conns {
+		for _, c := range socks {
 			c.Close()
 		}
 	}()
-	for i := range streams {
+	for range 2 * opt.Sockets {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(opt.IP, 0)))
 		if err != nil {
 			return res, fmt.Errorf("rtpload: %w", err)
 		}
-		_ = c.SetReadBuffer(256 << 10)
-		conns = append(conns, c)
-		streams[i] = &stream{idx: i, conn: c, ssrc: uint32(0x5eed0000 + i), maxSeq: -1}
+		_ = c.SetReadBuffer(4 << 20)
+		_ = c.SetWriteBuffer(4 << 20)
+		socks = append(socks, c)
+	}
+	// stream 2i: caller -> callee of call i; 2i+1: callee -> caller.
+	streams := make([]*stream, 2*opt.Calls)
+	for i := range streams {
+		sock := 2*((i/2)%opt.Sockets) + i%2
+		streams[i] = &stream{idx: i, sock: sock, ssrc: uint32(0x5eed0000 + i), maxSeq: -1}
 	}
 	t0 := time.Now()
 	set := make([]bool, opt.Calls)
@@ -186,7 +199,7 @@ func Run(ctx context.Context, r Relay, opt Options) (Result, error) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				a, b := streams[2*i].conn.LocalAddr().(*net.UDPAddr).AddrPort(), streams[2*i+1].conn.LocalAddr().(*net.UDPAddr).AddrPort()
+				a, b := socks[streams[2*i].sock].LocalAddr().(*net.UDPAddr).AddrPort(), socks[streams[2*i+1].sock].LocalAddr().(*net.UDPAddr).AddrPort()
 				toA, toB, err := r.Setup(ctx, i, a, b)
 				mu.Lock()
 				defer mu.Unlock()
@@ -197,7 +210,7 @@ func Run(ctx context.Context, r Relay, opt Options) (Result, error) {
 					}
 					return
 				}
-				streams[2*i].to, streams[2*i+1].to = toA, toB
+				streams[2*i].to, streams[2*i+1].to = net.UDPAddrFromAddrPort(toA), net.UDPAddrFromAddrPort(toB)
 				set[i] = true
 			}()
 		}
@@ -230,35 +243,40 @@ func Run(ctx context.Context, r Relay, opt Options) (Result, error) {
 	}
 	packets := int(opt.Duration / ptime)
 	h := &histogram{b: make([]atomic.Uint64, buckets)}
+	lateness := &histogram{b: make([]atomic.Uint64, buckets)}
 	base := time.Now().Add(50 * time.Millisecond)
 
-	// Receivers: one goroutine per socket; stream 2i's packets arrive on
-	// stream 2i+1's socket and the other way round.
+	// Receivers: one goroutine per socket. Stream 2i's packets arrive
+	// on its callee's socket, 2i+1's on its caller's: each stream has
+	// one receiver.
 	var rwg sync.WaitGroup
-	for _, s := range active {
+	for _, c := range socks {
 		rwg.Add(1)
 		go func() {
 			defer rwg.Done()
-			receive(s.conn, streams, base, h)
+			receive(c, streams, base, h)
 		}()
 	}
+	// Senders: one goroutine per socket, for the streams leaving it.
 	var swg sync.WaitGroup
-	for g := 0; g < opt.Senders; g++ {
+	for k, c := range socks {
 		var mine []*stream
-		for k := g; k < len(active); k += opt.Senders {
-			mine = append(mine, active[k])
+		for _, st := range active {
+			if st.sock == k {
+				mine = append(mine, st)
+			}
 		}
 		swg.Add(1)
 		go func() {
 			defer swg.Done()
-			send(ctx, mine, base, packets)
+			send(ctx, c, mine, base, packets, lateness)
 		}()
 	}
 	swg.Wait()
 	// Stragglers: anything later than this counts as lost.
 	time.Sleep(500 * time.Millisecond)
-	for _, s := range active {
-		_ = s.conn.SetReadDeadline(time.Now())
+	for _, c := range socks {
+		_ = c.SetReadDeadline(time.Now())
 	}
 	rwg.Wait()
 
@@ -282,91 +300,138 @@ func Run(ctx context.Context, r Relay, opt Options) (Result, error) {
 	}
 	res.P50, res.P99, res.Max = h.quantile(0.50), h.quantile(0.99), time.Duration(h.max.Load())
 	res.TooLateToMeasure = h.over.Load()
+	res.SendLateP99 = lateness.quantile(0.99)
 	return res, ctx.Err()
 }
 
-// send paces its streams at 20 ms each, at their phases.
-func send(ctx context.Context, mine []*stream, base time.Time, packets int) {
+// send paces its streams at 20 ms each, at their phases: at each wake
+// it sends what is due in one sendmmsg.
+func send(ctx context.Context, c *net.UDPConn, mine []*stream, base time.Time, packets int, lateness *histogram) {
 	slices.SortFunc(mine, func(a, b *stream) int { return int(a.phase - b.phase) })
-	pkt := make([]byte, 12+payloadSize)
-	for i := 12 + payloadHead; i < len(pkt); i++ {
-		pkt[i] = 0xff // µ-law silence
+	pc := ipv4.NewPacketConn(c)
+	const batch = 64
+	msgs := make([]ipv4.Message, batch)
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, 12+payloadSize)
+		for j := 12 + payloadHead; j < len(bufs[i]); j++ {
+			bufs[i][j] = 0xff // µ-law silence
+		}
+		msgs[i].Buffers = [][]byte{bufs[i]}
+	}
+	whom := make([]*stream, batch)
+	flush := func(n int) {
+		for off := 0; off < n; {
+			m, err := pc.WriteBatch(msgs[off:n], 0)
+			if err != nil || m == 0 {
+				break
+			}
+			for _, st := range whom[off : off+m] {
+				st.sent.Add(1)
+			}
+			off += m
+		}
 	}
 	h := rtp.Header{Version: 2, PayloadType: 0}
-	for k := 0; k < packets; k++ {
+	total := packets * len(mine)
+	for q := 0; q < total; {
 		if ctx.Err() != nil {
 			return
 		}
-		for _, s := range mine {
-			due := base.Add(time.Duration(k)*ptime + s.phase)
-			if d := time.Until(due); d > 0 {
-				time.Sleep(d)
+		k, st := q/len(mine), mine[q%len(mine)]
+		due := time.Duration(k)*ptime + st.phase
+		if d := due - time.Since(base); d > 0 {
+			time.Sleep(d)
+		}
+		// Everything due by now, up to a batch.
+		now := time.Since(base)
+		n := 0
+		for ; q < total && n < batch; q++ {
+			k, st = q/len(mine), mine[q%len(mine)]
+			due = time.Duration(k)*ptime + st.phase
+			if due > now {
+				break
 			}
 			h.SequenceNumber = uint16(k)
 			h.Timestamp = uint32(k * payloadSize)
-			h.SSRC = s.ssrc
+			h.SSRC = st.ssrc
 			h.Marker = k == 0
+			pkt := bufs[n]
 			if _, err := h.MarshalTo(pkt); err != nil {
 				continue
 			}
 			p := pkt[12:]
-			binary.BigEndian.PutUint32(p[8:], uint32(s.idx))
+			binary.BigEndian.PutUint64(p[0:], uint64(now))
+			binary.BigEndian.PutUint32(p[8:], uint32(st.idx))
 			binary.BigEndian.PutUint32(p[12:], uint32(k))
-			binary.BigEndian.PutUint64(p[0:], uint64(time.Since(base)))
-			if _, err := s.conn.WriteToUDPAddrPort(pkt, s.to); err == nil {
-				s.sent.Add(1)
-			}
+			msgs[n].Addr = st.to
+			whom[n] = st
+			lateness.add(now - due)
+			n++
 		}
+		flush(n)
 	}
 }
 
-// receive reads one socket until its deadline; the stream a packet
-// belongs to is in its payload, and only this goroutine receives it.
-func receive(conn *net.UDPConn, streams []*stream, base time.Time, hist *histogram) {
-	buf := make([]byte, 2048)
+// receive reads one socket until its deadline, a batch per recvmmsg;
+// the stream a packet belongs to is in its payload, and only this
+// goroutine receives that stream.
+func receive(c *net.UDPConn, streams []*stream, base time.Time, hist *histogram) {
+	pc := ipv4.NewPacketConn(c)
+	const batch = 64
+	msgs := make([]ipv4.Message, batch)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
 	var h rtp.Header
 	for {
-		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
 			return
 		}
 		now := time.Since(base)
-		off, err := h.Unmarshal(buf[:n])
-		if err != nil || n-off < payloadHead {
-			continue
+		for _, m := range msgs[:n] {
+			record(m.Buffers[0][:m.N], &h, streams, now, hist)
 		}
-		p := buf[off:n]
-		sent := time.Duration(binary.BigEndian.Uint64(p[0:]))
-		idx := int(binary.BigEndian.Uint32(p[8:]))
-		seq := int64(binary.BigEndian.Uint32(p[12:]))
-		if idx < 0 || idx >= len(streams) {
-			continue
-		}
-		s := streams[idx]
-		w := int(seq / 64)
-		for len(s.seen) <= w {
-			s.seen = append(s.seen, 0)
-		}
-		if s.seen[w]&(1<<(seq%64)) != 0 {
-			s.dups++
-			continue
-		}
-		s.seen[w] |= 1 << (seq % 64)
-		s.recv++
-		if seq < s.maxSeq {
-			s.late++
-		} else {
-			s.maxSeq = seq
-		}
-		lat := now - sent
-		hist.add(lat)
-		// RFC 3550 A.8 with the send time for the RTP timestamp (the
-		// same clock at both ends, so transit is the one-way delay).
-		transit := int64(lat)
-		if s.recv > 1 {
-			d := float64(transit - s.lastTransit)
-			s.jitter += (math.Abs(d) - s.jitter) / 16
-		}
-		s.lastTransit = transit
 	}
+}
+
+func record(b []byte, h *rtp.Header, streams []*stream, now time.Duration, hist *histogram) {
+	off, err := h.Unmarshal(b)
+	if err != nil || len(b)-off < payloadHead {
+		return
+	}
+	p := b[off:]
+	sent := time.Duration(binary.BigEndian.Uint64(p[0:]))
+	idx := int(binary.BigEndian.Uint32(p[8:]))
+	seq := int64(binary.BigEndian.Uint32(p[12:]))
+	if idx < 0 || idx >= len(streams) || seq > 1<<24 {
+		return
+	}
+	s := streams[idx]
+	w := int(seq / 64)
+	for len(s.seen) <= w {
+		s.seen = append(s.seen, 0)
+	}
+	if s.seen[w]&(1<<(seq%64)) != 0 {
+		s.dups++
+		return
+	}
+	s.seen[w] |= 1 << (seq % 64)
+	s.recv++
+	if seq < s.maxSeq {
+		s.late++
+	} else {
+		s.maxSeq = seq
+	}
+	lat := now - sent
+	hist.add(lat)
+	// RFC 3550 A.8 with the send time for the RTP timestamp (the same
+	// clock at both ends, so transit is the one-way delay).
+	transit := int64(lat)
+	if s.recv > 1 {
+		d := float64(transit - s.lastTransit)
+		s.jitter += (math.Abs(d) - s.jitter) / 16
+	}
+	s.lastTransit = transit
 }
