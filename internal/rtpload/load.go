@@ -88,7 +88,7 @@ const (
 
 type stream struct {
 	idx   int
-	sock  int            // index of the socket it leaves from
+	sock  int          // index of the socket it leaves from
 	to    *net.UDPAddr // relay's address for this direction
 	ssrc  uint32
 	phase time.Duration
