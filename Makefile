@@ -7,7 +7,7 @@
 #   make lint     gofmt, go vet, golangci-lint (.golangci.yml)
 #   make cross    cgo-free binaries for linux amd64, arm64, armv7, armv6 in dist/
 #   make demo     build, then run the simulated dial-up setup
-#   make fuzz     every FuzzXxx target for FUZZTIME each
+#   make fuzz     every FuzzXxx target for FUZZTIME each, FUZZJOBS at a time
 #   make deb      Debian packages for amd64, arm64, armhf, armel in dist/ (nfpm)
 #   make install  binary, unit, config, man page, completions, service user (root)
 
@@ -79,19 +79,11 @@ cross:
 demo: build
 	./isp-box demo
 
-# Each fuzz target of each package, one after the other, FUZZTIME each.
-# Targets are found with `go test -list`, so new ones need no edit here.
-# A failing target does not stop the others; the failures are listed at
-# the end (the input that failed is saved under the package's
-# testdata/fuzz/, to be committed as a regression case once fixed).
+# Every fuzz target for FUZZTIME each, FUZZJOBS targets at a time
+# (scripts/fuzz.sh says how; `make fuzz FUZZTIME=10m FUZZJOBS=2`).
+FUZZJOBS ?= 1
 fuzz:
-	@failed=""; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "== $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$pkg.$$f"; \
-		done; \
-	done; \
-	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed"; exit 1; fi
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZJOBS=$(FUZZJOBS) ./scripts/fuzz.sh
 
 # SIP load test against a running box with sipp (filled in by the PBX work).
 bench-sip: build
