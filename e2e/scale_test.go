@@ -360,7 +360,7 @@ func (bx *boxProc) waitPeers(ctx context.Context, n int) error {
 	return bx.poll(ctx, func(st console.Status) string {
 		k := 0
 		for _, p := range st.Peers {
-			if p.Host != "" && strings.HasPrefix(p.Status, "OK") {
+			if p.Host.IsValid() && strings.HasPrefix(p.Status, "OK") {
 				k++
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/modem/at"
 	"github.com/isp-box/isp-box/modem/lock"
 )
@@ -91,28 +92,8 @@ type Line struct {
 	lastState bus.LineState // the last LineState published
 }
 
-// LineStatus is a snapshot of a line for `isp-box lines`.
-type LineStatus struct {
-	Name        string    // line name
-	Device      string    // configured device path
-	Peer        string    // SIP peer the line sits behind
-	State       string    // opening, resetting, ..., connected, hangingup, down
-	Since       time.Time // when State was entered
-	LastConnect string    // the last CONNECT line
-	Speed       int       // line rate of the current or last call
-	Protocol    string    // its protocol
-	CallerID    string    // of the current call
-	CallID      string    // the SIP call tied to the current call
-	Session     string    // "ttyUSB0/3": the line's n-th session
-	User        string    // logged-in user of the current session ("" for AutoPPP)
-	Answered    int       // calls answered (CONNECT) since start
-	Errors      int       // errors reported
-	LastError   string    // the last of them
-	Caps        string    // "modem lines", "pty: no DCD/DTR", ", RTS/CTS"
-	// Pending says a reloaded config waits to be applied, and for what;
-	// "" when the running config is the latest.
-	Pending string
-}
+// LineStatus is a snapshot of a line for `isp-box lines` (internal/status's).
+type LineStatus = status.Line
 
 // NewLine checks cfg and returns a line ready to Run.
 func NewLine(cfg LineConfig, opts LineOptions) (*Line, error) {

@@ -69,11 +69,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/netstack/pool"
 )
 
@@ -288,6 +291,14 @@ func (s *Stack) ICMP() ICMPPath {
 	return ICMPKernel
 }
 
+// Status is the network side for `isp-box status`: mode, flows, drops by
+// reason and every attached session's counters, sorted by session.
+func (s *Stack) Status() status.Network {
+	sessions := s.Sessions()
+	slices.SortFunc(sessions, func(a, b SessionInfo) int { return strings.Compare(a.Session, b.Session) })
+	return status.Network{Mode: string(s.cfg.Mode), ICMP: string(s.ICMP()), Flows: s.Flows(), Dropped: s.Dropped(), Sessions: sessions}
+}
+
 // Sessions returns the counters of every attached session.
 func (s *Stack) Sessions() []SessionInfo {
 	s.mu.RLock()
@@ -319,19 +330,8 @@ func (s *Stack) Close() error {
 	return s.closeErr
 }
 
-// SessionInfo is a snapshot of one session's counters.
-type SessionInfo struct {
-	Session  string
-	Remote   netip.Addr
-	Since    time.Time
-	PktsIn   uint64 // from the client, accepted
-	BytesIn  uint64
-	PktsOut  uint64 // to the client
-	BytesOut uint64
-	Flows    int               // userspace: forwarded TCP connections and UDP flows open now
-	Dropped  uint64            // from the client, dropped for any reason
-	Reasons  map[string]uint64 // Dropped by reason
-}
+// SessionInfo is a snapshot of one session's counters (internal/status's).
+type SessionInfo = status.NetSession
 
 // Session is one client's attachment. Safe for concurrent use.
 type Session struct {

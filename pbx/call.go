@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 // Sides of a call.
@@ -133,26 +133,8 @@ func (s *Server) newCall(req *sip.Request, tx sip.ServerTransaction, pc Peer, ex
 	return c, 0
 }
 
-// CallInfo is a live call as `isp-box calls` shows it.
-type CallInfo struct {
-	ID        string
-	From      string // calling peer
-	Exten     string
-	To        string // callee peer
-	State     bus.CallStatus
-	Start     time.Time
-	Answer    time.Time
-	MediaMode string // direct or relay
-	Codec     string
-	CallerLeg string // Call-ID of the caller's dialog
-	CalleeLeg string
-	// RelayCaller and RelayCallee are the box's media addresses facing each
-	// side when media is relayed; invalid with direct media.
-	RelayCaller, RelayCallee netip.AddrPort
-	Packets                  uint64 // relayed RTP packets, both directions
-	Lost                     uint64
-	JitterMS                 float64 // worst of the two directions
-}
+// CallInfo is a live call as `isp-box calls` shows it (internal/status's).
+type CallInfo = status.Call
 
 // Calls returns the live calls, oldest first.
 func (s *Server) Calls() []CallInfo {

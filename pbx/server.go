@@ -18,6 +18,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/pbx/dialplan"
 )
 
@@ -617,37 +618,9 @@ func (s *Server) strayResponse(res *sip.Response) {
 	}
 }
 
-// PeerInfo is a peer as `sip show peers` and `sip show peer` need it.
-type PeerInfo struct {
-	Name        string
-	Username    string // from config, else the REGISTER Contact user
-	Type        string
-	Host        netip.Addr // registered (or fixed) address; invalid if none
-	Port        int
-	Dynamic     bool
-	ForceRport  string // "Yes", "No", "Auto (Yes)", "Auto (No)"
-	Comedia     string
-	ACL         bool
-	Status      string // chan_sip's status string
-	Monitored   bool
-	Online      bool
-	Description string
-	Context     string
-	SecretSet   bool
-	DirectMedia bool
-	Insecure    string
-	Codecs      []string
-	UserAgent   string
-	Contact     string
-	Expires     time.Time
-	QualifyMS   int
-	QualifyFreq time.Duration
-	RTT         time.Duration // last RTT; -1 when unreachable
-	LineBusy    bool
-	Calls       int
-	CallLimit   int
-	MaxForwards int
-}
+// PeerInfo is a peer as `sip show peers` and `sip show peer` need it; the
+// type is internal/status's, so it reaches the console's JSON unchanged.
+type PeerInfo = status.Peer
 
 // Peers returns every peer, sorted by name.
 func (s *Server) Peers() []PeerInfo {
@@ -667,9 +640,9 @@ func (s *Server) peerInfoLocked(p *peer) PeerInfo {
 		Name: c.Name, Username: c.Username, Type: c.Type, Dynamic: strings.EqualFold(c.Host, "dynamic"),
 		ACL: len(c.ACL) > 0, Description: c.Description, Context: c.Context,
 		SecretSet: c.Secret != "" || c.MD5Secret != "", DirectMedia: c.DirectMedia, Insecure: c.Insecure,
-		Codecs: slices.Clone(c.Allow), QualifyMS: c.Qualify, QualifyFreq: c.QualifyFreq,
+		Codecs: slices.Clone(c.Allow), QualifyMS: c.Qualify, QualifyFreq: int(c.QualifyFreq / time.Millisecond),
 		Monitored: c.Qualify > 0, LineBusy: s.lineBusy[c.Name], Calls: p.calls, CallLimit: c.CallLimit,
-		MaxForwards: c.MaxForwards, RTT: p.rtt,
+		MaxForwards: c.MaxForwards, RTTMS: p.lastms,
 	}
 	nat := parseNAT(c.NAT)
 	detected := false
@@ -706,9 +679,6 @@ func (s *Server) peerInfoLocked(p *peer) PeerInfo {
 		pi.Online = p.lastms > 0 // OK or LAGGED
 	default:
 		pi.Online = pi.Host.IsValid() && pi.Port != 0
-	}
-	if p.lastms < 0 {
-		pi.RTT = -1
 	}
 	return pi
 }

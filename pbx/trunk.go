@@ -13,6 +13,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 // Registration is one sip.conf `register =>` line: the box registers
@@ -43,17 +44,9 @@ const (
 	regFailed       = "Failed"
 )
 
-// RegistryInfo is one outbound registration as `isp-box registry` shows it.
-type RegistryInfo struct {
-	Host      string // host:port registered with
-	Username  string
-	Extension string
-	Refresh   time.Duration // the expiry the registrar granted
-	State     string
-	RegTime   time.Time // last successful registration
-	LastError string
-	Attempts  int // consecutive failures
-}
+// RegistryInfo is one outbound registration as `isp-box registry` shows it
+// (internal/status's).
+type RegistryInfo = status.Registration
 
 // Default timers of chan_sip's outbound registration (sip.h).
 const (
@@ -109,7 +102,7 @@ func (s *Server) Registry() []RegistryInfo {
 		}
 		out = append(out, RegistryInfo{
 			Host: net.JoinHostPort(r.cfg.Host, strconv.Itoa(port)), Username: r.cfg.User, Extension: r.cfg.Extension,
-			Refresh: r.refresh, State: r.state, RegTime: r.regTime, LastError: r.lastErr, Attempts: r.attempts,
+			Refresh: int(r.refresh / time.Second), State: r.state, RegTime: r.regTime, LastError: r.lastErr, Attempts: r.attempts,
 		})
 		r.mu.Unlock()
 	}

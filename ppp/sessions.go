@@ -1,35 +1,15 @@
 package ppp
 
 import (
-	"net/netip"
 	"slices"
 	"sync"
-	"time"
+
+	"github.com/isp-box/isp-box/internal/status"
 )
 
-// SessionInfo is a snapshot of one live session for `isp-box sessions`.
-type SessionInfo struct {
-	ID       string       // session id
-	Line     string       // modem line
-	CallID   string       // SIP call tied to the line, when known
-	User     string       // authenticated (or logged-in) user
-	Phase    string       // dead, establish, authenticate, network, running, terminate
-	Detail   string       // last phase detail
-	Local    netip.Addr   // our address
-	Remote   netip.Addr   // the client's address
-	DNS      []netip.Addr // offered resolvers
-	Auth     string       // pap, chap, mschap, mschap-v2, or "" (none)
-	AAA      string       // who authenticated the user: file, radius, login, or "" (none)
-	VJ       bool         // VJ header compression on
-	Start    time.Time    // CONNECT (session start)
-	Up       time.Time    // IPCP opened (zero until then)
-	BytesIn  uint64       // IP octets from the client
-	BytesOut uint64       // IP octets to the client
-	PktsIn   uint64
-	PktsOut  uint64
-	Dropped  uint64 // IP packets dropped
-	FCSErrs  uint64 // frames with a bad FCS
-}
+// SessionInfo is a snapshot of one live session for `isp-box sessions`
+// (internal/status's).
+type SessionInfo = status.Session
 
 // liveInfo is the part of a session other goroutines may read.
 type liveInfo struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +13,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/internal/testutil"
 )
 
@@ -91,11 +94,11 @@ var t0 = time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC)
 
 var fixture = console.Status{
 	Version: "test-9", Started: t0, Config: "examples/pap2t.conf", Network: "userspace", SIPAddr: "0.0.0.0:5060",
-	Peers: []console.PeerRow{{Name: "pap2t-client", Host: "192.168.1.50", Port: 5061, Dynamic: true, Status: "OK (7 ms)", Online: true, Monitored: true}},
-	Calls: []console.CallRow{{ID: "00000002", From: "pap2t-client", Exten: "88567682", To: "pap2t-ispmodem", State: "up", Start: t0}},
-	Lines: []console.LineRow{{Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "down", Since: t0,
+	Peers: []status.Peer{{Name: "pap2t-client", Host: netip.MustParseAddr("192.168.1.50"), Port: 5061, Dynamic: true, Status: "OK (7 ms)", Online: true, Monitored: true}},
+	Calls: []status.Call{{ID: "00000002", From: "pap2t-client", Exten: "88567682", To: "pap2t-ispmodem", State: "up", Start: t0}},
+	Lines: []status.Line{{Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "down", Since: t0,
 		LastError: "open /dev/ttyUSB0: no such file or directory"}},
-	Sessions: []console.SessionRow{{ID: "ppp1", Line: "ttyUSB0", User: "dial", Phase: "running", Start: t0, BytesIn: 2048}},
+	Sessions: []console.Session{{Session: status.Session{ID: "ppp1", Line: "ttyUSB0", User: "dial", Phase: "running", Start: t0, BytesIn: 2048}}},
 	Counters: []console.Counter{{Name: "sip.auth_failed", Value: 2}},
 }
 
@@ -165,11 +168,11 @@ func TestStatusCommands(t *testing.T) {
 		got  any
 		want any
 	}{
-		{[]string{"lines", "--json"}, &[]console.LineRow{}, &fixture.Lines},
-		{[]string{"calls", "--json"}, &[]console.CallRow{}, &fixture.Calls},
-		{[]string{"sessions", "--json"}, &[]console.SessionRow{}, &fixture.Sessions},
-		{[]string{"peers", "--json"}, &[]console.PeerRow{}, &fixture.Peers},
-		{[]string{"peer", "--json", "pap2t-client"}, &console.PeerRow{}, &fixture.Peers[0]},
+		{[]string{"lines", "--json"}, &[]status.Line{}, &fixture.Lines},
+		{[]string{"calls", "--json"}, &[]status.Call{}, &fixture.Calls},
+		{[]string{"sessions", "--json"}, &[]console.Session{}, &fixture.Sessions},
+		{[]string{"peers", "--json"}, &[]status.Peer{}, &fixture.Peers},
+		{[]string{"peer", "--json", "pap2t-client"}, &status.Peer{}, &fixture.Peers[0]},
 		{[]string{"status", "--json"}, &console.Status{}, &fixture},
 	}
 	for _, tt := range jsonTests {
@@ -183,7 +186,7 @@ func TestStatusCommands(t *testing.T) {
 		if st, ok := tt.got.(*console.Status); ok {
 			st.Bus = console.BusStats{} // filled by the server from its bus
 		}
-		if diff := cmp.Diff(tt.want, tt.got); diff != "" {
+		if diff := cmp.Diff(tt.want, tt.got, cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{})); diff != "" {
 			t.Errorf("%v (-want +got):\n%s", tt.args, diff)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/internal/testutil"
 )
 
@@ -289,7 +290,7 @@ func TestServeUnprivileged(t *testing.T) {
 		t.Errorf("lines: exit %d, stderr %q, output:\n%s", code, errs, out)
 	}
 	code, out, _ = runCmd(t.Context(), "lines", "--json", "-s", sock)
-	var lines []console.LineRow
+	var lines []status.Line
 	if err := json.Unmarshal([]byte(out), &lines); code != 0 || err != nil {
 		t.Fatalf("lines --json: exit %d, %v, %q", code, err, out)
 	}
@@ -457,7 +458,7 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 	waitCond(t, 30*time.Second, "both ATA lines registered", r.registered)
 	before := peersJSON(t, sock)
 	for _, user := range []string{"pap2t-ispmodem", "pap2t-client"} {
-		if p := before[user]; p.Host != "127.0.0.1" || p.Port != int(r.addr[user].Port()) {
+		if p := before[user]; p.Host != netip.MustParseAddr("127.0.0.1") || p.Port != int(r.addr[user].Port()) {
 			t.Fatalf("peer %s before the restart: %q:%d; want %v", user, p.Host, p.Port, r.addr[user])
 		}
 	}
@@ -519,14 +520,14 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 }
 
 // peersJSON is `isp-box peers --json` by name.
-func peersJSON(t *testing.T, sock string) map[string]console.PeerRow {
+func peersJSON(t *testing.T, sock string) map[string]status.Peer {
 	t.Helper()
 	code, out, errs := runCmd(t.Context(), "peers", "--json", "-s", sock)
-	var rows []console.PeerRow
+	var rows []status.Peer
 	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil {
 		t.Fatalf("peers --json: exit %d, %v, %q %q", code, err, out, errs)
 	}
-	m := map[string]console.PeerRow{}
+	m := map[string]status.Peer{}
 	for _, p := range rows {
 		m[p.Name] = p
 	}

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,6 +29,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -469,7 +471,7 @@ func (b *Box) statusLine() string {
 	st := b.Status()
 	reg, up := 0, 0
 	for _, p := range st.Peers {
-		if p.Host != "" {
+		if p.Host.IsValid() {
 			reg++
 		}
 	}
@@ -741,16 +743,8 @@ func (b *Box) Status() console.Status {
 	}
 	if b.pbx != nil {
 		st.SIPAddr = b.pbx.Addr().String()
-		for _, p := range b.pbx.Peers() {
-			st.Peers = append(st.Peers, peerRow(p))
-		}
-		for _, c := range b.pbx.Calls() {
-			st.Calls = append(st.Calls, console.CallRow{
-				ID: c.ID, From: c.From, Exten: c.Exten, To: c.To, State: string(c.State), Start: c.Start,
-				Answer: c.Answer, MediaMode: c.MediaMode, Codec: c.Codec, CallerLeg: c.CallerLeg,
-				CalleeLeg: c.CalleeLeg, Packets: c.Packets, Lost: c.Lost, JitterMS: c.JitterMS,
-			})
-		}
+		st.Peers = b.pbx.Peers()
+		st.Calls = b.pbx.Calls()
 		st.Counters = append(st.Counters, console.Counter{Name: "sip.malformed", Value: b.pbx.Malformed()})
 		es := b.pbx.EdgeStats()
 		for _, c := range []console.Counter{
@@ -769,12 +763,7 @@ func (b *Box) Status() console.Status {
 			st.Bans = append(st.Bans, console.BanRow{Addr: a.String(), Until: until})
 		}
 		sort.Slice(st.Bans, func(i, j int) bool { return st.Bans[i].Addr < st.Bans[j].Addr })
-		for _, r := range b.pbx.Registry() {
-			st.Registry = append(st.Registry, console.RegistryRow{
-				Host: r.Host, Username: r.Username, Extension: r.Extension, Refresh: int(r.Refresh / time.Second),
-				State: r.State, RegTime: r.RegTime, LastError: r.LastError, Attempts: r.Attempts,
-			})
-		}
+		st.Registry = b.pbx.Registry()
 	}
 	b.mu.Lock()
 	var lines []*lineRunner
@@ -785,78 +774,23 @@ func (b *Box) Status() console.Status {
 	}
 	b.mu.Unlock()
 	for _, r := range lines {
-		var rows []modem.LineStatus
 		if r.tcp != nil {
-			rows = r.tcp.Status()
+			st.Lines = append(st.Lines, r.tcp.Status()...)
 		} else {
-			rows = []modem.LineStatus{r.line.Status()}
-		}
-		for _, s := range rows {
-			st.Lines = append(st.Lines, console.LineRow{
-				Name: s.Name, Device: s.Device, Peer: s.Peer, State: s.State, Since: s.Since,
-				LastConnect: s.LastConnect, Session: s.Session, CallID: s.CallID,
-				Answered: s.Answered, Errors: s.Errors, LastError: s.LastError, Caps: s.Caps,
-				Pending: s.Pending,
-			})
+			st.Lines = append(st.Lines, r.line.Status())
 		}
 	}
 	for _, s := range b.reg.List() {
-		row := sessionRow(s)
-		row.Acct = b.aaa.state(s.ID)
-		st.Sessions = append(st.Sessions, row)
+		st.Sessions = append(st.Sessions, console.Session{Session: s, Acct: b.aaa.state(s.ID)})
 	}
 	if b.net != nil {
-		reasons := b.net.Dropped()
-		keys := make([]string, 0, len(reasons))
-		for k := range reasons {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			st.Counters = append(st.Counters, console.Counter{Name: bus.DropReason(k).Metric(), Value: reasons[k]})
+		st.Net = b.net.Status()
+		// The drops are also named counters, as the other parts' are.
+		for _, k := range slices.Sorted(maps.Keys(st.Net.Dropped)) {
+			st.Counters = append(st.Counters, console.Counter{Name: bus.DropReason(k).Metric(), Value: st.Net.Dropped[k]})
 		}
 	}
 	return st
-}
-
-func peerRow(p pbx.PeerInfo) console.PeerRow {
-	host := ""
-	if p.Host.IsValid() {
-		host = p.Host.String()
-	}
-	return console.PeerRow{
-		Name: p.Name, Username: p.Username, Host: host, Port: p.Port, Dynamic: p.Dynamic,
-		ForceRport: p.ForceRport, Comedia: p.Comedia, ACL: p.ACL, Status: p.Status,
-		Monitored: p.Monitored, Online: p.Online, Description: p.Description, Type: p.Type,
-		Context: p.Context, Secret: p.SecretSet, DirectMedia: p.DirectMedia, Insecure: p.Insecure,
-		Codecs: p.Codecs, UserAgent: p.UserAgent, Contact: p.Contact, Expires: p.Expires,
-		QualifyMS: p.QualifyMS, QualifyFreq: int(p.QualifyFreq / time.Millisecond),
-		RTTMS: rttMS(p.RTT), LineBusy: p.LineBusy, Calls: p.Calls,
-		CallLimit: p.CallLimit, MaxForwards: p.MaxForwards,
-	}
-}
-
-// rttMS is chan_sip's lastms: -1 unreachable, else at least 1 once answered.
-func rttMS(d time.Duration) int {
-	if d < 0 {
-		return -1
-	}
-	return int((d + time.Millisecond - 1) / time.Millisecond)
-}
-
-func sessionRow(s ppp.SessionInfo) console.SessionRow {
-	return console.SessionRow{
-		ID: s.ID, Line: s.Line, User: s.User, Phase: s.Phase, Local: addrString(s.Local),
-		Remote: addrString(s.Remote), Auth: s.Auth, Start: s.Start, BytesIn: s.BytesIn,
-		BytesOut: s.BytesOut, PktsIn: s.PktsIn, PktsOut: s.PktsOut, VJ: s.VJ, AAA: s.AAA,
-	}
-}
-
-func addrString(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
 }
 
 // bindingStore adapts the store to the registrar's BindingStore.

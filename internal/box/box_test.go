@@ -72,7 +72,7 @@ func TestRestartKeepsRegistrations(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("peer %s missing after restart", user)
-		case p.Host != addr.Addr().String() || p.Port != int(addr.Port()):
+		case p.Host != addr.Addr() || p.Port != int(addr.Port()):
 			t.Errorf("peer %s after restart: host %q port %d; want the ATA line's %v", user, p.Host, p.Port, addr)
 		case p.Contact != old.Contact || !p.Expires.Equal(old.Expires) || p.UserAgent != old.UserAgent:
 			t.Errorf("peer %s after restart: contact %q expires %v UA %q; before: %q %v %q", user,

@@ -19,6 +19,7 @@ import (
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
+	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/internal/testutil"
 )
 
@@ -282,11 +283,11 @@ func waitPeersReady(t *testing.T, b *box.Box) {
 	})
 }
 
-func peerByName(st console.Status, name string) (console.PeerRow, bool) {
+func peerByName(st console.Status, name string) (status.Peer, bool) {
 	for _, p := range st.Peers {
 		if p.Name == name {
 			return p, true
 		}
 	}
-	return console.PeerRow{}, false
+	return status.Peer{}, false
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 // peersFormat is chan_sip's PEERS_FORMAT2 (channels/chan_sip.c 20292),
@@ -18,15 +20,15 @@ const peersFormat = "%-25.25s %-39.39s %-3.3s %-10.10s %-10.10s %-3.3s %-8s %-11
 // peer sorted by name (strcmp), and the summary line, exactly as chan_sip
 // printed them, trailing spaces included. Pure users (type=user) are not
 // listed, as in chan_sip.
-func RenderPeers(w io.Writer, rows []PeerRow) {
+func RenderPeers(w io.Writer, rows []status.Peer) {
 	w = terminal(w)
-	list := make([]PeerRow, 0, len(rows))
+	list := make([]status.Peer, 0, len(rows))
 	for _, r := range rows {
 		if r.Type != "user" {
 			list = append(list, r)
 		}
 	}
-	slices.SortFunc(list, func(a, b PeerRow) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(list, func(a, b status.Peer) int { return strings.Compare(a.Name, b.Name) })
 	fmt.Fprintf(w, peersFormat, "Name/username", "Host", "Dyn", "Forcerport", "Comedia", "ACL", "Port", "Status", "Description", "")
 	var monOn, monOff, unmonOn, unmonOff int
 	for _, r := range list {
@@ -35,8 +37,8 @@ func RenderPeers(w io.Writer, rows []PeerRow) {
 			name += "/" + r.Username
 		}
 		host, port := "(Unspecified)", "0"
-		if r.Host != "" {
-			host, port = r.Host, strconv.Itoa(r.Port)
+		if r.Host.IsValid() {
+			host, port = r.Host.String(), strconv.Itoa(r.Port)
 		}
 		dyn, acl := "   ", "   "
 		if r.Dynamic {
@@ -52,7 +54,7 @@ func RenderPeers(w io.Writer, rows []PeerRow) {
 			monOn++
 		case r.Monitored:
 			monOff++
-		case r.Host != "" && r.Port != 0:
+		case r.Host.IsValid() && r.Port != 0:
 			unmonOn++
 		default:
 			unmonOff++
@@ -85,16 +87,16 @@ func setOrNot(b bool) string {
 
 // RenderPeer writes `sip show peer NAME` (chan_sip.c 21193-21330) for one
 // peer. The caller prints "Peer NAME not found." for an unknown name.
-func RenderPeer(w io.Writer, row PeerRow) { renderPeerAt(terminal(w), row, time.Now()) }
+func RenderPeer(w io.Writer, row status.Peer) { renderPeerAt(terminal(w), row, time.Now()) }
 
-func renderPeerAt(w io.Writer, r PeerRow, now time.Time) {
+func renderPeerAt(w io.Writer, r status.Peer, now time.Time) {
 	line := func(label, format string, a ...any) {
 		fmt.Fprintf(w, "  %-13s: "+format+"\n", append([]any{label}, a...)...)
 	}
 	fmt.Fprint(w, "\n\n")
 	fmt.Fprintf(w, "  * Name       : %s\n", r.Name)
 	line("Description", "%s", r.Description)
-	line("Secret", "%s", setOrNot(r.Secret))
+	line("Secret", "%s", setOrNot(r.SecretSet))
 	line("MD5Secret", "%s", "<Not set>")
 	line("Remote Secret", "%s", "<Not set>")
 	line("Context", "%s", r.Context)
@@ -150,8 +152,8 @@ func renderPeerAt(w io.Writer, r PeerRow, now time.Time) {
 	line("Timer B", "%d", 32000)
 	line("ToHost", "%s", "")
 	addr := "(null)"
-	if r.Host != "" {
-		addr = net.JoinHostPort(r.Host, strconv.Itoa(r.Port))
+	if r.Host.IsValid() {
+		addr = net.JoinHostPort(r.Host.String(), strconv.Itoa(r.Port))
 	}
 	line("Addr->IP", "%s", addr)
 	line("Defaddr->IP", "%s", "(null)")

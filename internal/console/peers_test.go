@@ -3,25 +3,28 @@ package console
 import (
 	"bytes"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 var updatePeers = flag.Bool("update-peers", false, "rewrite testdata/peers*.golden")
 
 // The seed setup's two lines, as `sip show peers` showed them.
-func seedRows() []PeerRow {
-	return []PeerRow{
-		{Name: "pap2t-ispmodem", Username: "pap2t-ispmodem", Host: "10.1.8.112", Port: 5060, Dynamic: true,
+func seedRows() []status.Peer {
+	return []status.Peer{
+		{Name: "pap2t-ispmodem", Username: "pap2t-ispmodem", Host: netip.MustParseAddr("10.1.8.112"), Port: 5060, Dynamic: true,
 			ForceRport: "No", Comedia: "No", Status: "OK (6 ms)", Monitored: true, Online: true, Type: "friend",
-			Context: "default", Secret: true, DirectMedia: true, Codecs: []string{"ulaw"}, UserAgent: "Linksys/SPA2102-5.2.5",
+			Context: "default", SecretSet: true, DirectMedia: true, Codecs: []string{"ulaw"}, UserAgent: "Linksys/SPA2102-5.2.5",
 			Contact: "sip:pap2t-ispmodem@10.1.8.112:5060", QualifyMS: 200, QualifyFreq: 60000, RTTMS: 6, MaxForwards: 70,
 			Expires: time.Date(2026, 1, 1, 12, 58, 20, 0, time.UTC)},
-		{Name: "pap2t-client", Username: "pap2t-client", Host: "10.1.8.112", Port: 5061, Dynamic: true,
+		{Name: "pap2t-client", Username: "pap2t-client", Host: netip.MustParseAddr("10.1.8.112"), Port: 5061, Dynamic: true,
 			ForceRport: "No", Comedia: "No", Status: "OK (7 ms)", Monitored: true, Online: true, Type: "friend"},
 	}
 }
@@ -46,15 +49,15 @@ func golden(t *testing.T, name string, got []byte) {
 func TestRenderPeers(t *testing.T) {
 	tests := []struct {
 		name string
-		rows []PeerRow
+		rows []status.Peer
 	}{
 		{"peers_seed.golden", seedRows()},
-		{"peers_mixed.golden", []PeerRow{
-			{Name: "zz-unmonitored", Host: "127.0.0.1", Port: 5070, ForceRport: "Auto (No)", Comedia: "No", Status: "Unmonitored", Type: "peer", ACL: true, Description: "a description longer than thirty-two characters"},
-			{Name: "pap2t-ispmodem", Dynamic: true, ForceRport: "No", Comedia: "No", Status: "UNREACHABLE", Monitored: true, Type: "friend", Host: "10.1.8.112", Port: 5060},
+		{"peers_mixed.golden", []status.Peer{
+			{Name: "zz-unmonitored", Host: netip.MustParseAddr("127.0.0.1"), Port: 5070, ForceRport: "Auto (No)", Comedia: "No", Status: "Unmonitored", Type: "peer", ACL: true, Description: "a description longer than thirty-two characters"},
+			{Name: "pap2t-ispmodem", Dynamic: true, ForceRport: "No", Comedia: "No", Status: "UNREACHABLE", Monitored: true, Type: "friend", Host: netip.MustParseAddr("10.1.8.112"), Port: 5060},
 			{Name: "a-very-long-peer-name-beyond-25", Username: "user", Dynamic: true, ForceRport: "Auto (Yes)", Comedia: "Auto (No)", Status: "UNKNOWN", Monitored: true},
 			{Name: "nobody", Dynamic: true, ForceRport: "Yes", Comedia: "Yes", Status: "Unmonitored"},
-			{Name: "lagged", Host: "::1", Port: 5060, Status: "LAGGED (250 ms)", Monitored: true, Online: true},
+			{Name: "lagged", Host: netip.MustParseAddr("::1"), Port: 5060, Status: "LAGGED (250 ms)", Monitored: true, Online: true},
 			{Name: "only-a-user", Type: "user", Status: "Unmonitored"},
 		}},
 		{"peers_empty.golden", nil},
@@ -74,6 +77,6 @@ func TestRenderPeer(t *testing.T) {
 	renderPeerAt(&b, seedRows()[0], now)
 	golden(t, "peers_show_peer.golden", b.Bytes())
 	b.Reset()
-	renderPeerAt(&b, PeerRow{Name: "nobody", Status: "UNKNOWN", Type: "friend"}, now)
+	renderPeerAt(&b, status.Peer{Name: "nobody", Status: "UNKNOWN", Type: "friend"}, now)
 	golden(t, "peers_show_peer_unregistered.golden", b.Bytes())
 }

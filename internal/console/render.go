@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 // The Render functions print Status parts as tables for people, in the
@@ -63,6 +65,14 @@ func dash(s string) string {
 	return s
 }
 
+// addrOrDash is an address, or "-" when there is none.
+func addrOrDash(a netip.Addr) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	return a.String()
+}
+
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return "1 " + one
@@ -71,11 +81,11 @@ func plural(n int, one, many string) string {
 }
 
 // RenderCalls prints live calls, like `core show channels`.
-func RenderCalls(w io.Writer, rows []CallRow) error {
+func RenderCalls(w io.Writer, rows []status.Call) error {
 	return renderCalls(terminal(w), rows, time.Now())
 }
 
-func renderCalls(w io.Writer, rows []CallRow, now time.Time) error {
+func renderCalls(w io.Writer, rows []status.Call, now time.Time) error {
 	t := newTable(w)
 	fmt.Fprintln(t, "ID\tFROM\tEXTEN\tTO\tSTATE\tDURATION\tTALK\tMEDIA\tCODEC\tPACKETS\tLOST\tJITTER")
 	for _, r := range rows {
@@ -85,7 +95,7 @@ func renderCalls(w io.Writer, rows []CallRow, now time.Time) error {
 			jitter = strconv.FormatFloat(r.JitterMS, 'f', 1, 64) + " ms"
 		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.ID, dash(r.From), dash(r.Exten), dash(r.To), dash(r.State), since(r.Start, now), since(r.Answer, now),
+			r.ID, dash(r.From), dash(r.Exten), dash(r.To), dash(string(r.State)), since(r.Start, now), since(r.Answer, now),
 			dash(r.MediaMode), dash(r.Codec), pkts, lost, jitter)
 	}
 	if err := t.Flush(); err != nil {
@@ -97,17 +107,31 @@ func renderCalls(w io.Writer, rows []CallRow, now time.Time) error {
 
 // RenderLines prints the modem lines, in config order, and under the
 // table the last error of each line that has one.
-func RenderLines(w io.Writer, rows []LineRow) error {
+func RenderLines(w io.Writer, rows []status.Line) error {
 	return renderLines(terminal(w), rows, time.Now())
 }
 
-func renderLines(w io.Writer, rows []LineRow, now time.Time) error {
+func renderLines(w io.Writer, rows []status.Line, now time.Time) error {
 	t := newTable(w)
-	fmt.Fprintln(t, "LINE\tDEVICE\tPEER\tSTATE\tFOR\tCALL\tSESSION\tANSWERED\tERRORS\tLAST CONNECT")
+	// CALLER and USER (who calls, who logged in) only when some line has
+	// them: an idle box keeps its old table. The speed and protocol are in
+	// LAST CONNECT, as the modem said them.
+	who := false
 	for _, r := range rows {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
-			r.Name, dash(r.Device), dash(r.Peer), dash(r.State), since(r.Since, now), dash(r.CallID), dash(r.Session),
-			r.Answered, r.Errors, dash(r.LastConnect))
+		who = who || r.CallerID != "" || r.User != ""
+	}
+	head := "LINE\tDEVICE\tPEER\tSTATE\tFOR\tCALL\tSESSION"
+	if who {
+		head += "\tCALLER\tUSER"
+	}
+	fmt.Fprintln(t, head+"\tANSWERED\tERRORS\tLAST CONNECT")
+	for _, r := range rows {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s",
+			r.Name, dash(r.Device), dash(r.Peer), dash(r.State), since(r.Since, now), dash(r.CallID), dash(r.Session))
+		if who {
+			fmt.Fprintf(t, "\t%s\t%s", dash(r.CallerID), dash(r.User))
+		}
+		fmt.Fprintf(t, "\t%d\t%d\t%s\n", r.Answered, r.Errors, dash(r.LastConnect))
 	}
 	if err := t.Flush(); err != nil {
 		return err
@@ -153,21 +177,27 @@ func renderLines(w io.Writer, rows []LineRow, now time.Time) error {
 }
 
 // RenderSessions prints the live PPP sessions.
-func RenderSessions(w io.Writer, rows []SessionRow) error {
+func RenderSessions(w io.Writer, rows []Session) error {
 	return renderSessions(terminal(w), rows, time.Now())
 }
 
-func renderSessions(w io.Writer, rows []SessionRow, now time.Time) error {
+func renderSessions(w io.Writer, rows []Session, now time.Time) error {
 	t := newTable(w)
 	// AAA and ACCT (who authenticated, RADIUS accounting state) only when
 	// some session has them: a box without RADIUS keeps its old table.
-	aaa := false
+	// The same for FCS ERR and DROPPED (a noisy line, a client sending
+	// what the network refuses): shown when some session has them.
+	aaa, errs := false, false
 	for _, r := range rows {
 		aaa = aaa || r.AAA != "" || r.Acct != ""
+		errs = errs || r.FCSErrs != 0 || r.Dropped != 0
 	}
 	head := "SESSION\tLINE\tUSER\tPHASE\tLOCAL\tREMOTE\tAUTH\tUPTIME\tIN\tOUT\tPKTS IN/OUT\tVJ"
 	if aaa {
 		head += "\tAAA\tACCT"
+	}
+	if errs {
+		head += "\tFCS ERR\tDROPPED"
 	}
 	fmt.Fprintln(t, head)
 	for _, r := range rows {
@@ -176,10 +206,13 @@ func renderSessions(w io.Writer, rows []SessionRow, now time.Time) error {
 			vj = "yes"
 		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s",
-			r.ID, dash(r.Line), dash(r.User), dash(r.Phase), dash(r.Local), dash(r.Remote), dash(r.Auth),
+			r.ID, dash(r.Line), dash(r.User), dash(r.Phase), addrOrDash(r.Local), addrOrDash(r.Remote), dash(r.Auth),
 			since(r.Start, now), sizeIEC(r.BytesIn), sizeIEC(r.BytesOut), r.PktsIn, r.PktsOut, vj)
 		if aaa {
 			fmt.Fprintf(t, "\t%s\t%s", dash(r.AAA), dash(r.Acct))
+		}
+		if errs {
+			fmt.Fprintf(t, "\t%d\t%d", r.FCSErrs, r.Dropped)
 		}
 		fmt.Fprintln(t)
 	}

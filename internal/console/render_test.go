@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 // -update-render rewrites the render golden files (named apart from any
@@ -27,7 +28,7 @@ func TestRenderGolden(t *testing.T) {
 		render func(w io.Writer) error
 	}{
 		{"calls", func(w io.Writer) error {
-			return renderCalls(w, []CallRow{
+			return renderCalls(w, []status.Call{
 				{ID: "00000002", From: "pap2t-client", Exten: "88567682", To: "pap2t-ispmodem", State: "up",
 					Start: now.Add(-62*time.Minute - 3*time.Second), Answer: now.Add(-62 * time.Minute), MediaMode: "direct", Codec: "PCMU"},
 				{ID: "00000003", From: "pap2t-client", Exten: "5551234", To: "pap2t-ispmodem", State: "ringing",
@@ -36,10 +37,10 @@ func TestRenderGolden(t *testing.T) {
 		}},
 		{"calls-empty", func(w io.Writer) error { return renderCalls(w, nil, now) }},
 		{"calls-one", func(w io.Writer) error {
-			return renderCalls(w, []CallRow{{ID: "00000009", From: "pap2t-client", Exten: "1", State: "routing", Start: now}}, now)
+			return renderCalls(w, []status.Call{{ID: "00000009", From: "pap2t-client", Exten: "1", State: "routing", Start: now}}, now)
 		}},
 		{"lines", func(w io.Writer) error {
-			return renderLines(w, []LineRow{
+			return renderLines(w, []status.Line{
 				{Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "connected", Since: now.Add(-5 * time.Minute),
 					LastConnect: "CONNECT 28800/ARQ/V34/LAPM/V42BIS", Session: "ppp1", CallID: "00000002", Answered: 3, Caps: "modem-lines",
 					Pending: "config reloaded; applies when the call ends"},
@@ -52,25 +53,28 @@ func TestRenderGolden(t *testing.T) {
 		}},
 		{"lines-empty", func(w io.Writer) error { return renderLines(w, nil, now) }},
 		{"sessions", func(w io.Writer) error {
-			return renderSessions(w, []SessionRow{
-				{ID: "ppp1", Line: "ttyUSB0", User: "dial", Phase: "running", Local: "192.168.32.1", Remote: "192.168.32.105",
-					Auth: "PAP", Start: now.Add(-754 * time.Second), BytesIn: 1234567, BytesOut: 89, PktsIn: 1500, PktsOut: 3, VJ: true},
-				{ID: "ppp2", Line: "ttyUSB1", Phase: "establish", Start: now.Add(-2 * time.Second)},
+			return renderSessions(w, []Session{
+				{Session: status.Session{ID: "ppp1", Line: "ttyUSB0", User: "dial", Phase: "running", Local: netip.MustParseAddr("192.168.32.1"),
+					Remote: netip.MustParseAddr("192.168.32.105"), Auth: "PAP", Start: now.Add(-754 * time.Second), BytesIn: 1234567,
+					BytesOut: 89, PktsIn: 1500, PktsOut: 3, VJ: true}},
+				{Session: status.Session{ID: "ppp2", Line: "ttyUSB1", Phase: "establish", Start: now.Add(-2 * time.Second)}},
 			}, now)
 		}},
 		{"sessions-empty", func(w io.Writer) error { return renderSessions(w, nil, now) }},
 		{"registry", func(w io.Writer) error {
-			return RenderRegistry(w, []RegistryRow{
+			return RenderRegistry(w, []status.Registration{
 				{Host: "sip.provider.example:5060", Username: "5551000", Extension: "5551000", Refresh: 105, State: "Registered", RegTime: now.Add(-15 * time.Second)},
 				{Host: "127.0.0.1:5080", Username: "881", Refresh: 0, State: "Timeout", LastError: "REGISTER to 127.0.0.1:5080: no answer", Attempts: 3},
 			})
 		}},
 		{"sessions-radius", func(w io.Writer) error {
-			return renderSessions(w, []SessionRow{
-				{ID: "3f2a9c01d4e5b677", Line: "ttyUSB0", User: "alice", Phase: "running", Local: "192.168.32.1", Remote: "192.168.32.77",
+			return renderSessions(w, []Session{
+				{Session: status.Session{ID: "3f2a9c01d4e5b677", Line: "ttyUSB0", User: "alice", Phase: "running",
+					Local: netip.MustParseAddr("192.168.32.1"), Remote: netip.MustParseAddr("192.168.32.77"),
 					Auth: "mschap-v2", Start: now.Add(-75 * time.Second), BytesIn: 4000, BytesOut: 9000, PktsIn: 40, PktsOut: 50,
-					AAA: "radius", Acct: "2 queued: timeout"},
-				{ID: "5b0c", Line: "ttyUSB1", User: "dial", Phase: "running", Auth: "pap", AAA: "file", Acct: "start sent", Start: now.Add(-2 * time.Second)},
+					AAA: "radius"}, Acct: "2 queued: timeout"},
+				{Session: status.Session{ID: "5b0c", Line: "ttyUSB1", User: "dial", Phase: "running", Auth: "pap", AAA: "file",
+					Start: now.Add(-2 * time.Second)}, Acct: "start sent"},
 			}, now)
 		}},
 		{"bus", func(w io.Writer) error {

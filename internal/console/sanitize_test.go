@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 func TestSanitize(t *testing.T) {
@@ -36,8 +37,8 @@ func TestSanitize(t *testing.T) {
 func TestRenderersEscapePeerStrings(t *testing.T) {
 	const ua = "PAP2T\x1b[2J\x1b]0;owned\x07\r"
 	var out bytes.Buffer
-	RenderPeer(&out, PeerRow{Name: "pap2t-client", Type: "friend", UserAgent: ua})
-	RenderPeers(&out, []PeerRow{{Name: "evil\x1b[5m", Type: "friend"}})
+	RenderPeer(&out, status.Peer{Name: "pap2t-client", Type: "friend", UserAgent: ua})
+	RenderPeers(&out, []status.Peer{{Name: "evil\x1b[5m", Type: "friend"}})
 	ev := bus.PeerRegistered{Peer: "pap2t-client", UserAgent: ua}
 	if err := RenderEvent(&out, EventLine{Time: time.Now(), Kind: ev.Kind(), Text: eventText(ev)}); err != nil {
 		t.Fatal(err)

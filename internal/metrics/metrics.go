@@ -22,6 +22,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -297,7 +298,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 
 	byState := map[string]float64{}
 	for _, cl := range st.Calls {
-		byState[cl.State]++
+		byState[string(cl.State)]++
 	}
 	emitGauges(ch, calls, byState)
 
@@ -369,7 +370,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // collectCounted emits what is counted from the bus, and the PPP traffic:
 // each live session's counters and the totals, which are the ended
 // sessions' final counters plus the live ones'.
-func (c collector) collectCounted(ch chan<- prometheus.Metric, live []console.SessionRow) {
+func (c collector) collectCounted(ch chan<- prometheus.Metric, live []console.Session) {
 	m := c.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -429,10 +430,10 @@ func emitGauges(ch chan<- prometheus.Metric, d *prometheus.Desc, byLabel map[str
 
 // peerStatus folds chan_sip's status strings ("OK (7 ms)", "UNREACHABLE",
 // "Unmonitored", "UNKNOWN") into a label with few values.
-func peerStatus(p console.PeerRow) string {
+func peerStatus(p status.Peer) string {
 	s := strings.ToUpper(p.Status)
 	switch {
-	case p.Host == "" && !strings.HasPrefix(s, "OK"):
+	case !p.Host.IsValid() && !strings.HasPrefix(s, "OK"):
 		return "unregistered"
 	case strings.HasPrefix(s, "OK"):
 		return "ok"

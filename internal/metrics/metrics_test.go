@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"regexp"
 	"sort"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/status"
 )
 
 // fakeStatus is a status that the test changes between scrapes.
@@ -42,12 +44,12 @@ func seed() console.Status {
 	return console.Status{
 		Version: "v1.2.3",
 		Started: time.Unix(1700000000, 0),
-		Peers: []console.PeerRow{
-			{Name: "pap2t-ispmodem", Host: "192.168.1.20", Status: "OK (7 ms)"},
+		Peers: []status.Peer{
+			{Name: "pap2t-ispmodem", Host: netip.MustParseAddr("192.168.1.20"), Status: "OK (7 ms)"},
 			{Name: "pap2t-client", Status: "UNKNOWN"},
 		},
-		Lines: []console.LineRow{{Name: "ttyUSB0", State: "idle", Answered: 3, Errors: 1}},
-		Calls: []console.CallRow{{ID: "1", State: "up"}},
+		Lines: []status.Line{{Name: "ttyUSB0", State: "idle", Answered: 3, Errors: 1}},
+		Calls: []status.Call{{ID: "1", State: "up"}},
 		Counters: []console.Counter{
 			{Name: "sip.auth_failures", Value: 4}, {Name: "sip.malformed", Value: 2}, {Name: "sip.calls_shed", Value: 1},
 			{Name: "net.dropped.spoofed", Value: 9}, {Name: "something.new", Value: 5},
@@ -177,9 +179,9 @@ func TestCountedFromBus(t *testing.T) {
 	b.Publish(bus.PPPUp{Session: "s1"})
 	b.Publish(bus.PPPUp{Session: "s2"})
 	fs.set(func(st *console.Status) {
-		st.Sessions = []console.SessionRow{
-			{ID: "s1", Line: "ttyUSB0", User: "dial", BytesIn: 100, BytesOut: 1000, PktsIn: 3, PktsOut: 4},
-			{ID: "s2", Line: "ttyUSB1", User: "bob", BytesIn: 10, BytesOut: 20, PktsIn: 1, PktsOut: 2},
+		st.Sessions = []console.Session{
+			{Session: status.Session{ID: "s1", Line: "ttyUSB0", User: "dial", BytesIn: 100, BytesOut: 1000, PktsIn: 3, PktsOut: 4}},
+			{Session: status.Session{ID: "s2", Line: "ttyUSB1", User: "bob", BytesIn: 10, BytesOut: 20, PktsIn: 1, PktsOut: 2}},
 		}
 	})
 
