@@ -109,13 +109,19 @@ type testDaemon struct {
 
 func startDaemon(t *testing.T, reload func(context.Context) error) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, fixture, reload)
+}
+
+// startDaemonWith serves st as the daemon's status.
+func startDaemonWith(t *testing.T, st console.Status, reload func(context.Context) error) *testDaemon {
+	t.Helper()
 	d := &testDaemon{sock: filepath.Join(testutil.ShortDir(t), "isp-box.sock"), bus: bus.New(nil)}
 	l, err := console.Listen(d.sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := console.NewServer(console.ServerOptions{
-		Status:  func(context.Context) console.Status { return fixture },
+		Status:  func(context.Context) console.Status { return st },
 		Bus:     d.bus,
 		Reload:  reload,
 		Version: "test-9",

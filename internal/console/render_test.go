@@ -51,12 +51,28 @@ func TestRenderGolden(t *testing.T) {
 					LastError: "modem: open /dev/ttyUSB2: permission denied (user isp-box is not allowed to open it: add it to group dialout, e.g. usermod -aG dialout isp-box, then restart the box; isp-box doctor checks this)"},
 			}, now)
 		}},
+		{"lines-call", func(w io.Writer) error {
+			return renderLines(w, []status.Line{
+				{Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "connected", Since: now.Add(-5 * time.Minute),
+					LastConnect: "CONNECT 28800/ARQ/V34/LAPM/V42BIS", Speed: 28800, Protocol: "ARQ/V34/LAPM/V42BIS", CallerID: "5551234",
+					User: "dial", Session: "ttyUSB0/3", CallID: "00000002", Answered: 3},
+				{Name: "tcp0", Device: "tcp :2323", State: "idle", Since: now.Add(-time.Hour)},
+			}, now)
+		}},
 		{"lines-empty", func(w io.Writer) error { return renderLines(w, nil, now) }},
 		{"sessions", func(w io.Writer) error {
 			return renderSessions(w, []Session{
 				{Session: status.Session{ID: "ppp1", Line: "ttyUSB0", User: "dial", Phase: "running", Local: netip.MustParseAddr("192.168.32.1"),
 					Remote: netip.MustParseAddr("192.168.32.105"), Auth: "PAP", Start: now.Add(-754 * time.Second), BytesIn: 1234567,
 					BytesOut: 89, PktsIn: 1500, PktsOut: 3, VJ: true}},
+				{Session: status.Session{ID: "ppp2", Line: "ttyUSB1", Phase: "establish", Start: now.Add(-2 * time.Second)}},
+			}, now)
+		}},
+		{"sessions-errors", func(w io.Writer) error {
+			return renderSessions(w, []Session{
+				{Session: status.Session{ID: "ppp1", Line: "ttyUSB0", User: "dial", Phase: "running", Local: netip.MustParseAddr("192.168.32.1"),
+					Remote: netip.MustParseAddr("192.168.32.105"), Auth: "pap", Start: now.Add(-754 * time.Second), BytesIn: 1234567,
+					BytesOut: 89, PktsIn: 1500, PktsOut: 3, FCSErrs: 12, Dropped: 4}},
 				{Session: status.Session{ID: "ppp2", Line: "ttyUSB1", Phase: "establish", Start: now.Add(-2 * time.Second)}},
 			}, now)
 		}},

@@ -10,8 +10,9 @@
 // (see ARCHITECTURE.md: what may import what); the components name them
 // through aliases (pbx.PeerInfo, modem.LineStatus, ppp.SessionInfo, ...).
 //
-// The JSON names are the control socket's since its first version; a test
-// in this package fails when a field has no JSON name.
+// The JSON names are the control socket's since its first version. Every
+// field has one (TestJSONNames), and cmd/isp-box's TestJSONGolden fails
+// when a field does not reach the CLI's --json.
 package status
 
 import (
@@ -24,11 +25,11 @@ import (
 // Peer is one SIP peer as `sip show peers` and `sip show peer` need it.
 type Peer struct {
 	Name        string     `json:"name"`
-	Username    string     `json:"username"` // from config, else the REGISTER Contact user
-	Type        string     `json:"type"`     // friend, peer, user
-	Host        netip.Addr `json:"host"`     // registered (or fixed) address; invalid ("") if none
-	Port        int        `json:"port"`     // 0 if none
-	Dynamic     bool       `json:"dynamic"`  // host=dynamic
+	Username    string     `json:"username"`    // from config, else the REGISTER Contact user
+	Type        string     `json:"type"`        // friend, peer, user
+	Host        netip.Addr `json:"host"`        // registered (or fixed) address; invalid ("") if none
+	Port        int        `json:"port"`        // 0 if none
+	Dynamic     bool       `json:"dynamic"`     // host=dynamic
 	ForceRport  string     `json:"force_rport"` // "Yes", "No", "Auto (Yes)", "Auto (No)"
 	Comedia     string     `json:"comedia"`     // same values
 	ACL         bool       `json:"acl"`         // permit/deny set
@@ -91,10 +92,10 @@ type Registration struct {
 // Line is one modem line (or one connection of a TCP line).
 type Line struct {
 	Name        string    `json:"name"`
-	Device      string    `json:"device"` // configured device path, "tcp ADDR" for a TCP line
-	Peer        string    `json:"peer"`   // SIP peer the line sits behind
-	State       string    `json:"state"`  // opening, resetting, ..., connected, hangingup, down (bus.LineStatus)
-	Since       time.Time `json:"since"`  // when State was entered
+	Device      string    `json:"device"`       // configured device path, "tcp ADDR" for a TCP line
+	Peer        string    `json:"peer"`         // SIP peer the line sits behind
+	State       string    `json:"state"`        // opening, resetting, ..., connected, hangingup, down (bus.LineStatus)
+	Since       time.Time `json:"since"`        // when State was entered
 	LastConnect string    `json:"last_connect"` // the last CONNECT line
 	Speed       int       `json:"speed"`        // line rate of the current or last call, bit/s
 	Protocol    string    `json:"protocol"`     // its error correction/compression: "ARQ", "V42BIS", ...
@@ -114,15 +115,15 @@ type Line struct {
 // Session is one live PPP session.
 type Session struct {
 	ID       string       `json:"id"`
-	Line     string       `json:"line"`   // modem line
-	CallID   string       `json:"call"`   // SIP call tied to the line, when known
-	User     string       `json:"user"`   // authenticated (or logged-in) user
-	Phase    string       `json:"phase"`  // dead, establish, authenticate, network, running, terminate
-	Detail   string       `json:"detail"` // last phase detail
-	Local    netip.Addr   `json:"local"`  // our address
-	Remote   netip.Addr   `json:"remote"` // the client's address
-	DNS      []netip.Addr `json:"dns"`    // offered resolvers
-	Auth     string       `json:"auth"`   // pap, chap, mschap, mschap-v2, or "" (none)
+	Line     string       `json:"line"`          // modem line
+	CallID   string       `json:"call"`          // SIP call tied to the line, when known
+	User     string       `json:"user"`          // authenticated (or logged-in) user
+	Phase    string       `json:"phase"`         // dead, establish, authenticate, network, running, terminate
+	Detail   string       `json:"detail"`        // last phase detail
+	Local    netip.Addr   `json:"local"`         // our address
+	Remote   netip.Addr   `json:"remote"`        // the client's address
+	DNS      []netip.Addr `json:"dns"`           // offered resolvers
+	Auth     string       `json:"auth"`          // pap, chap, mschap, mschap-v2, or "" (none)
 	AAA      string       `json:"aaa,omitempty"` // who authenticated the user: file, radius, login
 	VJ       bool         `json:"vj"`            // VJ header compression on
 	Start    time.Time    `json:"start"`         // CONNECT (session start)
