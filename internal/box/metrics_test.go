@@ -69,7 +69,9 @@ peer pap2t-ispmodem
 		defer r.Body.Close()
 		bb, _ := io.ReadAll(r.Body)
 		body = string(bb)
-		return strings.Contains(body, `isp_box_modem_lines{state="opening"} 1`), body
+		// The line is opening before its first attempt has failed and counted.
+		return strings.Contains(body, `isp_box_modem_lines{state="opening"} 1`) &&
+			strings.Contains(body, `isp_box_modem_line_errors_total{line="ttyUSB0"} 1`), body
 	})
 	for _, w := range []string{`isp_box_sip_peers{status="unregistered"} 2`, "isp_box_ppp_sessions 0",
 		`isp_box_modem_line_errors_total{line="ttyUSB0"} 1`, "go_goroutines"} {
