@@ -22,7 +22,8 @@ import (
 // dialogue itself, runs the number through the seed's dial plan (_X! →
 // Dial(SIP/pap2t-ispmodem), a peer with a modem line of this box: the ISP
 // answers), says CONNECT 33600, and PPP comes up with PAP on the line's own
-// address; pppd pings the gateway through the box's userspace network. When
+// address; pppd pings the gateway and the guest fetches a page over HTTP
+// through the box's userspace NAT. When
 // pppd hangs up, its disconnect script sends +++ and ATH0; the line is back
 // in command mode, idle, and answers AT.
 func TestVirtualModemDialIn(t *testing.T) {
@@ -66,8 +67,10 @@ netmask 255.255.255.0
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
+	url, sum, size := vmPage(t)
 	vm, err := pppdvm.Start(ctx, pppdvm.Options{
 		Mode: pppdvm.ModeChat, User: "dial", Password: "dial", Auth: pppdvm.AuthPAP,
+		HTTPURL: url,
 		ChatScript: "ABORT BUSY ABORT 'NO CARRIER' '' ATZ OK AT&FE0V1&C1&D2S0=0 OK ATM0L0X3 OK ATDT5551234 CONNECT ''\n",
 		// Hang up the Hayes way when the link is down: +++ with its guard
 		// times, then ATH0. (No OK is expected after +++: the line may
@@ -95,6 +98,9 @@ netmask 255.255.255.0
 	}
 	if res.PingSent != 3 || res.PingReceived != 3 {
 		t.Errorf("pings %d/%d, want 3/3", res.PingReceived, res.PingSent)
+	}
+	if res.HTTP != "ok" || res.HTTPBytes != size || res.HTTPSHA256 != sum {
+		t.Errorf("HTTP fetch %s, %d bytes, sha256 %s; want ok, %d bytes, %s", res.HTTP, res.HTTPBytes, res.HTTPSHA256, size, sum)
 	}
 	conn := waitEvent(t, w, 30*time.Second, func(e bus.ModemConnected) bool { return e.Line == "ttyS0" })
 	if conn.Result != "CONNECT 33600/ARQ" || conn.Speed != 33600 {

@@ -220,10 +220,19 @@ func (l *Line) login(ctx context.Context, c *conn, cfg LineConfig, connect strin
 		if _, err := c.Write([]byte("Password: ")); err != nil {
 			return "", err
 		}
-		pi := &loginInput{detect: detect} // no AutoPPP in a password
-		pw, _, err := l.readInput(ctx, c, pi, carry, false)
+		// mgetty looks for PPP at the login name only; here a frame at
+		// Password: starts PPP too. A caller whose tty was still cooked
+		// when the prompt came (an emulated machine's pppd opening its
+		// port: the kernel echoes what waited in the UART) sends the
+		// prompt back as a "name" and its first LCP frame here. No typed
+		// password looks like a frame: the test wants 7E FF 03 C0 21.
+		pi := &loginInput{autoPPP: cfg.AutoPPP, detect: detect}
+		pw, ppp, err := l.readInput(ctx, c, pi, carry, false)
 		if err != nil {
 			return "", err
+		}
+		if ppp {
+			return "", nil
 		}
 		carry = pi.rest()
 		if l.opts.CheckLogin != nil && l.opts.CheckLogin(name, pw) {

@@ -310,6 +310,10 @@ func (l *Line) ServeConn(ctx context.Context, nc net.Conn, callerID string) erro
 			nc.Close()
 			return err
 		}
+		tc.OnRaw = func(after byte) {
+			l.log.Info("the client speaks no Telnet (IAC then a data byte): raw stream from now on",
+				"from", callerID, "byte", fmt.Sprintf("%#02x", after))
+		}
 		rw = tc
 	}
 	p := streamPort(nc.RemoteAddr().String(), rw, l.clk)

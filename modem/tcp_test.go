@@ -132,6 +132,47 @@ func TestTCPTelnetAllBytes(t *testing.T) {
 	}
 }
 
+// TestTCPTelnetRawClient: a client of a Telnet line that speaks no Telnet
+// (qemu's telnet=on chardev in client mode, which sends pppd's frames as
+// they are) still gets PPP: its first frame's IAC followed by 0x7d turns
+// the connection raw, and all 256 byte values pass both ways undoubled.
+func TestTCPTelnetRawClient(t *testing.T) {
+	r := newTCPRig(t, func(c *LineConfig) { c.Telnet = true })
+	c := r.dial()
+	expectConn(t, c, "isp!login: ")
+	c.Write(lcpFrame)
+	r.nextSession()
+	expectConn(t, c, "[ready]")
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	c.Write(all)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(all))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, all) {
+		t.Errorf("echo through a raw client of a telnet line:\n% x\nwant\n% x", got, all)
+	}
+}
+
+// TestTCPEchoingClient: a client whose tty echoed the login prompt back
+// (pppd opening an emulated serial port still in cooked mode) has given a
+// "name" by the time its first LCP frame comes: AutoPPP takes the frame at
+// Password: too.
+func TestTCPEchoingClient(t *testing.T) {
+	r := newTCPRig(t, nil)
+	c := r.dial()
+	expectConn(t, c, "isp!login: ")
+	c.Write([]byte("\r\nisp!login: \r\n"))
+	expectConn(t, c, "Password: ")
+	c.Write(lcpFrame)
+	r.nextSession()
+	expectConn(t, c, "[ready]")
+}
+
 // TestTCPLimits: max-connections, the per-source rate and deny refuse a
 // connection (closed at once) with a reason in the status and the log.
 func TestTCPLimits(t *testing.T) {

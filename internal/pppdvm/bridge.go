@@ -27,6 +27,9 @@ import (
 // writes before wait in the serial socket, but chat gives up after its
 // 45 s timeout. Do not read Serial while a bridge runs.
 func (v *VM) BridgeToPTY(ctx context.Context, ptyPath string) error {
+	if v.serial == nil {
+		return errNoSerial
+	}
 	f, err := os.OpenFile(ptyPath, os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		return fmt.Errorf("pppdvm: opening %s: %w", ptyPath, err)
@@ -42,6 +45,10 @@ func (v *VM) BridgeToPTY(ctx context.Context, ptyPath string) error {
 // e.g. the master side of a pty whose slave a virtual modem line opens as
 // its serial port, until ctx is done or either side ends. It closes f.
 func (v *VM) Bridge(ctx context.Context, f io.ReadWriteCloser) error {
+	if v.serial == nil {
+		f.Close()
+		return errNoSerial
+	}
 	return bridge(ctx, v.serial, f)
 }
 

@@ -16,5 +16,7 @@
 // pppd writes is lost however late the test reads (qemu discards output to
 // a pty that nobody has open: qemu's pty chardev drops writes while no reader is connected). Serial
 // gives that byte stream to serve as a direct line; BridgeToPTY joins it to
-// an emulated modem's pty so that the guest's chat dials through it.
+// an emulated modem's pty so that the guest's chat dials through it. With
+// Options.SerialTCP qemu itself carries ttyS1 to a TCP address instead (its
+// `-serial tcp:` and telnet=on chardevs), as an emulator's serial port does.
 package pppdvm

@@ -27,6 +27,12 @@ type Result struct {
 	DNS1, DNS2 netip.Addr
 	// PingSent and PingReceived count the echo requests to Remote.
 	PingSent, PingReceived int
+	// HTTP is how the guest's fetch of Options.HTTPURL ended: "ok", "fail"
+	// (wget failed: no connection, an HTTP error, 30 s passed), or ""
+	// when there was none. HTTPBytes and HTTPSHA256 describe what it got.
+	HTTP       string
+	HTTPBytes  int
+	HTTPSHA256 string
 	// PPPDExit is pppd's exit status (see pppd(8) EXIT STATUS), -1 if unknown.
 	PPPDExit int
 	// GuestTime is the guest's uptime when it printed the line.
@@ -83,6 +89,15 @@ func ParseResult(line string) (Result, error) {
 			if r.PingReceived, err = parseCount(recv); err == nil {
 				r.PingSent, err = parseCount(sent)
 			}
+		case "http":
+			if v != "ok" && v != "fail" {
+				err = fmt.Errorf("%q is neither ok nor fail", v)
+			}
+			r.HTTP = v
+		case "http_bytes":
+			r.HTTPBytes, err = parseCount(v)
+		case "http_sha256":
+			r.HTTPSHA256 = v
 		case "pppd_exit":
 			r.PPPDExit, err = parseCount(v)
 		case "t":
@@ -142,6 +157,9 @@ func (r Result) Line() string {
 		}
 	}
 	fmt.Fprintf(&b, " ping=%d/%d", r.PingReceived, r.PingSent)
+	if r.HTTP != "" {
+		fmt.Fprintf(&b, " http=%s http_bytes=%d http_sha256=%s", r.HTTP, r.HTTPBytes, r.HTTPSHA256)
+	}
 	if r.PPPDExit >= 0 {
 		fmt.Fprintf(&b, " pppd_exit=%d", r.PPPDExit)
 	}

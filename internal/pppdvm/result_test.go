@@ -30,6 +30,13 @@ func TestParseResult(t *testing.T) {
 				PPPDExit: 5, GuestTime: time.Second},
 		},
 		{
+			name: "http fetched",
+			line: "ISPBOX-RESULT ok local=10.0.0.2 remote=10.0.0.1 ping=3/3 http=ok http_bytes=1234 http_sha256=ab12 pppd_exit=5 t=2",
+			want: Result{OK: true, Local: a("10.0.0.2"), Remote: a("10.0.0.1"), PingSent: 3, PingReceived: 3,
+				HTTP: "ok", HTTPBytes: 1234, HTTPSHA256: "ab12", PPPDExit: 5, GuestTime: 2 * time.Second},
+		},
+		{name: "bad http status", line: "ISPBOX-RESULT ok http=maybe", wantErr: true},
+		{
 			name: "pppd exited",
 			line: "ISPBOX-RESULT fail reason=pppd-exited pppd_exit=19 t=8.99",
 			want: Result{Reason: "pppd-exited", PPPDExit: 19, GuestTime: 8990 * time.Millisecond},

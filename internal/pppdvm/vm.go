@@ -63,6 +63,27 @@ type Options struct {
 	Log io.Writer
 	// MemoryMB is the guest's memory; 0 means 192 (128 is the minimum).
 	MemoryMB int
+
+	// SerialTCP, when set (host:port), has qemu itself carry ttyS1 over TCP
+	// as an emulator's serial port does: qemu connects to that address as a
+	// client when it starts, so something must listen there already (a TCP
+	// line of the box). Raw, it is `-serial tcp:HOST:PORT`; with
+	// SerialTelnet it is `-chardev socket,host=,port=,telnet=on`. Serial,
+	// WaitSerial and the bridges are then not available.
+	//
+	// qemu 7.2 (and later: chardev/char-socket.c sets do_telnetopt for
+	// server=on only) speaks no Telnet as a client: telnet=on in client
+	// mode sends no negotiation, does not double IAC (0xff) on the way out
+	// and passes what it receives to the guest unparsed. It is a raw stream
+	// under a Telnet name, which a Telnet line of the box must cope with.
+	SerialTCP    string
+	SerialTelnet bool
+
+	// HTTPURL, when set, is fetched by the guest with busybox wget once
+	// IPCP is up (after the pings): Result.HTTP says whether it worked,
+	// HTTPBytes and HTTPSHA256 what came. The guest has no DNS: use an
+	// address.
+	HTTPURL string
 }
 
 // VM is one running qemu with pppd inside.
@@ -160,28 +181,36 @@ const RequireEnv = "ISPBOX_REQUIRE_PPPD_VM"
 // qemuBinary is the emulator Start runs; TCG is used (KVM aborts here).
 const qemuBinary = "qemu-system-x86_64"
 
+// BuildDir is where the VM built from this checkout's tools/pppd-vm lies:
+// builds/HASH under CacheDir, HASH being build.sh's stamp of its inputs.
+// Outside a checkout it is CacheDir itself (a cache laid out flat).
+func BuildDir() (string, error) {
+	tools := toolsDir()
+	if tools == "" {
+		return CacheDir(), nil
+	}
+	h, err := inputsHash(tools)
+	if err != nil {
+		return "", fmt.Errorf("pppdvm: hashing %s: %w", tools, err)
+	}
+	return filepath.Join(CacheDir(), "builds", h), nil
+}
+
 // Available reports whether a VM can be started: qemu is installed and the
-// cache holds a built kernel and initramfs. Tests skip when it is not nil.
+// cache holds a kernel and initramfs built from this checkout's sources (a
+// guest/init changed since would otherwise be silently not tested). Tests
+// skip when it is not nil.
 func Available() error {
 	if _, err := exec.LookPath(qemuBinary); err != nil {
 		return fmt.Errorf("pppdvm: %s not found (apt-get install qemu-system-x86): %w", qemuBinary, err)
 	}
-	dir := CacheDir()
+	dir, err := BuildDir()
+	if err != nil {
+		return err
+	}
 	for _, f := range []string{"vmlinuz", "initrd.cpio.gz"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return fmt.Errorf("pppdvm: no %s in %s: run `make pppd-vm` (tools/pppd-vm/build.sh): %w", f, dir, err)
-		}
-	}
-	// In a checkout, the cache must have been built from these sources:
-	// a guest/init changed since would otherwise be silently not tested.
-	if tools := toolsDir(); tools != "" {
-		want, err := inputsHash(tools)
-		if err != nil {
-			return fmt.Errorf("pppdvm: hashing %s: %w", tools, err)
-		}
-		stamp, _ := os.ReadFile(filepath.Join(dir, "stamp"))
-		if got := strings.TrimSpace(string(stamp)); got != want {
-			return fmt.Errorf("pppdvm: the VM in %s was built from other sources than %s: run `make pppd-vm` (tools/pppd-vm/build.sh)", dir, tools)
+			return fmt.Errorf("pppdvm: no VM built from this checkout's tools/pppd-vm (no %s in %s): run `make pppd-vm` (tools/pppd-vm/build.sh): %w", f, dir, err)
 		}
 	}
 	return nil
@@ -209,9 +238,46 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	initrd := filepath.Join(dir, "initrd")
-	if err := appendInitrd(initrd, filepath.Join(CacheDir(), "initrd.cpio.gz"), settings); err != nil {
+	build, err := BuildDir()
+	if err != nil {
 		return nil, err
+	}
+	initrd := filepath.Join(dir, "initrd")
+	if err := appendInitrd(initrd, filepath.Join(build, "initrd.cpio.gz"), settings); err != nil {
+		return nil, err
+	}
+
+	mem := opts.MemoryMB
+	if mem == 0 {
+		mem = 192
+	}
+	args := []string{
+		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem),
+		"-nodefaults", "-no-user-config", "-display", "none", "-nic", "none",
+		"-no-reboot",
+		"-kernel", filepath.Join(build, "vmlinuz"),
+		"-initrd", initrd,
+		// panic=-1 turns a guest panic into a reboot, which -no-reboot
+		// turns into qemu's exit.
+		"-append", "console=ttyS0,115200 panic=-1 loglevel=5",
+		"-serial", "stdio", // ttyS0: the console, read from qemu's stdout
+	}
+	if opts.SerialTCP != "" {
+		host, port, err := net.SplitHostPort(opts.SerialTCP)
+		if err != nil || strings.ContainsAny(opts.SerialTCP, ",=") {
+			return nil, fmt.Errorf("pppdvm: SerialTCP %q is not host:port", opts.SerialTCP)
+		}
+		if opts.SerialTelnet {
+			args = append(args, "-chardev", "socket,id=s1,host="+host+",port="+port+",server=off,telnet=on",
+				"-serial", "chardev:s1")
+		} else {
+			args = append(args, "-serial", "tcp:"+opts.SerialTCP)
+		}
+		if err := v.start(ctx, args, nil, opts.Log); err != nil {
+			return nil, err
+		}
+		ok = true
+		return v, nil
 	}
 
 	// ttyS1 is one end of a socketpair: the guest's bytes wait in the
@@ -229,31 +295,28 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 		return nil, fmt.Errorf("pppdvm: serial socket: %w", err)
 	}
 	v.serial = &gatedConn{UnixConn: c.(*net.UnixConn)}
-
-	mem := opts.MemoryMB
-	if mem == 0 {
-		mem = 192
-	}
-	args := []string{
-		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem),
-		"-nodefaults", "-no-user-config", "-display", "none", "-nic", "none",
-		"-no-reboot",
-		"-kernel", filepath.Join(CacheDir(), "vmlinuz"),
-		"-initrd", initrd,
-		// panic=-1 turns a guest panic into a reboot, which -no-reboot
-		// turns into qemu's exit.
-		"-append", "console=ttyS0,115200 panic=-1 loglevel=5",
-		"-serial", "stdio", // ttyS0: the console, read from qemu's stdout
+	args = append(args,
 		"-chardev", "socket,id=s1,fd=3", // ExtraFiles[0]
 		"-serial", "chardev:s1", // ttyS1: pppd's line
+	)
+	if err := v.start(ctx, args, guestEnd, opts.Log); err != nil {
+		v.serial.UnixConn.Close()
+		return nil, err
 	}
+	ok = true
+	return v, nil
+}
+
+// start runs qemu with args (and guestEnd as its fd 3 if not nil).
+func (v *VM) start(ctx context.Context, args []string, guestEnd *os.File, log io.Writer) error {
 	v.cmd = exec.CommandContext(ctx, qemuBinary, args...)
-	v.cmd.ExtraFiles = []*os.File{guestEnd}
+	if guestEnd != nil {
+		v.cmd.ExtraFiles = []*os.File{guestEnd}
+	}
 	v.cmd.Stdin = nil // /dev/null
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		v.serial.Close()
-		return nil, fmt.Errorf("pppdvm: %w", err)
+		return fmt.Errorf("pppdvm: %w", err)
 	}
 	v.cmd.Stdout = pw
 	v.cmd.Stderr = pw
@@ -261,17 +324,15 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	if err := v.cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
-		v.serial.Close()
-		return nil, fmt.Errorf("pppdvm: starting %s: %w", qemuBinary, err)
+		return fmt.Errorf("pppdvm: starting %s: %w", qemuBinary, err)
 	}
 	pw.Close()
-	ok = true
-	go v.readConsole(pr, opts.Log)
+	go v.readConsole(pr, log)
 	go func() {
 		v.waitErr = v.cmd.Wait()
 		close(v.exited)
 	}()
-	return v, nil
+	return nil
 }
 
 // settingsCpio is the per-VM archive appended to the initramfs: the
@@ -310,10 +371,14 @@ func settingsCpio(opts Options) ([]byte, error) {
 	if opts.IPTimeout > 0 {
 		timeout = int((opts.IPTimeout + time.Second - 1) / time.Second)
 	}
+	if strings.ContainsAny(opts.HTTPURL, " \t\n\r") {
+		return nil, fmt.Errorf("pppdvm: HTTPURL %q has white space", opts.HTTPURL)
+	}
 	var s strings.Builder
 	for _, kv := range [][2]string{
 		{"isp_mode", mode}, {"isp_auth", auth}, {"isp_user", user}, {"isp_password", password},
 		{"isp_ping", strconv.Itoa(pings)}, {"isp_timeout", strconv.Itoa(timeout)},
+		{"isp_http", opts.HTTPURL},
 	} {
 		fmt.Fprintf(&s, "%s=%s\n", kv[0], shellQuote(kv[1]))
 	}
@@ -410,7 +475,15 @@ func (v *VM) readConsole(r io.ReadCloser, log io.Writer) {
 // the tty would echo it back (a server's early LCP Configure-Requests came
 // back as the "peer's" and broke negotiation). pppd writes only once its
 // tty is raw, so its first byte opens the gate.
-func (v *VM) Serial() net.Conn { return v.serial }
+//
+// With Options.SerialTCP there is no such stream here (qemu carries it):
+// Serial returns nil.
+func (v *VM) Serial() net.Conn {
+	if v.serial == nil {
+		return nil
+	}
+	return v.serial
+}
 
 // WaitSerial blocks until the guest has written its first byte on the
 // serial line (pppd has its tty raw and sent its first LCP
@@ -421,6 +494,9 @@ func (v *VM) Serial() net.Conn { return v.serial }
 // machine where the guest boots for more than 30 s, gives up before pppd
 // runs. It returns an error if ctx ends or the guest dies first.
 func (v *VM) WaitSerial(ctx context.Context) error {
+	if v.serial == nil {
+		return errNoSerial
+	}
 	return v.serial.waitFirst(ctx)
 }
 
@@ -522,6 +598,9 @@ func (v *VM) Console() string {
 	return v.console.String()
 }
 
+// errNoSerial: the VM's serial line is carried by qemu (Options.SerialTCP).
+var errNoSerial = errors.New("pppdvm: ttyS1 is carried by qemu over TCP (SerialTCP): no serial stream here")
+
 // ErrNoResult is returned by Wait when the guest ended without a result line.
 var ErrNoResult = errors.New("pppdvm: the guest printed no result line")
 
@@ -562,8 +641,10 @@ func (v *VM) Close() error {
 			<-v.exited
 		}
 		<-v.consoleDone
-		v.serial.Close()
-		v.serial.UnixConn.Close()
+		if v.serial != nil {
+			v.serial.Close()
+			v.serial.UnixConn.Close()
+		}
 		os.RemoveAll(v.dir)
 	})
 	return nil

@@ -7,12 +7,23 @@
 // the data. The option exchange follows RFC 1143's rule that a request for
 // the state an option is already in is not answered, so two sides cannot
 // loop; a peer that floods negotiations anyway is cut off (ErrFlood).
+//
+// A server also copes with a peer that only claims to speak Telnet: qemu's
+// `-chardev socket,...,telnet=on` in client mode (chardev/char-socket.c
+// negotiates as a server only) and emulators set to "telnet" that send a
+// raw stream. Such a peer sooner or later sends IAC followed by a byte that
+// is no Telnet command (a PPP frame starts 7e ff 7d 23), which no Telnet
+// peer sends (RFC 854 gives it no meaning), so the server takes the peer
+// for a raw one: from there on nothing is parsed or doubled either way (see
+// Raw). It may have looked like a Telnet peer before: a guest's tty still
+// in cooked mode echoes the server's own negotiation back.
 package telnet
 
 import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // Telnet commands and options (RFC 854, 856, 857, 858).
@@ -60,6 +71,11 @@ type Conn struct {
 	out    []byte
 	crSeen bool
 	client bool // the box calls a Telnet host (a BBS): the host echoes
+
+	raw atomic.Bool // the peer speaks no Telnet: bytes pass as they are
+	// OnRaw, if set before the first Read, is called once (from Read) when
+	// the connection falls back to raw, with the byte that followed IAC.
+	OnRaw func(after byte)
 }
 
 // Parser states.
@@ -105,8 +121,15 @@ func (c *Conn) writeRaw(b []byte) (int, error) {
 	return c.rw.Write(b)
 }
 
-// Write sends data with every IAC doubled.
+// Raw reports whether the connection fell back to a raw stream: the peer
+// sent IAC and then a byte that is no Telnet command.
+func (c *Conn) Raw() bool { return c.raw.Load() }
+
+// Write sends data with every IAC doubled (as it is, once Raw).
 func (c *Conn) Write(b []byte) (int, error) {
+	if c.raw.Load() {
+		return c.writeRaw(b)
+	}
 	out := make([]byte, 0, len(b)+8)
 	for _, x := range b {
 		out = append(out, x)
@@ -133,6 +156,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		n, err := c.rw.Read(c.buf)
+		if n > 0 && c.raw.Load() {
+			c.out = append(c.out[:0], c.buf[:n]...)
+			continue
+		}
 		if n > 0 {
 			data, replies, perr := c.parse(c.buf[:n])
 			c.out = data
@@ -157,7 +184,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 // parse takes the commands out of in: data for the reader, replies to
 // send back.
 func (c *Conn) parse(in []byte) (data, replies []byte, err error) {
-	for _, x := range in {
+	for i, x := range in {
 		switch c.st {
 		case stData:
 			if x == IAC {
@@ -181,7 +208,17 @@ func (c *Conn) parse(in []byte) (data, replies []byte, err error) {
 			case SB:
 				c.sub, c.st = 0, stSub
 				c.n++
-			default: // NOP, GA, AYT, BRK, IP...: nothing to do on a data line
+			default:
+				if x < SE && !c.client {
+					// No Telnet peer: the rest is data, as it came.
+					c.raw.Store(true)
+					c.st = stData
+					if c.OnRaw != nil {
+						c.OnRaw(x)
+					}
+					return append(append(data, IAC), in[i:]...), replies, nil
+				}
+				// NOP, GA, AYT, BRK, IP...: nothing to do on a data line
 				c.st = stData
 			}
 		case stOpt:

@@ -82,6 +82,9 @@ func TestNegotiation(t *testing.T) {
 		{"NOP and GA skipped", []byte{IAC, 241, 'a', IAC, 249}, []byte("a"), nil},
 		{"CR NUL after WONT BINARY", []byte{IAC, WONT, OptBinary, '\r', 0, '\n'}, []byte("\r\n"), []byte{IAC, DONT, OptBinary}},
 		{"CR NUL kept in binary", []byte{'\r', 0}, []byte{'\r', 0}, nil},
+		// A tty in cooked mode echoed the offer back, then the peer's raw
+		// stream shows: from IAC 0x7d on, it is data.
+		{"echoed offer, then raw", []byte{IAC, WILL, OptEcho, 'a', IAC, 0x7d, IAC, DO, 1}, []byte{'a', IAC, 0x7d, IAC, DO, 1}, []byte{IAC, DONT, OptEcho}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &Conn{}
@@ -95,6 +98,38 @@ func TestNegotiation(t *testing.T) {
 				t.Errorf("data % x replies % x, want % x and % x", data, rep, tc.data, tc.rep)
 			}
 		})
+	}
+}
+
+// TestRawPeer: a peer that says nothing in Telnet and sends IAC followed
+// by a non-command (qemu's telnet=on chardev in client mode carrying
+// pppd's frames) gets a raw stream both ways from then on.
+func TestRawPeer(t *testing.T) {
+	c, peer := serverPair(t)
+	var after []byte
+	c.OnRaw = func(b byte) { after = append(after, b) }
+	// pppd's first LCP Configure-Request, then a byte pair that would be
+	// a Telnet command (IAC DO) if the stream were parsed.
+	frame := []byte{0x7e, 0xff, 0x7d, 0x23, 0xc0, 0x21, 0x7d, 0x21, 0x7e, 0xff, 0xfd, 0x01, 0xff, 0xff}
+	go peer.Write(frame)
+	got := make([]byte, len(frame))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, frame) {
+		t.Errorf("server read % x, want % x", got, frame)
+	}
+	if !c.Raw() || !bytes.Equal(after, []byte{0x7d}) {
+		t.Errorf("Raw %v, OnRaw calls % x", c.Raw(), after)
+	}
+	out := []byte{0x7e, 0xff, 0x03, 0xff, 0xff, 0x7e}
+	go c.Write(out)
+	back := make([]byte, len(out))
+	if _, err := io.ReadFull(peer, back); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back, out) {
+		t.Errorf("peer read % x, want % x (not doubled)", back, out)
 	}
 }
 

@@ -8,12 +8,15 @@
 #
 #   tools/pppd-vm/build.sh            # build (or confirm) the cache
 #   ISPBOX_VM_CACHE=/some/dir build.sh
-#   build.sh --print-cache            # print the cache directory and exit
+#   build.sh --print-cache            # print this build's directory and exit
 #
-# Outputs in the cache: vmlinuz, initrd.cpio.gz (padded to 4 bytes so a
+# Outputs in builds/HASH/ of the cache, HASH being the inputs' stamp (this
+# script and guest/): vmlinuz, initrd.cpio.gz (padded to 4 bytes so a
 # per-test cpio can be appended), manifest.txt (package versions), stamp.
-# Idempotent: a second run with the same inputs does nothing; downloaded
-# .debs are kept under debs/ and reused.
+# Builds of different sources sit side by side, so checkouts of different
+# commits sharing one cache (worktrees, a CI machine) do not rebuild over
+# each other; the newest few are kept. Idempotent: a second run with the
+# same inputs does nothing; downloaded .debs are kept under debs/ and reused.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,8 +35,12 @@ cache_dir() {
 	fi
 }
 cache=$(cache_dir)
+
+# The inputs that decide the output: this script and the guest's files.
+inputs_hash=$( (cat "$here/build.sh"; find "$here/guest" -type f -print0 | LC_ALL=C sort -z | xargs -0 cat) | sha256sum | cut -d' ' -f1)
+dest="$cache/builds/$inputs_hash"
 if [[ "${1:-}" == "--print-cache" ]]; then
-	echo "$cache"
+	echo "$dest"
 	exit 0
 fi
 
@@ -46,11 +53,10 @@ done
 
 mkdir -p "$cache/debs"
 
-# The inputs that decide the output: this script and the guest's files.
-inputs_hash=$( (cat "$here/build.sh"; find "$here/guest" -type f -print0 | LC_ALL=C sort -z | xargs -0 cat) | sha256sum | cut -d' ' -f1)
-if [[ -f "$cache/stamp" && -f "$cache/vmlinuz" && -f "$cache/initrd.cpio.gz" ]] &&
-	[[ "$(cat "$cache/stamp")" == "$inputs_hash" ]]; then
-	log "up to date in $cache"
+if [[ -f "$dest/stamp" && -f "$dest/vmlinuz" && -f "$dest/initrd.cpio.gz" ]] &&
+	[[ "$(cat "$dest/stamp")" == "$inputs_hash" ]]; then
+	log "up to date in $dest"
+	touch "$dest"
 	exit 0
 fi
 
@@ -102,7 +108,8 @@ for f in "$cache"/debs/*.deb; do
 done
 
 # --- 2. extraction --------------------------------------------------------
-work="$cache/work"
+work="$cache/work.$$"
+trap 'rm -rf "$work" "$cache/builds/.new.$$"' EXIT
 rm -rf "$work"
 mkdir -p "$work/libs" "$work/kernel" "$work/root"
 
@@ -214,18 +221,25 @@ chmod 600 "$R/etc/ppp/pap-secrets" "$R/etc/ppp/chap-secrets"
 # --- 6. the initramfs ------------------------------------------------------
 # newc, owned by root, gzip. Padded to a 4-byte boundary: the kernel only
 # finds an appended (uncompressed) cpio at an aligned offset.
-(cd "$R" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$cache/initrd.tmp"
-size=$(stat -c %s "$cache/initrd.tmp")
+# Everything goes into a new directory renamed into place at the end: a
+# test reading the cache never sees half a build.
+new="$cache/builds/.new.$$"
+rm -rf "$new"
+mkdir -p "$new"
+(cd "$R" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$new/initrd.cpio.gz"
+size=$(stat -c %s "$new/initrd.cpio.gz")
 pad=$(((4 - size % 4) % 4))
-head -c "$pad" /dev/zero >>"$cache/initrd.tmp"
-mv "$cache/initrd.tmp" "$cache/initrd.cpio.gz"
-cp "$vmlinuz" "$cache/vmlinuz"
+head -c "$pad" /dev/zero >>"$new/initrd.cpio.gz"
+cp "$vmlinuz" "$new/vmlinuz"
 
 {
 	echo "kernel $kpkg $kver"
 	for p in ppp busybox-static "${libs[@]}"; do basename "$(deb "$p")"; done
 	echo "modules ${order[*]}"
-} >"$cache/manifest.txt"
-echo "$inputs_hash" >"$cache/stamp"
-rm -rf "$work"
-log "built $cache: vmlinuz $(stat -c %s "$cache/vmlinuz") bytes, initrd $(stat -c %s "$cache/initrd.cpio.gz") bytes, modules: ${order[*]}"
+} >"$new/manifest.txt"
+echo "$inputs_hash" >"$new/stamp"
+rm -rf "$dest"
+mv "$new" "$dest"
+# Keep the newest few builds (other checkouts may still use theirs).
+ls -1dt "$cache"/builds/*/ 2>/dev/null | tail -n +5 | xargs -r rm -rf
+log "built $dest: vmlinuz $(stat -c %s "$dest/vmlinuz") bytes, initrd $(stat -c %s "$dest/initrd.cpio.gz") bytes, modules: ${order[*]}"
