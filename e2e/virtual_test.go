@@ -70,7 +70,7 @@ netmask 255.255.255.0
 	url, sum, size := vmPage(t)
 	vm, err := pppdvm.Start(ctx, pppdvm.Options{
 		Mode: pppdvm.ModeChat, User: "dial", Password: "dial", Auth: pppdvm.AuthPAP,
-		HTTPURL: url,
+		HTTPURL:    url,
 		ChatScript: "ABORT BUSY ABORT 'NO CARRIER' '' ATZ OK AT&FE0V1&C1&D2S0=0 OK ATM0L0X3 OK ATDT5551234 CONNECT ''\n",
 		// Hang up the Hayes way when the link is down: +++ with its guard
 		// times, then ATH0. (No OK is expected after +++: the line may
