@@ -10,6 +10,7 @@ import (
 
 	"io/fs"
 
+	"github.com/isp-box/isp-box/internal/hostcheck"
 	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/netstack"
@@ -66,7 +67,11 @@ type Line struct {
 func Load(path string) (*Config, error) {
 	data, err := readConfigFile(path)
 	if err != nil {
-		return nil, ErrorList{{File: path, Msg: "cannot read config: " + strings.TrimPrefix(err.Error(), "open "+path+": ")}}
+		msg := "cannot read config: " + strings.TrimPrefix(err.Error(), "open "+path+": ")
+		if h := hostcheck.ReadHint(path, err); h != "" {
+			msg += ": " + h
+		}
+		return nil, ErrorList{{File: path, Msg: msg}}
 	}
 	return parse(path, data, osSource{})
 }
