@@ -115,6 +115,7 @@ func TestMetricsDuringDemoCall(t *testing.T) {
 		"isp_box_bus_dropped_events_total|subscriber|store":    0,
 		"isp_box_bus_queued_events|subscriber|metrics":         -2, // present, any value
 		"isp_box_bus_queue_high_water_events|subscriber|store": -2,
+		"isp_box_net_flows":                                    0,
 	})
 
 	sess, err := demo.Dial(ctx, w.Clients[client].Path(), demo.DialOptions{Number: "88567682", User: "dial", Password: "dial"})

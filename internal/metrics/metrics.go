@@ -57,11 +57,14 @@ var (
 	sessTxBytes   = desc("isp_box_ppp_session_transmit_bytes_total", "Bytes sent to the client in a live PPP session.", "session", "line", "user")
 	sessRxPackets = desc("isp_box_ppp_session_receive_packets_total", "Packets received from the client in a live PPP session.", "session", "line", "user")
 	sessTxPackets = desc("isp_box_ppp_session_transmit_packets_total", "Packets sent to the client in a live PPP session.", "session", "line", "user")
+	sessDropped   = desc("isp_box_ppp_session_dropped_packets_total", "Packets PPP dropped in a live session (a frame over the MRU, no network attached yet, a full queue to the client).", "session", "line", "user")
+	sessFCSErrors = desc("isp_box_ppp_session_fcs_errors_total", "Frames with a bad FCS (line noise) in a live PPP session.", "session", "line", "user")
 	rxBytes       = desc("isp_box_ppp_receive_bytes_total", "Bytes received from clients, every PPP session since the start.")
 	txBytes       = desc("isp_box_ppp_transmit_bytes_total", "Bytes sent to clients, every PPP session since the start.")
 	rxPackets     = desc("isp_box_ppp_receive_packets_total", "Packets received from clients, every PPP session since the start.")
 	txPackets     = desc("isp_box_ppp_transmit_packets_total", "Packets sent to clients, every PPP session since the start.")
 
+	netFlows   = desc("isp_box_net_flows", "Forwarded TCP connections and UDP flows open now (userspace network).")
 	netDropped = desc("isp_box_net_dropped_packets_total", "Packets the network dropped, by reason (spoofed, isolated, malformed, no_route, forbidden, ping_denied, ttl_expired, flow_limit).", "reason")
 
 	busPublished = desc("isp_box_bus_published_events_total", "Events published on the internal bus.")
@@ -77,8 +80,9 @@ var allDescs = []*prometheus.Desc{
 	buildInfo, startTime,
 	peers, calls, callsEnded, authFail, bansTotal, banned, sipDropped, sipShed, sipStless, registries,
 	lines, lineAnswered, lineErrors,
-	sessions, sessStarted, sessEnded, sessRxBytes, sessTxBytes, sessRxPackets, sessTxPackets, rxBytes, txBytes, rxPackets, txPackets,
-	netDropped,
+	sessions, sessStarted, sessEnded, sessRxBytes, sessTxBytes, sessRxPackets, sessTxPackets, sessDropped, sessFCSErrors,
+	rxBytes, txBytes, rxPackets, txPackets,
+	netFlows, netDropped,
 	busPublished, busQueued, busHighWater, busDelivered, busDropped,
 	otherCounters,
 }
@@ -338,6 +342,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	gauge(ch, sessions, float64(len(st.Sessions)))
+	gauge(ch, netFlows, float64(st.Net.Flows))
 	c.collectCounted(ch, st.Sessions)
 
 	counter(ch, busPublished, st.Bus.Published)
@@ -387,6 +392,8 @@ func (c collector) collectCounted(ch chan<- prometheus.Metric, live []console.Se
 		counter(ch, sessTxBytes, t.bytesOut, l...)
 		counter(ch, sessRxPackets, t.pktsIn, l...)
 		counter(ch, sessTxPackets, t.pktsOut, l...)
+		counter(ch, sessDropped, s.Dropped, l...)
+		counter(ch, sessFCSErrors, s.FCSErrs, l...)
 	}
 	for id := range m.gone {
 		if !listed[id] {

@@ -181,7 +181,7 @@ func TestCountedFromBus(t *testing.T) {
 	fs.set(func(st *console.Status) {
 		st.Sessions = []console.Session{
 			{Session: status.Session{ID: "s1", Line: "ttyUSB0", User: "dial", BytesIn: 100, BytesOut: 1000, PktsIn: 3, PktsOut: 4}},
-			{Session: status.Session{ID: "s2", Line: "ttyUSB1", User: "bob", BytesIn: 10, BytesOut: 20, PktsIn: 1, PktsOut: 2}},
+			{Session: status.Session{ID: "s2", Line: "ttyUSB1", User: "bob", BytesIn: 10, BytesOut: 20, PktsIn: 1, PktsOut: 2, Dropped: 7, FCSErrs: 3}},
 		}
 	})
 
@@ -204,6 +204,8 @@ func TestCountedFromBus(t *testing.T) {
 		"isp_box_ppp_transmit_bytes_total":                          1020,
 		"isp_box_ppp_receive_packets_total":                         4,
 		"isp_box_ppp_transmit_packets_total":                        6,
+		"isp_box_ppp_session_dropped_packets_total|s2|ttyUSB1|bob":  7,
+		"isp_box_ppp_session_fcs_errors_total|s2|ttyUSB1|bob":       3,
 	})
 
 	// s1 ends: first it leaves the registry (a scrape in between must
