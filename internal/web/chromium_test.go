@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -22,7 +24,10 @@ import (
 	"github.com/isp-box/isp-box/examples"
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/config"
+	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/demo"
+	"github.com/isp-box/isp-box/internal/status"
+	"github.com/isp-box/isp-box/internal/web"
 )
 
 // chromiumPath finds Debian's chromium (or $ISPBOX_CHROMIUM). Without it
@@ -385,6 +390,14 @@ func TestStatusPageInChromium(t *testing.T) {
 	}() {
 		t.Errorf("on a phone the page is wider than the screen (scrollWidth/innerWidth %s)", wide)
 	}
+	// What a phone user looks for is on the screen without scrolling
+	// sideways: the session's bytes, the line's state, the call's state.
+	for _, sel := range []string{"#sessions tr:nth-child(2) td:last-child", "#lines tr:nth-child(2) td:nth-child(3)", "#calls tr:nth-child(2) td:last-child"} {
+		if r := eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return "missing";
+			const r = e.getBoundingClientRect(); return r.width > 0 && r.right <= window.innerWidth ? "ok" : r.left + ".." + r.right + " of " + window.innerWidth; })()`, sel)); r != "ok" {
+			t.Errorf("on a phone %s is not on the screen: %s", sel, r)
+		}
+	}
 	shot("call-phone.png", true)
 	run("desktop viewport", 10*time.Second, chromedp.EmulateViewport(1280, 900))
 
@@ -406,4 +419,35 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Errorf("the events pane lacks the end: %v", err)
 	}
 	shot("after-call.png", false)
+
+	// A line in trouble shows its last error (what to do about it), and
+	// what the status carries is text, never markup: a peer or device
+	// name with "<" in it does not become an element.
+	bad := `<img id="injected" src="x">`
+	st := console.Status{Version: "test", Started: time.Now(),
+		Peers: []status.Peer{{Name: "p" + bad, Status: "UNKNOWN"}},
+		Lines: []status.Line{{Name: "ttyUSB0", Device: "/dev/ttyUSB0" + bad, State: "opening", Errors: 1,
+			LastError: "open /dev/ttyUSB0: permission denied (user isp-box is not allowed to open it: add it to group dialout)"}}}
+	mux := http.NewServeMux()
+	done := make(chan struct{})
+	web.Register(mux, func() console.Status { return st }, bus.New(nil), done)
+	srv := httptest.NewServer(mux)
+	// The page's event stream ends with done, then the server closes.
+	defer func() { close(done); srv.Close() }()
+	sctx, scancel = context.WithTimeout(bctx, 20*time.Second)
+	err = chromedp.Do(sctx, chromedp.Navigate(srv.URL+"/"))
+	scancel()
+	if err != nil {
+		t.Fatalf("open the second page: %v", err)
+	}
+	if err := waitText("#lines", 5*time.Second, "opening", "add it to group dialout"); err != nil {
+		t.Errorf("the line's last error is not shown: %v: %s", err, eval(`document.querySelector("#lines").innerText`))
+	}
+	if n := eval(`String(document.querySelectorAll("#injected").length)`); n != "0" {
+		t.Errorf("markup in the status became %s element(s)", n)
+	}
+	if err := waitText("#peers", time.Second, "p"+bad); err != nil {
+		t.Errorf("the peer's name is not shown as text: %v", err)
+	}
+	shot("line-error.png", false)
 }
