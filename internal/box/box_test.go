@@ -46,15 +46,9 @@ func hangUp(t *testing.T, ctx context.Context, s *demo.Session, b *box.Box) {
 // the same port and database knows where both lines are at once, and a
 // call through it routes all the way to CONNECT and PPP.
 func TestRestartKeepsRegistrations(t *testing.T) {
-	if testing.Short() {
-		t.Skip("restarts the box under a running ATA and dials through it")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := slow(t, "restarts the box under a running ATA and dials through it", 2*time.Minute)
 	r := newRig(t)
-	b1 := r.startBox()
-	r.startATA()
-	r.waitReady(b1)
+	b1 := r.readyBox()
 	before := b1.Status()
 	addrs := map[string]netip.AddrPort{}
 	for _, li := range r.ata.Describe() {
@@ -118,15 +112,9 @@ host=dynamic
 // the control socket), a broken file is refused with file:line and the
 // running config stays, and the call and its session live through both.
 func TestReloadDuringCall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := slow(t, "dials through the box", 2*time.Minute)
 	r := newRig(t)
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	b := r.readyBox()
 	s := r.dial(ctx)
 	up := b.Status()
 	if len(up.Calls) != 1 || len(up.Sessions) != 1 {
@@ -239,6 +227,14 @@ func cut(t *testing.T, text, from, to string) string {
 	return text[:a] + text[b:]
 }
 
+// withoutLine removes the modem line from the config: its mgetty port
+// and its PPP options.
+func withoutLine(t *testing.T, text string) string {
+	t.Helper()
+	text = cut(t, text, "[mgetty]", "; ---- /etc/ppp/options (unchanged)")
+	return cut(t, text, "[ppp ttyUSB0]", "; ---- /etc/ppp/pap-secrets")
+}
+
 // rings returns the highest RING count the box's line saw for each call.
 func rings(evs []bus.Event) map[string]int {
 	m := map[string]int{}
@@ -254,15 +250,9 @@ func rings(evs []bus.Event) map[string]int {
 // during a call keeps the call, and takes the new config for the next
 // one: "rings 2" becomes "rings 3".
 func TestReloadLineConfigAtNextIdle(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box twice")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := slow(t, "dials through the box twice", 2*time.Minute)
 	r := newRig(t)
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	b := r.readyBox()
 	s := r.dial(ctx)
 	first := b.Status().Calls[0].ID
 
@@ -292,21 +282,13 @@ func TestReloadLineConfigAtNextIdle(t *testing.T) {
 // during a call stops after its call ends, not during it ("removed lines
 // stop after their call ends", box's package doc).
 func TestReloadRemovesLineAfterCall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := slow(t, "dials through the box", 2*time.Minute)
 	r := newRig(t)
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	b := r.readyBox()
 	s := r.dial(ctx)
 	up := b.Status()
 
-	text := cut(t, r.configText(""), "[mgetty]", "; ---- /etc/ppp/options (unchanged)")
-	text = cut(t, text, "[ppp ttyUSB0]", "; ---- /etc/ppp/pap-secrets")
-	r.writeRaw(text)
+	r.writeRaw(withoutLine(t, r.configText("")))
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -365,15 +347,9 @@ func (r *rig) readClient(want string) {
 // closes; the ATA sees the call end (BYE) and the client modem loses its
 // carrier.
 func TestStopDuringCall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := slow(t, "dials through the box", 2*time.Minute)
 	r := newRig(t)
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	b := r.readyBox()
 	s := r.dial(ctx)
 	defer s.PPP.Close()
 	up := b.Status()
@@ -447,22 +423,14 @@ func TestReloadKeepsSockets(t *testing.T) {
 // comes back after it (one runner on the port at a time) and takes the
 // next call.
 func TestReloadLineRemovedAndBack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box twice")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := slow(t, "dials through the box twice", 2*time.Minute)
 	r := newRig(t)
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	b := r.readyBox()
 	s := r.dial(ctx)
 	first := b.Status().Calls[0].ID
 
 	full := r.configText("")
-	without := cut(t, full, "[mgetty]", "; ---- /etc/ppp/options (unchanged)")
-	without = cut(t, without, "[ppp ttyUSB0]", "; ---- /etc/ppp/pap-secrets")
-	r.writeRaw(without)
+	r.writeRaw(withoutLine(t, full))
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,20 @@ func (r *rig) writeRadius(srv *radiustest.Server, secret, nas, proto string) {
 	r.writeRaw(mustReplace(r.t, r.configText(radiusConfig(srv, secret, nas, proto)), "\n+pap ", "\n;+pap "))
 }
 
+// radiusBox starts FreeRADIUS with radiusUsers, and a box that checks
+// users in [users], then there, with secret (the server's when empty) and
+// the line's one auth protocol; it returns once the box can take a call.
+func radiusBox(t *testing.T, secret, proto string) (*radiustest.Server, *rig, *running) {
+	t.Helper()
+	srv := radiustest.Start(t, radiustest.Options{Users: radiusUsers})
+	if secret == "" {
+		secret = srv.Secret()
+	}
+	r := newRig(t)
+	r.writeRadius(srv, secret, "box-a", proto)
+	return srv, r, r.readyBox()
+}
+
 func (r *rig) dialAs(ctx context.Context, user, password string) (*demo.Session, error) {
 	r.t.Helper()
 	return demo.Dial(ctx, r.cli.Path(), demo.DialOptions{Number: "88567682", User: user, Password: password, Log: r.log("client-ppp")})
@@ -68,17 +82,8 @@ func (r *rig) dialAs(ctx context.Context, user, password string) (*demo.Session,
 // refused with a wrong one, and the server's Reply-Message shown to a
 // refused client.
 func TestRadiusDialIn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box against FreeRADIUS")
-	}
-	srv := radiustest.Start(t, radiustest.Options{Users: radiusUsers})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	r := newRig(t)
-	r.writeRadius(srv, srv.Secret(), "box-a", "pap")
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	ctx := slow(t, "dials through the box against FreeRADIUS", 4*time.Minute)
+	srv, r, b := radiusBox(t, "", "pap")
 	for _, proto := range []string{"pap", "chap", "mschap", "mschap-v2"} {
 		t.Run(proto, func(t *testing.T) {
 			// A restart rather than a reload: the line takes a reload
@@ -172,17 +177,8 @@ func pppDown(evs []bus.Event, session string) (bus.PPPDown, bool) {
 // the server's Acct-Interim-Interval, and a Stop whose counters are the
 // session's own, when the server's Session-Timeout ends the session.
 func TestRadiusAccounting(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box against FreeRADIUS")
-	}
-	srv := radiustest.Start(t, radiustest.Options{Users: radiusUsers})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	r := newRig(t)
-	r.writeRadius(srv, srv.Secret(), "box-a", "mschap-v2")
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	ctx := slow(t, "dials through the box against FreeRADIUS", 3*time.Minute)
+	srv, r, b := radiusBox(t, "", "mschap-v2")
 
 	start := time.Now()
 	s, err := r.dialAs(ctx, "carol", "carrots")
@@ -250,17 +246,8 @@ func TestRadiusAccounting(t *testing.T) {
 // ends, and the box restarts before it is back: the records wait in the
 // store and reach the server when it returns, in order.
 func TestRadiusAccountingOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box against FreeRADIUS")
-	}
-	srv := radiustest.Start(t, radiustest.Options{Users: radiusUsers})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	r := newRig(t)
-	r.writeRadius(srv, srv.Secret(), "box-a", "chap")
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	ctx := slow(t, "dials through the box against FreeRADIUS", 3*time.Minute)
+	srv, r, b := radiusBox(t, "", "chap")
 
 	// 1: the server stops mid-session; the Stop is delivered once it is back.
 	s, err := r.dialAs(ctx, "dave", "diver")
@@ -315,17 +302,8 @@ func TestRadiusAccountingOutage(t *testing.T) {
 // TestRadiusWrongSecret (issue 14): a box whose secret differs from the
 // server's fails the login and says why in its log.
 func TestRadiusWrongSecret(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through the box against FreeRADIUS")
-	}
-	srv := radiustest.Start(t, radiustest.Options{Users: radiusUsers})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	r := newRig(t)
-	r.writeRadius(srv, "not-the-secret", "box-a", "pap")
-	b := r.startBox()
-	r.startATA()
-	r.waitReady(b)
+	ctx := slow(t, "dials through the box against FreeRADIUS", 2*time.Minute)
+	srv, r, _ := radiusBox(t, "not-the-secret", "pap")
 	if _, err := r.dialAs(ctx, "alice", "wonderland"); !errors.Is(err, ppp.ErrAuthFailed) {
 		t.Errorf("dial: %v, want %v", err, ppp.ErrAuthFailed)
 	}
@@ -342,12 +320,8 @@ func TestRadiusWrongSecret(t *testing.T) {
 // logged in on each; both sessions' records are there and tell the boxes
 // and the sessions apart.
 func TestRadiusTwoBoxes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("dials through two boxes against FreeRADIUS")
-	}
+	ctx := slow(t, "dials through two boxes against FreeRADIUS", 3*time.Minute)
 	srv := radiustest.Start(t, radiustest.Options{Users: radiusUsers})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	type boxUser struct {
 		nas, user, pw string
 		r             *rig
@@ -359,9 +333,7 @@ func TestRadiusTwoBoxes(t *testing.T) {
 	for _, x := range boxes {
 		x.r = newRig(t)
 		x.r.writeRadius(srv, srv.Secret(), x.nas, "mschap-v2")
-		x.b = x.r.startBox()
-		x.r.startATA()
-		x.r.waitReady(x.b)
+		x.b = x.r.readyBox()
 	}
 	for _, x := range boxes {
 		s, err := x.r.dialAs(ctx, x.user, x.pw)

@@ -247,6 +247,28 @@ func (l *eventLog) all() []bus.Event {
 	return append([]bus.Event(nil), l.evs...)
 }
 
+// slow skips the test in -short mode, saying why, and returns a context
+// that ends after d or with the test.
+func slow(t *testing.T, why string, d time.Duration) context.Context {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(why)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// readyBox starts a box on the rig's config file and the ATA, and returns
+// once the box can take a call.
+func (r *rig) readyBox() *running {
+	r.t.Helper()
+	b := r.startBox()
+	r.startATA()
+	r.waitReady(b)
+	return b
+}
+
 // waitReady waits until both ATA lines are registered, both peers answer
 // OPTIONS, and the modem line is idle: the box can take a call.
 func (r *rig) waitReady(rb *running) {

@@ -61,9 +61,7 @@ func TestTrunkKamailio(t *testing.T) {
 			prov := kamailiotest.Start(t, kamailiotest.Options{Users: map[string]string{did: "provsecret"}, Algorithm: alg, MaxExpires: 6})
 			r := newRig(t)
 			r.writeRaw(trunkConfig(t, r, prov))
-			b := r.startBox()
-			r.startATA()
-			r.waitReady(b)
+			b := r.readyBox()
 			testutil.WaitFor(t, 20*time.Second, "registered with the provider", func() (bool, string) {
 				st, why := registryState(b)
 				return st == "Registered", why

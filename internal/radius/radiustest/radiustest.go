@@ -4,9 +4,6 @@
 package radiustest
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,10 +11,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // Binary finds freeradius; a test without it skips, unless the CI
@@ -56,13 +52,9 @@ type Options struct {
 type Server struct {
 	t    testing.TB
 	dir  string
-	bin  string
 	opts Options
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *bytes.Buffer
+	*testutil.Daemon // Stop, Restart (Start), Log, LogTail
 }
 
 // Start writes the config and starts the server; the test's end stops it.
@@ -77,15 +69,11 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.AcctPort = opts.AuthPort + 1
 	}
 	dir := t.TempDir()
-	s := &Server{t: t, dir: dir, bin: bin, opts: opts}
+	s := &Server{t: t, dir: dir, opts: opts}
 	s.writeConfig()
-	s.start()
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("freeradius log tail:\n%s", s.LogTail(60))
-		}
-	})
+	// -X: the foreground, with the debug output the tests read.
+	s.Daemon = testutil.StartDaemon(t, testutil.DaemonSpec{Name: "freeradius", Args: []string{bin, "-X", "-d", dir},
+		ReadyLine: "Ready to process requests", UDPPorts: []int{opts.AuthPort, opts.AcctPort}})
 	return s
 }
 
@@ -232,98 +220,10 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// start runs freeradius in the foreground with debug output and waits
-// for "Ready to process requests".
-func (s *Server) start() {
-	t := s.t
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.Command(s.bin, "-X", "-d", s.dir)
-	// A test binary that panics runs no Cleanup: the server must not
-	// outlive it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	pr, pw, err := os.Pipe()
-	must(t, err)
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("freeradius: %v", err)
-	}
-	pw.Close()
-	log := &bytes.Buffer{}
-	ready := make(chan struct{})
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.done, s.log = cmd, done, log
-	s.mu.Unlock()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		once := sync.Once{}
-		for sc.Scan() {
-			s.mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			if strings.Contains(sc.Text(), "Ready to process requests") {
-				once.Do(func() { close(ready) })
-			}
-		}
-		pr.Close()
-	}()
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-ready:
-	case <-done:
-		t.Fatalf("freeradius exited at start:\n%s", s.LogTail(40))
-	case <-ctx.Done():
-		s.Stop()
-		t.Fatalf("freeradius not ready in 20 s:\n%s", s.LogTail(40))
-	}
-}
-
-// Stop stops the server (the ports go quiet; Restart brings it back).
-func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-}
-
 // Restart starts the server again on the same ports and files.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.start()
-}
-
-// LogTail returns the last n lines of the server's debug output.
-func (s *Server) LogTail(n int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.log == nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(s.log.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Log returns the whole debug output of the current run.
-func (s *Server) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
+	s.Start(s.t)
 }
 
 // Record is one accounting request from the detail file: attribute name

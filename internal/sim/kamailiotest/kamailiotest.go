@@ -5,17 +5,12 @@
 package kamailiotest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/isp-box/isp-box/internal/testutil"
 )
@@ -56,14 +51,10 @@ type Options struct {
 // Server is a running Kamailio.
 type Server struct {
 	t    testing.TB
-	bin  string
 	dir  string
 	opts Options
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *bytes.Buffer
+	*testutil.Daemon // Stop, Log, LogTail
 }
 
 // Start writes the config and starts Kamailio; the test's end stops it.
@@ -79,15 +70,13 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.Algorithm == "" {
 		opts.Algorithm = "MD5"
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), opts: opts}
+	s := &Server{t: t, dir: t.TempDir(), opts: opts}
 	s.writeConfig()
-	s.start()
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("kamailio log tail:\n%s", s.LogTail(60))
-		}
-	})
+	// -DD -E: the foreground, logging to stderr; its own process group,
+	// as its SIP workers are children.
+	s.Daemon = testutil.StartDaemon(t, testutil.DaemonSpec{Name: "kamailio", Group: true, UDPPorts: []int{opts.Port},
+		Args: []string{bin, "-f", filepath.Join(s.dir, "kamailio.cfg"), "-DD", "-E", "-Y", s.dir,
+			"-P", filepath.Join(s.dir, "kamailio.pid"), "-w", s.dir}})
 	return s
 }
 
@@ -199,89 +188,6 @@ request_route {
 	}
 }
 
-func (s *Server) start() {
-	t := s.t
-	t.Helper()
-	cmd := exec.Command(s.bin, "-f", filepath.Join(s.dir, "kamailio.cfg"), "-DD", "-E", "-Y", s.dir,
-		"-P", filepath.Join(s.dir, "kamailio.pid"), "-w", s.dir)
-	// Its own process group, to stop its children with it; killed with
-	// a test binary that panics (no Cleanup runs then).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("kamailio: %v", err)
-	}
-	pw.Close()
-	log := &bytes.Buffer{}
-	done := make(chan struct{})
-	ready := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.done, s.log = cmd, done, log
-	s.mu.Unlock()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
-		for sc.Scan() {
-			s.mu.Lock()
-			log.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			// The SIP workers are up once a receiver process reports.
-			if strings.Contains(sc.Text(), "udp_rcv_loop") || strings.Contains(sc.Text(), "INFO: <core> [core/udp_server.c") {
-				once.Do(func() { close(ready) })
-			}
-		}
-		pr.Close()
-	}()
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-ready:
-	case <-done:
-		t.Fatalf("kamailio exited at start:\n%s", s.LogTail(40))
-	case <-time.After(2 * time.Second):
-		// Not every build logs its receivers at debug=2: a running
-		// process after 2 s is ready enough.
-	}
-}
-
-// Stop stops Kamailio (the provider goes away; Restart brings it back).
-func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	// Kamailio's children are in its process group.
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
-
 // Restart starts Kamailio again on the same port; its registrations are
 // gone (usrloc in memory), as after a provider's outage.
-func (s *Server) Restart() { s.t.Helper(); s.start() }
-
-// Log is Kamailio's output so far.
-func (s *Server) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-// LogTail is the last n lines of Log.
-func (s *Server) LogTail(n int) string {
-	lines := strings.Split(strings.TrimRight(s.Log(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (s *Server) Restart() { s.t.Helper(); s.Start(s.t) }
