@@ -116,7 +116,7 @@ pppd-vm:
 # Interoperability with a real pppd: PAP, CHAP-MD5, MS-CHAPv1/v2 on a direct
 # line, and chat dialling through the virtual ATA and the box.
 e2e-pppd: pppd-vm
-	ISPBOX_REQUIRE_PPPD_VM=1 $(GO) test -count=1 -timeout 15m ./internal/pppdvm/... ./e2e/ -run 'PPPD|Pppd|ChatDialIn|FirstFrame|Bridge'
+	ISPBOX_REQUIRE_PPPD_VM=1 $(GO) test -count=1 -timeout 15m ./e2e/... -run 'PPPD|Pppd|ChatDialIn|FirstFrame|Bridge'
 
 # Dial-in at scale through the virtual ATA: N lines at once against the
 # isp-box binary in its own process (time to all up, CPU and memory per line).

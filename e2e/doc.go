@@ -2,8 +2,9 @@
 // one process (internal/demo's World: the box from a config, the virtual
 // ATA registering with its PBX, emulated Hayes modems on both sides, a PPP
 // client and a client IP stack), a real Debian pppd in a qemu VM dialling
-// through it (pppd_test.go), and the scale measurement (scale_test.go,
-// run only when ISPBOX_SCALE is set).
+// through it and every other test against that pppd (pppd_test.go; the VM
+// harness is e2e/pppdvm), and the scale measurement (scale_test.go, run
+// only when ISPBOX_SCALE is set).
 //
 // There is no code here outside tests; this file only names the package.
 package e2e

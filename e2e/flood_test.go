@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/isp-box/isp-box/internal/sipflood"
+	"github.com/isp-box/isp-box/internal/sim/sipflood"
 )
 
 // TestFlood is `make bench-flood`: the isp-box binary in its own process

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/isp-box/isp-box/internal/sipflood"
+	"github.com/isp-box/isp-box/internal/sim/sipflood"
 )
 
 // A short flood of unauthenticated INVITEs, wrong-password REGISTERs and

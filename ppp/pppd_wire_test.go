@@ -130,7 +130,7 @@ func TestServerAgainstRecordedPppd(t *testing.T) {
 		srv := startServer(t, t.Context(), a, seedConfig(ppp.AuthPAP), ppp.Options{Users: users, Network: netw})
 		p := newRawPeer(t, b)
 
-		// pppd's first frame, octet for octet (as captured from pppd 2.4.9 in internal/pppdvm): LCP ConfReq
+		// pppd's first frame, octet for octet (as captured from pppd 2.4.9 in e2e/pppdvm): LCP ConfReq
 		// id 1 <asyncmap 0x0> <magic 0x5ad2e3f1> <pcomp> <accomp>.
 		p.write(h("7e ff 7d 23 c0 21 7d 21 7d 21 7d 20 7d 34 7d 22 7d 26 7d 20 7d 20 7d 20 7d 20 7d 25 7d 26 5a d2 e3 f1 7d 27 7d 22 7d 28 7d 22 90 d0 7e"))
 

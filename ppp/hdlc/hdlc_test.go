@@ -40,7 +40,7 @@ func TestFCSCheckValue(t *testing.T) {
 	}
 }
 
-// The first frame a real pppd 2.4.9 sends (read off the wire from the qemu VM of internal/pppdvm): LCP
+// The first frame a real pppd 2.4.9 sends (read off the wire from the qemu VM of e2e/pppdvm): LCP
 // Configure-Request id 1 <asyncmap 0x0> <magic> <pcomp> <accomp>, with every
 // control character escaped because no ACCM is negotiated yet.
 func TestEncodePppdFirstFrame(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
-	"github.com/isp-box/isp-box/internal/pppdvm"
+	"github.com/isp-box/isp-box/e2e/pppdvm"
 	"github.com/isp-box/isp-box/ppp"
 )
 

@@ -7,35 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/isp-box/isp-box/internal/pppdvm"
+	"github.com/isp-box/isp-box/e2e/pppdvm"
+	"github.com/isp-box/isp-box/e2e/pppdvm/pppdvmtest"
 )
-
-// needVM skips unless a VM can be booted (and not in -short mode).
-func needVM(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("boots a qemu VM (about 10 s): skipped with -short")
-	}
-	if err := pppdvm.Available(); err != nil {
-		if os.Getenv(pppdvm.RequireEnv) != "" {
-			t.Fatalf("%s is set but: %v", pppdvm.RequireEnv, err)
-		}
-		t.Skipf("real-pppd VM not available: %v", err)
-	}
-}
-
-// testLog writes the guest console to the test log, line by line.
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // TestFirstFrameIsLCPConfReq boots the VM in direct mode with nobody
 // answering: pppd's first frame must be the LCP Configure-Request pppd 2.4.9
@@ -44,12 +22,12 @@ func (l testLog) Write(p []byte) (int, error) {
 // (lcp-max-configure 2) the guest must report a failed call and Wait must
 // return it with the console's tail.
 func TestFirstFrameIsLCPConfReq(t *testing.T) {
-	needVM(t)
+	pppdvmtest.NeedVM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	vm, err := pppdvm.Start(ctx, pppdvm.Options{
 		Extra: []string{"lcp-max-configure 2"},
-		Log:   testLog{t},
+		Log:   pppdvmtest.TestLog(t, ""),
 	})
 	if err != nil {
 		t.Fatal(err)
