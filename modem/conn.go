@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 )
@@ -148,4 +149,14 @@ func (c *conn) pump(watchText bool) {
 			return
 		}
 	}
+}
+
+// errAttr is err as a log attribute, or nothing when err is nil: a
+// record says err=... only when something failed (slog handlers drop an
+// empty Attr).
+func errAttr(err error) slog.Attr {
+	if err == nil {
+		return slog.Attr{}
+	}
+	return slog.Any("err", err)
 }

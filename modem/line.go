@@ -883,7 +883,7 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	// does not send a Terminate-Request into a dead line.
 	err := handler(ctx, c, user)
 	cause := context.Cause(sctx)
-	l.log.Info("session over", "after", l.clk.Now().Sub(start).Round(time.Millisecond), "err", err, "cause", cause)
+	l.log.Info("session over", "after", l.clk.Now().Sub(start).Round(time.Millisecond), errAttr(err), "cause", cause)
 	return sessionErr(sctx, err)
 }
 

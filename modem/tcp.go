@@ -271,7 +271,7 @@ func (t *TCPLine) accept(ctx context.Context, nc net.Conn) {
 			t.mu.Unlock()
 		}()
 		err := l.ServeConn(ctx, nc, src.String())
-		l.log.Info("connection closed", "from", nc.RemoteAddr().String(), "err", err)
+		l.log.Info("connection closed", "from", nc.RemoteAddr().String(), errAttr(err))
 	}()
 }
 

@@ -247,7 +247,7 @@ func (l *Line) virtualSession(ctx context.Context, p *port, cfg LineConfig, eng 
 			return err
 		}
 	}
-	l.log.Info("call over", "err", err)
+	l.log.Info("call over", errAttr(err))
 	return nil
 }
 

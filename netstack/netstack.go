@@ -325,7 +325,11 @@ func (s *Stack) Close() error {
 			_ = sess.Close()
 		}
 		s.closeErr = s.eng.close()
-		s.log.Info("network down", "mode", s.cfg.Mode, "err", s.closeErr)
+		if s.closeErr != nil {
+			s.log.Warn("network down", "mode", s.cfg.Mode, "err", s.closeErr)
+		} else {
+			s.log.Info("network down", "mode", s.cfg.Mode)
+		}
 	})
 	return s.closeErr
 }

@@ -58,7 +58,7 @@ func (s *Server) aclDenied(req *sip.Request, reply replyFunc, name string, src n
 		return false
 	}
 	s.publish(bus.AuthFailed{Source: src, User: name, Method: string(req.Method), Reason: "ACL: " + which})
-	s.log.Warn("pbx: ACL denied", "src", src, "user", name, "method", string(req.Method), "acl", which)
+	s.log.Warn("ACL denied", "src", src, "user", name, "method", string(req.Method), "acl", which)
 	if !g.AlwaysAuthReject {
 		reply(403, "Forbidden")
 		return true

@@ -172,7 +172,7 @@ func (s *Server) authenticate(req *sip.Request, name string, p *Peer, src netip.
 func (s *Server) authFailed(src netip.AddrPort, user, method, reason string, proven bool) {
 	s.counters.authFail.Add(1)
 	s.publish(bus.AuthFailed{Source: src, User: user, Method: method, Reason: reason})
-	s.log.Warn("pbx: authentication failed", "src", src, "user", user, "method", method, "reason", reason)
+	s.log.Warn("authentication failed", "src", src, "user", user, "method", method, "reason", reason)
 	if !proven {
 		return
 	}
@@ -195,7 +195,7 @@ func (s *Server) authFailed(src netip.AddrPort, user, method, reason string, pro
 	}
 	s.mu.Unlock()
 	if !ban.IsZero() {
-		s.log.Warn("pbx: source banned", "addr", src.Addr(), "until", ban)
+		s.log.Warn("source banned", "addr", src.Addr(), "until", ban)
 		s.publish(bus.SourceBanned{Addr: src.Addr(), Until: ban})
 	}
 }
@@ -245,7 +245,7 @@ func (s *Server) Unban(a netip.Addr) bool {
 	delete(s.fails, a)
 	s.mu.Unlock()
 	if ok && now.Before(until) {
-		s.log.Info("pbx: ban lifted", "addr", a)
+		s.log.Info("ban lifted", "addr", a)
 		return true
 	}
 	return false

@@ -167,7 +167,7 @@ func (c *call) sendFinal2xx(tx sip.ServerTransaction, req *sip.Request, body []b
 			interval = min(interval*2, sip.T2)
 			t.Reset(interval)
 		case <-deadline.C:
-			s.log.Warn("pbx: no ACK for 200 OK", "id", c.id)
+			s.log.Warn("no ACK for 200 OK", "id", c.id)
 			return nil
 		case <-c.ctx.Done():
 			return nil

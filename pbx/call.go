@@ -123,7 +123,7 @@ func (s *Server) newCall(req *sip.Request, tx sip.ServerTransaction, pc Peer, ex
 	}
 	if pc.CallLimit > 0 && p.calls >= pc.CallLimit {
 		cancel(nil)
-		s.log.Info("pbx: call-limit reached", "peer", pc.Name, "limit", pc.CallLimit)
+		s.log.Info("call-limit reached", "peer", pc.Name, "limit", pc.CallLimit)
 		return nil, 480
 	}
 	c.holdLocked(p, a)

@@ -98,7 +98,7 @@ func (c *call) changeState(want callState, t transition) bool {
 	old := c.state
 	if !old.canMove(want) {
 		c.mu.Unlock()
-		s.log.Debug("pbx: call state change refused", "id", c.id, "state", old, "want", want)
+		s.log.Debug("call state change refused", "id", c.id, "state", old, "want", want)
 		return false
 	}
 	c.state = want
@@ -124,13 +124,13 @@ func (c *call) changeState(want callState, t transition) bool {
 	legs, rl, reason := c.legs, c.relay, c.reason
 	c.mu.Unlock()
 	if old != want {
-		s.log.Debug("pbx: call state", "id", c.id, "was", old, "now", want)
+		s.log.Debug("call state", "id", c.id, "was", old, "now", want)
 	}
 
 	switch want {
 	case stateUp:
 		if old != stateReinvite {
-			s.log.Info("pbx: answered", "id", c.id, "callee", c.callee, "media", c.media, "codec", c.codec)
+			s.log.Info("answered", "id", c.id, "callee", c.callee, "media", c.media, "codec", c.codec)
 		}
 	case stateEnded:
 		c.cancel(context.Canceled)
@@ -150,9 +150,9 @@ func (c *call) changeState(want callState, t transition) bool {
 		c.held = nil
 		s.mu.Unlock()
 		if reason != "" {
-			s.log.Info("pbx: call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by, "reason", reason)
+			s.log.Info("call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by, "reason", reason)
 		} else {
-			s.log.Info("pbx: call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by)
+			s.log.Info("call ended", "id", c.id, "status", t.status, "code", t.code, "by", t.by)
 		}
 	default: // nothing to log or release
 	}

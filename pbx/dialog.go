@@ -86,7 +86,7 @@ func (s *Server) handleInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	if (isInvite || req.Method == sip.UPDATE) && offersT38(req.Body()) && c.involvesModem() {
 		// keep the data call on G.711: refuse the switch to fax (RFC 3261
 		// §21.4.26; RFC 3264 §6 lets the offerer keep the old session)
-		s.log.Info("pbx: T.38 refused on a modem call", "id", c.id, "from", l.peer)
+		s.log.Info("T.38 refused on a modem call", "id", c.id, "from", l.peer)
 		s.respond(tx, req, 488, "Not Acceptable Here", nil, sip.NewHeader("Warning", `304 isp-box "Media type not available"`))
 		return
 	}

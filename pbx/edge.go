@@ -330,7 +330,7 @@ func (s *Server) readLoop(conn net.PacketConn, f *feeder) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			s.log.Error("pbx: reading the SIP socket", "err", err)
+			s.log.Error("reading the SIP socket", "err", err)
 			time.Sleep(10 * time.Millisecond) // a hard error must not spin
 			continue
 		}
@@ -373,13 +373,13 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 	}
 	if nulInHead(data) {
 		s.counters.malformed.Add(1)
-		s.log.Debug("pbx: NUL in a SIP header", "src", src, "len", len(data))
+		s.log.Debug("NUL in a SIP header", "src", src, "len", len(data))
 		return
 	}
 	msg, err := p.ParseSIP(data)
 	if err != nil {
 		s.counters.malformed.Add(1)
-		s.log.Debug("pbx: unparsable datagram", "src", src, "len", len(data), "err", err)
+		s.log.Debug("unparsable datagram", "src", src, "len", len(data), "err", err)
 		return
 	}
 	req, ok := msg.(*sip.Request)
@@ -447,7 +447,7 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 		}
 		if req.Method == sip.INVITE && (f.busy() || s.full()) {
 			s.edge.shed.Add(1)
-			s.log.Warn("pbx: shedding load: new call refused with 503", "src", src)
+			s.log.Warn("shedding load: new call refused with 503", "src", src)
 			sl.respond(503, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
 			return
 		}
@@ -568,7 +568,7 @@ func (r *statelessReply) respond(code int, reason string, hdrs ...sip.Header) {
 	if len(out) > r.inLen {
 		s.edge.noAmplify.Add(1)
 		// an admin whose device never gets an answer must be able to see why
-		s.log.Info("pbx: request from a stranger not answered: the answer would be larger than the request",
+		s.log.Info("request from a stranger not answered: the answer would be larger than the request",
 			"src", r.src, "method", string(req.Method), "code", code, "in", r.inLen, "out", len(out))
 		return
 	}
@@ -586,7 +586,7 @@ func (r *statelessReply) respond(code int, reason string, hdrs ...sip.Header) {
 		dest = r.src
 	}
 	if _, err := r.conn.WriteTo([]byte(out), net.UDPAddrFromAddrPort(dest)); err != nil {
-		s.log.Debug("pbx: stateless response not sent", "code", code, "dest", dest, "err", err)
+		s.log.Debug("stateless response not sent", "code", code, "dest", dest, "err", err)
 		return
 	}
 	s.edge.stateless.Add(1)

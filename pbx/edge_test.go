@@ -353,19 +353,19 @@ func TestLogFloodSummarised(t *testing.T) {
 	clock := func() time.Time { return now }
 	log := slog.New(newFloodHandler(slog.NewTextHandler(&buf, nil), clock))
 	for range 1000 {
-		log.Warn("pbx: authentication failed", "src", "192.0.2.1:5060")
+		log.Warn("authentication failed", "src", "192.0.2.1:5060")
 	}
-	log.Info("pbx: registered", "peer", "x")
+	log.Info("registered", "peer", "x")
 	now = now.Add(logWindow)
-	log.Warn("pbx: authentication failed", "src", "192.0.2.1:5060")
+	log.Warn("authentication failed", "src", "192.0.2.1:5060")
 	out := buf.String()
-	if n := strings.Count(out, "msg=\"pbx: authentication failed\""); n != logBurst+1 {
+	if n := strings.Count(out, "msg=\"authentication failed\""); n != logBurst+1 {
 		t.Errorf("%d failure lines, want %d", n, logBurst+1)
 	}
-	if !strings.Contains(out, `msg="pbx: repeated log lines left out" message="pbx: authentication failed" count=980`) {
+	if !strings.Contains(out, `msg="repeated log lines left out" message="authentication failed" count=980`) {
 		t.Errorf("no summary:\n%s", out)
 	}
-	if !strings.Contains(out, `msg="pbx: registered"`) {
+	if !strings.Contains(out, "msg=registered ") {
 		t.Error("another message was held back")
 	}
 }

@@ -73,7 +73,7 @@ func (c *call) dial(st dialplan.Step) dialOutcome {
 			cd, cause = s.available(n, exOf(d, n)) // the answer of the poke in flight decides
 		}
 		if cause != 0 {
-			s.log.Info("pbx: dial target unavailable", "id", c.id, "peer", n, "cause", cause)
+			s.log.Info("dial target unavailable", "id", c.id, "peer", n, "cause", cause)
 			note(cause)
 			continue
 		}
@@ -102,7 +102,7 @@ func (c *call) dial(st dialplan.Step) dialOutcome {
 			return dialOutcome{status: "CANCEL"}
 		}
 		if ctx.Err() != nil {
-			s.log.Info("pbx: nobody picked up", "id", c.id, "timeout", d.Timeout)
+			s.log.Info("nobody picked up", "id", c.id, "timeout", d.Timeout)
 			return dialOutcome{status: "NOANSWER"}
 		}
 		for _, cause := range out.causes {
@@ -315,7 +315,7 @@ func (c *call) runLeg(lg *leg, req *sip.Request, stop <-chan struct{}, events ch
 	tx, err := s.cli.TransactionRequest(s.runCtx, req, noBuild)
 	if err != nil {
 		// whatever refuses to send a call must say so (it was a silent 503)
-		s.log.Warn("pbx: INVITE not sent", "call", c.id, "peer", lg.peer, "err", err)
+		s.log.Warn("INVITE not sent", "call", c.id, "peer", lg.peer, "err", err)
 		deliver(legEvent{lg: lg, err: err})
 		c.forgetLeg(lg)
 		return

@@ -53,7 +53,7 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	switch plan.Lookup(pc.Context, exten) {
 	case dialplan.NoMatch:
-		s.log.Info("pbx: extension not found", "from", name, "exten", exten, "context", pc.Context)
+		s.log.Info("extension not found", "from", name, "exten", exten, "context", pc.Context)
 		s.respond(tx, req, 404, "Not Found", nil)
 		return
 	case dialplan.Incomplete:
@@ -115,7 +115,7 @@ func (c *call) run(plan *dialplan.Plan) {
 	}
 	s.respond(tx, req, 100, "Trying", nil)
 	s.publish(bus.CallStarted{CallID: c.id, SIPID: req.CallID().Value(), From: c.from, Exten: c.exten, Context: c.context})
-	s.log.Info("pbx: call", "id", c.id, "from", c.from, "exten", c.exten, "context", c.context)
+	s.log.Info("call", "id", c.id, "from", c.from, "exten", c.exten, "context", c.context)
 
 	r, _ := plan.Start(c.context, c.exten)
 	if r == nil { // the plan changed under us (reload)
@@ -169,7 +169,7 @@ func (c *call) run(plan *dialplan.Plan) {
 				lastCause = out.cause
 			}
 		default: // NoOp, Answer (no media of our own to answer with), Set
-			s.log.Debug("pbx: dial plan step", "id", c.id, "app", st.App, "args", st.Args)
+			s.log.Debug("dial plan step", "id", c.id, "app", st.App, "args", st.Args)
 		}
 	}
 	// Auto-fallthrough (main/pbx.c 4517-4528): BUSY -> busy, CONGESTION or

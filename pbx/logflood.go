@@ -67,7 +67,7 @@ func (h floodHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	st.mu.Unlock()
 	for msg, n := range summary {
-		s := slog.NewRecord(now, slog.LevelWarn, "pbx: repeated log lines left out", 0)
+		s := slog.NewRecord(now, slog.LevelWarn, "repeated log lines left out", 0)
 		s.AddAttrs(slog.String("message", msg), slog.Int("count", n), slog.Duration("within", logWindow))
 		_ = st.out.Handle(ctx, s)
 	}

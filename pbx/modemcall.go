@@ -141,7 +141,7 @@ func (c *call) answerModem(st dialplan.Step) {
 	s := c.s
 	handler := s.modemHandler
 	if handler == nil {
-		s.log.Warn("pbx: Modem() without a modem handler", "id", c.id)
+		s.log.Warn("Modem() without a modem handler", "id", c.id)
 		c.fail(503, "Service Unavailable", "CHANUNAVAIL")
 		return
 	}
@@ -151,7 +151,7 @@ func (c *call) answerModem(st dialplan.Step) {
 	c.mu.Unlock()
 	o, err := parseModemOffer(offer)
 	if err != nil {
-		s.log.Info("pbx: Modem() cannot answer", "id", c.id, "err", err)
+		s.log.Info("Modem() cannot answer", "id", c.id, "err", err)
 		c.fail(488, "Not Acceptable Here", "CHANUNAVAIL")
 		return
 	}
@@ -160,7 +160,7 @@ func (c *call) answerModem(st dialplan.Step) {
 	s.mu.Unlock()
 	conn, rtcp, err := listenRTP(s.addr.Addr(), lo, hi)
 	if err != nil {
-		s.log.Warn("pbx: Modem(): no RTP port", "id", c.id, "err", err)
+		s.log.Warn("Modem(): no RTP port", "id", c.id, "err", err)
 		c.fail(503, "Service Unavailable", "CONGESTION")
 		return
 	}
@@ -198,7 +198,7 @@ func (c *call) answerModem(st dialplan.Step) {
 		c.hangup(-1, "ANSWER", 200, "box")
 		return
 	}
-	s.log.Info("pbx: softmodem answering", "id", c.id, "modulation", mod, "codec", c.codec, "ptime", o.ptime, "remote", o.remote)
+	s.log.Info("softmodem answering", "id", c.id, "modulation", mod, "codec", c.codec, "ptime", o.ptime, "remote", o.remote)
 
 	publish := func(final bool) {
 		ms, rs := m.Stats(), med.stats()
@@ -220,7 +220,7 @@ func (c *call) answerModem(st dialplan.Step) {
 		case <-tick.C:
 			publish(false)
 		case <-deadline.C:
-			s.log.Info("pbx: softmodem did not connect", "id", c.id, "state", m.State())
+			s.log.Info("softmodem did not connect", "id", c.id, "state", m.State())
 			c.hangup(-1, "ANSWER", 200, "box")
 			return
 		case <-c.ctx.Done():
@@ -236,7 +236,7 @@ func (c *call) answerModem(st dialplan.Step) {
 	c.mu.Lock()
 	c.callee = fmt.Sprintf("Modem/%s/%d", mod, ms.Rate)
 	c.mu.Unlock()
-	s.log.Info("pbx: softmodem connected", "id", c.id, "modulation", mod, "rate", ms.Rate)
+	s.log.Info("softmodem connected", "id", c.id, "modulation", mod, "rate", ms.Rate)
 	publish(false)
 	mc := &modemCall{m: m, c: c, mod: mod, rate: ms.Rate, hang: stop}
 	done := make(chan error, 1)
@@ -244,7 +244,7 @@ func (c *call) answerModem(st dialplan.Step) {
 	for {
 		select {
 		case err := <-done:
-			s.log.Debug("pbx: softmodem handler ended", "id", c.id, "err", err)
+			s.log.Debug("softmodem handler ended", "id", c.id, "err", err)
 			c.hangupIfUp()
 			return
 		case <-tick.C:

@@ -271,7 +271,7 @@ func (s *Server) publishStatus(name string) {
 	ev := bus.PeerStatus{Peer: name, Status: st, RTT: p.rtt, MaxMS: p.cfg.Qualify}
 	s.mu.Unlock()
 	if changed {
-		s.log.Info("pbx: peer status", "peer", name, "status", st)
+		s.log.Info("peer status", "peer", name, "status", st)
 		s.publish(ev)
 	}
 }

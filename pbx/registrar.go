@@ -77,7 +77,7 @@ const expiryGrace = 10 * time.Second
 func (s *Server) loadBindings(ctx context.Context) {
 	list, err := s.store.LoadBindings(ctx)
 	if err != nil {
-		s.log.Error("pbx: loading bindings", "err", err)
+		s.log.Error("loading bindings", "err", err)
 		return
 	}
 	now := s.now()
@@ -220,13 +220,13 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.runPoke(s.runCtx, pk)
 	}
 	if err := s.store.SaveBinding(s.runCtx, b); err != nil {
-		s.log.Error("pbx: saving binding", "peer", name, "err", err)
+		s.log.Error("saving binding", "peer", name, "err", err)
 	}
 	s.respond(tx, req, 200, "OK", nil, date,
 		sip.NewHeader("Expires", strconv.Itoa(expires)),
 		sip.NewHeader("Contact", "<"+curi+">;expires="+strconv.Itoa(expires)))
 	if !refresh {
-		s.log.Info("pbx: registered", "peer", name, "addr", src, "ua", b.UserAgent)
+		s.log.Info("registered", "peer", name, "addr", src, "ua", b.UserAgent)
 	}
 	s.publish(bus.PeerRegistered{Peer: name, Contact: curi, Addr: src, UserAgent: b.UserAgent, Expires: b.Expires, Refresh: refresh})
 	if !refresh {
@@ -250,10 +250,10 @@ func (s *Server) unregister(name, reason string) {
 	}
 	s.mu.Unlock()
 	if err := s.store.DeleteBinding(s.runCtx, name); err != nil {
-		s.log.Error("pbx: deleting binding", "peer", name, "err", err)
+		s.log.Error("deleting binding", "peer", name, "err", err)
 	}
 	if had {
-		s.log.Info("pbx: unregistered", "peer", name, "reason", reason)
+		s.log.Info("unregistered", "peer", name, "reason", reason)
 		s.publish(bus.PeerUnregistered{Peer: name, Reason: reason})
 		s.publishStatus(name)
 	}

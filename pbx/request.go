@@ -139,7 +139,7 @@ func (s *Server) sendCancel(inv *sip.Request) {
 func (s *Server) doRequest(req *sip.Request) {
 	tx, err := s.cli.TransactionRequest(context.Background(), req, noBuild)
 	if err != nil {
-		s.log.Debug("pbx: sending request", "method", req.Method, "err", err)
+		s.log.Debug("sending request", "method", req.Method, "err", err)
 		return
 	}
 	s.wg.Add(1)

@@ -271,7 +271,7 @@ func (c *call) offerFor(cands []candidate) ([]byte, string, error) {
 		src := sourceOf(req)
 		rl, err := s.newRelay(s.localIP(src.Addr()), parseNAT(c.callerCfg.NAT).comedia || parseNAT(c.callerCfg.NAT).autoComedia)
 		if err != nil {
-			s.log.Error("pbx: no RTP ports for relay; using direct media", "id", c.id, "err", err)
+			s.log.Error("no RTP ports for relay; using direct media", "id", c.id, "err", err)
 		} else {
 			c.relay = rl
 			c.media = "relay"

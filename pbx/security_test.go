@@ -360,7 +360,7 @@ func TestACLDenialLoggedAsACL(t *testing.T) {
 			}
 			ev.mu.Unlock()
 			out := logs.String()
-			if !strings.Contains(out, `msg="pbx: ACL denied"`) || !strings.Contains(out, `acl="`+tc.wantWhich+`"`) {
+			if !strings.Contains(out, `msg="ACL denied"`) || !strings.Contains(out, `acl="`+tc.wantWhich+`"`) {
 				t.Errorf("log does not name the ACL:\n%s", out)
 			}
 			if strings.Contains(out, "no such peer") || strings.Contains(out, "banned") {

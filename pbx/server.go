@@ -409,7 +409,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	select {
 	case <-handled:
 	case <-time.After(5 * time.Second):
-		s.log.Warn("pbx: request handlers still running at shutdown")
+		s.log.Warn("request handlers still running at shutdown")
 	}
 	_ = ua.Close()
 	return nil
@@ -449,7 +449,7 @@ func (s *Server) guard(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reques
 		defer func() {
 			if r := recover(); r != nil {
 				s.counters.malformed.Add(1)
-				s.log.Error("pbx: handler panic", "method", req.Method, "panic", r)
+				s.log.Error("handler panic", "method", req.Method, "panic", r)
 			}
 		}()
 		if !validRequest(req) {
@@ -546,7 +546,7 @@ func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, r
 	}
 	s.routeResponse(req, res)
 	if err := tx.Respond(res); err != nil {
-		s.log.Debug("pbx: respond failed", "code", code, "err", err)
+		s.log.Debug("respond failed", "code", code, "err", err)
 	}
 }
 

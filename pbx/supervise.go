@@ -41,7 +41,7 @@ func (c *call) supervise() {
 		c.mu.Lock()
 		c.reason = why
 		c.mu.Unlock()
-		s.log.Info("pbx: ending a dead call", "id", c.id, "reason", why)
+		s.log.Info("ending a dead call", "id", c.id, "reason", why)
 		c.hangup(-1, "ANSWER", 200, "box")
 		return
 	}

@@ -150,16 +150,16 @@ func (s *Server) registerLoop(ctx context.Context, r *trunkReg) {
 			r.attempts = failures
 			r.mu.Unlock()
 			if g.RegisterAttempts > 0 && failures >= g.RegisterAttempts {
-				s.log.Warn("pbx: registration failed; giving up after registerattempts", "host", r.cfg.Host, "user", r.cfg.User, "attempts", failures, "err", err)
+				s.log.Warn("registration failed; giving up after registerattempts", "host", r.cfg.Host, "user", r.cfg.User, "attempts", failures, "err", err)
 				r.set(regFailed, err.Error())
 				<-ctx.Done()
 				break
 			}
 			wait = timeout * time.Duration(1<<min(failures-1, 3))
-			s.log.Warn("pbx: registration failed; retrying", "host", r.cfg.Host, "user", r.cfg.User, "in", wait, "err", err)
+			s.log.Warn("registration failed; retrying", "host", r.cfg.Host, "user", r.cfg.User, "in", wait, "err", err)
 		} else {
 			if failures > 0 {
-				s.log.Info("pbx: registered again", "host", r.cfg.Host, "user", r.cfg.User, "after", failures)
+				s.log.Info("registered again", "host", r.cfg.Host, "user", r.cfg.User, "after", failures)
 			}
 			failures = 0
 			r.mu.Lock()
@@ -372,7 +372,7 @@ func (s *Server) register(ctx context.Context, r *trunkReg, expires time.Duratio
 				if r.chal != nil {
 					alg = r.chal.Algorithm
 				}
-				s.log.Info("pbx: registered with provider", "host", dest, "user", r.cfg.User, "expires", granted, "digest", alg)
+				s.log.Info("registered with provider", "host", dest, "user", r.cfg.User, "expires", granted, "digest", alg)
 				s.publish(bus.Notice{Source: "pbx", Text: fmt.Sprintf("Registered SIP '%s' at %s", r.cfg.User, dest)})
 			}
 			return granted, nil

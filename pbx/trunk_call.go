@@ -35,7 +35,7 @@ func (c *call) authRetry(lg *leg, req *sip.Request, res *sip.Response, p Peer) *
 	}
 	ch, err := pickChallenge(vals)
 	if err != nil {
-		c.s.log.Warn("pbx: provider challenge not answerable", "call", c.id, "peer", p.Name, "err", err)
+		c.s.log.Warn("provider challenge not answerable", "call", c.id, "peer", p.Name, "err", err)
 		return nil
 	}
 	user := p.Username

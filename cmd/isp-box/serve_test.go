@@ -506,7 +506,7 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 	if err := s.HangUp(ctx); err != nil {
 		t.Errorf("hang up: %v", err)
 	}
-	if l := d2.stderr.String(); strings.Contains(l, `msg="pbx: registered"`) || strings.Contains(l, `msg="pbx: unregistered"`) {
+	if l := d2.stderr.String(); strings.Contains(l, "msg=registered ") || strings.Contains(l, "msg=unregistered ") {
 		t.Errorf("a REGISTER reached the restarted box; it should have known the lines from its database")
 	}
 	waitCond(t, 30*time.Second, "the call record", func() bool {

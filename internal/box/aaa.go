@@ -245,7 +245,7 @@ func (a *aaa) queueLocked(id string, s *aaaSession, rec radius.AcctRecord, statu
 		cancel()
 	}
 	if err != nil {
-		a.log.Error("radius: accounting record lost", "session", id, "status", status, "err", err)
+		a.log.Error("accounting record lost", "session", id, "status", status, "err", err)
 		s.state = status + " lost"
 		return
 	}
@@ -298,7 +298,7 @@ func (a *aaa) send(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			a.log.Error("radius: accounting queue", "err", err)
+			a.log.Error("accounting queue", "err", err)
 			backoff = 10 * time.Second
 			continue
 		}
@@ -320,7 +320,7 @@ func (a *aaa) send(ctx context.Context) {
 				}
 				a.store.AcctFailed(context.WithoutCancel(ctx), r.ID, err.Error())
 				if backoff == 0 {
-					a.log.Warn("radius: accounting not acknowledged; kept in the queue and retried", "session", r.Session,
+					a.log.Warn("accounting not acknowledged; kept in the queue and retried", "session", r.Session,
 						"status", r.Status, "err", err)
 				}
 				a.failing(shortErr(err))
@@ -329,10 +329,10 @@ func (a *aaa) send(ctx context.Context) {
 				break
 			}
 			if err := a.store.DeleteAcct(context.WithoutCancel(ctx), r.ID); err != nil {
-				a.log.Error("radius: accounting queue", "err", err)
+				a.log.Error("accounting queue", "err", err)
 			}
 			if r.Tries > 0 {
-				a.log.Info("radius: queued accounting record delivered", "session", r.Session, "status", r.Status,
+				a.log.Info("queued accounting record delivered", "session", r.Session, "status", r.Status,
 					"delay", time.Since(r.Created).Round(time.Second))
 			}
 			a.acked(r.Session, r.Status)
@@ -384,7 +384,7 @@ func (a *aaa) run(ctx context.Context, drain time.Duration) {
 			}
 			select {
 			case <-t.C:
-				a.log.Warn("radius: accounting records left queued for the next start", "drain", drain)
+				a.log.Warn("accounting records left queued for the next start", "drain", drain)
 				cancelSend()
 				<-sent
 				return

@@ -25,7 +25,7 @@ var gateway = netip.MustParseAddr("192.168.32.1")
 // did, and waits for CONNECT and PPP up; the test's end hangs up.
 func (r *rig) dial(ctx context.Context) *demo.Session {
 	r.t.Helper()
-	s, err := demo.Dial(ctx, r.cli.Path(), demo.DialOptions{Number: "88567682", Log: r.log("client-ppp")})
+	s, err := demo.Dial(ctx, r.cli.Path(), demo.DialOptions{Number: "88567682", Log: r.log("")})
 	if err != nil {
 		r.t.Fatalf("dial: %v", err)
 	}

@@ -73,7 +73,7 @@ func radiusBox(t *testing.T, secret, proto string) (*radiustest.Server, *rig, *r
 
 func (r *rig) dialAs(ctx context.Context, user, password string) (*demo.Session, error) {
 	r.t.Helper()
-	return demo.Dial(ctx, r.cli.Path(), demo.DialOptions{Number: "88567682", User: user, Password: password, Log: r.log("client-ppp")})
+	return demo.Dial(ctx, r.cli.Path(), demo.DialOptions{Number: "88567682", User: user, Password: password, Log: r.log("")})
 }
 
 // TestRadiusDialIn (issue 14): a real dial-in through the whole chain

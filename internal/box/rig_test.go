@@ -145,8 +145,15 @@ func (r *rig) startATA() {
 	})
 }
 
+// log is a logger into the rig's buffer; comp names the simulator. The
+// box's own is unnamed, as `isp-box serve` gives it: its parts name
+// themselves.
 func (r *rig) log(comp string) *slog.Logger {
-	return slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("comp", comp)
+	l := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if comp == "" {
+		return l
+	}
+	return l.With("comp", comp)
 }
 
 // running is one box started by startBox.
@@ -172,7 +179,7 @@ func (r *rig) startBox() *running {
 	ev := watch(b)
 	started := make(chan struct{})
 	bx, err := box.New(cfg, box.Options{
-		ConfigPath: r.cfgPath, Socket: r.sock, Database: r.db, Log: r.log("box"), Version: "test",
+		ConfigPath: r.cfgPath, Socket: r.sock, Database: r.db, Log: r.log(""), Version: "test",
 		Bus: b, Started: func(*box.Box) { close(started) }, NoSignals: true,
 	})
 	if err != nil {

@@ -133,7 +133,7 @@ func (c *Client) Exchange(ctx context.Context, req *Packet) (*Packet, error) {
 		if err == nil {
 			c.mu.Lock()
 			if *cur != k {
-				c.log.Info("radius: now using server", "server", srv.Addr, "kind", req.Code)
+				c.log.Info("now using server", "server", srv.Addr, "kind", req.Code)
 			}
 			*cur = k
 			c.mu.Unlock()
@@ -144,7 +144,7 @@ func (c *Client) Exchange(ctx context.Context, req *Packet) (*Packet, error) {
 		}
 		errs = append(errs, srv.Addr+": "+err.Error())
 		if i+1 < len(servers) {
-			c.log.Warn("radius: failing over to the next server", "from", srv.Addr, "to", servers[(k+1)%len(servers)].Addr, "err", err)
+			c.log.Warn("failing over to the next server", "from", srv.Addr, "to", servers[(k+1)%len(servers)].Addr, "err", err)
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNoServer, strings.Join(errs, "; "))
@@ -212,7 +212,7 @@ func (c *Client) exchange(ctx context.Context, srv Server, req *Packet) (*Packet
 	for try := 0; try <= c.cfg.Retries; try++ {
 		if _, err := conn.Write(wire); err != nil {
 			// ICMP port unreachable from an earlier try shows here.
-			c.log.Debug("radius: send", "server", srv.Addr, "err", err)
+			c.log.Debug("send", "server", srv.Addr, "err", err)
 		}
 		deadline := time.Now().Add(c.cfg.Timeout)
 		conn.SetReadDeadline(deadline)
@@ -236,17 +236,17 @@ func (c *Client) exchange(ctx context.Context, srv Server, req *Packet) (*Packet
 			}
 			if err := VerifyReply(buf[:n], ra, srv.Secret, c.cfg.RequireMA && req.Code == AccessRequest); err != nil {
 				badAuth++
-				c.log.Error("radius: reply fails the authenticator check; the shared secret differs from the server's",
+				c.log.Error("reply fails the authenticator check; the shared secret differs from the server's",
 					"server", srv.Addr, "kind", req.Code, "err", err)
 				continue
 			}
 			reply, err := Parse(buf[:n])
 			if err != nil {
-				c.log.Warn("radius: malformed reply", "server", srv.Addr, "err", err)
+				c.log.Warn("malformed reply", "server", srv.Addr, "err", err)
 				continue
 			}
 			if !answers(req.Code, reply.Code) {
-				c.log.Warn("radius: unexpected reply", "server", srv.Addr, "code", reply.Code)
+				c.log.Warn("unexpected reply", "server", srv.Addr, "code", reply.Code)
 				continue
 			}
 			return reply, nil

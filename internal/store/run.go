@@ -217,13 +217,13 @@ func (s *Store) interrupted(ctx context.Context) {
 	res, err := s.db.ExecContext(ctx, `UPDATE calls SET status = ?, hangup_by = 'box', end = ?, live = 0 WHERE live = 1`,
 		StatusInterrupted, now)
 	if err != nil {
-		s.log().Error("store: marking interrupted calls", "err", err)
+		s.log().Error("marking interrupted calls", "err", err)
 		return
 	}
 	calls, _ := res.RowsAffected()
 	res, err = s.db.ExecContext(ctx, `UPDATE ppp_sessions SET cause = ?, end = ?, live = 0 WHERE live = 1`, CauseInterrupted, now)
 	if err != nil {
-		s.log().Error("store: marking interrupted sessions", "err", err)
+		s.log().Error("marking interrupted sessions", "err", err)
 		return
 	}
 	sessions, _ := res.RowsAffected()

@@ -4,7 +4,7 @@
 #
 # Everything comes from Debian packages fetched with `apt-get download`
 # (nothing is installed on the host). The traps of running pppd in qemu
-# are written down in e2e/pppdvm/doc.go.
+# are written down in internal/pppdvm/doc.go.
 #
 #   tools/pppd-vm/build.sh            # build (or confirm) the cache
 #   ISPBOX_VM_CACHE=/some/dir build.sh
@@ -22,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-# The same rule as e2e/pppdvm.CacheDir: $ISPBOX_VM_CACHE, else
+# The same rule as internal/pppdvm.CacheDir: $ISPBOX_VM_CACHE, else
 # /var/cache/isp-box-vm for root (kept across CI runs on one machine), else
 # .cache/pppd-vm in the repository (gitignored).
 cache_dir() {
