@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/pbx/dialplan"
 )
 
@@ -152,11 +153,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func needSipp(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Skip("sipp not installed (Debian package sip-tester): skipping tests against real SIP peers")
-	}
-	return p
+	return testutil.NeedProgram(t, "sip-tester", "sipp")
 }
 
 // scenario renders testdata/sipp/<name> with data into the test's temp dir.

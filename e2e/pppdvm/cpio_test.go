@@ -7,14 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // TestCpioExtractsWithGNUCpio checks writeCpio's archive with the real
 // cpio(1): the files, their modes and the directories made for them.
 func TestCpioExtractsWithGNUCpio(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed (apt-get install cpio)")
-	}
+	testutil.NeedProgram(t, "cpio", "cpio")
 	files := []cpioFile{
 		{Name: "/etc/isp-test/settings", Mode: 0o600, Data: []byte("isp_mode='direct'\n")},
 		{Name: "etc/ppp/chat-script", Mode: 0o644, Data: []byte("'' ATZ\nOK ATDT88567682\n")},

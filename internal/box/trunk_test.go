@@ -52,10 +52,7 @@ func TestTrunkKamailio(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Kamailio, sipp and the dial-up chain")
 	}
-	sipp, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Skip("sipp not installed (Debian package sip-tester)")
-	}
+	sipp := testutil.NeedProgram(t, "sip-tester", "sipp")
 	for _, alg := range []string{"MD5", "SHA-256"} {
 		t.Run(alg, func(t *testing.T) {
 			prov := kamailiotest.Start(t, kamailiotest.Options{Users: map[string]string{did: "provsecret"}, Algorithm: alg, MaxExpires: 6})

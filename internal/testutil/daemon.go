@@ -12,6 +12,27 @@ import (
 	"time"
 )
 
+// NeedProgram returns the path of the first of names found on PATH or in
+// /usr/sbin (where Debian puts daemons). Missing, the test skips, naming
+// the Debian package to install; with ISPBOX_REQUIRE_ROOT=1 (CI, which
+// installs it) it fails instead.
+func NeedProgram(t testing.TB, debianPackage string, names ...string) string {
+	t.Helper()
+	for _, name := range names {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+		if p, err := exec.LookPath("/usr/sbin/" + name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("ISPBOX_REQUIRE_ROOT") == "1" {
+		t.Fatalf("%s is not installed (Debian package %s; .ci/run installs it)", names[0], debianPackage)
+	}
+	t.Skipf("%s is not installed (apt-get install %s)", names[0], debianPackage)
+	return ""
+}
+
 // DaemonSpec says how to run a real server program for a test
 // (FreeRADIUS, Kamailio) and how to know it serves.
 type DaemonSpec struct {

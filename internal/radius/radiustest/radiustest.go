@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,26 +15,12 @@ import (
 	"github.com/isp-box/isp-box/internal/testutil"
 )
 
-// Binary finds freeradius; a test without it skips, unless the CI
+// Binary finds freeradius: missing, a test skips, unless the CI
 // (ISPBOX_REQUIRE_ROOT=1, which installs it) runs it: then it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
-	for _, name := range []string{"freeradius", "radiusd"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-		if p := "/usr/sbin/" + name; fileExists(p) {
-			return p
-		}
-	}
-	if os.Getenv("ISPBOX_REQUIRE_ROOT") == "1" || os.Getenv("ISPBOX_REQUIRE_RADIUS") == "1" {
-		t.Fatal("freeradius is not installed (Debian package freeradius; .ci/run installs it)")
-	}
-	t.Skip("freeradius is not installed (apt-get install freeradius)")
-	return ""
+	return testutil.NeedProgram(t, "freeradius", "freeradius", "radiusd")
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // Options configure a server.
 type Options struct {

@@ -29,11 +29,7 @@ import (
 
 func needSipp(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Skip("sipp not installed (apt-get install sip-tester)")
-	}
-	return p
+	return testutil.NeedProgram(t, "sip-tester", "sipp")
 }
 
 // sipp runs one sipp scenario to completion and returns its message log.

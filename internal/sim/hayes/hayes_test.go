@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/sim/hayes/hayestest"
+	"github.com/isp-box/isp-box/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,6 +20,20 @@ import (
 type dte = hayestest.DTE
 
 func openDTE(t *testing.T, path string) *dte { return hayestest.Open(t, path) }
+
+// callPair is two modems on an exchange: a dials from line 1, b answers
+// at number 2 once its DTE has set it up with bInit (an AT command line).
+func callPair(t *testing.T, bInit string) (x *Exchange, a, b *Modem, da, db *dte) {
+	t.Helper()
+	x = NewExchange()
+	a = newModem(t, Options{Name: "a", Phone: x.Line("1")})
+	b = newModem(t, Options{Name: "b"})
+	x.Attach("2", b)
+	da, db = openDTE(t, a.Path()), openDTE(t, b.Path())
+	db.Send(bInit + "\r")
+	db.Expect("OK\r\n")
+	return x, a, b, da, db
+}
 
 func newModem(t *testing.T, o Options) *Modem {
 	t.Helper()
@@ -119,13 +134,7 @@ func TestCallBetweenModems(t *testing.T) {
 }
 
 func TestAutoAnswerAndFarHangup(t *testing.T) {
-	x := NewExchange()
-	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
-	b := newModem(t, Options{Name: "b"})
-	x.Attach("2", b)
-	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.Send("ATS0=2\r")
-	db.Expect("OK\r\n")
+	x, _, b, da, db := callPair(t, "ATS0=2")
 	da.Send("ATX4DT2\r")
 	db.Expect("RING")
 	db.Expect("RING")
@@ -152,13 +161,7 @@ func TestAutoAnswerAndFarHangup(t *testing.T) {
 // TestDTRDropViaB0: the DTE sets speed B0 (the POSIX DTR drop on a tty
 // without modem-control lines); with &D2 the modem hangs up.
 func TestDTRDropViaB0(t *testing.T) {
-	x := NewExchange()
-	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
-	b := newModem(t, Options{Name: "b"})
-	x.Attach("2", b)
-	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.Send("ATS0=1\r")
-	db.Expect("OK\r\n")
+	_, _, _, da, db := callPair(t, "ATS0=1")
 	da.Send("ATD2\r")
 	da.Expect("CONNECT")
 	db.Expect("CONNECT")
@@ -221,13 +224,7 @@ func TestVanishRestoreSilent(t *testing.T) {
 // modem's tty, dials the second modem through the exchange and expects
 // CONNECT.
 func TestChat(t *testing.T) {
-	chat, err := exec.LookPath("chat")
-	if err != nil {
-		if _, err2 := os.Stat("/usr/sbin/chat"); err2 != nil {
-			t.Skip("chat not installed (apt-get install ppp)")
-		}
-		chat = "/usr/sbin/chat"
-	}
+	chat := testutil.NeedProgram(t, "ppp", "chat")
 	x := NewExchange()
 	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
 	b := newModem(t, Options{Name: "b"})
@@ -262,13 +259,7 @@ func TestChat(t *testing.T) {
 // TestNumericAndExtendedResults: V0 gives USR numeric codes (108 = CONNECT
 // 28800/ARQ), &A3 the extended CONNECT text.
 func TestNumericAndExtendedResults(t *testing.T) {
-	x := NewExchange()
-	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
-	b := newModem(t, Options{Name: "b"})
-	x.Attach("2", b)
-	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.Send("ATS0=1&A3\r")
-	db.Expect("OK\r\n")
+	_, _, _, da, db := callPair(t, "ATS0=1&A3")
 	da.Send("ATE0V0\r")
 	da.Expect("ATE0V0\r") // the echo (E0 takes effect after the line)
 	if got := da.Expect("\r"); got != "0\r" {

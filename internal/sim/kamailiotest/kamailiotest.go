@@ -7,7 +7,6 @@ package kamailiotest
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,16 +18,7 @@ import (
 // (ISPBOX_REQUIRE_ROOT=1, which installs it) runs it: then it fails.
 func Binary(t testing.TB) string {
 	t.Helper()
-	for _, p := range []string{"kamailio", "/usr/sbin/kamailio"} {
-		if q, err := exec.LookPath(p); err == nil {
-			return q
-		}
-	}
-	if os.Getenv("ISPBOX_REQUIRE_ROOT") == "1" {
-		t.Fatal("kamailio is not installed (Debian package kamailio; .ci/run installs it)")
-	}
-	t.Skip("kamailio is not installed (apt-get install kamailio)")
-	return ""
+	return testutil.NeedProgram(t, "kamailio", "kamailio")
 }
 
 // Options configure the provider.
