@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -174,33 +173,12 @@ func BenchmarkUserspacePingGateway(b *testing.B) {
 // BenchmarkClientStackOnlyTCP isolates the test client's own cost: two
 // client stacks back to back, no box. The box benchmarks include this.
 func BenchmarkClientStackOnlyTCP(b *testing.B) {
-	var (
-		mu     sync.Mutex
-		ca, cb *clientnet.Client
-	)
-	link := func(get func() *clientnet.Client) func([]byte) {
-		return func(p []byte) {
-			mu.Lock()
-			c := get()
-			mu.Unlock()
-			if c != nil {
-				c.Deliver(p)
-			}
-		}
-	}
-	a, err := clientnet.New(netip.MustParseAddr("10.0.0.1"), nil, 1500, link(func() *clientnet.Client { return cb }))
+	a, bb, err := clientnet.Pair(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 1500)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer a.Close()
-	bb, err := clientnet.New(netip.MustParseAddr("10.0.0.2"), nil, 1500, link(func() *clientnet.Client { return ca }))
-	if err != nil {
-		b.Fatal(err)
-	}
 	defer bb.Close()
-	mu.Lock()
-	ca, cb = a, bb
-	mu.Unlock()
 	l, err := bb.ListenTCP(netip.MustParseAddrPort("10.0.0.2:80"))
 	if err != nil {
 		b.Fatal(err)

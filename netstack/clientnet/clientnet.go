@@ -490,3 +490,35 @@ func (c *Client) Close() error {
 	})
 	return nil
 }
+
+// Pair returns two clients wired back to back, as the two ends of a
+// point-to-point link: what one sends the other receives.
+func Pair(a, b netip.Addr, mtu int) (*Client, *Client, error) {
+	var (
+		mu     sync.Mutex
+		ca, cb *Client
+	)
+	to := func(peer **Client) func([]byte) {
+		return func(p []byte) {
+			mu.Lock()
+			c := *peer
+			mu.Unlock()
+			if c != nil {
+				c.Deliver(p)
+			}
+		}
+	}
+	x, err := New(a, nil, mtu, to(&cb))
+	if err != nil {
+		return nil, nil, err
+	}
+	y, err := New(b, nil, mtu, to(&ca))
+	if err != nil {
+		x.Close()
+		return nil, nil, err
+	}
+	mu.Lock()
+	ca, cb = x, y
+	mu.Unlock()
+	return x, y, nil
+}

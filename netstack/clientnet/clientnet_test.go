@@ -4,43 +4,21 @@ import (
 	"context"
 	"io"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/isp-box/isp-box/netstack/clientnet"
 )
 
-// pair wires two clients back to back, as two ends of a point-to-point link.
+// pair wires two clients back to back; the test's end closes them.
 func pair(t *testing.T) (*clientnet.Client, *clientnet.Client) {
 	t.Helper()
-	var (
-		mu   sync.Mutex
-		a, b *clientnet.Client
-	)
-	peer := func(get func() *clientnet.Client) func([]byte) {
-		return func(p []byte) {
-			mu.Lock()
-			c := get()
-			mu.Unlock()
-			if c != nil {
-				c.Deliver(p)
-			}
-		}
-	}
-	ca, err := clientnet.New(netip.MustParseAddr("10.0.0.1"), nil, 1500, peer(func() *clientnet.Client { return b }))
+	a, b, err := clientnet.Pair(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), 1500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, err := clientnet.New(netip.MustParseAddr("10.0.0.2"), nil, 1500, peer(func() *clientnet.Client { return a }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	a, b = ca, cb
-	mu.Unlock()
-	t.Cleanup(func() { ca.Close(); cb.Close() })
-	return ca, cb
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
 }
 
 func TestTCPAndPing(t *testing.T) {
