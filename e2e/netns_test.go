@@ -76,14 +76,7 @@ func newNetTopo(t testing.TB) *netTopo {
 			}
 		})
 	}
-	testutil.Run(t, "ip", "-n", tp.box, "link", "add", uplinkDev, "type", "veth", "peer", "name", "eth0", "netns", tp.server)
-	testutil.Run(t, "ip", "-n", tp.box, "addr", "add", uplinkAddr+"/24", "dev", uplinkDev)
-	testutil.Run(t, "ip", "-n", tp.box, "link", "set", uplinkDev, "up")
-	testutil.Run(t, "ip", "-n", tp.box, "link", "set", "lo", "up")
-	testutil.Run(t, "ip", "-n", tp.box, "route", "add", "default", "via", serverAddr)
-	testutil.Run(t, "ip", "-n", tp.server, "addr", "add", serverAddr+"/24", "dev", "eth0")
-	testutil.Run(t, "ip", "-n", tp.server, "link", "set", "eth0", "up")
-	testutil.Run(t, "ip", "-n", tp.server, "link", "set", "lo", "up")
+	testutil.Uplink(t, tp.box, tp.server, uplinkDev, uplinkAddr, serverAddr)
 	var err error
 	if tp.serverNS, err = netns.GetFromName(tp.server); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // BenchmarkKernelTCP: a client stack downloads from a server in another
@@ -40,16 +42,7 @@ func BenchmarkKernelDirectTCP(b *testing.B) {
 
 func kernelEcho(b *testing.B, tp *topo) {
 	_, pc := tp.listen(b, "udp", serverAddr+":7")
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
+	testutil.ServePackets(pc, testutil.Echo)
 }
 
 // BenchmarkKernelUDPRTT: 64-byte UDP round trip from a client stack through

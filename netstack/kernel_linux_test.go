@@ -55,14 +55,7 @@ func newTopo(t testing.TB) *topo {
 		testutil.Run(t, "ip", "netns", "add", n)
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n).Run() })
 	}
-	testutil.Run(t, "ip", "-n", tp.box, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", tp.srv)
-	testutil.Run(t, "ip", "-n", tp.box, "addr", "add", uplinkAddr+"/24", "dev", "up0")
-	testutil.Run(t, "ip", "-n", tp.box, "link", "set", "up0", "up")
-	testutil.Run(t, "ip", "-n", tp.box, "link", "set", "lo", "up")
-	testutil.Run(t, "ip", "-n", tp.box, "route", "add", "default", "via", serverAddr)
-	testutil.Run(t, "ip", "-n", tp.srv, "addr", "add", serverAddr+"/24", "dev", "eth0")
-	testutil.Run(t, "ip", "-n", tp.srv, "link", "set", "eth0", "up")
-	testutil.Run(t, "ip", "-n", tp.srv, "link", "set", "lo", "up")
+	testutil.Uplink(t, tp.box, tp.srv, "up0", uplinkAddr, serverAddr)
 	var err error
 	if tp.boxNS, err = netns.GetFromName(tp.box); err != nil {
 		t.Fatal(err)

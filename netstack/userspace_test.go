@@ -245,19 +245,12 @@ func udpEcho(t testing.TB) (netip.AddrPort, func() int) {
 		mu      sync.Mutex
 		sources = map[string]bool{}
 	)
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			sources[from.String()] = true
-			mu.Unlock()
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
+	testutil.ServePackets(pc, func(p []byte, from net.Addr) []byte {
+		mu.Lock()
+		sources[from.String()] = true
+		mu.Unlock()
+		return p
+	})
 	return netip.MustParseAddrPort(pc.LocalAddr().String()), func() int {
 		mu.Lock()
 		defer mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 func TestUnauthenticatedInviteRefused(t *testing.T) {
@@ -320,7 +321,7 @@ func TestACLDenialLoggedAsACL(t *testing.T) {
 			cfg := testConfig("")
 			cfg.General.MaxAuthFailures = 2
 			tc.set(&cfg)
-			var logs syncBuffer
+			var logs testutil.LogBuffer
 			b := bus.New(nil)
 			ev := recordEvents(t, b)
 			s, err := New(cfg, Options{Bus: b, Log: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -368,21 +369,4 @@ func TestACLDenialLoggedAsACL(t *testing.T) {
 			}
 		})
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

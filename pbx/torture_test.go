@@ -1,7 +1,6 @@
 package pbx
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,11 +11,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // tortureCase says what the box may do with one testdata/torture message,
@@ -119,24 +118,6 @@ var tortureCases = map[string]tortureCase{
 // shows at the end of make test. Remove an entry when it is fixed.
 var torturePending = map[string]string{}
 
-// syncBuf is the box's log, searched for recovered handler panics.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestTorture sends each message of testdata/torture, one at a time from a
 // fresh unauthenticated source, to a running PBX over UDP and checks that
 // the answer is one the RFC allows (or the datagram was dropped and
@@ -148,7 +129,7 @@ func TestTorture(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no torture messages: %v", err)
 	}
-	var logs syncBuf
+	var logs testutil.LogBuffer // the box's log, searched for recovered handler panics
 	s, err := New(testConfig(""), Options{Log: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), nil))})
 	if err != nil {
 		t.Fatal(err)

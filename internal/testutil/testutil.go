@@ -176,6 +176,43 @@ func NeedRoot(t testing.TB, why string, tools ...string) {
 	}
 }
 
+// ServePackets answers every datagram pc receives with what answer
+// returns for it (nothing when answer returns nil), from a goroutine that
+// ends when pc is closed. The slice answer is given is reused afterwards.
+func ServePackets(pc net.PacketConn, answer func(p []byte, from net.Addr) []byte) {
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if out := answer(buf[:n], from); out != nil {
+				_, _ = pc.WriteTo(out, from)
+			}
+		}
+	}()
+}
+
+// Echo is the answer of an echo server, for ServePackets.
+func Echo(p []byte, _ net.Addr) []byte { return p }
+
+// Uplink joins two network namespaces as a box and its upstream: a veth
+// pair, dev with boxAddr/24 in box (default route via serverAddr), eth0
+// with serverAddr/24 in server, loopback up in both. Deleting a namespace
+// removes its end of the pair, and so the pair.
+func Uplink(t testing.TB, box, server, dev, boxAddr, serverAddr string) {
+	t.Helper()
+	Run(t, "ip", "-n", box, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", server)
+	Run(t, "ip", "-n", box, "addr", "add", boxAddr+"/24", "dev", dev)
+	Run(t, "ip", "-n", box, "link", "set", dev, "up")
+	Run(t, "ip", "-n", box, "link", "set", "lo", "up")
+	Run(t, "ip", "-n", box, "route", "add", "default", "via", serverAddr)
+	Run(t, "ip", "-n", server, "addr", "add", serverAddr+"/24", "dev", "eth0")
+	Run(t, "ip", "-n", server, "link", "set", "eth0", "up")
+	Run(t, "ip", "-n", server, "link", "set", "lo", "up")
+}
+
 // Run runs a command and returns its combined output, failing t on error.
 func Run(t testing.TB, args ...string) string {
 	t.Helper()

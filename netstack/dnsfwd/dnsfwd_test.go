@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/netstack/dnsfwd"
 )
 
@@ -118,16 +119,9 @@ func upstream(t *testing.T) netip.AddrPort {
 		out, _ := m.Pack()
 		return out
 	}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(answer(buf[:n]), from)
-		}
-	}()
+	testutil.ServePackets(pc, func(q []byte, _ net.Addr) []byte {
+		return append([]byte{}, answer(q)...) // an empty datagram for a query it cannot parse
+	})
 	go func() {
 		for {
 			c, err := l.Accept()
