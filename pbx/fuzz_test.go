@@ -1,7 +1,6 @@
 package pbx
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -28,11 +27,7 @@ func FuzzHandleRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	<-s.Ready()
-	f.Cleanup(func() { cancel(); <-done })
+	serve(f, s)
 	parser := sip.NewParser()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msg, err := parser.ParseSIP(data)

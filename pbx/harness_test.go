@@ -286,6 +286,37 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
+// serve runs s until the test ends (and checks it stops cleanly), and
+// returns once it serves.
+func serve(t testing.TB, s *Server) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("Run ended before serving: %v", err)
+	}
+}
+
+// registerBoth registers the ISP and the client line with sipp, each
+// from a free port of its own, and returns the two ports.
+func registerBoth(t *testing.T, box *testBox) (ispPort, cliPort int) {
+	t.Helper()
+	ispPort, cliPort = testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
+	registerLine(t, box, ispLine, ispPort)
+	registerLine(t, box, clientLine, cliPort)
+	return ispPort, cliPort
+}
+
 // registerLine registers user from 127.0.0.1:port with sipp, as the ATA does.
 func registerLine(t *testing.T, box *testBox, user string, port int) {
 	t.Helper()

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/pion/rtp"
 )
 
@@ -36,9 +35,7 @@ func TestSippRelayMedia(t *testing.T) {
 	cfg.Peers[0].DirectMedia = false
 	cfg.Peers[0].Allow = []string{"ulaw"}
 	box := startBox(t, cfg, nil)
-	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
-	registerLine(t, box, ispLine, ispPort)
-	registerLine(t, box, clientLine, cliPort)
+	ispPort, cliPort := registerBoth(t, box)
 	d := defaults(ispLine)
 	d.CheckSDP, d.WantAddrRE, d.WantPort, d.WantPTs = true, `127\.0\.0\.1`, 0, "0 101"
 	d.WantPort = -1

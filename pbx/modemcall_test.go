@@ -157,11 +157,7 @@ func TestModemAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
+	serve(t, s)
 
 	u := newRawUA(t, s.Addr())
 	if r := u.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {

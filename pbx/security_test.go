@@ -1,7 +1,6 @@
 package pbx
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"sync"
@@ -277,11 +276,7 @@ func TestBindingExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
+	serve(t, s)
 	u := newRawUA(t, s.Addr())
 	if r := u.registerAuth(clientLine, secret, "60"); r.StatusCode != 200 {
 		t.Fatal(r.StartLine())
@@ -328,11 +323,7 @@ func TestACLDenialLoggedAsACL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- s.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			<-s.Ready()
+			serve(t, s)
 			u := newRawUA(t, s.Addr())
 			for i := range 3 {
 				r := u.register(clientLine, 2*i+1, "", "", "")

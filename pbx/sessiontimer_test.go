@@ -7,7 +7,6 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/isp-box/isp-box/internal/bus"
-	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // withTimers sets the caller's (pap2t-client) session timer settings;
@@ -172,9 +171,7 @@ func TestSippVanishedPartiesCleanedUp(t *testing.T) {
 		cfg.Peers[i].SessionExpires = 10 * time.Second // probe every 5 s, 5 s to answer
 	}
 	box := startBox(t, cfg, nil)
-	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
-	registerLine(t, box, ispLine, ispPort)
-	registerLine(t, box, clientLine, cliPort)
+	ispPort, cliPort := registerBoth(t, box)
 	uas := startSipp(t, scenario(t, "uas_answer.xml", defaults(ispLine)), ispPort, "", "-aa")
 	c := defaults(clientLine)
 	c.Hold = 120000

@@ -14,9 +14,7 @@ import (
 func TestSippCallDirectMedia(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
-	registerLine(t, box, ispLine, ispPort)
-	registerLine(t, box, clientLine, cliPort)
+	ispPort, cliPort := registerBoth(t, box)
 
 	d := defaults(ispLine)
 	d.CheckSDP = true
@@ -76,9 +74,7 @@ func sdpOfFirstInvite(t *testing.T, log string) string {
 func TestSippReinviteBothWays(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
-	registerLine(t, box, ispLine, ispPort)
-	registerLine(t, box, clientLine, cliPort)
+	ispPort, cliPort := registerBoth(t, box)
 	d := defaults(ispLine)
 	d.Reinvite = true
 	uas := startSipp(t, scenario(t, "uas_answer.xml", d), ispPort, "")
@@ -95,9 +91,7 @@ func TestSippReinviteBothWays(t *testing.T) {
 func TestSippCancelWhileRinging(t *testing.T) {
 	needSipp(t)
 	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
-	registerLine(t, box, ispLine, ispPort)
-	registerLine(t, box, clientLine, cliPort)
+	ispPort, cliPort := registerBoth(t, box)
 	uas := startSipp(t, scenario(t, "uas_ring.xml", defaults(ispLine)), ispPort, "")
 	uac := startSipp(t, scenario(t, "uac_cancel.xml", defaults(clientLine)), cliPort, box.Addr().String())
 	uac.wait(t, 30*time.Second)
