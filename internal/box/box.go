@@ -100,6 +100,8 @@ type Box struct {
 	wg       sync.WaitGroup // line goroutines
 	ctx      context.Context
 
+	soft softLines // the lines of the calls the box's own modem answered
+
 	planMu  sync.Mutex // guards the compiled dial plan cache
 	planFor *config.Config
 	planC   *dialplan.Plan
@@ -615,41 +617,6 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 	return err
 }
 
-// serveSoftmodem runs PPP on a call the PBX answered with its own
-// software modem (dial plan Modem(answer)), as on a hardware line after
-// CONNECT, with the [ppp] options. The text login is not offered there yet:
-// the caller must start PPP (AutoPPP).
-func (b *Box) serveSoftmodem(ctx context.Context, mc pbx.ModemCall) error {
-	cfg := b.Config()
-	line := "softmodem/" + mc.CallID()
-	b.log.Info("softmodem call connected", "call", mc.CallID(), "from", mc.From(), "modulation", mc.Modulation(), "rate", mc.Rate())
-	opts := ppp.Options{
-		Bus:      b.bus,
-		Log:      logging.Debug(b.log, cfg.PPP.Debug),
-		Line:     line,
-		CallID:   mc.CallID(),
-		Session:  newSessionID(),
-		Users:    cfg.Users,
-		Network:  netAdapter{b.net},
-		Registry: b.reg,
-	}
-	if b.aaa != nil {
-		b.aaa.begin(opts.Session, radius.Port{ID: line, Type: radius.NASPortVirtual, Calling: mc.From(), Called: mc.Exten()})
-		if cfg.Radius.Enabled() {
-			opts.Authenticator = b.aaa
-			if !cfg.Radius.UseFile() {
-				opts.Users = nil
-			}
-		}
-	}
-	rec, err := ppp.Serve(ctx, mc, cfg.PPP, opts)
-	if b.aaa != nil {
-		b.aaa.end(opts.Session, rec)
-	}
-	b.log.Debug("softmodem ppp session ended", "call", mc.CallID(), "cause", rec.Cause)
-	return err
-}
-
 // checkLogin checks a text login against [users], as the seed's system
 // password of user dial.
 func (b *Box) checkLogin(user, password string) bool {
@@ -779,6 +746,13 @@ func (b *Box) Status() console.Status {
 		} else {
 			st.Lines = append(st.Lines, r.line.Status())
 		}
+	}
+	for _, s := range b.soft.status() {
+		st.Lines = append(st.Lines, console.LineRow{
+			Name: s.Name, Device: s.Device, State: s.State, Since: s.Since,
+			LastConnect: s.LastConnect, Session: s.Session, CallID: s.CallID,
+			Answered: s.Answered, Errors: s.Errors, LastError: s.LastError, Caps: s.Caps,
+		})
 	}
 	for _, s := range b.reg.List() {
 		st.Sessions = append(st.Sessions, console.Session{Session: s, Acct: b.aaa.state(s.ID)})

@@ -82,6 +82,9 @@ func routeNumber(plan *dialplan.Plan, cfg *config.Config, dctx, number string) (
 			return modem.Route{Service: modem.ServiceTelnet, Target: st.Args[0]}, nil
 		case "TCP":
 			return modem.Route{Service: modem.ServiceTCP, Target: st.Args[0]}, nil
+		case "Modem":
+			// the box's own modem answers: the line's login/AutoPPP
+			return modem.Route{Service: modem.ServicePPP}, nil
 		case "Busy":
 			return modem.Route{}, modem.ErrBusy
 		case "Hangup", "Congestion":
