@@ -152,8 +152,12 @@ func (s *Server) Calls() []CallInfo {
 		if b := c.legs[sideCallee]; b != nil {
 			ci.CalleeLeg = b.callID
 		}
-		rl := c.relay
+		rl, md := c.relay, c.modem
 		c.mu.Unlock()
+		if md != nil {
+			ms := md.snapshot(ci.ID, false)
+			ci.Modem = &ms
+		}
 		if rl != nil {
 			ci.RelayCaller, ci.RelayCallee = rl.addr(sideCaller), rl.addr(sideCallee)
 			for _, st := range rl.Stats() {

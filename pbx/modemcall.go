@@ -200,14 +200,7 @@ func (c *call) answerModem(st dialplan.Step) {
 	}
 	s.log.Info("softmodem answering", "id", c.id, "modulation", mod, "codec", c.codec, "ptime", o.ptime, "remote", o.remote)
 
-	publish := func(final bool) {
-		ms, rs := m.Stats(), med.stats()
-		s.publish(bus.ModemStats{
-			CallID: c.id, Modulation: mod.String(), Rate: ms.Rate, State: ms.State.String(), SNR: ms.SNR, EQMSE: ms.EQMSE,
-			Retrains: ms.Retrains, RxLevel: ms.RxLevel, RTPLost: rs.Lost, RTPJitter: rs.JitterMS, RTPLate: med.late(),
-			BytesIn: ms.RxBytes, BytesOut: ms.TxBytes, Final: final,
-		})
-	}
+	publish := func(final bool) { s.publish(med.snapshot(c.id, final)) }
 	defer publish(true)
 	tick := time.NewTicker(modemStatsEvery)
 	defer tick.Stop()
@@ -310,6 +303,16 @@ type modemMedia struct {
 	body    []byte
 	rx      streamStats
 	other   uint64 // packets of other payload types (RFC 2833 events, comfort noise): ignored
+}
+
+// snapshot is the call's modem and RTP figures.
+func (md *modemMedia) snapshot(id string, final bool) bus.ModemStats {
+	ms, rs := md.m.Stats(), md.stats()
+	return bus.ModemStats{
+		CallID: id, Modulation: ms.Modulation.String(), Rate: ms.Rate, State: ms.State.String(), SNR: ms.SNR, EQMSE: ms.EQMSE,
+		Retrains: ms.Retrains, RxLevel: ms.RxLevel, RTPLost: rs.Lost, RTPJitter: rs.JitterMS, RTPLate: md.late(),
+		BytesIn: ms.RxBytes, BytesOut: ms.TxBytes, Final: final,
+	}
 }
 
 func (md *modemMedia) stats() StreamStats {

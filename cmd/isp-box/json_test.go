@@ -20,6 +20,11 @@ import (
 
 var updateJSON = flag.Bool("update-json", false, "rewrite testdata/json-*.golden")
 
+// fullModem is a softmodem call's figures (a call, its line and its
+// session carry them).
+var fullModem = &bus.ModemStats{CallID: "00000002", Modulation: "V.22bis", Rate: 2400, State: "data", SNR: 30.5, EQMSE: 0.0009,
+	Retrains: 1, RxLevel: -13.2, RTPLost: 2, RTPJitter: 3.25, RTPLate: 1, BytesIn: 4000, BytesOut: 9000}
+
 // full is a status in which every field of every component's status is
 // set (TestJSONFixtureComplete keeps it so), so the goldens show each one.
 var full = console.Status{
@@ -35,20 +40,21 @@ var full = console.Status{
 		ID: "00000002", From: "pap2t-client", Exten: "88567682", To: "pap2t-ispmodem", State: bus.CallStatusUp, Start: t0,
 		Answer: t0.Add(7 * time.Second), MediaMode: "relay", Codec: "PCMU", CallerLeg: "a84b4c76e66710@10.1.8.112",
 		CalleeLeg: "isp-box-00000002@10.1.8.1", RelayCaller: netip.MustParseAddrPort("10.1.8.1:10000"),
-		RelayCallee: netip.MustParseAddrPort("10.1.8.1:10002"), Packets: 12345, Lost: 2, JitterMS: 3.25,
+		RelayCallee: netip.MustParseAddrPort("10.1.8.1:10002"), Packets: 12345, Lost: 2, JitterMS: 3.25, Modem: fullModem,
 	}},
 	Lines: []status.Line{{
 		Name: "ttyUSB0", Device: "/dev/ttyUSB0", Peer: "pap2t-ispmodem", State: "connected", Since: t0.Add(7 * time.Second),
 		LastConnect: "CONNECT 28800/ARQ/V34/LAPM/V42BIS", Speed: 28800, Protocol: "ARQ/V34/LAPM/V42BIS", CallerID: "5551234",
 		CallID: "00000002", Session: "ttyUSB0/3", User: "dial", Answered: 3, Errors: 1,
 		LastError: "modem did not answer ATZ (reset)", Caps: "modem lines, RTS/CTS", Pending: "config reloaded; applies when the call ends",
+		Modem: fullModem,
 	}},
 	Sessions: []console.Session{{Session: status.Session{
 		ID: "3f2a9c01d4e5b677", Line: "ttyUSB0", CallID: "00000002", User: "dial", Phase: "running", Detail: "IPCP opened",
 		Local: netip.MustParseAddr("192.168.32.1"), Remote: netip.MustParseAddr("192.168.32.105"),
 		DNS: []netip.Addr{netip.MustParseAddr("192.168.32.1")}, Auth: "pap", AAA: "radius", VJ: true, Start: t0.Add(9 * time.Second),
 		Up: t0.Add(12 * time.Second), BytesIn: 4000, BytesOut: 9000, PktsIn: 40, PktsOut: 50, Dropped: 3, FCSErrs: 2,
-	}, Acct: "start sent"}},
+	}, Acct: "start sent", Modem: fullModem}},
 	Registry: []status.Registration{{
 		Host: "sip.provider.example:5060", Username: "5551000", Extension: "5551000", Refresh: 105, State: "Timeout",
 		RegTime: t0.Add(-time.Hour), LastError: "REGISTER to sip.provider.example:5060: no answer", Attempts: 3,

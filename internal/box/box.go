@@ -747,15 +747,19 @@ func (b *Box) Status() console.Status {
 			st.Lines = append(st.Lines, r.line.Status())
 		}
 	}
+	// A softmodem call's line and session carry its modem's figures.
+	modems := map[string]*bus.ModemStats{}
+	for _, c := range st.Calls {
+		if c.Modem != nil {
+			modems["softmodem/"+c.ID] = c.Modem
+		}
+	}
 	for _, s := range b.soft.status() {
-		st.Lines = append(st.Lines, console.LineRow{
-			Name: s.Name, Device: s.Device, State: s.State, Since: s.Since,
-			LastConnect: s.LastConnect, Session: s.Session, CallID: s.CallID,
-			Answered: s.Answered, Errors: s.Errors, LastError: s.LastError, Caps: s.Caps,
-		})
+		s.Modem = modems[s.Name]
+		st.Lines = append(st.Lines, s)
 	}
 	for _, s := range b.reg.List() {
-		st.Sessions = append(st.Sessions, console.Session{Session: s, Acct: b.aaa.state(s.ID)})
+		st.Sessions = append(st.Sessions, console.Session{Session: s, Acct: b.aaa.state(s.ID), Modem: modems[s.Line]})
 	}
 	if b.net != nil {
 		st.Net = b.net.Status()

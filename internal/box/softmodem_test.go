@@ -14,7 +14,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"github.com/isp-box/isp-box/internal/bus"
-	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/sim/smcaller"
 	"github.com/isp-box/isp-box/modem/telnet"
 	"github.com/isp-box/isp-box/ppp"
@@ -199,8 +198,9 @@ func TestLoginOverSoftmodem(t *testing.T) {
 			t.Fatal("login refused three times")
 		}
 	}
-	var line console.LineRow
-	for _, l := range b.Status().Lines {
+	lines := b.Status().Lines
+	line := lines[0]
+	for _, l := range lines {
 		if strings.HasPrefix(l.Name, "softmodem/") {
 			line = l
 		}
@@ -217,7 +217,13 @@ func TestLoginOverSoftmodem(t *testing.T) {
 	defer cl.Close()
 	st := b.Status()
 	if len(st.Sessions) != 1 || st.Sessions[0].User != "dial" || st.Sessions[0].Line != line.Name {
-		t.Errorf("sessions %+v", st.Sessions)
+		t.Fatalf("sessions %+v", st.Sessions)
+	}
+	// The modem's figures, in calls, lines and sessions.
+	for what, m := range map[string]*bus.ModemStats{"call": st.Calls[0].Modem, "line": line.Modem, "session": st.Sessions[0].Modem} {
+		if m == nil || m.Modulation != "V.22bis" || m.Rate != 2400 || m.State != "data" || m.SNR < 15 || m.BytesIn == 0 || m.BytesOut == 0 {
+			t.Errorf("%s's modem figures: %+v", what, m)
+		}
 	}
 }
 

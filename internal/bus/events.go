@@ -289,21 +289,24 @@ func (e Notice) String() string { return e.Source + ": " + e.Text }
 // ModemStats: the quality of a call the box answers with its own software
 // modem (dial plan Modem()), published when it connects, every few
 // seconds, and when it ends.
+//
+// It is also the softmodem's part of a call's, a line's and a session's
+// status (`calls`, `lines`, `sessions`), hence the JSON names.
 type ModemStats struct {
-	CallID     string
-	Modulation string // "V.22bis"
-	Rate       int    // bit/s, 0 before the handshake ends
-	State      string // "answer tone", "training", "data", "carrier lost"
-	SNR        float64
-	EQMSE      float64
-	Retrains   int
-	RxLevel    float64 // dBm0
-	RTPLost    uint64
-	RTPJitter  float64 // ms
-	RTPLate    uint64  // packets that came after their playout time
-	BytesIn    int64   // data bytes from the caller's modem
-	BytesOut   int64
-	Final      bool
+	CallID     string  `json:"call"`
+	Modulation string  `json:"modulation"` // "V.22bis"
+	Rate       int     `json:"rate"`       // bit/s, 0 before the handshake ends
+	State      string  `json:"state"`      // "answer tone", "training", "data", "carrier lost"
+	SNR        float64 `json:"snr_db"`     // the line's SNR estimate (V.22/V.22bis)
+	EQMSE      float64 `json:"eq_mse"`     // equaliser MSE relative to the symbol power
+	Retrains   int     `json:"retrains"`
+	RxLevel    float64 `json:"rx_level_dbm0"`
+	RTPLost    uint64  `json:"rtp_lost"`
+	RTPJitter  float64 `json:"rtp_jitter_ms"`
+	RTPLate    uint64  `json:"rtp_late"` // packets that came after their playout time
+	BytesIn    int64   `json:"bytes_in"` // data bytes from the caller's modem
+	BytesOut   int64   `json:"bytes_out"`
+	Final      bool    `json:"final,omitempty"`
 }
 
 func (ModemStats) Kind() string { return "modem.stats" }

@@ -94,6 +94,9 @@ func renderCalls(w io.Writer, rows []status.Call, now time.Time) error {
 			pkts, lost = strconv.FormatUint(r.Packets, 10), strconv.FormatUint(r.Lost, 10)
 			jitter = strconv.FormatFloat(r.JitterMS, 'f', 1, 64) + " ms"
 		}
+		if m := r.Modem; m != nil {
+			lost, jitter = strconv.FormatUint(m.RTPLost, 10), strconv.FormatFloat(m.RTPJitter, 'f', 1, 64)+" ms"
+		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			r.ID, dash(r.From), dash(r.Exten), dash(r.To), dash(string(r.State)), since(r.Start, now), since(r.Answer, now),
 			dash(r.MediaMode), dash(r.Codec), pkts, lost, jitter)
@@ -101,8 +104,27 @@ func renderCalls(w io.Writer, rows []status.Call, now time.Time) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, plural(len(rows), "active call", "active calls"))
-	return err
+	if _, err := fmt.Fprintln(w, plural(len(rows), "active call", "active calls")); err != nil {
+		return err
+	}
+	return renderModems(w, rows, func(r status.Call) (string, *bus.ModemStats) { return r.ID, r.Modem })
+}
+
+// renderModems prints, under a table, the software modem's figures of
+// the rows that have them.
+func renderModems[R any](w io.Writer, rows []R, of func(R) (string, *bus.ModemStats)) error {
+	for _, r := range rows {
+		name, m := of(r)
+		if m == nil {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "%s: %s %d bit/s %s, SNR %.1f dB, EQ MSE %.4f, %d retrains, RTP lost %d late %d jitter %.1f ms, %s in, %s out\n",
+			name, m.Modulation, m.Rate, m.State, m.SNR, m.EQMSE, m.Retrains, m.RTPLost, m.RTPLate, m.RTPJitter,
+			sizeIEC(uint64(max(m.BytesIn, 0))), sizeIEC(uint64(max(m.BytesOut, 0)))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RenderLines prints the modem lines, in config order, and under the
@@ -173,7 +195,7 @@ func renderLines(w io.Writer, rows []status.Line, now time.Time) error {
 			fmt.Fprintf(w, "%s: %s\n", r.Name, r.Pending)
 		}
 	}
-	return nil
+	return renderModems(w, rows, func(r status.Line) (string, *bus.ModemStats) { return r.Name, r.Modem })
 }
 
 // RenderSessions prints the live PPP sessions.
@@ -219,8 +241,10 @@ func renderSessions(w io.Writer, rows []Session, now time.Time) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, plural(len(rows), "active session", "active sessions"))
-	return err
+	if _, err := fmt.Fprintln(w, plural(len(rows), "active session", "active sessions")); err != nil {
+		return err
+	}
+	return renderModems(w, rows, func(r Session) (string, *bus.ModemStats) { return r.ID, r.Modem })
 }
 
 func sortSubs(subs []bus.SubStats) {

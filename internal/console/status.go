@@ -33,6 +33,8 @@ type Status struct {
 type Session struct {
 	status.Session
 	Acct string `json:"acct,omitempty"` // "start sent", "2 queued: timeout", ...
+	// Modem: a session on a call the box's own modem answered.
+	Modem *bus.ModemStats `json:"modem,omitempty"`
 }
 
 // BanRow is one banned SIP source address (`isp-box unban ADDR` lifts it).

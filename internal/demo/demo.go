@@ -32,8 +32,10 @@ type Options struct {
 	// RingInterval is the emulated modems' ring cadence; 0 = 2 s.
 	RingInterval time.Duration
 	// Softmodem makes the box answer with its own software modem: the
-	// dial plan gets exten 5550000 => Modem(answer), and the client calls
-	// it with a V.22bis software modem on the RTP instead of the ATA's.
+	// dial plan gets exten 5550000 => Modem(answer), and the client's ATA
+	// port carries its modem as audio, the project's V.22bis software
+	// modem calling on the RTP (both ends softmodems, through the virtual
+	// ATA and the PBX).
 	Softmodem bool
 }
 
@@ -94,7 +96,11 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	}()
 	defer func() { evcancel(); <-evdone }()
 
-	w, err := Start(ctx, WorldOptions{Config: cfg, Log: o.Log, Bus: b, RingInterval: o.RingInterval})
+	wo := WorldOptions{Config: cfg, Log: o.Log, Bus: b, RingInterval: o.RingInterval}
+	if o.Softmodem {
+		wo.Softmodem = "v22bis"
+	}
+	w, err := Start(ctx, wo)
 	if err != nil {
 		return step("start the box and the virtual ATA", err)
 	}
@@ -149,20 +155,13 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	user, pass := "dial", "dial"
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	var sess *Session
 	if o.Softmodem {
-		var call interface{ Close() error }
-		sess, call, err = dialSoftmodem(dctx, w, cfg, client, number, o.Log, func(f string, a ...any) { printf(f, a...) })
-		if err != nil {
-			return step("call the box's software modem and bring PPP up", err)
-		}
-		defer call.Close()
-	} else {
-		sess, err = Dial(dctx, w.Clients[client].Path(), DialOptions{
-			Number: number, User: user, Password: pass, Login: o.Login, Log: o.Log,
-			Step: func(f string, a ...any) { printf(f, a...) },
-		})
+		printf("the client's ATA port carries its modem as audio: the project's V.22bis software modem calls; the box's own modem answers")
 	}
+	sess, err := Dial(dctx, w.Clients[client].Path(), DialOptions{
+		Number: number, User: user, Password: pass, Login: o.Login, Log: o.Log,
+		Step: func(f string, a ...any) { printf(f, a...) },
+	})
 	if err != nil {
 		return step("dial in and bring PPP up", err)
 	}

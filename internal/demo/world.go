@@ -55,6 +55,11 @@ type WorldOptions struct {
 	// in a network namespace a test made as root) instead of the
 	// unprivileged userspace network with host loopback.
 	KeepNetwork bool
+	// Softmodem, if set (a modulation: "v22bis"), makes the ATA ports of
+	// the callers (no box line behind them) carry their modem as audio:
+	// the ATA runs the project's software modem as the calling modem on
+	// the call's G.711 RTP (ata.LineConfig.Softmodem).
+	Softmodem string
 }
 
 // World is a running chain: box, ATA and modems.
@@ -187,10 +192,14 @@ func Start(ctx context.Context, opts WorldOptions) (w *World, err error) {
 		if p.Host != "dynamic" || p.Type == "user" {
 			continue
 		}
-		lines = append(lines, ata.LineConfig{
+		lc := ata.LineConfig{
 			Name: p.Name, User: p.Name, Password: p.Secret,
 			Registrar: b.SIPAddr(), Expires: opts.Expires,
-		})
+		}
+		if _, isp := behind[p.Name]; !isp {
+			lc.Softmodem = opts.Softmodem
+		}
+		lines = append(lines, lc)
 		w.Peers = append(w.Peers, p.Name)
 	}
 	if len(lines) == 0 {

@@ -74,6 +74,9 @@ type Call struct {
 	Packets     uint64         `json:"packets"` // relayed RTP packets, both directions
 	Lost        uint64         `json:"lost"`
 	JitterMS    float64        `json:"jitter_ms"` // worst of the two directions
+	// Modem is the box's own modem's view of a Modem(answer) call: its
+	// modulation, rate and line figures; nil on other calls.
+	Modem *bus.ModemStats `json:"modem,omitempty"`
 }
 
 // Registration is one outbound registration (register => in [general]),
@@ -110,6 +113,9 @@ type Line struct {
 	// Pending says a reloaded config waits to be applied, and for what;
 	// "" when the running config is the latest.
 	Pending string `json:"pending,omitempty"`
+	// Modem is, on the line of a call the box's own modem answered
+	// (softmodem/<call>), that modem's figures (the PBX's, not modem's).
+	Modem *bus.ModemStats `json:"modem,omitempty"`
 }
 
 // Session is one live PPP session.

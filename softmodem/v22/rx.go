@@ -150,15 +150,16 @@ func (p *Pump) symbol() {
 	// equaliser would only learn the silence.
 	frozen := p.quiet > 0
 	// The gain follows the level slowly (the far carrier may start
-	// louder than the noise the receiver first settled on). Once the
-	// points are 16-QAM their power varies from 2 to 18 symbol by
+	// louder than the noise the receiver first settled on). Once data
+	// flows in 16-QAM the points' power varies from 2 to 18 symbol by
 	// symbol: a fast average then jitters the gain by ~2 %, a noise floor
 	// near 32 dB that the equaliser cannot follow, so the gain only
 	// drifts there (a time constant of ~17 s); the equaliser takes up
-	// the rest.
+	// the rest. Until then (the handshake, a retrain) it follows fast, so
+	// a retrain after a bad stretch starts from the right level.
 	if !frozen {
 		rate := 0.01
-		if p.sixteen {
+		if p.sixteen && p.rx == rxData {
 			rate = 0.0001
 		}
 		p.pow += rate * (real(cur)*real(cur) + imag(cur)*imag(cur) - p.pow)
@@ -193,7 +194,9 @@ func (p *Pump) symbol() {
 	}
 	// Normalised LMS, with the error taken back to the equaliser's frame.
 	d := target - zr
-	p.mse += 0.01 * (real(d)*real(d) + imag(d)*imag(d) - p.mse)
+	if !frozen { // a hole is counted as RTP loss, not as line noise
+		p.mse += 0.01 * (real(d)*real(d) + imag(d)*imag(d) - p.mse)
+	}
 	mu := 0.05
 	if p.rx == rxData {
 		mu = 0.02
@@ -354,6 +357,14 @@ func (p *Pump) handshake(raw, nearest int) {
 		} else {
 			p.repeats = 0
 		}
+		// The far end's 2400 bit/s ones never came through (a retrain
+		// that went wrong under a burst of loss): ask for another one
+		// rather than wait on a dead call.
+		if p.rxCount > msToSymbols(3000) && p.maxRate >= 2400 {
+			p.startRetrain()
+			p.eqTaps = [eqLen]complex128{}
+			p.eqTaps[eqCentre] = 1
+		}
 	case rxData:
 		// A retrain request is a long S1 in the middle of data.
 		if n := p.isS1(raw); n >= 50 && p.maxRate >= 2400 {
@@ -362,13 +373,16 @@ func (p *Pump) handshake(raw, nearest int) {
 		}
 		p.deliver(raw, nearest, true)
 		// The receiver lost the signal (a lost packet, a slip of the far
-		// clock): ask for a retrain after 300 ms below 10 dB.
-		if p.mse > targetPower/10 && p.quiet == 0 {
+		// clock, a false lock of the carrier loop after a phase jump,
+		// where 16-QAM decisions sit near 13 dB): ask for a retrain after
+		// a second below 13 dB at the decision point (5 dB on the line).
+		// A single lost packet dips below that for less (no retrain).
+		if p.mse > targetPower/20 && p.quiet == 0 {
 			p.badRun++
 		} else {
 			p.badRun = 0
 		}
-		if p.badRun > msToSymbols(300) && p.rate == 2400 {
+		if p.badRun > msToSymbols(1000) && p.rate == 2400 {
 			p.badRun = 0
 			p.Retrain()
 		}

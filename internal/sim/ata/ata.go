@@ -42,6 +42,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/isp-box/isp-box/softmodem"
 )
 
 // DefaultUserAgent is what the ATA puts in User-Agent and Server headers
@@ -89,6 +91,12 @@ type LineConfig struct {
 	// (a modem's answer tone is fax CED to it, ITU-T T.30). It exercises a
 	// PBX's in-dialog relay; the carrier comes up once the re-INVITE is done.
 	ReInviteOnAnswer bool
+	// Softmodem, when set ("v22bis", "v22", "v21", "bell103"), makes the
+	// line carry its modem as audio: an outgoing call offers G.711 only
+	// and the box's software modem (originate) runs on the RTP; CONNECT
+	// comes after training, at the agreed rate. Answering stays on the
+	// data path.
+	Softmodem string
 }
 
 // Options configures an ATA.
@@ -159,6 +167,11 @@ func New(opts Options) (*ATA, error) {
 		}
 		if lc.RetryInterval <= 0 {
 			lc.RetryInterval = DefaultRetryInterval
+		}
+		if lc.Softmodem != "" {
+			if _, err := softmodem.ParseModulation(lc.Softmodem); err != nil {
+				return nil, fmt.Errorf("ata: line %d (%s): %w", i+1, lc.Name, err)
+			}
 		}
 		rtpPort := 0
 		if opts.RTPPortBase > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/isp-box/isp-box/internal/sim/phone"
+	"github.com/isp-box/isp-box/softmodem"
 )
 
 // Outgoing calls: the modem's ATD becomes an INVITE through the registrar
@@ -56,8 +57,12 @@ func (l *Line) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 	defer stop()
 
 	drainSocket(l.rtpConn)
+	formats := offerFormats()
+	if l.cfg.Softmodem != "" {
+		formats = audioFormats()
+	}
 	offer := sdpDesc{SessID: uint64(randUint32()), SessVer: 1, Addr: l.rtpAddr.Addr(), Port: int(l.rtpAddr.Port()),
-		Formats: offerFormats(), Ptime: sdpPtime, Dir: "sendrecv"}
+		Formats: formats, Ptime: sdpPtime, Dir: "sendrecv"}
 	req := sip.NewRequest(sip.INVITE, target)
 	from := &sip.FromHeader{DisplayName: l.cfg.DisplayName, Address: sip.Uri{Scheme: "sip", User: l.cfg.User, Host: domain.Host, Port: domain.Port}}
 	from.Params.Add("tag", newTag())
@@ -106,6 +111,14 @@ func (l *Line) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 		return nil, fmt.Errorf("%w: SDP answer: %w", phone.ErrNoCarrier, err)
 	}
 	c.payload, c.remote = f, ans.rtpAddr()
+	if l.cfg.Softmodem != "" {
+		k, err := l.connectAudio(ctx, c, dc, f)
+		if err != nil {
+			return nil, err
+		}
+		ok = true
+		return k, nil
+	}
 	m := newMedia(l.rtpConn, c.remote, f.PT, l.a.opts.Speed, &l.stats, l.log)
 	m.startRecv()
 	// Connected before the ACK leaves: the far side may send a re-INVITE
@@ -121,6 +134,31 @@ func (l *Line) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 	l.log.Info("connected", "call", c.id, "rtp_to", c.remote.String(), "payload", f.Encoding)
 	l.a.notify(l)
 	return &carrier{l: l, c: c, m: m}, nil
+}
+
+// connectAudio runs the line's software modem on the answered call and
+// waits for the modems to train: CONNECT at their rate, or NO CARRIER.
+func (l *Line) connectAudio(ctx context.Context, c *call, dc *sipgo.DialogClientSession, f format) (phone.Carrier, error) {
+	mod, _ := softmodem.ParseModulation(l.cfg.Softmodem) // checked by New
+	a := newAudioMedia(l.rtpConn, c.remote, f, mod, &l.stats, l.log)
+	a.start()
+	l.mu.Lock()
+	c.audio, c.state = a, Connected
+	l.mu.Unlock()
+	if err := dc.Ack(ctx); err != nil {
+		l.endCall(c, true)
+		return nil, fmt.Errorf("%w: ACK: %w", phone.ErrNoCarrier, err)
+	}
+	l.log.Info("answered; training", "call", c.id, "rtp_to", c.remote.String(), "payload", f.Encoding, "modulation", mod)
+	if err := a.waitConnect(ctx.Done()); err != nil {
+		l.log.Info("no carrier", "call", c.id, "err", err, "modem", a.modem.Stats())
+		l.endCall(c, true)
+		return nil, fmt.Errorf("%w: %w", phone.ErrNoCarrier, err)
+	}
+	st := a.modem.Stats()
+	l.log.Info("connected", "call", c.id, "modulation", mod, "rate", st.Rate, "snr", st.SNR)
+	l.a.notify(l)
+	return &audioCarrier{l: l, c: c, a: a}, nil
 }
 
 // waitAnswer waits for the final response to the INVITE. sipgo sends

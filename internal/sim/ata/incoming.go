@@ -187,12 +187,18 @@ func (l *Line) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := l.current(req.CallID().Value())
 	l.mu.Lock()
 	var (
-		m     *media
+		m     rtpPath
 		body  []byte
 		stale bool
 	)
 	if c != nil && c.state == Connected {
-		m, body = c.m, c.localSDP
+		body = c.localSDP
+		switch {
+		case c.m != nil:
+			m = c.m
+		case c.audio != nil:
+			m = c.audio
+		}
 		// RFC 3261 §12.2.2: a request with a lower CSeq than the last one
 		// from the remote side is out of order → 500. (sipgo's own check
 		// starts a UAC dialog at our CSeq, which is not the peer's space.)

@@ -116,7 +116,8 @@ type call struct {
 	uac      *sipgo.DialogClientSession
 	uas      *sipgo.DialogServerSession
 	m        *media
-	localSDP []byte // our current session description, to answer re-INVITEs
+	audio    *audioMedia // a Softmodem line's call: the modem on the RTP
+	localSDP []byte      // our current session description, to answer re-INVITEs
 	// remoteCSeq is the last CSeq the peer used in this dialog, if remoteSeen
 	remoteCSeq uint32
 	remoteSeen bool
@@ -303,10 +304,13 @@ func (l *Line) current(callID string) *call {
 func (l *Line) endCall(c *call, sendBye bool) {
 	c.endOnce.Do(func() {
 		l.mu.Lock()
-		m, state, uac, uas := c.m, c.state, c.uac, c.uas
+		m, a, state, uac, uas := c.m, c.audio, c.state, c.uac, c.uas
 		l.mu.Unlock()
 		if m != nil {
 			m.end()
+		}
+		if a != nil {
+			a.end()
 		}
 		if sendBye && state == Connected {
 			// RFC 3261 §15.1.1: either side ends the dialog with BYE. Bounded
