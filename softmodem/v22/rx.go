@@ -6,8 +6,11 @@ import (
 )
 
 const (
-	halfStep    = float64(spsNum) / spsDen / 2 // samples per half symbol
-	carrierHold = 400 * 8                      // samples of silence before carrier off
+	// holeFraction: an equaliser window with less than this share of the
+	// signal's power holds part of a hole (lost packets).
+	holeFraction = 0.3
+	halfStep     = float64(spsNum) / spsDen / 2 // samples per half symbol
+	carrierHold  = 400 * 8                      // samples of silence before carrier off
 )
 
 func (p *Pump) resetRx() {
@@ -147,8 +150,14 @@ func (p *Pump) symbol() {
 		return
 	}
 	// In a hole (lost packets) nothing adapts: the gain, timing and
-	// equaliser would only learn the silence.
-	frozen := p.quiet > 0
+	// equaliser would only learn the silence. The carrier detector sees a
+	// hole only once its power meter has decayed; the equaliser's own
+	// window sees it at once, and sees the signal's edges around it.
+	var energy float64
+	for _, x := range p.eqBuf {
+		energy += real(x)*real(x) + imag(x)*imag(x)
+	}
+	frozen := p.quiet > 0 || (p.pow > 0 && energy < holeFraction*eqLen*p.pow)
 	// The gain follows the level slowly (the far carrier may start
 	// louder than the noise the receiver first settled on). Once data
 	// flows in 16-QAM the points' power varies from 2 to 18 symbol by
@@ -173,11 +182,8 @@ func (p *Pump) symbol() {
 
 	// Equaliser.
 	var z complex128
-	var energy float64
 	for i, t := range p.eqTaps {
-		x := p.eqBuf[i]
-		z += t * x
-		energy += real(x)*real(x) + imag(x)*imag(x)
+		z += t * p.eqBuf[i]
 	}
 	z *= complex(p.agc, 0)
 	rot := complex(math.Cos(p.phase), -math.Sin(p.phase))
