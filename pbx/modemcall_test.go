@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -108,6 +109,9 @@ type rtpModem struct {
 	conn   *net.UDPConn
 	remote netip.AddrPort
 	m      *softmodem.Modem
+	// jitter, if set, delays each packet sent by a random 0..jitter
+	// (packets may then arrive out of order, as on a jittery path).
+	jitter time.Duration
 }
 
 func (r *rtpModem) run(ctx context.Context) {
@@ -130,7 +134,12 @@ func (r *rtpModem) run(ctx context.Context) {
 		r.m.Process(rx, tx)
 		hl, _ := h.MarshalTo(pkt)
 		g711.Ulaw.Encode(pkt[hl:], tx)
-		r.conn.WriteToUDPAddrPort(pkt[:hl+len(tx)], r.remote)
+		if r.jitter > 0 {
+			out := append([]byte(nil), pkt[:hl+len(tx)]...)
+			time.AfterFunc(time.Duration(mrand.Int64N(int64(r.jitter))), func() { r.conn.WriteToUDPAddrPort(out, r.remote) })
+		} else {
+			r.conn.WriteToUDPAddrPort(pkt[:hl+len(tx)], r.remote)
+		}
 		h.SequenceNumber++
 		h.Timestamp += uint32(len(tx))
 	}
@@ -143,6 +152,20 @@ func TestModemAnswer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real time: about 10 s of a modem call")
 	}
+	modemAnswer(t, 0)
+}
+
+// TestModemAnswerJitter is TestModemAnswer with 0-20 ms of jitter on the
+// caller's packets (the impairment), absorbed by the box's fixed
+// 100 ms jitter buffer.
+func TestModemAnswerJitter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real time: about 10 s of a modem call")
+	}
+	modemAnswer(t, 20*time.Millisecond)
+}
+
+func modemAnswer(t *testing.T, jitter time.Duration) {
 	cfg := testConfig("Modem(answer)")
 	b := bus.New(nil)
 	ev := recordEvents(t, b)
@@ -189,7 +212,7 @@ func TestModemAnswer(t *testing.T) {
 	remote, _, _ := sdpAudio(r.Body())
 	ackFor(u, r, callID, 2)
 
-	caller := &rtpModem{conn: media, remote: remote, m: softmodem.New(softmodem.Config{Modulation: softmodem.V22bis, Role: softmodem.Originate})}
+	caller := &rtpModem{conn: media, remote: remote, jitter: jitter, m: softmodem.New(softmodem.Config{Modulation: softmodem.V22bis, Role: softmodem.Originate})}
 	mctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go caller.run(mctx)
