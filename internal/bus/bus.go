@@ -61,6 +61,7 @@ type Bus struct {
 	subs map[*Sub]struct{}
 
 	published atomic.Uint64
+	lost      atomic.Uint64 // dropped by every lossy subscription, closed ones too
 }
 
 // New returns an empty bus. now may be nil (time.Now).
@@ -141,6 +142,7 @@ func (s *Sub) deliver(env Envelope) {
 			s.delivered.Add(1)
 		default:
 			s.dropped.Add(1)
+			s.bus.lost.Add(1)
 		}
 		return
 	}
@@ -275,6 +277,11 @@ type SubStats struct {
 	Queued    int    `json:"queued"`
 	HighWater int    `json:"high_water"`
 }
+
+// Lost is how many events lossy subscriptions have dropped since New,
+// counting those already closed (a page or `isp-box console` that read
+// too slowly and went away).
+func (b *Bus) Lost() uint64 { return b.lost.Load() }
 
 // Stats reports every live subscription and the number of events published.
 func (b *Bus) Stats() (published uint64, subs []SubStats) {

@@ -71,6 +71,7 @@ var (
 	busQueued    = desc("isp_box_bus_queued_events", "Events waiting for a bus subscriber, by subscriber.", "subscriber")
 	busHighWater = desc("isp_box_bus_queue_high_water_events", "The most events ever queued for a reliable bus subscriber, by subscriber.", "subscriber")
 	busDelivered = desc("isp_box_bus_delivered_events_total", "Events handed to a live bus subscriber, by subscriber.", "subscriber")
+	busLost      = desc("isp_box_bus_lost_events_total", "Events lossy bus subscribers dropped since the start, subscribers gone since included.")
 	busDropped   = desc("isp_box_bus_dropped_events_total", "Events a live lossy bus subscriber lost because its queue was full, by subscriber.", "subscriber")
 
 	otherCounters = desc("isp_box_events_total", "The box's named counters (isp-box status) that have no metric of their own.", "counter")
@@ -83,7 +84,7 @@ var allDescs = []*prometheus.Desc{
 	sessions, sessStarted, sessEnded, sessRxBytes, sessTxBytes, sessRxPackets, sessTxPackets, sessDropped, sessFCSErrors,
 	rxBytes, txBytes, rxPackets, txPackets,
 	netFlows, netDropped,
-	busPublished, busQueued, busHighWater, busDelivered, busDropped,
+	busPublished, busQueued, busHighWater, busDelivered, busDropped, busLost,
 	otherCounters,
 }
 
@@ -119,6 +120,7 @@ var (
 // event published after New is missed; Run counts them.
 type Metrics struct {
 	status func() console.Status
+	bus    *bus.Bus
 	sub    *bus.Sub
 	reg    *prometheus.Registry
 
@@ -155,6 +157,7 @@ func (t traffic) max(u traffic) traffic {
 func New(status func() console.Status, b *bus.Bus) *Metrics {
 	m := &Metrics{
 		status:     status,
+		bus:        b,
 		callsEnded: map[string]uint64{},
 		authFail:   map[string]uint64{},
 		ended:      map[string]uint64{},
@@ -346,6 +349,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectCounted(ch, st.Sessions)
 
 	counter(ch, busPublished, st.Bus.Published)
+	if c.m.bus != nil {
+		counter(ch, busLost, c.m.bus.Lost())
+	}
 	// Several subscriptions can share a name (two open status pages):
 	// one series per name, summed (the high-water mark: the largest).
 	type subAgg struct {

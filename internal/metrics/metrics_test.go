@@ -230,6 +230,15 @@ func TestCountedFromBus(t *testing.T) {
 	fs.set(func(st *console.Status) { st.Sessions = nil })
 	check("all gone", map[string]float64{"isp_box_ppp_receive_bytes_total": 160, "isp_box_ppp_transmit_bytes_total": 1020})
 
+	// A page that read too slowly and went away leaves its lost events
+	// in the total.
+	slow := b.Subscribe("web", 1, nil)
+	for range 3 {
+		b.Publish(bus.Notice{Text: "x"})
+	}
+	slow.Close()
+	check("a slow subscriber gone", map[string]float64{"isp_box_bus_lost_events_total": 2})
+
 	if problems, err := testutil.GatherAndLint(m.Registry()); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %+v", err, problems)
 	}
