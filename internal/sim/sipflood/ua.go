@@ -136,6 +136,10 @@ func (u *UA) transact(ctx context.Context, callID string, cseq int, method strin
 }
 
 func (u *UA) authz(r *sip.Response, method, uri string) (string, error) {
+	return authz(r, u.User, u.Realm, u.Password, method, uri)
+}
+
+func authz(r *sip.Response, user, realm, password, method, uri string) (string, error) {
 	h := r.GetHeader("WWW-Authenticate")
 	if h == nil {
 		h = r.GetHeader("Proxy-Authenticate")
@@ -147,13 +151,20 @@ func (u *UA) authz(r *sip.Response, method, uri string) (string, error) {
 	if m == nil {
 		return "", errors.New("challenge without a nonce")
 	}
-	ha1 := md5hex(u.User + ":" + u.Realm + ":" + u.Password)
+	ha1 := md5hex(user + ":" + realm + ":" + password)
 	resp := md5hex(ha1 + ":" + m[1] + ":" + md5hex(method+":"+uri))
-	return fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5`, u.User, u.Realm, m[1], uri, resp), nil
+	return fmt.Sprintf(`Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=MD5`, user, realm, m[1], uri, resp), nil
 }
 
 // Register registers the line for expires seconds; nil on 200.
 func (u *UA) Register(ctx context.Context, expires int) error {
+	return u.RegisterAs(ctx, u.User, u.Password, expires)
+}
+
+// RegisterAs registers another line from this UA's socket (many lines of
+// one gateway, or a registration load from few sockets); the UA answers
+// the server's OPTIONS for all of them. One at a time per UA.
+func (u *UA) RegisterAs(ctx context.Context, user, password string, expires int) error {
 	callID := fmt.Sprintf("reg-%x@%s", rand.Uint64(), u.addr().Addr())
 	uri := "sip:" + u.box.String()
 	build := func(cseq int, auth string) string {
@@ -163,14 +174,14 @@ func (u *UA) Register(ctx context.Context, expires int) error {
 		return fmt.Sprintf("REGISTER %[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK%[3]x;rport\r\nFrom: <sip:%[4]s@%[5]s>;tag=r%[6]x\r\n"+
 			"To: <sip:%[4]s@%[5]s>\r\nCall-ID: %[7]s\r\nCSeq: %[8]d REGISTER\r\nContact: <sip:%[4]s@%[2]s>\r\nMax-Forwards: 70\r\n"+
 			"User-Agent: Linksys/PAP2T-5.1.6(LS)\r\nAllow: ACK, BYE, CANCEL, INFO, INVITE, NOTIFY, OPTIONS, REFER\r\nExpires: %[9]d\r\n%[10]sContent-Length: 0\r\n\r\n",
-			uri, u.addr(), rand.Uint64(), u.User, u.box.Addr(), rand.Uint32(), callID, cseq, expires, auth)
+			uri, u.addr(), rand.Uint64(), user, u.box.Addr(), rand.Uint32(), callID, cseq, expires, auth)
 	}
 	r, err := u.transact(ctx, callID, 1, "REGISTER", build(1, ""))
 	if err != nil {
 		return err
 	}
 	if r.StatusCode == 401 {
-		a, err := u.authz(r, "REGISTER", uri)
+		a, err := authz(r, user, u.Realm, password, "REGISTER", uri)
 		if err != nil {
 			return err
 		}
