@@ -26,7 +26,7 @@ GOFILES   = $(shell find . -name '*.go' -not -path './.git/*' -not -path '*/test
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: deb docs install uninstall all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean bench-compare bench-rtp
+.PHONY: deb docs install uninstall all build test cross-check vet fmt-check lint bench bench-softmodem cross demo fuzz bench-sip bench-scale bench-flood bench-lines pppd-vm e2e-pppd e2e-kernel clean bench-compare bench-rtp bench-mem
 
 all: build
 
@@ -95,6 +95,12 @@ bench-sip: build
 # p50/p99, CPU and peak memory of each, and the ratios. Under 10 minutes.
 bench-compare:
 	flock /tmp/isp-box-bench.lock scripts/bench-compare.sh
+
+# Memory per line at 1,000 and 10,000 (MEM_COUNTS): registered SIP lines
+# and idle PPP sessions, per component in-process and in the isp-box
+# binary (scripts/bench-mem.sh). About 5 minutes.
+bench-mem:
+	flock /tmp/isp-box-bench.lock scripts/bench-mem.sh
 
 # The RTP relay against Debian's rtpengine (userspace, its own config on
 # loopback; rtpengine-daemon installed if missing when root): the
