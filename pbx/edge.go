@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,10 +145,11 @@ func (f *feedConn) Close() error {
 }
 
 // feeder owns the current feedConn and replaces it as sources add up.
-// Used by the read loop only.
+// Shared by the read loops: mu guards the generation switch.
 type feeder struct {
 	conn  net.PacketConn
 	serve func(net.PacketConn) error
+	mu    sync.Mutex
 	cur   *feedConn
 	seen  map[netip.AddrPort]struct{}
 	wg    sync.WaitGroup
@@ -175,6 +177,8 @@ func (f *feeder) startGen() {
 
 // push hands a datagram to sipgo; false if its queue is full.
 func (f *feeder) push(b []byte, from net.Addr, src netip.AddrPort) bool {
+	d := datagram{bytes.Clone(b), from}
+	f.mu.Lock()
 	if _, ok := f.seen[src]; !ok {
 		if len(f.seen) >= feedSources {
 			old := f.cur
@@ -183,18 +187,26 @@ func (f *feeder) push(b []byte, from net.Addr, src netip.AddrPort) bool {
 		}
 		f.seen[src] = struct{}{}
 	}
+	cur := f.cur
+	f.mu.Unlock()
 	select {
-	case f.cur.ch <- datagram{bytes.Clone(b), from}:
+	case cur.ch <- d:
 		return true
 	default:
 		return false
 	}
 }
 
-func (f *feeder) busy() bool { return len(f.cur.ch) > feedQueue/2 }
+func (f *feeder) busy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.cur.ch) > feedQueue/2
+}
 
 func (f *feeder) stop() {
+	f.mu.Lock()
 	f.cur.Close()
+	f.mu.Unlock()
 	f.wg.Wait()
 }
 
@@ -269,6 +281,11 @@ type trustSet struct {
 
 const trustRefresh = 250 * time.Millisecond
 
+// entryReaders is how many read loops share the SIP socket: one per CPU
+// the runtime uses, at most 4 (a Raspberry Pi has 4 cores; more readers
+// than cores only add contention).
+func entryReaders() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
+
 // has reports whether src is a peer's own address:port (or a fixed
 // host): never banned, never rate-limited.
 func (t *trustSet) has(src netip.AddrPort) bool {
@@ -315,11 +332,29 @@ func (s *Server) banned(a netip.Addr, now time.Time) bool {
 	return ok
 }
 
-// readLoop reads conn until it is closed.
+// currentTrust returns the trust set, rebuilt when older than
+// trustRefresh by the one read loop that sees it first (the others go on
+// with the old one meanwhile: the rebuild walks every peer).
+func (s *Server) currentTrust(now time.Time) *trustSet {
+	t := s.trust.Load()
+	if t != nil && now.Sub(t.built) <= trustRefresh && !now.Before(t.built) {
+		return t
+	}
+	if t != nil && !s.trustBuilding.CompareAndSwap(false, true) {
+		return t
+	}
+	t = s.buildTrust(now)
+	s.trust.Store(t)
+	s.trustBuilding.Store(false)
+	return t
+}
+
+// readLoop reads conn until it is closed. Several run at once on the
+// one socket (entryReaders): parsing and admission, the digest above all,
+// are the entry's cost, and one loop is one core.
 func (s *Server) readLoop(conn net.PacketConn, f *feeder) {
 	buf := make([]byte, maxDatagram)
 	p := sip.NewParser()
-	var trust *trustSet
 	for {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
@@ -341,9 +376,7 @@ func (s *Server) readLoop(conn net.PacketConn, f *feeder) {
 		src := ua.AddrPort()
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		now := s.now()
-		if trust == nil || now.Sub(trust.built) > trustRefresh || now.Before(trust.built) {
-			trust = s.buildTrust(now)
-		}
+		trust := s.currentTrust(now)
 		s.datagram(conn, f, p, buf[:n], from, src, trust.has(src), trust.near(src), now)
 	}
 }

@@ -229,7 +229,11 @@ func (s *Server) handleRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Info("registered", "peer", name, "addr", src, "ua", b.UserAgent)
 	}
 	s.publish(bus.PeerRegistered{Peer: name, Contact: curi, Addr: src, UserAgent: b.UserAgent, Expires: b.Expires, Refresh: refresh})
-	if !refresh {
+	if !refresh && !requalify {
+		// requalify started this peer's poke already; waking the
+		// housekeeping walks every peer under s.mu, once per new
+		// registration: with 10,000 lines registering that walk was
+		// what the registrations queued behind.
 		s.pokeNow()
 	}
 }

@@ -38,6 +38,10 @@ type Server struct {
 	log   *slog.Logger
 	bus   *bus.Bus
 	store BindingStore
+	// trust is where the peers are, shared by the read loops
+	// (currentTrust); trustBuilding marks a rebuild in progress.
+	trust         atomic.Pointer[trustSet]
+	trustBuilding atomic.Bool
 	// modemHandler serves Modem(answer) calls (Options.Modem).
 	modemHandler ModemHandler
 	now          func() time.Time
@@ -381,9 +385,17 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	feed := &feeder{conn: conn, serve: srv.ServeUDP}
 	feed.startGen()
 	served := make(chan struct{})
+	var readers sync.WaitGroup
+	for range entryReaders() {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			s.readLoop(conn, feed)
+		}()
+	}
 	go func() {
-		defer close(served)
-		s.readLoop(conn, feed)
+		readers.Wait()
+		close(served)
 	}()
 	var bg sync.WaitGroup
 	bg.Add(3)
