@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
-	"github.com/isp-box/isp-box/internal/sipflood"
+	"github.com/isp-box/isp-box/internal/sim/sipflood"
 )
 
 // heapNow is live heap plus goroutine stacks after two collections: what

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/isp-box/isp-box/internal/sipflood"
+	"github.com/isp-box/isp-box/internal/sim/sipflood"
 )
 
 func main() {
