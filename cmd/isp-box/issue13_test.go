@@ -100,12 +100,8 @@ func TestServeLineDeviceMissing(t *testing.T) {
 		"/dev/serial/by-id/", "ModemManager or brltty may have taken or renamed it"}
 	var out string
 	testutil.WaitFor(t, 20*time.Second, "isp-box lines shows the hint", func() (bool, string) {
-		var stdout, stderr strings.Builder
-		c := exec.Command(binary(t), "lines", "-s", sock)
-		c.Stdout, c.Stderr = &stdout, &stderr
-		c.Run()
-		out = stdout.String()
-		return strings.Contains(out, "plugged in"), out + stderr.String()
+		out = runLines(t, sock)
+		return strings.Contains(out, "plugged in"), out
 	})
 	for _, w := range want {
 		if !strings.Contains(out, w) {
@@ -161,14 +157,7 @@ func TestServeLineForeignLock(t *testing.T) {
 	held := fmt.Sprintf("locked by sleep (pid %d)", holder.Process.Pid)
 	d.waitLog(20*time.Second, held)
 
-	lines := func() string {
-		var stdout, stderr strings.Builder
-		c := exec.Command(binary(t), "lines", "-s", sock)
-		c.Stdout, c.Stderr = &stdout, &stderr
-		c.Run()
-		return stdout.String() + stderr.String()
-	}
-	out := lines()
+	out := runLines(t, sock)
 	for _, w := range []string{"1 line, 0 up, 1 opening", held, "UUCP lock"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("while the lock is held, isp-box lines lacks %q:\n%s", w, out)
@@ -177,7 +166,7 @@ func TestServeLineForeignLock(t *testing.T) {
 	holder.Process.Kill()
 	holder.Wait()
 	testutil.WaitFor(t, 30*time.Second, "the line up once the lock is free", func() (bool, string) {
-		out = lines()
+		out = runLines(t, sock)
 		return strings.Contains(out, "1 line, 1 up"), out
 	})
 	if strings.Contains(out, "last error") || strings.Contains(out, "locked by") {
@@ -189,4 +178,11 @@ func TestServeLineForeignLock(t *testing.T) {
 	if n := strings.Count(d.stderr.String(), held); n != 1 {
 		t.Errorf("the lock's holder is logged %d times, want once:\n%s", n, d.stderr.Tail(40))
 	}
+}
+
+// runLines is `isp-box lines -s sock`'s output, errors included.
+func runLines(t *testing.T, sock string) string {
+	t.Helper()
+	out, _ := exec.Command(binary(t), "lines", "-s", sock).CombinedOutput()
+	return string(out)
 }
