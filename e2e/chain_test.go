@@ -212,6 +212,10 @@ func TestHangUp(t *testing.T) {
 			if p.Cause != tc.cause {
 				t.Errorf("session cause %q, want %q", p.Cause, tc.cause)
 			}
+			// The caller ID of a modem call: the SIP caller.
+			if p.CallerID != "pap2t-client" {
+				t.Errorf("session caller %q, want the SIP caller pap2t-client", p.CallerID)
+			}
 			if p.BytesIn == 0 || p.BytesOut < uint64(len(page)) || p.Remote != client || p.Line != "ttyUSB0" {
 				t.Errorf("session record %+v: want bytes both ways (out >= %d), remote %v, line ttyUSB0", p, len(page), client)
 			}

@@ -132,8 +132,25 @@ rate-limit 1
 		t.Logf("TCP line, %d PPP clients at once: connect -> IPCP up median %v, worst %v",
 			n, ups[n/2].Round(time.Millisecond), ups[n-1].Round(time.Millisecond))
 	}
-	if got := len(eventsOf(w, func(e bus.PPPUp) bool { return strings.HasPrefix(e.Line, "tcp0:") })); got != n+1 {
-		t.Errorf("%d PPP sessions up on tcp0, want %d", got, n+1)
+	ups0 := eventsOf(w, func(e bus.PPPUp) bool { return strings.HasPrefix(e.Line, "tcp0:") })
+	if len(ups0) != n+1 {
+		t.Errorf("%d PPP sessions up on tcp0, want %d", len(ups0), n+1)
+	}
+	// Each session's caller ID is its client's address (as RADIUS's
+	// Calling-Station-Id), as `sessions` shows it and the records keep it.
+	for _, e := range ups0 {
+		if e.CallerID != "127.0.0.1" {
+			t.Errorf("session %s on %s: caller ID %q, want 127.0.0.1", e.Session, e.Line, e.CallerID)
+		}
+	}
+	live := map[string]string{}
+	for _, s := range w.Box.Status().Sessions {
+		live[s.ID] = s.CallerID
+	}
+	for _, e := range ups0[1:] {
+		if live[e.Session] != e.CallerID {
+			t.Errorf("sessions shows %s with caller %q, want %q", e.Session, live[e.Session], e.CallerID)
+		}
 	}
 
 	// The limits, with the 100 sessions still up.

@@ -31,6 +31,11 @@ type Options struct {
 	Line    string       // modem line name
 	CallID  string       // SIP call that carried the modem call
 	Session string       // session id; "" = generated
+
+	// CallerID is who called, for the records: a TCP line's client
+	// address, the SIP caller of a modem call.
+	CallerID string
+
 	// Users are the secrets (pap-secrets lines). Secrets, if set, wins.
 	Users   []User
 	Secrets Secrets
@@ -54,6 +59,7 @@ type Options struct {
 // as bus.PPPDown.
 type Record struct {
 	Session, Line, CallID string
+	CallerID              string // Options.CallerID
 	User                  string
 	Auth                  AuthProto
 	Local, Remote         netip.Addr
@@ -111,7 +117,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 		srv.vjSlots = 15
 	}
 	s.info = &liveInfo{stats: &s.stats, fcs: s.dec.Stats.FCSErrors.Load}
-	s.info.info = SessionInfo{ID: id, Line: opts.Line, CallID: opts.CallID, Start: s.clock.Now(), User: opts.LoggedInUser}
+	s.info.info = SessionInfo{ID: id, Line: opts.Line, CallID: opts.CallID, CallerID: opts.CallerID, Start: s.clock.Now(), User: opts.LoggedInUser}
 	if opts.LoggedInUser != "" {
 		srv.aaa = "login"
 		s.info.info.AAA = srv.aaa
@@ -131,7 +137,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 		srv.link.Close()
 	}
 	rec := Record{
-		Session: id, Line: opts.Line, CallID: opts.CallID, User: s.user, Auth: s.authProto,
+		Session: id, Line: opts.Line, CallID: opts.CallID, CallerID: opts.CallerID, User: s.user, Auth: s.authProto,
 		Local: srv.local, Remote: srv.remote, Start: s.start, Up: s.upAt, End: s.clock.Now(),
 		BytesIn: s.stats.BytesIn.Load(), BytesOut: s.stats.BytesOut.Load(),
 		PktsIn: s.stats.PktsIn.Load(), PktsOut: s.stats.PktsOut.Load(),
@@ -142,7 +148,7 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 	if opts.Bus != nil {
 		opts.Bus.Publish(bus.PPPDown{Session: id, Line: opts.Line, User: rec.User, Remote: rec.Remote,
 			Start: rec.Start, End: rec.End, BytesIn: rec.BytesIn, BytesOut: rec.BytesOut,
-			PktsIn: rec.PktsIn, PktsOut: rec.PktsOut, Cause: rec.Cause, CallID: opts.CallID})
+			PktsIn: rec.PktsIn, PktsOut: rec.PktsOut, Cause: rec.Cause, CallID: opts.CallID, CallerID: opts.CallerID})
 	}
 	return rec, nil
 }
@@ -779,7 +785,7 @@ func (r *server) ipcpUp(s *session) {
 	s.info.update(func(i *SessionInfo) { i.Up, i.VJ = s.upAt, s.vjTx != nil || s.vjRx != nil })
 	if r.opts.Bus != nil {
 		r.opts.Bus.Publish(bus.PPPUp{Session: s.id, Line: r.opts.Line, User: s.user, Local: r.local,
-			Remote: r.remote, DNS: slices.Clone(r.dns), CallID: r.opts.CallID})
+			Remote: r.remote, DNS: slices.Clone(r.dns), CallID: r.opts.CallID, CallerID: r.opts.CallerID})
 	}
 }
 

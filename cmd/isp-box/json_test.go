@@ -50,7 +50,7 @@ var full = console.Status{
 		Modem: fullModem,
 	}},
 	Sessions: []console.Session{{Session: status.Session{
-		ID: "3f2a9c01d4e5b677", Line: "ttyUSB0", CallID: "00000002", User: "dial", Phase: "running", Detail: "IPCP opened",
+		ID: "3f2a9c01d4e5b677", Line: "ttyUSB0", CallID: "00000002", CallerID: "pap2t-client", User: "dial", Phase: "running", Detail: "IPCP opened",
 		Local: netip.MustParseAddr("192.168.32.1"), Remote: netip.MustParseAddr("192.168.32.105"),
 		DNS: []netip.Addr{netip.MustParseAddr("192.168.32.1")}, Auth: "pap", AAA: "radius", VJ: true, Start: t0.Add(9 * time.Second),
 		Up: t0.Add(12 * time.Second), BytesIn: 4000, BytesOut: 9000, PktsIn: 40, PktsOut: 50, Dropped: 3, FCSErrs: 2,

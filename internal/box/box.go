@@ -585,11 +585,13 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 	pcfg := r.cfg.PPP
 	r.mu.Unlock()
 	cfg := b.Config()
+	port := b.portOf(c)
 	opts := ppp.Options{
 		Bus:          b.bus,
 		Log:          logging.Debug(b.log, pcfg.Debug), // pppd's debug
 		Line:         c.Line(),
 		CallID:       c.CallID(),
+		CallerID:     port.Calling,
 		Session:      newSessionID(),
 		Users:        cfg.Users,
 		Network:      netAdapter{b.net},
@@ -597,7 +599,7 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 		Registry:     b.reg,
 	}
 	if b.aaa != nil {
-		b.aaa.begin(opts.Session, b.portOf(c))
+		b.aaa.begin(opts.Session, port)
 		if cfg.Radius.Enabled() {
 			opts.Authenticator = b.aaa
 			if !cfg.Radius.UseFile() {

@@ -231,6 +231,10 @@ type PPPUp struct {
 	Remote  netip.Addr
 	DNS     []netip.Addr
 	CallID  string
+	// CallerID is who called: a TCP line's client address, the SIP caller
+	// of a modem call (the modem's caller ID, else the From of the SIP
+	// call the bus tied to the line), "" when unknown.
+	CallerID string
 }
 
 func (PPPUp) Kind() string { return "ppp.up" }
@@ -252,6 +256,7 @@ type PPPDown struct {
 	PktsOut  uint64
 	Cause    string // e.g. "carrier lost", "peer terminated", "echo timeout", "idle", "shutdown"
 	CallID   string
+	CallerID string // as in PPPUp
 }
 
 func (PPPDown) Kind() string { return "ppp.down" }

@@ -209,12 +209,17 @@ func renderSessions(w io.Writer, rows []Session, now time.Time) error {
 	// some session has them: a box without RADIUS keeps its old table.
 	// The same for FCS ERR and DROPPED (a noisy line, a client sending
 	// what the network refuses): shown when some session has them.
-	aaa, errs := false, false
+	// CALLER (a TCP client's address, the SIP caller) likewise.
+	aaa, errs, caller := false, false, false
 	for _, r := range rows {
 		aaa = aaa || r.AAA != "" || r.Acct != ""
 		errs = errs || r.FCSErrs != 0 || r.Dropped != 0
+		caller = caller || r.CallerID != ""
 	}
 	head := "SESSION\tLINE\tUSER\tPHASE\tLOCAL\tREMOTE\tAUTH\tUPTIME\tIN\tOUT\tPKTS IN/OUT\tVJ"
+	if caller {
+		head += "\tCALLER"
+	}
 	if aaa {
 		head += "\tAAA\tACCT"
 	}
@@ -230,6 +235,9 @@ func renderSessions(w io.Writer, rows []Session, now time.Time) error {
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s",
 			r.ID, dash(r.Line), dash(r.User), dash(r.Phase), addrOrDash(r.Local), addrOrDash(r.Remote), dash(r.Auth),
 			since(r.Start, now), sizeIEC(r.BytesIn), sizeIEC(r.BytesOut), r.PktsIn, r.PktsOut, vj)
+		if caller {
+			fmt.Fprintf(t, "\t%s", dash(r.CallerID))
+		}
 		if aaa {
 			fmt.Fprintf(t, "\t%s\t%s", dash(r.AAA), dash(r.Acct))
 		}
@@ -362,7 +370,7 @@ func RenderCallRecords(w io.Writer, recs []bus.CallEnded) error {
 func RenderSessionRecords(w io.Writer, recs []bus.PPPDown) error {
 	w = terminal(w)
 	t := newTable(w)
-	fmt.Fprintln(t, "START\tSESSION\tLINE\tUSER\tREMOTE\tDURATION\tIN\tOUT\tPKTS IN/OUT\tCAUSE\tCALL")
+	fmt.Fprintln(t, "START\tSESSION\tLINE\tUSER\tREMOTE\tDURATION\tIN\tOUT\tPKTS IN/OUT\tCAUSE\tCALL\tCALLER")
 	for _, r := range recs {
 		dur := "-"
 		if !r.Start.IsZero() && !r.End.IsZero() {
@@ -372,9 +380,9 @@ func RenderSessionRecords(w io.Writer, recs []bus.PPPDown) error {
 		if r.Remote.IsValid() {
 			remote = r.Remote.String()
 		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n",
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n",
 			recordTime(r.Start), r.Session, dash(r.Line), dash(r.User), remote, dur,
-			sizeIEC(r.BytesIn), sizeIEC(r.BytesOut), r.PktsIn, r.PktsOut, dash(r.Cause), dash(r.CallID))
+			sizeIEC(r.BytesIn), sizeIEC(r.BytesOut), r.PktsIn, r.PktsOut, dash(r.Cause), dash(r.CallID), dash(r.CallerID))
 	}
 	if err := t.Flush(); err != nil {
 		return err

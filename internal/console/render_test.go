@@ -77,6 +77,14 @@ func TestRenderGolden(t *testing.T) {
 			}, now)
 		}},
 		{"sessions-empty", func(w io.Writer) error { return renderSessions(w, nil, now) }},
+		{"sessions-caller", func(w io.Writer) error {
+			return renderSessions(w, []Session{
+				{Session: status.Session{ID: "ppp3", Line: "tcp0:1", CallerID: "198.51.100.7:40001", User: "dial", Phase: "running",
+					Local: netip.MustParseAddr("192.168.32.1"), Remote: netip.MustParseAddr("192.168.32.2"), Auth: "pap",
+					Start: now.Add(-30 * time.Second)}},
+				{Session: status.Session{ID: "ppp2", Line: "ttyUSB1", Phase: "establish", Start: now.Add(-2 * time.Second)}},
+			}, now)
+		}},
 		{"registry", func(w io.Writer) error {
 			return RenderRegistry(w, []status.Registration{
 				{Host: "sip.provider.example:5060", Username: "5551000", Extension: "5551000", Refresh: 105, State: "Registered", RegTime: now.Add(-15 * time.Second)},
@@ -114,7 +122,9 @@ func TestRenderGolden(t *testing.T) {
 			return RenderSessionRecords(w, []bus.PPPDown{
 				{Session: "ppp1", Line: "ttyUSB0", User: "dial", Remote: netip.MustParseAddr("192.168.32.105"),
 					Start: now.Add(-time.Hour), End: now.Add(-20 * time.Minute), BytesIn: 3 << 20, BytesOut: 45 << 20,
-					PktsIn: 20000, PktsOut: 40000, Cause: "carrier lost", CallID: "00000002"},
+					PktsIn: 20000, PktsOut: 40000, Cause: "carrier lost", CallID: "00000002", CallerID: "pap2t-client"},
+				{Session: "ppp2", Line: "tcp0:3", User: "dial", Remote: netip.MustParseAddr("192.168.32.7"),
+					Start: now.Add(-time.Hour), End: now.Add(-50 * time.Minute), Cause: "peer terminated", CallerID: "198.51.100.7:40001"},
 				{Session: "ppp0", Line: "ttyUSB0", Start: now.Add(-3 * time.Hour), End: now.Add(-3*time.Hour + 30*time.Second), Cause: "authentication failed"},
 			})
 		}},

@@ -123,6 +123,7 @@ type Session struct {
 	ID       string       `json:"id"`
 	Line     string       `json:"line"`          // modem line
 	CallID   string       `json:"call"`          // SIP call tied to the line, when known
+	CallerID string       `json:"caller"`        // who called: TCP client address, SIP caller
 	User     string       `json:"user"`          // authenticated (or logged-in) user
 	Phase    string       `json:"phase"`         // dead, establish, authenticate, network, running, terminate
 	Detail   string       `json:"detail"`        // last phase detail

@@ -83,6 +83,9 @@ var migrations = []string{
 	ALTER TABLE ppp_sessions ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX calls_live ON calls (call_id) WHERE live = 1;
 	CREATE INDEX ppp_sessions_live ON ppp_sessions (session) WHERE live = 1;`,
+	// 6: who called, for a PPP session: a TCP line's client address or
+	// the SIP caller of a modem call.
+	`ALTER TABLE ppp_sessions ADD COLUMN caller_id TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema version this isp-box writes.

@@ -185,8 +185,8 @@ func endCall(ctx context.Context, x execer, c bus.CallEnded) error {
 }
 
 func startSession(ctx context.Context, x execer, p bus.PPPUp, at time.Time) error {
-	_, err := x.ExecContext(ctx, `INSERT INTO ppp_sessions (session, line, user, remote, start, call_id, live)
-		VALUES (?, ?, ?, ?, ?, ?, 1)`, p.Session, p.Line, p.User, encAddr(p.Remote), encTime(at), p.CallID)
+	_, err := x.ExecContext(ctx, `INSERT INTO ppp_sessions (session, line, user, remote, start, call_id, caller_id, live)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 1)`, p.Session, p.Line, p.User, encAddr(p.Remote), encTime(at), p.CallID, p.CallerID)
 	if err != nil {
 		return fmt.Errorf("store: start session %s: %w", p.Session, err)
 	}
@@ -195,10 +195,10 @@ func startSession(ctx context.Context, x execer, p bus.PPPUp, at time.Time) erro
 
 func endSession(ctx context.Context, x execer, p bus.PPPDown) error {
 	res, err := x.ExecContext(ctx, `UPDATE ppp_sessions SET line = ?, user = ?, remote = ?, start = ?, end = ?,
-		bytes_in = ?, bytes_out = ?, pkts_in = ?, pkts_out = ?, cause = ?, call_id = ?, live = 0
+		bytes_in = ?, bytes_out = ?, pkts_in = ?, pkts_out = ?, cause = ?, call_id = ?, caller_id = ?, live = 0
 		WHERE session = ? AND live = 1`,
 		p.Line, p.User, encAddr(p.Remote), encTime(p.Start), encTime(p.End),
-		int64(p.BytesIn), int64(p.BytesOut), int64(p.PktsIn), int64(p.PktsOut), p.Cause, p.CallID, p.Session)
+		int64(p.BytesIn), int64(p.BytesOut), int64(p.PktsIn), int64(p.PktsOut), p.Cause, p.CallID, p.CallerID, p.Session)
 	if err != nil {
 		return fmt.Errorf("store: end session %s: %w", p.Session, err)
 	}

@@ -338,10 +338,10 @@ func insertSession(ctx context.Context, x execer, p bus.PPPDown) error {
 	// uint64 counters are stored as int64: SQLite integers are signed, and
 	// 2^63 bytes over a modem is not a case.
 	_, err := x.ExecContext(ctx, `INSERT INTO ppp_sessions
-		(session, line, user, remote, start, end, bytes_in, bytes_out, pkts_in, pkts_out, cause, call_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(session, line, user, remote, start, end, bytes_in, bytes_out, pkts_in, pkts_out, cause, call_id, caller_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.Session, p.Line, p.User, encAddr(p.Remote), encTime(p.Start), encTime(p.End),
-		int64(p.BytesIn), int64(p.BytesOut), int64(p.PktsIn), int64(p.PktsOut), p.Cause, p.CallID)
+		int64(p.BytesIn), int64(p.BytesOut), int64(p.PktsIn), int64(p.PktsOut), p.Cause, p.CallID, p.CallerID)
 	if err != nil {
 		return fmt.Errorf("store: save session %s: %w", p.Session, err)
 	}
@@ -398,7 +398,7 @@ func (s *Store) Sessions(ctx context.Context, limit int) ([]bus.PPPDown, error) 
 		limit = -1
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT session, line, user, remote, start, end, bytes_in, bytes_out,
-		pkts_in, pkts_out, cause, call_id FROM ppp_sessions ORDER BY live DESC, end DESC, id DESC LIMIT ?`, limit)
+		pkts_in, pkts_out, cause, call_id, caller_id FROM ppp_sessions ORDER BY live DESC, end DESC, id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: sessions: %w", err)
 	}
@@ -410,7 +410,7 @@ func (s *Store) Sessions(ctx context.Context, limit int) ([]bus.PPPDown, error) 
 		var start, end sql.NullString
 		var bin, bout, pin, pout int64
 		if err := rows.Scan(&p.Session, &p.Line, &p.User, &remote, &start, &end, &bin, &bout,
-			&pin, &pout, &p.Cause, &p.CallID); err != nil {
+			&pin, &pout, &p.Cause, &p.CallID, &p.CallerID); err != nil {
 			return nil, fmt.Errorf("store: sessions: %w", err)
 		}
 		p.BytesIn, p.BytesOut, p.PktsIn, p.PktsOut = uint64(bin), uint64(bout), uint64(pin), uint64(pout)

@@ -169,7 +169,14 @@ func TestMigrateFromEachVersion(t *testing.T) {
 				if err := old.SaveCall(ctx, call(1)); err != nil {
 					t.Fatal(err)
 				}
-				if err := old.SaveSession(ctx, session(1)); err != nil {
+				// A session as versions before 6 wrote it, without
+				// the caller ID.
+				p := session(1)
+				if _, err := db.ExecContext(ctx, `INSERT INTO ppp_sessions
+					(session, line, user, remote, start, end, bytes_in, bytes_out, pkts_in, pkts_out, cause, call_id)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					p.Session, p.Line, p.User, encAddr(p.Remote), encTime(p.Start), encTime(p.End),
+					int64(p.BytesIn), int64(p.BytesOut), int64(p.PktsIn), int64(p.PktsOut), p.Cause, p.CallID); err != nil {
 					t.Fatal(err)
 				}
 				// Registrations as version 1 wrote them, before the
@@ -217,10 +224,21 @@ func TestMigrateFromEachVersion(t *testing.T) {
 				if d := cmp.Diff(call(1), calls[0]); d != "" {
 					t.Errorf("call after upgrade (-want +got):\n%s", d)
 				}
+				if d := cmp.Diff(session(1), sessions[0], netipEqual); d != "" {
+					t.Errorf("session after upgrade (-want +got):\n%s", d)
+				}
 			}
 			// The current schema works: new records go in.
 			if err := s.SaveCall(ctx, call(2)); err != nil {
 				t.Error(err)
+			}
+			p := session(2)
+			p.CallerID = "198.51.100.7:40001"
+			if err := s.SaveSession(ctx, p); err != nil {
+				t.Error(err)
+			}
+			if got, err := s.Sessions(ctx, 1); err != nil || len(got) != 1 || got[0].CallerID != p.CallerID {
+				t.Errorf("new session record %+v, %v; want caller %s", got, err, p.CallerID)
 			}
 			var idx int
 			if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'ppp_sessions_user'").Scan(&idx); err != nil || idx != 1 {
