@@ -107,13 +107,21 @@ type testBox struct {
 
 func startBox(t *testing.T, cfg Config, store BindingStore) *testBox {
 	t.Helper()
+	return startBoxWith(t, cfg, Options{Bindings: store})
+}
+
+// startBoxWith is startBox with more of the server's options (its bus
+// and log are the test's).
+func startBoxWith(t *testing.T, cfg Config, opts Options) *testBox {
+	t.Helper()
 	b := bus.New(nil)
 	ev := recordEvents(t, b)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if os.Getenv("PBX_TEST_QUIET") != "" {
 		log = nil
 	}
-	s, err := New(cfg, Options{Bus: b, Log: log, Bindings: store})
+	opts.Bus, opts.Log = b, log
+	s, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -335,27 +335,6 @@ CSeq: %[7]s ACK
 Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, tag, callID, strconv.Itoa(cseq)), "")
 }
 
-// startModemBox is startBox with a modem handler for Modem(answer).
-func startModemBox(t *testing.T, cfg Config, handler ModemHandler) *testBox {
-	t.Helper()
-	b := bus.New(nil)
-	ev := recordEvents(t, b)
-	s, err := New(cfg, Options{Bus: b, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)), Modem: handler})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tb := &testBox{Server: s, bus: b, ev: ev, cancel: cancel, done: make(chan error, 1)}
-	go func() { tb.done <- s.Run(ctx) }()
-	select {
-	case <-s.Ready():
-	case err := <-tb.done:
-		t.Fatalf("Run: %v", err)
-	}
-	t.Cleanup(tb.stop)
-	return tb
-}
-
 // sippResponses returns the bodies of the 200 OKs sipp received, by CSeq
 // ("4 INVITE"), from its message log.
 func sippResponses(log string, code string) map[string]string {
@@ -387,7 +366,7 @@ func sippResponses(log string, code string) map[string]string {
 func TestSippModemReinvite(t *testing.T) {
 	needSipp(t)
 	cfg := testConfig("Modem(answer)")
-	box := startModemBox(t, cfg, func(ctx context.Context, mc ModemCall) error { <-ctx.Done(); return nil })
+	box := startBoxWith(t, cfg, Options{Modem: func(ctx context.Context, mc ModemCall) error { <-ctx.Done(); return nil }})
 	pc := testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, clientLine, pc)
 	d := defaults(clientLine)

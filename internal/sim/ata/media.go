@@ -315,6 +315,38 @@ func (m *media) sendLoop() {
 	}
 }
 
+// rtpSeq follows one RTP stream's source and sequence numbers.
+type rtpSeq struct {
+	started bool
+	ssrc    uint32
+	highest uint16
+}
+
+// accept reports whether pkt is the stream's next packet; another
+// source's, a late or a duplicate one is counted and refused, a gap is
+// counted as lost.
+func (q *rtpSeq) accept(pkt *rtp.Packet, stats *mediaCounters) bool {
+	if !q.started {
+		q.started, q.ssrc, q.highest = true, pkt.SSRC, pkt.SequenceNumber
+		return true
+	}
+	if pkt.SSRC != q.ssrc {
+		stats.foreign.Add(1)
+		return false
+	}
+	// RFC 3550 §A.1: sequence numbers compare modulo 2^16.
+	d := int16(pkt.SequenceNumber - q.highest)
+	if d <= 0 {
+		stats.late.Add(1)
+		return false
+	}
+	if d > 1 {
+		stats.lost.Add(uint64(d - 1))
+	}
+	q.highest = pkt.SequenceNumber
+	return true
+}
+
 // recvLoop reads the line's RTP socket until the call ends. Packets from
 // another source than the SDP's address, of another payload type, late or
 // duplicated ones are dropped and counted; gaps are counted as lost.
@@ -322,10 +354,8 @@ func (m *media) recvLoop() {
 	defer m.wg.Done()
 	buf := make([]byte, 2048)
 	var (
-		started bool
-		ssrc    uint32
-		highest uint16
-		pkt     rtp.Packet
+		seq rtpSeq
+		pkt rtp.Packet
 	)
 	for {
 		n, from, err := m.conn.ReadFromUDPAddrPort(buf)
@@ -348,23 +378,8 @@ func (m *media) recvLoop() {
 			m.stats.badPayload.Add(1)
 			continue
 		}
-		if !started {
-			started, ssrc, highest = true, pkt.SSRC, pkt.SequenceNumber
-		} else {
-			if pkt.SSRC != ssrc {
-				m.stats.foreign.Add(1)
-				continue
-			}
-			// RFC 3550 §A.1: sequence numbers compare modulo 2^16.
-			d := int16(pkt.SequenceNumber - highest)
-			if d <= 0 {
-				m.stats.late.Add(1)
-				continue
-			}
-			if d > 1 {
-				m.stats.lost.Add(uint64(d - 1))
-			}
-			highest = pkt.SequenceNumber
+		if !seq.accept(&pkt, m.stats) {
+			continue
 		}
 		if len(pkt.Payload) == 0 {
 			continue

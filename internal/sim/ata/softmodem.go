@@ -93,11 +93,9 @@ func (a *audioMedia) loop() {
 	hdr := rtp.Header{Version: 2, PayloadType: a.pt, SequenceNumber: uint16(randUint32()), Timestamp: randUint32(),
 		SSRC: randUint32(), Marker: true}
 	var (
-		pkt     rtp.Packet
-		started bool
-		ssrc    uint32
-		highest uint16
-		rx, tx  []int16
+		pkt    rtp.Packet
+		seq    rtpSeq
+		rx, tx []int16
 	)
 	for {
 		n, from, err := a.conn.ReadFromUDPAddrPort(buf)
@@ -122,22 +120,8 @@ func (a *audioMedia) loop() {
 			a.stats.badPayload.Add(1)
 			continue
 		}
-		if !started {
-			started, ssrc, highest = true, pkt.SSRC, pkt.SequenceNumber
-		} else {
-			if pkt.SSRC != ssrc {
-				a.stats.foreign.Add(1)
-				continue
-			}
-			d := int16(pkt.SequenceNumber - highest)
-			if d <= 0 {
-				a.stats.late.Add(1)
-				continue
-			}
-			if d > 1 {
-				a.stats.lost.Add(uint64(d - 1))
-			}
-			highest = pkt.SequenceNumber
+		if !seq.accept(&pkt, a.stats) {
+			continue
 		}
 		a.stats.pktRecv.Add(1)
 		a.stats.bytesRecv.Add(uint64(len(pkt.Payload)))
