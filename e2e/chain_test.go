@@ -150,9 +150,16 @@ func TestHangUp(t *testing.T) {
 			defer cancel()
 			page := strings.Repeat("x", 3000)
 			port := webServer(t, page)
+			up := connectToUp(t, w, "ttyUSB0")
 			s, err := demo.Dial(ctx, w.Clients["pap2t-client"].Path(), demo.DialOptions{Number: "88567682"})
 			if err != nil {
 				t.Fatal(err)
+			}
+			select {
+			case d := <-up:
+				t.Logf("hardware line: CONNECT -> IPCP up on the box %v", d.Round(time.Millisecond))
+			case <-time.After(10 * time.Second):
+				t.Error("no CONNECT and PPP up on ttyUSB0 seen on the bus")
 			}
 			if err := fetch(ctx, s, port, page); err != nil {
 				t.Fatal(err)

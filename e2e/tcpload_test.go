@@ -253,3 +253,38 @@ func waitLog(w *world, d time.Duration, subs ...string) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// connectToUp measures, by the bus's timestamps, the time from the first
+// CONNECT on line (bus.ModemConnected) to its PPP session's IPCP up
+// (bus.PPPUp); the channel gets it once both happened.
+func connectToUp(t testing.TB, w *world, line string) <-chan time.Duration {
+	t.Helper()
+	out := make(chan time.Duration, 1)
+	sub := w.Bus.SubscribeReliable("connect-to-up "+line, func(ev bus.Event) bool {
+		switch e := ev.(type) {
+		case bus.ModemConnected:
+			return e.Line == line
+		case bus.PPPUp:
+			return e.Line == line
+		}
+		return false
+	})
+	t.Cleanup(sub.Close)
+	go func() {
+		var conn time.Time
+		for env := range sub.C() {
+			switch env.Event.(type) {
+			case bus.ModemConnected:
+				if conn.IsZero() {
+					conn = env.Time
+				}
+			case bus.PPPUp:
+				if !conn.IsZero() {
+					out <- env.Time.Sub(conn)
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
