@@ -502,3 +502,15 @@ func (s *Session) Close() error {
 }
 
 const ipv4HeaderLen = 20
+
+// Run holds the stack up until ctx is done, then closes it (see Close) and
+// returns Close's error. The stack serves from New on: Ready is closed.
+func (s *Stack) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return s.Close()
+}
+
+// Ready is closed: New returns a stack that serves.
+func (s *Stack) Ready() <-chan struct{} { return closedChan }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

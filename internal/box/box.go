@@ -2,11 +2,14 @@
 // bus, the store, the network side, the PBX, the modem lines with PPP behind
 // them, and the control socket.
 //
-// Parts start in that order and stop in reverse: the control socket closes
-// first so no one watches a half-stopped box, the lines hang up (PPP sends
-// Terminate-Request), the PBX ends its calls with BYE, the network side
-// removes what it put in the kernel, and the store commits the last records
-// from its reliable bus subscription before the database closes.
+// Every part has one lifecycle, Run(ctx) and Ready() (parts.go): the box
+// starts them in that order, each once the one before is ready, and stops
+// them in reverse: the control socket closes first so no one watches a
+// half-stopped box, the lines hang up (PPP sends Terminate-Request), the PBX
+// ends its calls with BYE, the network side removes what it put in the
+// kernel, and the store commits the last records from its reliable bus
+// subscription before the database closes. A part that cannot start stops
+// the box with an error naming it, after the parts already up have stopped.
 //
 // SIGHUP (or `isp-box reload`) re-reads the config file. A config that fails
 // validation is refused and the running one stays. A valid one is applied
@@ -88,7 +91,8 @@ type Box struct {
 	metricsAddr string
 	started     time.Time
 	reg         *ppp.Sessions
-	aaa         *aaa // nil without [radius] servers
+	aaa         *aaa           // nil without [radius] servers
+	bindings    *bindingWriter // the registrar's bindings on their way to the store
 
 	mu    sync.Mutex // guards cfg, lines and retiring
 	cfg   *config.Config
@@ -179,13 +183,10 @@ func (b *Box) Run(ctx context.Context) (err error) {
 	cfg := b.Config()
 	log := b.log
 
-	// The parts are stopped in reverse order of start; each start adds
-	// its stop here.
-	var stops []func()
+	// The parts are stopped in reverse order of start.
+	ps := newParts(log, 8)
 	defer func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
+		ps.stop()
 		// A failed start is logged once, with its error, by the caller.
 		if err == nil {
 			log.Info("isp-box stopped")
@@ -208,171 +209,13 @@ func (b *Box) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	// ---- store ----
-	st, err := store.Open(ctx, dbPath)
-	if err != nil {
-		return fmt.Errorf("box: %w", err)
-	}
-	st.Log = log.With("comp", "store")
-	b.store = st
-	storeCtx, storeCancel := context.WithCancel(context.Background())
-	storeWait := st.Start(storeCtx, b.bus)
-	stops = append(stops, func() {
-		storeCancel()
-		if err := storeWait(); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("store: final commit failed", "err", err)
-		}
-		st.Close()
-	})
-	log.Info("store opened", "path", dbPath)
-
-	// ---- RADIUS ----
-	if rc := cfg.Radius; rc.Enabled() || len(rc.Acct) > 0 {
-		b.aaa = newAAA(rc, st, b.bus, b.reg, log.With("comp", "radius"))
-		aaaCtx, aaaCancel := context.WithCancel(context.Background())
-		aaaDone := make(chan struct{})
-		go func() { defer close(aaaDone); b.aaa.run(aaaCtx, 3*time.Second) }()
-		stops = append(stops, func() { aaaCancel(); <-aaaDone })
-		log.Info("radius", "auth-order", rc.Order, "authservers", len(rc.Auth), "acctservers", len(rc.Acct))
-	}
-
-	// ---- network ----
-	netCtx, netCancel := context.WithCancel(context.Background())
-	ns, err := netstack.New(netCtx, cfg.Net, netstack.Options{Bus: b.bus, Log: log})
-	if err != nil {
-		netCancel()
-		return fmt.Errorf("box: %w", err)
-	}
-	b.net = ns
-	stops = append(stops, func() {
-		if err := ns.Close(); err != nil {
-			log.Error("network: close", "err", err)
-		}
-		netCancel()
-	})
-
-	// ---- pbx ----
-	// Registrations reach the database behind the registrar's back (see
-	// bindingWriter); stopped after the pbx (stops run in reverse), so
-	// the last bindings are written before the store closes.
-	bw := newBindingWriter(bindingStore{st}, log)
-	stops = append(stops, bw.close)
-	p, err := pbx.New(cfg.PBX, pbx.Options{Bus: b.bus, Log: log.With("comp", "pbx"), Bindings: bw, Modem: b.serveSoftmodem})
-	if err != nil {
-		return fmt.Errorf("box: %w", err)
-	}
-	b.pbx = p
-	pbxCtx, pbxCancel := context.WithCancel(context.Background())
-	pbxDone := make(chan error, 1)
-	go func() { pbxDone <- p.Run(pbxCtx) }()
-	select {
-	case <-p.Ready():
-	case err := <-pbxDone:
-		pbxCancel()
-		if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES) {
-			// Taken between the check above and now: explain it the same way.
-			err = hostcheck.ExplainBind(cfg.PBX.General.UDPBindAddr, err)
-		}
-		return fmt.Errorf("box: sip: %w", err)
-	case <-ctx.Done():
-		pbxCancel()
-		<-pbxDone
-		return nil
-	}
-	stops = append(stops, func() {
-		pbxCancel()
-		if err := <-pbxDone; err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("pbx stopped", "err", err)
-		}
-	})
-
-	// ---- lines ----
-	linesCtx, linesCancel := context.WithCancel(context.Background())
-	b.mu.Lock()
-	b.ctx = linesCtx
-	for _, lc := range cfg.Lines {
-		if err := b.startLineLocked(lc); err != nil {
-			b.mu.Unlock()
-			linesCancel()
-			b.wg.Wait()
-			return fmt.Errorf("box: line %s: %w", lc.Modem.Name, err)
-		}
-	}
-	b.mu.Unlock()
-	stops = append(stops, func() {
-		linesCancel()
-		b.wg.Wait()
-	})
-
-	// ---- control socket ----
-	sock := firstNonEmpty(b.opts.Socket, cfg.Box.Console, console.DefaultSocketPath())
-	if sock != "-" {
-		l, err := console.Listen(sock)
-		if err != nil {
-			return fmt.Errorf("box: control socket: %w", err)
-		}
-		b.sockets = sock
-		b.console = console.NewServer(console.ServerOptions{
-			Status: func(context.Context) console.Status { return b.Status() },
-			Bus:    b.bus,
-			Reload: func(context.Context) error {
-				b.opts.Notify.Send(sdnotify.Reloading()...)
-				defer b.opts.Notify.Send("READY=1")
-				return b.Reload()
-			},
-			Unban: func(_ context.Context, a netip.Addr) bool { return b.pbx.Unban(a) },
-			History: func(ctx context.Context, n int) (console.History, error) {
-				calls, err1 := st.Calls(ctx, n)
-				sessions, err2 := st.Sessions(ctx, n)
-				return console.History{Calls: calls, Sessions: sessions}, errors.Join(err1, err2)
-			},
-			Version:   b.opts.Version,
-			Log:       log,
-			Profiling: profiling(log),
-		})
-		srvDone := make(chan struct{})
-		go func() {
-			defer close(srvDone)
-			if err := b.console.Serve(l); err != nil && !errors.Is(err, console.ErrServerClosed) {
-				log.Error("control socket", "err", err)
+	for _, p := range b.parts(cfg, dbPath) {
+		if err := ps.start(ctx, p); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
 			}
-		}()
-		stops = append(stops, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			b.console.Shutdown(sctx)
-			<-srvDone
-			os.Remove(sock)
-		})
-		log.Info("control socket", "path", sock)
-	}
-
-	// ---- metrics (opt-in) ----
-	if ma := cfg.Box.Metrics; ma.IsValid() {
-		ml, err := net.Listen("tcp", ma.String())
-		if err != nil {
-			return fmt.Errorf("box: metrics: %w", err)
+			return err
 		}
-		b.metricsAddr = ml.Addr().String()
-		mux := http.NewServeMux()
-		mm := metrics.New(b.Status, b.bus)
-		mctx, mcancel := context.WithCancel(context.Background())
-		mdone := make(chan struct{})
-		go func() { defer close(mdone); mm.Run(mctx) }()
-		mux.Handle("GET /metrics", mm)
-		webDone := make(chan struct{})
-		web.Register(mux, b.Status, b.bus, webDone)
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go msrv.Serve(ml)
-		stops = append(stops, func() {
-			close(webDone) // ends the pages' event streams
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			msrv.Shutdown(sctx)
-			mcancel()
-			<-mdone
-		})
-		log.Info("metrics", "addr", "http://"+b.metricsAddr+"/metrics")
 	}
 
 	b.bus.Publish(bus.Notice{Source: "box", Text: fmt.Sprintf("isp-box %s started: %d peers, %d lines, %s network", b.opts.Version, len(cfg.PBX.Peers), len(cfg.Lines), cfg.Net.Mode)})
@@ -417,6 +260,16 @@ func (b *Box) Run(ctx context.Context) (err error) {
 	}
 	for {
 		select {
+		case r := <-ps.Exited():
+			// A part that stops on its own stops the box, named, and the
+			// others stop in reverse as at any stop.
+			if r.err == nil {
+				r.err = errors.New("stopped")
+			}
+			err := partError(r.name, r.err)
+			r.err = nil // reported once, by the caller
+			notify.Send("STOPPING=1", "STATUS="+err.Error())
+			return err
 		case <-ctx.Done():
 			log.Info("isp-box stopping")
 			b.bus.Publish(bus.Notice{Source: "box", Text: "stopping"})
@@ -437,6 +290,181 @@ func (b *Box) Run(ctx context.Context) (err error) {
 			sendStatus("READY=1")
 		}
 	}
+}
+
+// parts are the box's parts in the order they start: each needs the ones
+// before it (RADIUS and the registrar's bindings the store, PPP on the
+// lines the network and the PBX's line states, the control socket and the
+// page everything they show). Each part is built when its turn comes.
+func (b *Box) parts(cfg *config.Config, dbPath string) []part {
+	log := b.log
+	ps := []part{{
+		name: "store",
+		open: func() (runner, error) {
+			st, err := store.Open(context.Background(), dbPath)
+			if err != nil {
+				return nil, err
+			}
+			st.Log, st.Bus = log.With("comp", "store"), b.bus
+			b.store = st
+			return then{st, st.Close}, nil
+		},
+		ready: func() { log.Info("store opened", "path", dbPath) },
+	}}
+	if rc := cfg.Radius; rc.Enabled() || len(rc.Acct) > 0 {
+		ps = append(ps, part{
+			name: "radius",
+			open: func() (runner, error) {
+				b.aaa = newAAA(rc, b.store, b.bus, b.reg, log.With("comp", "radius"))
+				return runFunc(func(ctx context.Context) error { b.aaa.run(ctx, 3*time.Second); return nil }), nil
+			},
+			ready: func() {
+				log.Info("radius", "auth-order", rc.Order, "authservers", len(rc.Auth), "acctservers", len(rc.Acct))
+			},
+		})
+	}
+	ps = append(ps, part{
+		name: "network",
+		open: func() (runner, error) {
+			// The stack's own context outlives its Run: Close removes
+			// the kernel state in order, then the context ends.
+			nctx, cancel := context.WithCancel(context.Background())
+			ns, err := netstack.New(nctx, cfg.Net, netstack.Options{Bus: b.bus, Log: log})
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			b.net = ns
+			return then{ns, func() error { cancel(); return nil }}, nil
+		},
+	}, part{
+		// Registrations reach the database behind the registrar's back
+		// (see bindingWriter); stopped after the PBX, so the last
+		// bindings are written before the store closes.
+		name: "registrations",
+		open: func() (runner, error) {
+			bw := newBindingWriter(bindingStore{b.store}, log)
+			b.bindings = bw
+			return runFunc(func(ctx context.Context) error { <-ctx.Done(); bw.close(); return nil }), nil
+		},
+	}, part{
+		name: "sip",
+		open: func() (runner, error) {
+			p, err := pbx.New(cfg.PBX, pbx.Options{Bus: b.bus, Log: log.With("comp", "pbx"), Bindings: b.bindings, Modem: b.serveSoftmodem})
+			if err != nil {
+				return nil, err
+			}
+			b.pbx = p
+			return sipRunner{p, cfg.PBX.General.UDPBindAddr}, nil
+		},
+	}, part{
+		name: "lines",
+		open: func() (runner, error) {
+			lctx, cancel := context.WithCancel(context.Background())
+			stop := func() { cancel(); b.wg.Wait() }
+			b.mu.Lock()
+			b.ctx = lctx
+			for _, lc := range cfg.Lines {
+				if err := b.startLineLocked(lc); err != nil {
+					b.mu.Unlock()
+					stop()
+					return nil, fmt.Errorf("%s: %w", lc.Modem.Name, err)
+				}
+			}
+			b.mu.Unlock()
+			return runFunc(func(ctx context.Context) error { <-ctx.Done(); stop(); return nil }), nil
+		},
+	})
+	if sock := firstNonEmpty(b.opts.Socket, cfg.Box.Console, console.DefaultSocketPath()); sock != "-" {
+		ps = append(ps, part{
+			name: "control socket",
+			open: func() (runner, error) {
+				b.sockets = sock
+				b.console = console.NewServer(console.ServerOptions{
+					Socket: sock,
+					Status: func(context.Context) console.Status { return b.Status() },
+					Bus:    b.bus,
+					Reload: func(context.Context) error {
+						b.opts.Notify.Send(sdnotify.Reloading()...)
+						defer b.opts.Notify.Send("READY=1")
+						return b.Reload()
+					},
+					Unban: func(_ context.Context, a netip.Addr) bool { return b.pbx.Unban(a) },
+					History: func(ctx context.Context, n int) (console.History, error) {
+						calls, err1 := b.store.Calls(ctx, n)
+						sessions, err2 := b.store.Sessions(ctx, n)
+						return console.History{Calls: calls, Sessions: sessions}, errors.Join(err1, err2)
+					},
+					Version:   b.opts.Version,
+					Log:       log,
+					Profiling: profiling(log),
+				})
+				return b.console, nil
+			},
+			ready: func() { log.Info("control socket", "path", sock) },
+		})
+	}
+	if ma := cfg.Box.Metrics; ma.IsValid() {
+		ps = append(ps, part{
+			name:  "metrics",
+			open:  func() (runner, error) { return b.metricsRunner(ma.String()) },
+			ready: func() { log.Info("metrics", "addr", "http://"+b.metricsAddr+"/metrics") },
+		})
+	}
+	return ps
+}
+
+// sipRunner is the PBX as a part: a bind error says who holds the port.
+type sipRunner struct {
+	*pbx.Server
+	bind netip.AddrPort
+}
+
+func (s sipRunner) Run(ctx context.Context) error {
+	err := s.Server.Run(ctx)
+	if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES) {
+		// Taken between the check before the start and now: explain it
+		// the same way.
+		err = hostcheck.ExplainBind(s.bind, err)
+	}
+	return err
+}
+
+// metricsRunner serves /metrics and the status page on addr.
+func (b *Box) metricsRunner(addr string) (runner, error) {
+	ml, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	b.metricsAddr = ml.Addr().String()
+	mux := http.NewServeMux()
+	mm := metrics.New(b.Status, b.bus)
+	mux.Handle("GET /metrics", mm)
+	webDone := make(chan struct{})
+	web.Register(mux, b.Status, b.bus, webDone)
+	msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return runFunc(func(ctx context.Context) error {
+		mctx, mcancel := context.WithCancel(ctx)
+		mdone := make(chan struct{})
+		go func() { defer close(mdone); mm.Run(mctx) }()
+		served := make(chan error, 1)
+		go func() { served <- msrv.Serve(ml) }()
+		select {
+		case err = <-served:
+		case <-ctx.Done():
+			close(webDone) // ends the pages' event streams
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			msrv.Shutdown(sctx)
+			cancel()
+			err = <-served
+		}
+		mcancel()
+		<-mdone
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}), nil
 }
 
 // waitLinesTried closes tried once every line has made its first attempt

@@ -20,6 +20,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -51,6 +52,8 @@ type Route struct {
 
 // ServerOptions configures a Server. Every field may be left zero.
 type ServerOptions struct {
+	// Socket is the control socket Run listens on ("" = DefaultSocketPath).
+	Socket string
 	// Status returns the daemon's current status. The server fills Bus
 	// (from Bus below) and Version when the function leaves them empty.
 	Status func(ctx context.Context) Status
@@ -98,6 +101,7 @@ type Server struct {
 
 	quit     chan struct{} // closed at Shutdown/Close: ends event streams
 	quitOnce sync.Once
+	ready    chan struct{} // closed once Run listens
 
 	streams      atomic.Int32 // /v1/events streams open
 	streamsShown atomic.Int64 // unix seconds of the last "too many" log line
@@ -116,7 +120,7 @@ func NewServer(opts ServerOptions) *Server {
 		opts.MaxEventStreams = 32
 	}
 	s := &Server{opts: opts, log: log.With("comp", "console"), uid: os.Geteuid(),
-		started: time.Now(), quit: make(chan struct{})}
+		started: time.Now(), quit: make(chan struct{}), ready: make(chan struct{})}
 	s.writeOK = func(c Cred, known bool) bool { return mayWrite(c, known, s.uid) }
 	s.hs = &http.Server{
 		Handler:           s.Handler(),
@@ -134,6 +138,43 @@ func NewServer(opts ServerOptions) *Server {
 	s.hs.RegisterOnShutdown(s.stopStreams)
 	return s
 }
+
+// shutdownGrace bounds how long Run waits for requests in flight at stop.
+const shutdownGrace = 2 * time.Second
+
+// Run listens on opts.Socket (see Listen), closes Ready, and serves until
+// ctx is done; then it shuts down (requests in flight get shutdownGrace),
+// removes the socket file and returns nil. A socket that cannot be created
+// is Run's error, before Ready.
+func (s *Server) Run(ctx context.Context) error {
+	path := s.opts.Socket
+	if path == "" {
+		path = DefaultSocketPath()
+	}
+	l, err := Listen(path)
+	if err != nil {
+		return err
+	}
+	close(s.ready)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		s.Shutdown(sctx)
+		cancel()
+		err = <-served
+	}
+	os.Remove(path)
+	if errors.Is(err, ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Ready is closed once Run listens on the socket.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Serve accepts connections on l until Shutdown or Close. Like
 // http.Server.Serve it always returns a non-nil error, ErrServerClosed after

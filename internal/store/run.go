@@ -31,37 +31,49 @@ func keep(ev bus.Event) bool {
 	return false
 }
 
-// Run writes a record for every call and PPP session published on b until
-// ctx is done: a live one at CallStarted / PPPUp, completed at CallEnded /
-// PPPDown. Before it subscribes it marks the records a previous run left
-// live (killed, or the machine lost power) as interrupted.
-// Its subscription is reliable, so no record is dropped however slow the
-// disk; what arrives together is committed in one transaction. A failed
-// write is logged and retried with the same records. When ctx is done Run
-// drains what is still queued, commits it, and returns nil, or the error of
-// that last commit.
-//
-// Events published before Run subscribes are not seen; when Run is started
-// in a goroutine, use Start instead, which subscribes before it returns.
-func (s *Store) Run(ctx context.Context, b *bus.Bus) error {
+// Run writes a record for every call and PPP session published on s.Bus
+// until ctx is done: a live one at CallStarted / PPPUp, completed at
+// CallEnded / PPPDown. Before it subscribes it marks the records a previous
+// run left live (killed, or the machine lost power) as interrupted; then
+// Ready is closed. Its subscription is reliable, so no record is dropped
+// however slow the disk; what arrives together is committed in one
+// transaction. A failed write is logged and retried with the same records.
+// When ctx is done Run drains what is still queued, commits it, and returns
+// nil, or the error of that last commit. The database stays open: Close
+// closes it.
+func (s *Store) Run(ctx context.Context) error {
+	if s.Bus == nil {
+		return errors.New("store: Run without a Bus")
+	}
 	s.interrupted(ctx)
-	return s.run(ctx, b.SubscribeReliable("store", keep))
+	sub := s.Bus.SubscribeReliable("store", keep)
+	close(s.ready)
+	return s.run(ctx, sub)
 }
 
-// Start subscribes to b at once, then runs Run's loop in a goroutine of its
-// own. wait blocks until that loop has ended (after ctx is done and the
-// final commit) and returns what Run would have returned.
+// Ready is closed once Run has subscribed: events published from then on
+// are recorded.
+func (s *Store) Ready() <-chan struct{} { return s.ready }
+
+// Start runs Run on b in a goroutine of its own and returns once it is
+// ready. wait blocks until Run has returned (after ctx is done and the
+// final commit) and returns its error.
 func (s *Store) Start(ctx context.Context, b *bus.Bus) (wait func() error) {
-	s.interrupted(ctx)
-	sub := b.SubscribeReliable("store", keep)
+	s.Bus = b
 	done := make(chan error, 1)
-	go func() { done <- s.run(ctx, sub) }()
+	go func() { done <- s.Run(ctx) }()
 	var err error
 	var once sync.Once
-	return func() error {
+	wait = func() error {
 		once.Do(func() { err = <-done })
 		return err
 	}
+	select {
+	case <-s.ready:
+	case err := <-done:
+		done <- err // for wait
+	}
+	return wait
 }
 
 func (s *Store) run(ctx context.Context, sub *bus.Sub) error {

@@ -57,6 +57,10 @@ type Store struct {
 
 	// Log receives write failures of Run. Set it before Run; nil discards.
 	Log *slog.Logger
+	// Bus carries the call and session events Run records. Set it before Run.
+	Bus *bus.Bus
+
+	ready chan struct{} // closed once Run has subscribed to Bus
 }
 
 // Registration is one SIP binding as the registrar keeps it: the peer's
@@ -159,7 +163,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// bounded by their contexts. For :memory: it is also what keeps one
 	// database (every connection to :memory: is a database of its own).
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, ready: make(chan struct{})}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
