@@ -184,7 +184,7 @@ func (b *Box) Run(ctx context.Context) (err error) {
 	log := b.log
 
 	// The parts are stopped in reverse order of start.
-	ps := newParts(log, 8)
+	ps := newParts(log)
 	defer func() {
 		ps.stop()
 		// A failed start is logged once, with its error, by the caller.

@@ -40,18 +40,26 @@ type running struct {
 type parts struct {
 	log     *slog.Logger
 	up      []*running
+	n       int           // parts started or tried
 	exited  chan *running // a part whose Run returned while the box ran
 	stopped sync.Once
 }
 
-func newParts(log *slog.Logger, n int) *parts {
-	return &parts{log: log, exited: make(chan *running, n)}
+// maxParts bounds the parts of one box: each reports its exit once, and
+// never blocks doing so.
+const maxParts = 16
+
+func newParts(log *slog.Logger) *parts {
+	return &parts{log: log, exited: make(chan *running, maxParts)}
 }
 
 // start opens p, runs it, and waits until it is ready. An error names the
 // part; the parts started before it are left running (stop stops them).
 // When ctx is done first, p is stopped and start returns ctx's error.
 func (ps *parts) start(ctx context.Context, p part) error {
+	if ps.n++; ps.n > maxParts {
+		return fmt.Errorf("box: %s: more than %d parts", p.name, maxParts)
+	}
 	r, err := p.open()
 	if err != nil {
 		return partError(p.name, err)
