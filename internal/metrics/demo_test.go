@@ -15,6 +15,7 @@ import (
 	"github.com/isp-box/isp-box/examples"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/demo"
+	"github.com/isp-box/isp-box/internal/sim/ata"
 )
 
 // scrape is one /metrics read, parsed by Prometheus' own text parser.
@@ -86,6 +87,7 @@ func TestMetricsDuringDemoCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Box.Metrics = netip.MustParseAddrPort("127.0.0.1:0")
+	cfg.PBX.General.MaxAuthFailures = 3
 	w, err := demo.Start(ctx, demo.WorldOptions{Config: cfg, RingInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +200,38 @@ func TestMetricsDuringDemoCall(t *testing.T) {
 	}
 	if end.v("go_goroutines") <= 0 {
 		t.Errorf("no Go runtime metrics")
+	}
+
+	// A second ATA with a wrong password on one line and a peer the box
+	// does not know on the other: authentication failures by reason, and
+	// the ban that follows (the real PBX's digest check and ban).
+	bad, err := ata.New(ata.Options{Lines: []ata.LineConfig{
+		{Name: "guess", User: "pap2t-client", Password: "guess", Registrar: w.Box.SIPAddr(), RetryInterval: 100 * time.Millisecond},
+		{Name: "stranger", User: "nosuch", Password: "x", Registrar: w.Box.SIPAddr(), RetryInterval: 100 * time.Millisecond},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(ctx)
+	adone := make(chan error, 1)
+	go func() { adone <- bad.Run(actx) }()
+	defer func() { acancel(); <-adone }()
+	var banned scrape
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		banned = get(t, ctx, url)
+		if banned.v("isp_box_sip_bans_total") >= 1 && banned.v("isp_box_sip_auth_failures_total", "reason", "no_such_peer") >= 1 {
+			break
+		}
+	}
+	// Both lines are one source address: their failures together reach
+	// the ban's threshold.
+	wrong, stranger := banned.v("isp_box_sip_auth_failures_total", "reason", "wrong_password"), banned.v("isp_box_sip_auth_failures_total", "reason", "no_such_peer")
+	if wrong < 1 || stranger < 1 || wrong+stranger < float64(cfg.PBX.General.MaxAuthFailures) {
+		t.Errorf("auth failures: wrong_password %v, no_such_peer %v; want each at least 1 and together at least %d (the ban's threshold)",
+			wrong, stranger, cfg.PBX.General.MaxAuthFailures)
+	}
+	if banned.v("isp_box_sip_bans_total") < 1 || banned.v("isp_box_sip_banned_sources") < 1 {
+		t.Errorf("bans %v, banned now %v; want the guessing source banned", banned.v("isp_box_sip_bans_total"), banned.v("isp_box_sip_banned_sources"))
 	}
 }
 
