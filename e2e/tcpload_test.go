@@ -225,7 +225,7 @@ func refused(addr string) error {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := c.Read(make([]byte, 64))
 	if n > 0 || err == nil {
-		return fmt.Errorf("refused connection read %d bytes, %v", n, err)
+		return fmt.Errorf("refused connection read %d bytes, %w", n, err)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

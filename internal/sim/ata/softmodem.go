@@ -157,6 +157,8 @@ func (a *audioMedia) waitConnect(stop <-chan struct{}) error {
 			return nil
 		case softmodem.StateCarrierLost:
 			return errors.New("carrier lost in training")
+		case softmodem.StateSilence, softmodem.StateAnswerTone, softmodem.StateTraining:
+			// still training: wait for the next change below
 		}
 		select {
 		case <-a.modem.Changed():
