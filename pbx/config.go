@@ -1,6 +1,8 @@
 package pbx
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -121,4 +123,98 @@ func DefaultConfig() Config {
 func DefaultPeer(name string) Peer {
 	return Peer{Name: name, Type: "friend", Context: "default", DirectMedia: true, NAT: "auto_force_rport", MaxForwards: 70,
 		SessionTimers: timersAccept, SessionExpires: defaultSessionExpires, SessionMinSE: defaultSessionMinSE, SessionRefresher: "uas"}
+}
+
+func withDefaults(cfg Config) Config {
+	d := DefaultConfig().General
+	g := &cfg.General
+	if g.Realm == "" {
+		g.Realm = d.Realm
+	}
+	// chan_sip: values < 1 reset to the default (C 33049-33063)
+	if g.DefaultExpiry <= 0 {
+		g.DefaultExpiry = d.DefaultExpiry
+	}
+	if g.MinExpiry <= 0 {
+		g.MinExpiry = d.MinExpiry
+	}
+	if g.MaxExpiry <= 0 {
+		g.MaxExpiry = d.MaxExpiry
+	}
+	if g.QualifyFreq <= 0 {
+		g.QualifyFreq = d.QualifyFreq
+	}
+	if g.MaxAuthFailures <= 0 {
+		g.MaxAuthFailures = d.MaxAuthFailures
+	}
+	if g.BanTime <= 0 {
+		g.BanTime = d.BanTime
+	}
+	if g.UserAgent == "" {
+		g.UserAgent = d.UserAgent
+	}
+	if g.RTPStart <= 0 || g.RTPEnd <= g.RTPStart {
+		g.RTPStart, g.RTPEnd = d.RTPStart, d.RTPEnd
+	}
+	if g.Context == "" {
+		g.Context = d.Context
+	}
+	if g.MaxCalls == 0 {
+		g.MaxCalls = d.MaxCalls
+	}
+	if g.SourceRate == 0 {
+		g.SourceRate = d.SourceRate
+	}
+	if g.GuessRate == 0 {
+		g.GuessRate = d.GuessRate
+	}
+	return cfg
+}
+
+// compileConfig checks the config and builds the peer table.
+func compileConfig(cfg Config) (*dialplan.Plan, map[string]*peer, error) {
+	var errs []error
+	plan, err := dialplan.Compile(cfg.Dialplan)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	peers := map[string]*peer{}
+	groups := map[string]bool{}
+	for _, p := range cfg.Peers {
+		if p.Name == "" {
+			errs = append(errs, fmt.Errorf("%s:%d: peer without a name", p.File, p.Line))
+			continue
+		}
+		if _, dup := peers[p.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s:%d: peer [%s] defined twice", p.File, p.Line, p.Name))
+			continue
+		}
+		if p.QualifyFreq <= 0 {
+			p.QualifyFreq = withDefaults(cfg).General.QualifyFreq
+		}
+		if p.MaxForwards <= 0 {
+			p.MaxForwards = 70
+		}
+		if p.Context == "" {
+			p.Context = "default"
+		}
+		peers[p.Name] = &peer{cfg: p}
+		if p.HuntGroup != "" {
+			groups[p.HuntGroup] = true
+		}
+	}
+	if plan != nil {
+		for _, t := range plan.Targets() {
+			switch {
+			case t.Tech == "SIP" && peers[t.Resource] == nil:
+				errs = append(errs, &dialplan.Error{File: t.File, Line: t.Line, Msg: fmt.Sprintf("Dial(%s): no such peer [%s]", t, t.Resource)})
+			case t.Tech == "HUNT" && !groups[t.Resource]:
+				errs = append(errs, &dialplan.Error{File: t.File, Line: t.Line, Msg: fmt.Sprintf("Dial(%s): no peer has huntgroup=%s", t, t.Resource)})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	return plan, peers, nil
 }

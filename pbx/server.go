@@ -2,15 +2,12 @@ package pbx
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +15,6 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/isp-box/isp-box/internal/bus"
-	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/pbx/dialplan"
 )
 
@@ -147,100 +143,6 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s.cfg, s.plan, s.peers = withDefaults(cfg), plan, peers
 	return s, nil
-}
-
-func withDefaults(cfg Config) Config {
-	d := DefaultConfig().General
-	g := &cfg.General
-	if g.Realm == "" {
-		g.Realm = d.Realm
-	}
-	// chan_sip: values < 1 reset to the default (C 33049-33063)
-	if g.DefaultExpiry <= 0 {
-		g.DefaultExpiry = d.DefaultExpiry
-	}
-	if g.MinExpiry <= 0 {
-		g.MinExpiry = d.MinExpiry
-	}
-	if g.MaxExpiry <= 0 {
-		g.MaxExpiry = d.MaxExpiry
-	}
-	if g.QualifyFreq <= 0 {
-		g.QualifyFreq = d.QualifyFreq
-	}
-	if g.MaxAuthFailures <= 0 {
-		g.MaxAuthFailures = d.MaxAuthFailures
-	}
-	if g.BanTime <= 0 {
-		g.BanTime = d.BanTime
-	}
-	if g.UserAgent == "" {
-		g.UserAgent = d.UserAgent
-	}
-	if g.RTPStart <= 0 || g.RTPEnd <= g.RTPStart {
-		g.RTPStart, g.RTPEnd = d.RTPStart, d.RTPEnd
-	}
-	if g.Context == "" {
-		g.Context = d.Context
-	}
-	if g.MaxCalls == 0 {
-		g.MaxCalls = d.MaxCalls
-	}
-	if g.SourceRate == 0 {
-		g.SourceRate = d.SourceRate
-	}
-	if g.GuessRate == 0 {
-		g.GuessRate = d.GuessRate
-	}
-	return cfg
-}
-
-// compileConfig checks the config and builds the peer table.
-func compileConfig(cfg Config) (*dialplan.Plan, map[string]*peer, error) {
-	var errs []error
-	plan, err := dialplan.Compile(cfg.Dialplan)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	peers := map[string]*peer{}
-	groups := map[string]bool{}
-	for _, p := range cfg.Peers {
-		if p.Name == "" {
-			errs = append(errs, fmt.Errorf("%s:%d: peer without a name", p.File, p.Line))
-			continue
-		}
-		if _, dup := peers[p.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s:%d: peer [%s] defined twice", p.File, p.Line, p.Name))
-			continue
-		}
-		if p.QualifyFreq <= 0 {
-			p.QualifyFreq = withDefaults(cfg).General.QualifyFreq
-		}
-		if p.MaxForwards <= 0 {
-			p.MaxForwards = 70
-		}
-		if p.Context == "" {
-			p.Context = "default"
-		}
-		peers[p.Name] = &peer{cfg: p}
-		if p.HuntGroup != "" {
-			groups[p.HuntGroup] = true
-		}
-	}
-	if plan != nil {
-		for _, t := range plan.Targets() {
-			switch {
-			case t.Tech == "SIP" && peers[t.Resource] == nil:
-				errs = append(errs, &dialplan.Error{File: t.File, Line: t.Line, Msg: fmt.Sprintf("Dial(%s): no such peer [%s]", t, t.Resource)})
-			case t.Tech == "HUNT" && !groups[t.Resource]:
-				errs = append(errs, &dialplan.Error{File: t.File, Line: t.Line, Msg: fmt.Sprintf("Dial(%s): no peer has huntgroup=%s", t, t.Resource)})
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
-	}
-	return plan, peers, nil
 }
 
 // Ready is closed once Run has bound its socket.
@@ -628,127 +530,4 @@ func (s *Server) strayResponse(res *sip.Response) {
 	if ref != nil {
 		ref.call.reAck(ref.side, res)
 	}
-}
-
-// PeerInfo is a peer as `sip show peers` and `sip show peer` need it; the
-// type is internal/status's, so it reaches the console's JSON unchanged.
-type PeerInfo = status.Peer
-
-// Peers returns every peer, sorted by name.
-func (s *Server) Peers() []PeerInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]PeerInfo, 0, len(s.peers))
-	for _, p := range s.peers {
-		out = append(out, s.peerInfoLocked(p))
-	}
-	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-func (s *Server) peerInfoLocked(p *peer) PeerInfo {
-	c := p.cfg
-	pi := PeerInfo{
-		Name: c.Name, Username: c.Username, Type: c.Type, Dynamic: strings.EqualFold(c.Host, "dynamic"),
-		ACL: len(c.ACL) > 0, Description: c.Description, Context: c.Context,
-		SecretSet: c.Secret != "" || c.MD5Secret != "", DirectMedia: c.DirectMedia, Insecure: c.Insecure,
-		Codecs: slices.Clone(c.Allow), QualifyMS: c.Qualify, QualifyFreq: int(c.QualifyFreq / time.Millisecond),
-		Monitored: c.Qualify > 0, LineBusy: s.lineBusy[c.Name], Calls: p.calls, CallLimit: c.CallLimit,
-		MaxForwards: c.MaxForwards, RTTMS: p.lastms,
-	}
-	nat := parseNAT(c.NAT)
-	detected := false
-	if b := p.binding; b != nil {
-		pi.Host, pi.Port = b.Source.Addr(), int(b.Source.Port())
-		if !nat.forceRport && !(nat.autoForce && b.NAT) {
-			if ap, ok := contactAddr(b.Contact); ok {
-				pi.Host, pi.Port = ap.Addr(), int(ap.Port())
-			}
-		}
-		pi.UserAgent, pi.Contact, pi.Expires = b.UserAgent, b.Contact, b.Expires
-		if pi.Username == "" {
-			pi.Username = b.Username
-		}
-		detected = b.NAT
-	} else if !pi.Dynamic {
-		if ap, err := netip.ParseAddrPort(c.Host); err == nil {
-			pi.Host, pi.Port = ap.Addr(), int(ap.Port())
-		} else if a, err := netip.ParseAddr(c.Host); err == nil {
-			pi.Host, pi.Port = a, c.Port
-			if pi.Port == 0 {
-				pi.Port = 5060
-			}
-		}
-	}
-	if !pi.Host.IsValid() && c.DefaultIP.IsValid() {
-		pi.Host, pi.Port = c.DefaultIP, c.Port
-	}
-	pi.ForceRport = yesNoAuto(nat.forceRport, nat.autoForce, detected)
-	pi.Comedia = yesNoAuto(nat.comedia, nat.autoComedia, detected)
-	pi.Status = peerStatus(c.Qualify, p.lastms)
-	switch {
-	case pi.Monitored:
-		pi.Online = p.lastms > 0 // OK or LAGGED
-	default:
-		pi.Online = pi.Host.IsValid() && pi.Port != 0
-	}
-	return pi
-}
-
-func yesNoAuto(on, auto, detected bool) string {
-	if auto {
-		if detected {
-			return "Auto (Yes)"
-		}
-		return "Auto (No)"
-	}
-	if on {
-		return "Yes"
-	}
-	return "No"
-}
-
-// natSetting is nat= parsed (channels/sip/config_parser.c 795-838).
-type natSetting struct {
-	forceRport, comedia, autoForce, autoComedia bool
-}
-
-func parseNAT(v string) natSetting {
-	var n natSetting
-	if strings.TrimSpace(v) == "" {
-		return natSetting{autoForce: true} // the global default: auto_force_rport
-	}
-	for f := range strings.SplitSeq(strings.ToLower(v), ",") {
-		switch strings.TrimSpace(f) {
-		case "no":
-			return natSetting{} // "no" anywhere wins
-		case "yes":
-			n.forceRport, n.comedia = true, true
-		case "force_rport":
-			n.forceRport = true
-		case "comedia":
-			n.comedia = true
-		case "auto_force_rport":
-			n.autoForce = true
-		case "auto_comedia":
-			n.autoComedia = true
-		}
-	}
-	return n
-}
-
-// peerStatus is chan_sip's peer_status() (C 20055-20077).
-func peerStatus(maxms, lastms int) string {
-	if maxms <= 0 {
-		return "Unmonitored"
-	}
-	switch {
-	case lastms < 0:
-		return "UNREACHABLE"
-	case lastms > maxms:
-		return fmt.Sprintf("LAGGED (%d ms)", lastms)
-	case lastms > 0:
-		return fmt.Sprintf("OK (%d ms)", lastms)
-	}
-	return "UNKNOWN"
 }
