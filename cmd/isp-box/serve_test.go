@@ -218,6 +218,19 @@ func exampleConfig(t *testing.T, port int, rewrite func(string) string) string {
 	return s
 }
 
+// needDaemonWithoutModem skips in -short mode (the test builds and runs
+// the binary) and on a machine with a /dev/ttyUSB0: the test wants the
+// example's modem missing.
+func needDaemonWithoutModem(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if _, err := os.Stat("/dev/ttyUSB0"); err == nil {
+		t.Skip("/dev/ttyUSB0 exists on this machine: the test wants the example's modem missing")
+	}
+}
+
 // userDir is a short temporary directory (unix socket paths are limited)
 // owned by the user the daemon runs as.
 func userDir(t *testing.T, nobody bool) string {
@@ -249,12 +262,7 @@ func statusOf(t *testing.T, sock string) console.Status {
 // apply a valid file and refuse a broken one with file:line; SIGTERM stops
 // it with status 0 and removes the socket.
 func TestServeUnprivileged(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	if _, err := os.Stat("/dev/ttyUSB0"); err == nil {
-		t.Skip("/dev/ttyUSB0 exists on this machine: the test wants the example's modem missing")
-	}
+	needDaemonWithoutModem(t)
 	nobody := os.Geteuid() == 0
 	dir := userDir(t, nobody)
 	const cfgArg = "pap2t.conf" // relative to the daemon's working directory, as typed
@@ -608,12 +616,7 @@ func (r *lineRig) registered() bool {
 // rest of the box logs at its own level (info here). Without it the line's
 // debug lines are gone too.
 func TestServeDebugPerLine(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	if _, err := os.Stat("/dev/ttyUSB0"); err == nil {
-		t.Skip("/dev/ttyUSB0 exists on this machine: the test wants the example's modem missing")
-	}
+	needDaemonWithoutModem(t)
 	for _, tc := range []struct {
 		name    string
 		rewrite func(string) string

@@ -235,24 +235,31 @@ func TestServeLineWithoutPermission(t *testing.T) {
 	d := startServe(t, serveOpts{nobody: nobody, env: env, dir: dir}, sock, "-c", cfg, "-s", sock)
 	d.waitLog(20*time.Second, "line error", "permission denied", "dialout")
 
-	var out string
-	testutil.WaitFor(t, 10*time.Second, "isp-box lines shows the hint", func() (bool, string) {
-		var stdout, stderr strings.Builder
-		c := exec.Command(binary(t), "lines", "-s", sock)
-		c.Stdout, c.Stderr = &stdout, &stderr
-		c.Run()
-		out = stdout.String()
-		return strings.Contains(out, "dialout"), out + stderr.String()
-	})
-	for _, w := range want {
-		if !strings.Contains(out, w) {
-			t.Errorf("isp-box lines lacks %q:\n%s", w, out)
-		}
-	}
+	linesShowHint(t, sock, 10*time.Second, "dialout", want)
 	if rows := statusOf(t, sock).Lines; len(rows) != 1 || rows[0].State != "opening" {
 		t.Errorf("lines: %+v, want one line opening", rows)
 	}
 	if code := d.stop(syscall.SIGTERM); code != 0 {
 		t.Errorf("exit status %d after SIGTERM", code)
+	}
+}
+
+// linesShowHint polls `isp-box lines` until its output holds hint, then
+// checks it holds every string of want.
+func linesShowHint(t *testing.T, sock string, within time.Duration, hint string, want []string) {
+	t.Helper()
+	var out string
+	testutil.WaitFor(t, within, "isp-box lines shows the hint", func() (bool, string) {
+		var stdout, stderr strings.Builder
+		c := exec.Command(binary(t), "lines", "-s", sock)
+		c.Stdout, c.Stderr = &stdout, &stderr
+		c.Run()
+		out = stdout.String()
+		return strings.Contains(out, hint), out + stderr.String()
+	})
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("isp-box lines lacks %q:\n%s", w, out)
+		}
 	}
 }

@@ -21,12 +21,7 @@ import (
 // RELOADING=1 then READY=1; SIGTERM is STOPPING=1. The notify socket is
 // one the test creates, as systemd would.
 func TestServeSystemdNotify(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	if _, err := os.Stat("/dev/ttyUSB0"); err == nil {
-		t.Skip("/dev/ttyUSB0 exists on this machine: the test wants the example's modem missing")
-	}
+	needDaemonWithoutModem(t)
 	nobody := os.Geteuid() == 0
 	dir := userDir(t, nobody)
 	notifyPath := filepath.Join(dir, "notify")
