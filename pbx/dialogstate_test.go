@@ -57,6 +57,19 @@ const calleeSDP = "v=0\r\no=- 7 7 IN IP4 127.0.0.60\r\ns=-\r\nc=IN IP4 127.0.0.6
 
 // fromCaller is an in-dialog request of the caller (RFC 3261 §12.2.1.1).
 func (rc *rawCall) fromCaller(m sip.RequestMethod, cseq int) string {
+	return inDialog(m, cseq, rc.ok200.Contact().Address.String(), rc.cli.port(), rc.ok200.From().Value(),
+		rc.ok200.To().Value(), rc.ok200.CallID().Value(), clientLine)
+}
+
+// fromCallee is an in-dialog request of the callee.
+func (rc *rawCall) fromCallee(m sip.RequestMethod, cseq int) string {
+	return inDialog(m, cseq, rc.inv.Contact().Address.String(), rc.isp.port(), rc.inv.To().Value()+";tag="+rc.ispTag,
+		rc.inv.From().Value(), rc.inv.CallID().Value(), ispLine)
+}
+
+// inDialog is a request within a dialog to target, sent from a UA at
+// 127.0.0.1:port as user; an INVITE says its body is SDP.
+func inDialog(m sip.RequestMethod, cseq int, target string, port int, from, to, callID, user string) string {
 	ct := ""
 	if m == sip.INVITE {
 		ct = "\nContent-Type: application/sdp"
@@ -69,26 +82,7 @@ To: %[6]s
 Call-ID: %[7]s
 CSeq: %[8]d %[1]s
 Contact: <sip:%[9]s@127.0.0.1:%[3]d>
-Max-Forwards: 70%[10]s`, m, rc.ok200.Contact().Address.String(), rc.cli.port(), branch(), rc.ok200.From().Value(),
-		rc.ok200.To().Value(), rc.ok200.CallID().Value(), cseq, clientLine, ct)
-}
-
-// fromCallee is an in-dialog request of the callee.
-func (rc *rawCall) fromCallee(m sip.RequestMethod, cseq int) string {
-	ct := ""
-	if m == sip.INVITE {
-		ct = "\nContent-Type: application/sdp"
-	}
-	return fmt.Sprintf(`
-%[1]s %[2]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[3]d;branch=%[4]s;rport
-From: %[5]s;tag=%[6]s
-To: %[7]s
-Call-ID: %[8]s
-CSeq: %[9]d %[1]s
-Contact: <sip:%[10]s@127.0.0.1:%[3]d>
-Max-Forwards: 70%[11]s`, m, rc.inv.Contact().Address.String(), rc.isp.port(), branch(), rc.inv.To().Value(), rc.ispTag,
-		rc.inv.From().Value(), rc.inv.CallID().Value(), cseq, ispLine, ct)
+Max-Forwards: 70%[10]s`, m, target, port, branch(), from, to, callID, cseq, user, ct)
 }
 
 // nextRequest returns the next request with method m, answering nothing.

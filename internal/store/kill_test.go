@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -54,12 +55,12 @@ func TestKill9(t *testing.T) {
 	}
 }
 
-// runAndKill starts a writer, lets it run for after (counted from its first
-// acknowledgement), kills it with SIGKILL and returns what it acknowledged.
-func runAndKill(t *testing.T, path string, start int, after time.Duration) []string {
+// startChild runs this test binary's test (the child half of a test,
+// chosen by env) and returns it with its standard output.
+func startChild(t *testing.T, test string, env ...string) (*exec.Cmd, io.Reader) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKill9$", "-test.count=1")
-	cmd.Env = append(os.Environ(), killChildEnv+"="+path, killStartEnv+"="+strconv.Itoa(start))
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -68,6 +69,14 @@ func runAndKill(t *testing.T, path string, start int, after time.Duration) []str
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, out
+}
+
+// runAndKill starts a writer, lets it run for after (counted from its first
+// acknowledgement), kills it with SIGKILL and returns what it acknowledged.
+func runAndKill(t *testing.T, path string, start int, after time.Duration) []string {
+	t.Helper()
+	cmd, out := startChild(t, "TestKill9", killChildEnv+"="+path, killStartEnv+"="+strconv.Itoa(start))
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -105,7 +114,7 @@ func runAndKill(t *testing.T, path string, start int, after time.Duration) []str
 	for l := range lines {
 		acks = append(acks, l)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("writer did not die of SIGKILL: %v", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,16 +23,7 @@ func TestKill9LiveCall(t *testing.T) {
 		return
 	}
 	path := filepath.Join(t.TempDir(), "live.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKill9LiveCall$", "-test.count=1")
-	cmd.Env = append(os.Environ(), liveChildEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startChild(t, "TestKill9LiveCall", liveChildEnv+"="+path)
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
