@@ -67,6 +67,11 @@ console = $work/isp-box.sock
 database = $work/isp-box.db
 log-level = warn
 network = userspace
+; the same memory budget as Kamailio's (-m 256 below): at the default
+; 96 MiB (sized for a Pi) the 32 s of sipgo transactions a REGISTER or
+; call burst keeps (Timer J) push the heap over the soft limit and the
+; GC runs back to back (up to half the CPU) -- profile of 2026-12-06
+memory-limit = 256M
 [network]
 gateway = 192.168.32.1
 pool = 192.168.32.0/24
