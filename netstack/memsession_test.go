@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/netstack"
 )
 
@@ -36,7 +36,7 @@ func TestSessionMemory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h0, s0, g0 := memNow()
+		h0, s0, g0 := testutil.HeapNow()
 		sessions := make([]*netstack.Session, 0, n)
 		for i := range n {
 			s, err := st.Attach(context.Background(), "s"+strconv.Itoa(i), netip.Addr{}, func([]byte) {})
@@ -45,19 +45,11 @@ func TestSessionMemory(t *testing.T) {
 			}
 			sessions = append(sessions, s)
 		}
-		h1, s1, g1 := memNow()
+		h1, s1, g1 := testutil.HeapNow()
 		fmt.Printf("| %d | %.2f | %.2f |\n", n, (float64(h1+s1)-float64(h0+s0))/1024/float64(n), float64(g1-g0)/float64(n))
 		for _, s := range sessions {
 			s.Close()
 		}
 		st.Close()
 	}
-}
-
-func memNow() (heap, stacks uint64, goroutines int) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, m.StackInuse, runtime.NumGoroutine()
 }

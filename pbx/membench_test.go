@@ -17,17 +17,8 @@ import (
 
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/sim/sipflood"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
-
-// heapNow is live heap plus goroutine stacks after two collections: what
-// the process holds, without garbage.
-func heapNow() (heap, stacks uint64, goroutines int) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, m.StackInuse, runtime.NumGoroutine()
-}
 
 // TestMemoryPerPeer is make bench-mem's SIP half: ISPBOX_MEMBENCH lists
 // peer counts (1000,10000). For each, a PBX with that many peers
@@ -106,16 +97,16 @@ func memoryPerPeer(t *testing.T, n int, settle time.Duration, profile func(strin
 	}
 
 	// An empty box first: what a box costs without peers.
-	h0, s0, _ := heapNow()
+	h0, s0, _ := testutil.HeapNow()
 	_, cancel0, done0 := start(0)
-	he, se, ge := heapNow()
+	he, se, ge := testutil.HeapNow()
 	stop(cancel0, done0)
 	empty := he + se - h0 - s0
 
-	h0, s0, _ = heapNow()
+	h0, s0, _ = testutil.HeapNow()
 	s, cancel, done := start(n)
 	defer stop(cancel, done)
-	hc, sc, _ := heapNow() // configured: minus the empty box, per peer
+	hc, sc, _ := testutil.HeapNow() // configured: minus the empty box, per peer
 	profile(fmt.Sprintf("peers-%d-configured", n))
 	// 64 gateways on distinct loopback addresses (the stranger limits
 	// are per source address until a line of that address registers),
@@ -131,7 +122,7 @@ func memoryPerPeer(t *testing.T, n int, settle time.Duration, profile func(strin
 		defer ua.Close()
 		uas[k] = ua
 	}
-	hb, sb, gb := heapNow() // the baseline of what registration adds
+	hb, sb, gb := testutil.HeapNow() // the baseline of what registration adds
 	ctx, cancelReg := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancelReg()
 	t0 := time.Now()
@@ -164,10 +155,10 @@ func memoryPerPeer(t *testing.T, n int, settle time.Duration, profile func(strin
 	if registered != n {
 		t.Fatalf("%d of %d peers registered", registered, n)
 	}
-	hr, sr, gr := heapNow()
+	hr, sr, gr := testutil.HeapNow()
 	profile(fmt.Sprintf("peers-%d-registered", n))
 	time.Sleep(settle)
-	hi, si, gi := heapNow()
+	hi, si, gi := testutil.HeapNow()
 	profile(fmt.Sprintf("peers-%d-idle", n))
 	kb := func(a, b uint64) float64 { return (float64(a) - float64(b)) / 1024 / float64(n) }
 	fmt.Printf("| %d | %.0f | %.2f | +%.2f | +%.2f | %.3f | %v |\n", n, float64(empty)/1024,

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/ppp"
 )
 
@@ -64,14 +65,6 @@ func TestPPPClientsHelper(t *testing.T) {
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
-func sessionHeap() (heap, stacks uint64, goroutines int) {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, m.StackInuse, runtime.NumGoroutine()
-}
-
 // TestIdleSessionMemory is make bench-mem's PPP half: ISPBOX_MEMBENCH
 // lists session counts (1000,10000). N clients in a child process dial
 // this process over loopback TCP and bring PPP up (LCP, IPCP; no
@@ -104,7 +97,7 @@ func idleSessions(t *testing.T, n int, profDir string) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	h0, s0, g0 := sessionHeap()
+	h0, s0, g0 := testutil.HeapNow()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() {
@@ -155,7 +148,7 @@ func idleSessions(t *testing.T, n int, profDir string) {
 	}
 	took := time.Since(t0)
 	time.Sleep(time.Second) // the last server sessions finish IPCP
-	h1, s1, g1 := sessionHeap()
+	h1, s1, g1 := testutil.HeapNow()
 	if profDir != "" {
 		f, err := os.Create(filepath.Join(profDir, fmt.Sprintf("ppp-%d.pprof", n)))
 		if err == nil {

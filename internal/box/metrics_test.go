@@ -2,7 +2,6 @@ package box_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -11,35 +10,13 @@ import (
 
 	"github.com/isp-box/isp-box/internal/box"
 	"github.com/isp-box/isp-box/internal/bus"
-	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // [box] metrics serves /metrics from the same status as the CLI: the
 // seed's two peers (unregistered), a line opening, no calls.
 func TestMetricsListener(t *testing.T) {
-	cfg, err := config.Parse("t.conf", []byte(fmt.Sprintf(`
-[general]
-udpbindaddr=127.0.0.1:%d
-[pap2t-ispmodem]
-type=friend
-host=dynamic
-secret=x
-[pap2t-client]
-type=friend
-host=dynamic
-secret=y
-[default]
-exten => _X!,1,Dial(SIP/pap2t-ispmodem,20)
-[box]
-metrics = 127.0.0.1:0
-[line ttyUSB0]
-device /dev/isp-box-test-missing
-peer pap2t-ispmodem
-`, testutil.FreeUDPPort(t))), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := lineConfig(t, "[pap2t-client]\ntype=friend\nhost=dynamic\nsecret=y\n[box]\nmetrics = 127.0.0.1:0\n")
 	started := make(chan *box.Box, 1)
 	b, err := box.New(cfg, box.Options{Socket: "-", Database: ":memory:", NoSignals: true, Started: func(b *box.Box) { started <- b }})
 	if err != nil {

@@ -92,22 +92,7 @@ func TestPartFailsAtStart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.part, func(t *testing.T) {
 			testutil.LeakCheck(t)
-			cfg, err := config.Parse("t.conf", []byte(fmt.Sprintf(`
-[general]
-udpbindaddr=127.0.0.1:%d
-[pap2t-ispmodem]
-type=friend
-host=dynamic
-secret=x
-[default]
-exten => _X!,1,Dial(SIP/pap2t-ispmodem,20)
-[line ttyUSB0]
-device /dev/isp-box-test-missing
-peer pap2t-ispmodem
-`, testutil.FreeUDPPort(t))), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := lineConfig(t, "")
 			var logs testutil.LogBuffer
 			opts := box.Options{Socket: "-", Database: ":memory:", NoSignals: true,
 				Log:     logging.New(&logs, logging.Options{Level: slog.LevelDebug}), // debug: each part's "stopped"
@@ -147,24 +132,7 @@ peer pap2t-ispmodem
 // order of start and says "isp-box stopped" once, leaving no goroutine.
 func TestPartsStopInReverse(t *testing.T) {
 	testutil.LeakCheck(t)
-	cfg, err := config.Parse("t.conf", []byte(fmt.Sprintf(`
-[general]
-udpbindaddr=127.0.0.1:%d
-[pap2t-ispmodem]
-type=friend
-host=dynamic
-secret=x
-[default]
-exten => _X!,1,Dial(SIP/pap2t-ispmodem,20)
-[box]
-metrics = 127.0.0.1:0
-[line ttyUSB0]
-device /dev/isp-box-test-missing
-peer pap2t-ispmodem
-`, testutil.FreeUDPPort(t))), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := lineConfig(t, "[box]\nmetrics = 127.0.0.1:0\n")
 	var logs testutil.LogBuffer
 	started := make(chan struct{})
 	b, err := box.New(cfg, box.Options{Socket: filepath.Join(testutil.ShortDir(t), "s.sock"), Database: ":memory:", NoSignals: true,
@@ -196,4 +164,27 @@ peer pap2t-ispmodem
 	if n := strings.Count(logs.String(), `msg="isp-box stopped"`); n != 1 {
 		t.Errorf("isp-box stopped logged %d times, want once:\n%s", n, logs.String())
 	}
+}
+
+// lineConfig is a box with the ISP modem's peer, the seed's dial plan and
+// a line whose device is missing (it stays opening), extra appended.
+func lineConfig(t *testing.T, extra string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("t.conf", []byte(fmt.Sprintf(`
+[general]
+udpbindaddr=127.0.0.1:%d
+[pap2t-ispmodem]
+type=friend
+host=dynamic
+secret=x
+[default]
+exten => _X!,1,Dial(SIP/pap2t-ispmodem,20)
+[line ttyUSB0]
+device /dev/isp-box-test-missing
+peer pap2t-ispmodem
+`, testutil.FreeUDPPort(t))+extra), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

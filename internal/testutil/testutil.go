@@ -197,6 +197,17 @@ func ServePackets(pc net.PacketConn, answer func(p []byte, from net.Addr) []byte
 // Echo is the answer of an echo server, for ServePackets.
 func Echo(p []byte, _ net.Addr) []byte { return p }
 
+// HeapNow is the live heap and goroutine stacks after two collections
+// (what the process holds, without garbage) and the goroutine count: the
+// memory benchmarks' reading.
+func HeapNow() (heap, stacks uint64, goroutines int) {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc, m.StackInuse, runtime.NumGoroutine()
+}
+
 // Uplink joins two network namespaces as a box and its upstream: a veth
 // pair, dev with boxAddr/24 in box (default route via serverAddr), eth0
 // with serverAddr/24 in server, loopback up in both. Deleting a namespace
