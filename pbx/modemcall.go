@@ -301,8 +301,10 @@ type modemMedia struct {
 	// (RFC 3264 §8: the version moves only when the description does).
 	version int
 	body    []byte
-	rx      streamStats
-	other   uint64 // packets of other payload types (RFC 2833 events, comfort noise): ignored
+	// reinvite serialises the caller's re-INVITEs (modemInDialog).
+	reinvite sync.Mutex
+	rx       streamStats
+	other    uint64 // packets of other payload types (RFC 2833 events, comfort noise): ignored
 }
 
 // snapshot is the call's modem and RTP figures.

@@ -72,6 +72,12 @@ func (c *call) modemInDialog(md *modemMedia, l *leg, req *sip.Request, tx sip.Se
 		}
 	}
 	if isInvite {
+		// Our 200 to the last re-INVITE is out, its ACK may still be on
+		// the way: the next INVITE is not glare (RFC 3261 §14.2 asks 491
+		// only while our own INVITE is pending, 500 before our final
+		// answer), it waits for that ACK and is served in turn.
+		md.reinvite.Lock()
+		defer md.reinvite.Unlock()
 		// one INVITE transaction at a time (RFC 3261 §14.2)
 		if !c.changeState(stateReinvite, transition{}) {
 			s.respond(tx, req, 491, "Request Pending", nil)
