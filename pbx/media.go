@@ -209,7 +209,10 @@ func (r *relay) pump(from int) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // e.g. an ICMP error queued on the socket
+			// e.g. an ICMP error queued on the socket; a pause so that an
+			// error that repeats cannot spin the loop
+			time.Sleep(time.Millisecond)
+			continue
 		}
 		now := time.Now()
 		k := 0
