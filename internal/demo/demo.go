@@ -278,7 +278,8 @@ func waitPeersOK(ctx context.Context, w *World) error {
 	}
 }
 
-// waitLinesIdle waits until every modem line is idle with no session.
+// waitLinesIdle waits until every modem line is idle with no session, and
+// the PBX holds none of them busy.
 func waitLinesIdle(ctx context.Context, w *World) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -290,12 +291,21 @@ func waitLinesIdle(ctx context.Context, w *World) error {
 				busy = l.Name + " " + l.State
 			}
 		}
-		if busy == "" && len(st.Sessions) == 0 && len(st.Calls) == 0 {
+		// The PBX learns a line's state from the bus, a moment after the
+		// line itself: until it has, it would answer that line's callers
+		// 486, so the world is not ready yet.
+		held := ""
+		for _, p := range st.Peers {
+			if p.LineBusy {
+				held = p.Name
+			}
+		}
+		if busy == "" && held == "" && len(st.Sessions) == 0 && len(st.Calls) == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("line %s, %d sessions, %d calls: %w", busy, len(st.Sessions), len(st.Calls), ctx.Err())
+			return fmt.Errorf("line %s, PBX holds %q busy, %d sessions, %d calls: %w", busy, held, len(st.Sessions), len(st.Calls), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
