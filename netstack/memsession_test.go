@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,10 +18,7 @@ import (
 // stacks gained, divided by N, is the network's share of one idle PPP
 // session (ppp's TestIdleSessionMemory has the session's own).
 func TestSessionMemory(t *testing.T) {
-	counts := os.Getenv("ISPBOX_MEMBENCH")
-	if counts == "" {
-		t.Skip("a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
-	}
+	counts := testutil.EnvOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
 	fmt.Printf("| attached sessions (userspace) | KB per session (heap + stacks) | goroutines per session |\n|---|---|---|\n")
 	for _, f := range strings.Split(counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))

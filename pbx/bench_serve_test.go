@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/pbx/dialplan"
 )
 
@@ -17,10 +18,7 @@ import (
 // (peer bench-uas), and peer bench-uac (secret "bench") may call any
 // number. PBX_BENCH_RELAY=1 anchors the media.
 func TestBenchServe(t *testing.T) {
-	addr := os.Getenv("PBX_BENCH_ADDR")
-	if addr == "" {
-		t.Skip("run by scripts/bench-sip.sh")
-	}
+	addr := testutil.EnvOrSkip(t, "PBX_BENCH_ADDR", "run by scripts/bench-sip.sh")
 	cfg := DefaultConfig()
 	cfg.General.UDPBindAddr = netip.MustParseAddrPort(addr)
 	cfg.General.MaxAuthFailures = 1 << 30

@@ -315,6 +315,16 @@ func serve(t testing.TB, s *Server) {
 	}
 }
 
+// sippBox is a box on the test config with both lines registered by
+// sipp; it skips without sipp.
+func sippBox(t *testing.T) (box *testBox, ispPort, cliPort int) {
+	t.Helper()
+	needSipp(t)
+	box = startBox(t, testConfig(""), nil)
+	ispPort, cliPort = registerBoth(t, box)
+	return box, ispPort, cliPort
+}
+
 // registerBoth registers the ISP and the client line with sipp, each
 // from a free port of its own, and returns the two ports.
 func registerBoth(t *testing.T, box *testBox) (ispPort, cliPort int) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/rtpload"
+	"github.com/isp-box/isp-box/internal/testutil"
 )
 
 // The RTP relay side by side with rtpengine (make bench-rtp): the same
@@ -197,10 +198,7 @@ func startRelayProc(t *testing.T, name string, cmd *exec.Cmd, ctl netip.AddrPort
 // rtpengine"), ISPBOX_RELAY_CPUPROFILE a file for the box relay's CPU
 // profile. Needs rtpengine (Debian's rtpengine-daemon).
 func TestRTPCompare(t *testing.T) {
-	counts := os.Getenv("ISPBOX_RTPBENCH")
-	if counts == "" {
-		t.Skip("a benchmark: make bench-rtp (ISPBOX_RTPBENCH=100,500,1000)")
-	}
+	counts := testutil.EnvOrSkip(t, "ISPBOX_RTPBENCH", "a benchmark: make bench-rtp (ISPBOX_RTPBENCH=100,500,1000)")
 	dur := 10 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("ISPBOX_RTPBENCH_DURATION")); err == nil {
 		dur = d

@@ -12,9 +12,7 @@ import (
 // The seed call: the client line calls 88567682, the ISP line gets the
 // caller's SDP unchanged, rings, answers; ACK; the caller hangs up.
 func TestSippCallDirectMedia(t *testing.T) {
-	needSipp(t)
-	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := registerBoth(t, box)
+	box, ispPort, cliPort := sippBox(t)
 
 	d := defaults(ispLine)
 	d.CheckSDP = true
@@ -72,9 +70,7 @@ func sdpOfFirstInvite(t *testing.T, log string) string {
 }
 
 func TestSippReinviteBothWays(t *testing.T) {
-	needSipp(t)
-	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := registerBoth(t, box)
+	box, ispPort, cliPort := sippBox(t)
 	d := defaults(ispLine)
 	d.Reinvite = true
 	uas := startSipp(t, scenario(t, "uas_answer.xml", d), ispPort, "")
@@ -89,9 +85,7 @@ func TestSippReinviteBothWays(t *testing.T) {
 }
 
 func TestSippCancelWhileRinging(t *testing.T) {
-	needSipp(t)
-	box := startBox(t, testConfig(""), nil)
-	ispPort, cliPort := registerBoth(t, box)
+	box, ispPort, cliPort := sippBox(t)
 	uas := startSipp(t, scenario(t, "uas_ring.xml", defaults(ispLine)), ispPort, "")
 	uac := startSipp(t, scenario(t, "uac_cancel.xml", defaults(clientLine)), cliPort, box.Addr().String())
 	uac.wait(t, 30*time.Second)

@@ -73,10 +73,7 @@ func TestPPPClientsHelper(t *testing.T) {
 // server session (the network behind it is measured by netstack's
 // BenchmarkSessionMemory). ISPBOX_MEMBENCH_PROFILE=DIR saves heap profiles.
 func TestIdleSessionMemory(t *testing.T) {
-	counts := os.Getenv("ISPBOX_MEMBENCH")
-	if counts == "" {
-		t.Skip("a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
-	}
+	counts := testutil.EnvOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
 	profDir := os.Getenv("ISPBOX_MEMBENCH_PROFILE")
 	if profDir != "" {
 		runtime.MemProfileRate = 512

@@ -197,6 +197,18 @@ func ServePackets(pc net.PacketConn, answer func(p []byte, from net.Addr) []byte
 // Echo is the answer of an echo server, for ServePackets.
 func Echo(p []byte, _ net.Addr) []byte { return p }
 
+// EnvOrSkip returns the environment variable name, and skips the test
+// with why when it is unset or empty: for measurements and helper
+// processes that only a make target or a script runs.
+func EnvOrSkip(t testing.TB, name, why string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Skip(why)
+	}
+	return v
+}
+
 // HeapNow is the live heap and goroutine stacks after two collections
 // (what the process holds, without garbage) and the goroutine count: the
 // memory benchmarks' reading.
