@@ -58,7 +58,7 @@ func (c *call) modemInDialog(md *modemMedia, l *leg, req *sip.Request, tx sip.Se
 	}
 	hasOffer := isSDP(ctype, body)
 	if hasOffer && offersT38(body) {
-		s.log.Info("pbx: T.38 refused on a softmodem call; G.711 stays", "id", c.id, "from", l.peer)
+		s.log.Info("T.38 refused on a softmodem call; G.711 stays", "id", c.id, "from", l.peer)
 		s.respond(tx, req, 488, "Not Acceptable Here", nil, sip.NewHeader("Warning", `304 isp-box "Media type not available"`))
 		return
 	}
@@ -66,7 +66,7 @@ func (c *call) modemInDialog(md *modemMedia, l *leg, req *sip.Request, tx sip.Se
 	if hasOffer {
 		var err error
 		if o, err = parseModemOffer(body); err != nil {
-			s.log.Info("pbx: softmodem call: re-offer refused", "id", c.id, "err", err)
+			s.log.Info("softmodem call: re-offer refused", "id", c.id, "err", err)
 			s.respond(tx, req, 488, "Not Acceptable Here", nil, sip.NewHeader("Warning", fmt.Sprintf(`305 isp-box %q`, err.Error())))
 			return
 		}
@@ -92,7 +92,7 @@ func (c *call) modemInDialog(md *modemMedia, l *leg, req *sip.Request, tx sip.Se
 		l.sdp = body
 		l.ourSDP = ourSDP
 		c.mu.Unlock()
-		s.log.Info("pbx: softmodem call: re-offer answered", "id", c.id, "method", req.Method, "remote", o.remote, "direction", modemDirection(body))
+		s.log.Info("softmodem call: re-offer answered", "id", c.id, "method", req.Method, "remote", o.remote, "direction", modemDirection(body))
 	} else {
 		// No offer: a session refresh (UPDATE), or a re-INVITE that
 		// wants ours in the 200 and answers in the ACK (RFC 3261
@@ -112,7 +112,7 @@ func (c *call) modemInDialog(md *modemMedia, l *leg, req *sip.Request, tx sip.Se
 	}
 	ack := c.sendFinal2xx(tx, req, ourSDP, nil, l, seResp...)
 	if ack == nil {
-		s.log.Info("pbx: softmodem call: no ACK for the re-INVITE's 200", "id", c.id)
+		s.log.Info("softmodem call: no ACK for the re-INVITE's 200", "id", c.id)
 		return
 	}
 	if !hasOffer && len(ack.Body()) > 0 {

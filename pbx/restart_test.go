@@ -53,11 +53,7 @@ func TestLineBusyAndHunt(t *testing.T) {
 	m2Port, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, "modem2", m2Port)
 	registerLine(t, box, clientLine, cliPort)
-	box.bus.Publish(bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "connected"})
-	deadline := time.Now().Add(5 * time.Second)
-	for !peerByName(box.Server, ispLine).LineBusy && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	holdLineBusy(t, box.bus, box.Server, bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "connected"})
 	uas := startSipp(t, scenario(t, "uas_answer.xml", defaults("modem2")), m2Port, "")
 	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), cliPort, box.Addr().String())
 	uac.wait(t, 30*time.Second)
@@ -73,10 +69,7 @@ func TestLineBusyAndHunt(t *testing.T) {
 	box2 := startBox(t, testConfig(""), nil)
 	isp2 := newRawUA(t, box2.Addr())
 	isp2.registerAuth(ispLine, secret, "")
-	box2.bus.Publish(bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "down"})
-	for !peerByName(box2.Server, ispLine).LineBusy {
-		time.Sleep(10 * time.Millisecond)
-	}
+	holdLineBusy(t, box2.bus, box2.Server, bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "down"})
 	cli := newRawUA(t, box2.Addr())
 	r := cli.invite(clientLine, "88567682", 1, "busy@x", "")
 	r = cli.invite(clientLine, "88567682", 2, "busy@x", authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box2.Addr().String()))
@@ -85,5 +78,20 @@ func TestLineBusyAndHunt(t *testing.T) {
 	}
 	if m := isp2.recv(200 * time.Millisecond); m != nil {
 		t.Errorf("the busy line got %v", m)
+	}
+}
+
+// holdLineBusy publishes ev until the PBX holds its peer's line busy: the
+// PBX's line watcher may subscribe after the first one went out, and an
+// event published before a subscriber exists is not kept for it.
+func holdLineBusy(t *testing.T, b *bus.Bus, s *Server, ev bus.LineState) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !peerByName(s, ev.Peer).LineBusy {
+		if time.Now().After(deadline) {
+			t.Fatalf("the PBX never held %s's line busy after %+v", ev.Peer, ev)
+		}
+		b.Publish(ev)
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -382,6 +382,12 @@ func (m *Modem) setState(s State) {
 	m.state, m.n = s, 0
 	m.mu.Lock()
 	m.stats.State = s
+	if m.v22 != nil {
+		// A reader woken by this change reads the rate agreed in
+		// training, not the one of the block before (it saw 0).
+		st := m.v22.Stats()
+		m.stats.Rate, m.stats.SNR, m.stats.EQMSE, m.stats.Retrains = st.Rate, st.SNR, st.MSE, st.Retrains
+	}
 	m.wakeLocked()
 	m.mu.Unlock()
 }
