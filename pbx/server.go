@@ -311,13 +311,12 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	s.shutdownCalls()
 	cancel()
 	bg.Wait()
-	s.wg.Wait()
+	// No new handlers, and the running ones done, before waiting for the
+	// work they start: a handler's s.wg.Add (a BYE's doRequest, a poke)
+	// racing s.wg.Wait at a zero count is what sync.WaitGroup forbids.
 	s.hmu.Lock()
 	s.stopping = true
 	s.hmu.Unlock()
-	conn.Close()
-	<-served
-	feed.stop()
 	handled := make(chan struct{})
 	go func() { s.handlers.Wait(); close(handled) }()
 	select {
@@ -325,6 +324,10 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	case <-time.After(5 * time.Second):
 		s.log.Warn("request handlers still running at shutdown")
 	}
+	s.wg.Wait()
+	conn.Close()
+	<-served
+	feed.stop()
 	_ = ua.Close()
 	return nil
 }
