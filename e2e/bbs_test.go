@@ -14,7 +14,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/sim/hayes/hayestest"
 	"github.com/isp-box/isp-box/internal/testutil"
-	"github.com/isp-box/isp-box/modem/telnet"
+	"github.com/isp-box/isp-box/modem/telnet/telnettest"
 )
 
 // bbsEnd is the byte sequence after which the test BBS stops echoing.
@@ -61,43 +61,23 @@ func bbsInNetns(t *testing.T) (addr string, got <-chan []byte) {
 		t.Fatalf("BBS listener in %s: %v", name, err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	ch := make(chan []byte, 1)
-	go runBBS(ln, ch)
-	return ln.Addr().String(), ch
+	return ln.Addr().String(), telnettest.BBS{
+		Greeting: "Welcome to the BBS\r\nName? ",
+		Echo:     true,
+		Until:    telnettest.Contains(bbsEnd),
+	}.Serve(ln)
 }
 
-// runBBS serves one caller on ln: a greeting, then an echo of all it reads
-// until bbsEnd, which it sends on got.
-func runBBS(ln net.Listener, got chan<- []byte) {
-	nc, err := ln.Accept()
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	c, err := telnet.Server(nc)
-	if err != nil {
-		return
-	}
-	c.Write([]byte("Welcome to the BBS\r\nName? "))
-	nc.SetReadDeadline(time.Now().Add(60 * time.Second))
-	var all []byte
-	buf := make([]byte, 512)
-	for !bytes.Contains(all, bbsEnd) {
-		n, err := c.Read(buf)
-		all = append(all, buf[:n]...)
-		c.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	got <- all
-}
-
-// bbsCall is the caller's side once CONNECT came: the greeting, a name
+// bbsCall is the caller's side: ATDT5552323, CONNECT, the greeting, a name
 // typed and echoed, all 256 byte values there and back unchanged through
 // the Telnet bridge, and the BBS got them unchanged too.
 func bbsCall(t *testing.T, dte *hayestest.DTE, got <-chan []byte) {
 	t.Helper()
+	dte.Timeout = 60 * time.Second
+	dte.Send("ATE0\r")
+	dte.Expect("OK")
+	dte.Send("ATDT5552323\r")
+	dte.Expect("CONNECT")
 	dte.Expect("Welcome to the BBS\r\nName? ")
 	dte.Send("sysop\r")
 	dte.Expect("sysop\r")
@@ -143,11 +123,6 @@ func TestBBSThroughHardwareLine(t *testing.T) {
 	cfg := pap2t(t, func(src string) string { return bbsPlan(src, addr) })
 	w := startWorld(t, cfg, worldOpts{})
 	dte := hayestest.Open(t, w.Clients["pap2t-client"].Path())
-	dte.Timeout = 60 * time.Second
-	dte.Send("ATE0\r")
-	dte.Expect("OK")
-	dte.Send("ATDT5552323\r")
-	dte.Expect("CONNECT")
 	bbsCall(t, dte, got)
 }
 
@@ -171,10 +146,5 @@ connect-speed 33600
 `
 	})
 	startWorld(t, cfg, worldOpts{})
-	dte.Timeout = 60 * time.Second
-	dte.Send("ATE0\r")
-	dte.Expect("OK")
-	dte.Send("ATDT5552323\r")
-	dte.Expect("CONNECT")
 	bbsCall(t, dte, got)
 }

@@ -522,16 +522,20 @@ func readEchoes(s *demo.Session, id uint16, got *atomic.Int64) {
 		if err != nil {
 			return
 		}
-		p := buf[:n]
-		if n < 28 || p[0]>>4 != 4 || p[9] != 1 {
-			continue
+		if isEchoReply(buf[:n], id) {
+			got.Add(1)
 		}
-		ihl := int(p[0]&0x0f) * 4
-		if n < ihl+8 || p[ihl] != 0 || binary.BigEndian.Uint16(p[ihl+4:]) != id {
-			continue
-		}
-		got.Add(1)
 	}
+}
+
+// isEchoReply says whether p is an IPv4 ICMP echo reply with identifier
+// id (RFC 792).
+func isEchoReply(p []byte, id uint16) bool {
+	if len(p) < 28 || p[0]>>4 != 4 || p[9] != 1 {
+		return false
+	}
+	ihl := int(p[0]&0x0f) * 4
+	return len(p) >= ihl+8 && p[ihl] == 0 && binary.BigEndian.Uint16(p[ihl+4:]) == id
 }
 
 // echoRequest builds an IPv4 ICMP echo request with 56 bytes of data, as

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -186,12 +185,7 @@ func pingOnce(ctx context.Context, pc *ppp.Client, id uint16) error {
 			if err != nil {
 				return
 			}
-			p := buf[:n]
-			if n < 28 || p[0]>>4 != 4 || p[9] != 1 {
-				continue
-			}
-			ihl := int(p[0]&0x0f) * 4
-			if n >= ihl+8 && p[ihl] == 0 && binary.BigEndian.Uint16(p[ihl+4:]) == id {
+			if isEchoReply(buf[:n], id) {
 				select {
 				case got <- struct{}{}:
 				default:

@@ -8,45 +8,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/isp-box/isp-box/modem/telnet"
+	"github.com/isp-box/isp-box/modem/telnet/telnettest"
 )
 
 // bbs is a Telnet server on loopback that greets, then echoes every byte
 // and keeps what it received.
-func bbs(t *testing.T) (addr string, got chan []byte) {
+func bbs(t *testing.T) (addr string, got <-chan []byte) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	got = make(chan []byte, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		c, err := telnet.Server(nc)
-		if err != nil {
-			return
-		}
-		c.Write([]byte("Welcome to the BBS\r\n"))
-		var all []byte
-		buf := make([]byte, 512)
-		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-		for len(all) < 256 {
-			n, err := c.Read(buf)
-			all = append(all, buf[:n]...)
-			c.Write(buf[:n])
-			if err != nil {
-				break
-			}
-		}
-		got <- all
-		c.Write([]byte("Goodbye\r\n"))
-		time.Sleep(100 * time.Millisecond)
-	}()
+	got = telnettest.BBS{
+		Greeting: "Welcome to the BBS\r\n",
+		Echo:     true,
+		Until:    func(read []byte) bool { return len(read) >= 256 },
+		Reply:    func([]byte) string { return "Goodbye\r\n" },
+		Timeout:  20 * time.Second,
+		Linger:   100 * time.Millisecond,
+	}.Serve(ln)
 	return ln.Addr().String(), got
 }
 

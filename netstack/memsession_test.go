@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/isp-box/isp-box/internal/testutil"
@@ -18,13 +17,9 @@ import (
 // stacks gained, divided by N, is the network's share of one idle PPP
 // session (ppp's TestIdleSessionMemory has the session's own).
 func TestSessionMemory(t *testing.T) {
-	counts := testutil.EnvOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
+	counts := testutil.CountsOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
 	fmt.Printf("| attached sessions (userspace) | KB per session (heap + stacks) | goroutines per session |\n|---|---|---|\n")
-	for _, f := range strings.Split(counts, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			t.Fatalf("ISPBOX_MEMBENCH: %q is not a count", f)
-		}
+	for _, n := range counts {
 		cfg := userspaceConfig(t)
 		cfg.Pool = netip.MustParsePrefix("10.64.0.0/10")
 		cfg.Gateway = netip.MustParseAddr("10.64.0.1")

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,7 +28,7 @@ import (
 // ISPBOX_MEMBENCH_SETTLE). ISPBOX_MEMBENCH_PROFILE=DIR saves heap
 // profiles at each point (go tool pprof -base).
 func TestMemoryPerPeer(t *testing.T) {
-	counts := testutil.EnvOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
+	counts := testutil.CountsOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
 	settle := 33 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("ISPBOX_MEMBENCH_SETTLE")); err == nil {
 		settle = d
@@ -54,11 +52,7 @@ func TestMemoryPerPeer(t *testing.T) {
 		}
 	}
 	fmt.Printf("| peers | heap+stacks, empty box KB | configured: KB per peer | registering adds, KB per peer | of which left after %v | goroutines per peer | register time |\n|---|---|---|---|---|---|---|\n", settle)
-	for _, f := range strings.Split(counts, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			t.Fatalf("ISPBOX_MEMBENCH: %q is not a peer count", f)
-		}
+	for _, n := range counts {
 		memoryPerPeer(t, n, settle, profile)
 	}
 }

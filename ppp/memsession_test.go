@@ -73,17 +73,13 @@ func TestPPPClientsHelper(t *testing.T) {
 // server session (the network behind it is measured by netstack's
 // BenchmarkSessionMemory). ISPBOX_MEMBENCH_PROFILE=DIR saves heap profiles.
 func TestIdleSessionMemory(t *testing.T) {
-	counts := testutil.EnvOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
+	counts := testutil.CountsOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
 	profDir := os.Getenv("ISPBOX_MEMBENCH_PROFILE")
 	if profDir != "" {
 		runtime.MemProfileRate = 512
 	}
 	fmt.Printf("| idle PPP sessions | KB per session (heap + stacks) | goroutines per session | all up in |\n|---|---|---|---|\n")
-	for _, f := range strings.Split(counts, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			t.Fatalf("ISPBOX_MEMBENCH: %q is not a count", f)
-		}
+	for _, n := range counts {
 		idleSessions(t, n, profDir)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/sim/smcaller"
-	"github.com/isp-box/isp-box/modem/telnet"
+	"github.com/isp-box/isp-box/modem/telnet/telnettest"
 	"github.com/isp-box/isp-box/ppp"
 	"github.com/isp-box/isp-box/softmodem"
 )
@@ -240,37 +240,17 @@ func TestBBSOverSoftmodem(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	got := make(chan string, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		c, err := telnet.Server(nc)
-		if err != nil {
-			return
-		}
-		c.Write([]byte("Welcome to the BBS\r\nName? "))
-		nc.SetReadDeadline(time.Now().Add(60 * time.Second))
-		var all []byte
-		buf := make([]byte, 512)
-		for !bytes.Contains(all, []byte("\r")) {
-			n, err := c.Read(buf)
-			all = append(all, buf[:n]...)
-			if err != nil {
-				break
-			}
-		}
-		c.Write([]byte("Hello, " + string(bytes.TrimSpace(all)) + "\r\n"))
-		got <- string(all)
-		time.Sleep(2 * time.Second) // the greeting leaves before the hang-up
-	}()
+	got := telnettest.BBS{
+		Greeting: "Welcome to the BBS\r\nName? ",
+		Until:    telnettest.Contains([]byte("\r")),
+		Reply:    func(read []byte) string { return "Hello, " + string(bytes.TrimSpace(read)) + "\r\n" },
+		Linger:   2 * time.Second, // the greeting leaves before the hang-up
+	}.Serve(ln)
 	_, _, call := dialSoftmodem(t, "exten => 5552323,1,Telnet("+ln.Addr().String()+")\nsame => n,Modem(answer)", "5552323")
 	expectModem(t, call.Modem, "Welcome to the BBS\r\nName? ", 15*time.Second)
 	call.Modem.Write([]byte("sysop\r"))
 	expectModem(t, call.Modem, "Hello, sysop\r\n", 15*time.Second)
-	if s := <-got; s != "sysop\r" {
+	if s := string(<-got); s != "sysop\r" {
 		t.Errorf("the BBS got %q", s)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -207,6 +208,24 @@ func EnvOrSkip(t testing.TB, name, why string) string {
 		t.Skip(why)
 	}
 	return v
+}
+
+// CountsOrSkip reads the environment variable name as a comma-separated
+// list of positive counts (ISPBOX_MEMBENCH=1000,10000): unset, the test
+// is skipped with why (a measurement run only by its make target); a
+// field that is not a positive count fails the test before anything runs.
+func CountsOrSkip(t testing.TB, name, why string) []int {
+	t.Helper()
+	v := EnvOrSkip(t, name, why)
+	var counts []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			t.Fatalf("%s: %q is not a count", name, f)
+		}
+		counts = append(counts, n)
+	}
+	return counts
 }
 
 // HeapNow is the live heap and goroutine stacks after two collections
