@@ -17,7 +17,7 @@ import (
 // stacks gained, divided by N, is the network's share of one idle PPP
 // session (ppp's TestIdleSessionMemory has the session's own).
 func TestSessionMemory(t *testing.T) {
-	counts := testutil.CountsOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
+	counts := testutil.MemBenchCounts(t)
 	fmt.Printf("| attached sessions (userspace) | KB per session (heap + stacks) | goroutines per session |\n|---|---|---|\n")
 	for _, n := range counts {
 		cfg := userspaceConfig(t)

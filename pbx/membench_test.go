@@ -28,7 +28,7 @@ import (
 // ISPBOX_MEMBENCH_SETTLE). ISPBOX_MEMBENCH_PROFILE=DIR saves heap
 // profiles at each point (go tool pprof -base).
 func TestMemoryPerPeer(t *testing.T) {
-	counts := testutil.CountsOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
+	counts := testutil.MemBenchCounts(t)
 	settle := 33 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("ISPBOX_MEMBENCH_SETTLE")); err == nil {
 		settle = d

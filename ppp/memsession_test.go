@@ -73,7 +73,7 @@ func TestPPPClientsHelper(t *testing.T) {
 // server session (the network behind it is measured by netstack's
 // BenchmarkSessionMemory). ISPBOX_MEMBENCH_PROFILE=DIR saves heap profiles.
 func TestIdleSessionMemory(t *testing.T) {
-	counts := testutil.CountsOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
+	counts := testutil.MemBenchCounts(t)
 	profDir := os.Getenv("ISPBOX_MEMBENCH_PROFILE")
 	if profDir != "" {
 		runtime.MemProfileRate = 512

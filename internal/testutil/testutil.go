@@ -228,6 +228,14 @@ func CountsOrSkip(t testing.TB, name, why string) []int {
 	return counts
 }
 
+// MemBenchCounts is make bench-mem's list of sizes (ISPBOX_MEMBENCH,
+// e.g. 1000,10000) for the memory tests of pbx, ppp and netstack; unset,
+// the test is skipped.
+func MemBenchCounts(t testing.TB) []int {
+	t.Helper()
+	return CountsOrSkip(t, "ISPBOX_MEMBENCH", "a benchmark: make bench-mem (ISPBOX_MEMBENCH=1000,10000)")
+}
+
 // HeapNow is the live heap and goroutine stacks after two collections
 // (what the process holds, without garbage) and the goroutine count: the
 // memory benchmarks' reading.
