@@ -36,29 +36,43 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startATA runs an ATA until the test ends.
-func startATA(t *testing.T, opts ata.Options) *ata.ATA {
+// runATA starts an ATA's Run; stop ends it and returns Run's error, or
+// an error if Run does not return within 15 s.
+func runATA(t *testing.T, opts ata.Options) (a *ata.ATA, stop func() error) {
 	t.Helper()
 	if opts.Log == nil {
 		opts.Log = testLog(t)
 	}
-	testutil.LeakCheck(t)
 	a, err := ata.New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
+	return a, func() error {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("Run: %v", err)
+				return fmt.Errorf("run: %w", err)
 			}
+			return nil
 		case <-time.After(15 * time.Second):
-			t.Errorf("Run did not return")
+			return errors.New("run did not return")
+		}
+	}
+}
+
+// startATA runs an ATA until the test ends.
+func startATA(t *testing.T, opts ata.Options) *ata.ATA {
+	t.Helper()
+	testutil.LeakCheck(t)
+	a, stop := runATA(t, opts)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
 		}
 	})
 	// Run is up once every line can be dialled: each line starts in a

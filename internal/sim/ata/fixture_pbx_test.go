@@ -318,16 +318,10 @@ func (f *fixturePBX) binding(user string) string {
 // the binding (expires=0).
 func TestRegistrationLifecycle(t *testing.T) {
 	f := newFixturePBX(t)
-	a, err := ata.New(ata.Options{Log: testLog(t), Lines: []ata.LineConfig{
+	a, stop := runATA(t, ata.Options{Lines: []ata.LineConfig{
 		{Name: "good", User: "pap2t-ispmodem", Password: "password", Registrar: f.addr},
 		{Name: "bad", User: "pap2t-client", Password: "wrong", Registrar: f.addr, RetryInterval: time.Hour},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
 	testutil.Until(t, 10*time.Second, "registered", a.Line(0).Registered)
 	testutil.Until(t, 10*time.Second, "registration failure", func() bool { return a.Describe()[1].RegError != "" })
 	if li := a.Describe()[1]; li.Registered || !strings.Contains(li.RegError, "401") {
@@ -339,8 +333,7 @@ func TestRegistrationLifecycle(t *testing.T) {
 	if _, err := a.Line(1).Dial(context.Background(), "88567682"); !errors.Is(err, phone.ErrNoDialtone) {
 		t.Errorf("Dial on unregistered line = %v, want ErrNoDialtone", err)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.binding("pap2t-ispmodem"); got != "" {

@@ -142,23 +142,16 @@ func TestRegisterDigest(t *testing.T) {
 	s := startSipp(t, "register-uas.xml", "-p", strconv.Itoa(port), "-key", "contact", contact)
 	waitBound(t, port)
 
-	a, err := ata.New(ata.Options{Log: testLog(t), Lines: []ata.LineConfig{{
+	a, stop := runATA(t, ata.Options{Lines: []ata.LineConfig{{
 		Name: "isp", User: "pap2t-ispmodem", Password: "password", Port: linePort,
 		Registrar: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)),
 	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
 	testutil.Until(t, 10*time.Second, "registered", a.Line(0).Registered)
 	s.wait(t) // sipp saw the refresh and its digest
 	if li := a.Describe()[0]; !li.Registered || li.RegError != "" {
 		t.Errorf("after refresh: %+v", li)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 
