@@ -109,20 +109,29 @@ func uri(l *ata.Line, user string) string {
 	return fmt.Sprintf("sip:%s@%s", user, l.Addr())
 }
 
+// dialResult is the end of a Dial run by dialAsync.
+type dialResult struct {
+	k   phone.Carrier
+	err error
+}
+
+// dialAsync dials from line `from` to user at line `to`'s address
+// directly, in a goroutine: the test answers meanwhile.
+func dialAsync(ctx context.Context, a *ata.ATA, from, to int, user string) <-chan dialResult {
+	ch := make(chan dialResult, 1)
+	go func() {
+		k, err := a.Line(from).Dial(ctx, uri(a.Line(to), user))
+		ch <- dialResult{k, err}
+	}()
+	return ch
+}
+
 // connect dials from line `from` to line `to` directly and answers.
 func connect(t *testing.T, a *ata.ATA, from, to int, r *ringer) (caller, callee phone.Carrier) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	type res struct {
-		k   phone.Carrier
-		err error
-	}
-	dialed := make(chan res, 1)
-	go func() {
-		k, err := a.Line(from).Dial(ctx, uri(a.Line(to), a.Describe()[to].User))
-		dialed <- res{k, err}
-	}()
+	dialed := dialAsync(ctx, a, from, to, a.Describe()[to].User)
 	in := r.next(t)
 	if got, want := in.CallerID(), a.Describe()[from].User; got != want {
 		t.Errorf("CallerID = %q, want %q", got, want)
@@ -376,15 +385,7 @@ func TestManyCalls(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			type res struct {
-				k   phone.Carrier
-				err error
-			}
-			dialed := make(chan res, 1)
-			go func() {
-				k, err := a.Line(i).Dial(ctx, uri(a.Line(i+1), lines[i+1].User))
-				dialed <- res{k, err}
-			}()
+			dialed := dialAsync(ctx, a, i, i+1, lines[i+1].User)
 			var in phone.Call
 			select {
 			case in = <-rs[i+1].calls:

@@ -121,12 +121,19 @@ func (f *fixturePBX) checkDigest(hdr sip.Header, method, nonce string) bool {
 	return p["response"] == md5hex(ha1+":"+nonce+":"+ha2)
 }
 
+// challenge answers req with a digest challenge (RFC 3261 §22.1: 401 and
+// WWW-Authenticate from a registrar, 407 and Proxy-Authenticate from a
+// proxy) for nonce in the fixture's realm.
+func challenge(req *sip.Request, tx sip.ServerTransaction, code int, reason, header, nonce string) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res.AppendHeader(sip.NewHeader(header, fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5`, fixtureRealm, nonce)))
+	_ = tx.Respond(res)
+}
+
 func (f *fixturePBX) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	nonce := "reg-" + req.CallID().Value()
 	if !f.checkDigest(req.GetHeader("Authorization"), "REGISTER", nonce) {
-		res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
-		res.AppendHeader(sip.NewHeader("WWW-Authenticate", fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5`, fixtureRealm, nonce)))
-		_ = tx.Respond(res)
+		challenge(req, tx, 401, "Unauthorized", "WWW-Authenticate", nonce)
 		return
 	}
 	ct := req.Contact()
@@ -145,9 +152,7 @@ func (f *fixturePBX) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 func (f *fixturePBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	nonce := "inv-" + req.CallID().Value()
 	if !f.checkDigest(req.GetHeader("Proxy-Authorization"), "INVITE", nonce) {
-		res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
-		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=MD5`, fixtureRealm, nonce)))
-		_ = tx.Respond(res)
+		challenge(req, tx, 407, "Proxy Authentication Required", "Proxy-Authenticate", nonce)
 		<-tx.Done() // until the ACK (or timer) ends the transaction
 		return
 	}
