@@ -342,28 +342,42 @@ func (l *Line) connected(ctx context.Context, p *port, cfg LineConfig, callID, c
 		}
 	}
 
-	kind := sessionKind{}
-	if l.opts.Service != nil && callID != "" {
-		// The number the caller dialled picks the service.
-		r := l.opts.Service(ctx, cfg.Name, callID)
-		switch {
-		case r.Service == ServiceLogin:
-			kind.loginOnly = true
-		case isBridge(r):
-			remote, err := dialService(ctx, r)
-			if err != nil {
-				l.fail(fmt.Errorf("bridge for call %s: %w", callID, err))
-				return l.hangup(ctx, p, cfg, callID)
-			}
-			l.log.Info("bridging the call", "call", callID, "service", r.Service, "target", r.Target)
-			kind = bridgeKind(remote)
-		}
+	kind, err := l.serviceKind(ctx, cfg.Name, callID, sessionKind{})
+	if err != nil {
+		return l.hangup(ctx, p, cfg, callID)
 	}
-	err := l.session1(ctx, p, cfg, cn, callID, callerID, kind)
+	err = l.session1(ctx, p, cfg, cn, callID, callerID, kind)
 	if isDeviceErr(err) || ctx.Err() != nil {
 		return err
 	}
 	return l.hangup(ctx, p, cfg, callID)
+}
+
+// serviceKind adds to kind the service the number the caller dialled
+// picks: login only, or a bridge to a Telnet or TCP service, dialled
+// here. A bridge that cannot be dialled is a failure of the line (logged
+// and returned): the call is hung up.
+func (l *Line) serviceKind(ctx context.Context, line, callID string, kind sessionKind) (sessionKind, error) {
+	if l.opts.Service == nil || callID == "" {
+		return kind, nil
+	}
+	r := l.opts.Service(ctx, line, callID)
+	switch {
+	case r.Service == ServiceLogin:
+		kind.loginOnly = true
+	case isBridge(r):
+		remote, err := dialService(ctx, r)
+		if err != nil {
+			err = fmt.Errorf("bridge for call %s: %w", callID, err)
+			l.fail(err)
+			return kind, err
+		}
+		l.log.Info("bridging the call", "call", callID, "service", r.Service, "target", r.Target)
+		stream := kind.stream
+		kind = bridgeKind(remote)
+		kind.stream = stream
+	}
+	return kind, nil
 }
 
 // session1 builds the Conn, starts the carrier watch, runs login (unless

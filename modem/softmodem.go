@@ -45,22 +45,9 @@ func (l *Line) ServeSoftmodem(ctx context.Context, rw io.ReadWriteCloser, call S
 	l.mu.Unlock()
 	l.publish(bus.ModemConnected{Line: cfg.Name, Speed: cn.Speed, Protocol: cn.Protocol, Result: cn.Result, CallID: call.CallID})
 	l.setState(StateConnected, cn.Result, call.CallID)
-	kind := sessionKind{stream: true}
-	if l.opts.Service != nil && call.CallID != "" {
-		r := l.opts.Service(ctx, cfg.Name, call.CallID)
-		switch {
-		case r.Service == ServiceLogin:
-			kind.loginOnly = true
-		case isBridge(r):
-			remote, err := dialService(ctx, r)
-			if err != nil {
-				l.fail(fmt.Errorf("bridge for call %s: %w", call.CallID, err))
-				return err
-			}
-			l.log.Info("bridging the call", "call", call.CallID, "service", r.Service, "target", r.Target)
-			kind = bridgeKind(remote)
-			kind.stream = true
-		}
+	kind, err := l.serviceKind(ctx, cfg.Name, call.CallID, sessionKind{stream: true})
+	if err != nil {
+		return err
 	}
 	return l.session1(ctx, p, cfg, cn, call.CallID, call.CallerID, kind)
 }
