@@ -393,29 +393,43 @@ func (e *Engine) FailureText(f Failure) string {
 	return "NO CARRIER"
 }
 
-// ConnectText is the CONNECT message for speed per X and &A (USR Courier
-// V.34 manual: X0 a bare CONNECT; &A1 adds /ARQ, &A2 the modulation, &A3
-// the protocols).
-func (e *Engine) ConnectText(speed int) string {
+// ConnectText is the CONNECT message for speed of an error-controlled
+// (V.42) connection per X and &A; ConnectTextEC says it for either kind.
+func (e *Engine) ConnectText(speed int) string { return e.ConnectTextEC(speed, true) }
+
+// ConnectTextEC is the CONNECT message for speed per X and &A (USR Courier
+// V.34 manual, "Additional Result Code Subsets"): X0 a bare CONNECT; &A1
+// adds /ARQ when the call is under error control, &A2 the modulation, &A3
+// the error control protocol and compression. A call without error control
+// never says ARQ; under &A3 its protocol is NONE ("CONNECT 2400/NONE" in
+// the manual) and it has no compression.
+func (e *Engine) ConnectTextEC(speed int, ec bool) string {
 	if e.X == 0 {
-		if e.ARQ >= 1 {
+		if ec && e.ARQ >= 1 {
 			return "CONNECT/ARQ"
 		}
 		return "CONNECT"
 	}
 	s := "CONNECT " + strconv.Itoa(speed)
-	if e.ARQ >= 1 {
+	if ec && e.ARQ >= 1 {
 		s += "/ARQ"
 	}
-	if e.ARQ >= 2 {
-		s += "/" + modulation(speed)
+	if mod := modulation(speed); e.ARQ >= 2 && mod != "" {
+		s += "/" + mod
 	}
 	if e.ARQ >= 3 {
-		s += "/LAPM/V42BIS"
+		if ec {
+			s += "/LAPM/V42BIS"
+		} else {
+			s += "/NONE"
+		}
 	}
 	return s
 }
 
+// modulation is the &A2 indicator for a rate. The manual lists indicators
+// for V.32, V.34 (and USR's HST, VFC) only: a V.22bis call at 2400 or
+// slower has none.
 func modulation(speed int) string {
 	switch {
 	case speed > 14400:
@@ -423,7 +437,7 @@ func modulation(speed int) string {
 	case speed > 2400:
 		return "V32"
 	}
-	return "V22"
+	return ""
 }
 
 // Guard is the escape guard time, S12 in fiftieths of a second.

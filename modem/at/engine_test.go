@@ -100,6 +100,43 @@ func TestEngineDialogue(t *testing.T) {
 	}
 }
 
+// TestConnectText: the CONNECT line per X, &A and whether the call is
+// under error control (USR Courier V.34 manual, &A0..&A3).
+func TestConnectText(t *testing.T) {
+	for _, tc := range []struct {
+		set   string
+		speed int
+		ec    bool
+		want  string
+	}{
+		{"X0", 2400, true, "CONNECT/ARQ"},
+		{"X0", 2400, false, "CONNECT"},
+		{"X0&A0", 2400, true, "CONNECT"},
+		{"X1&A0", 28800, true, "CONNECT 28800"},
+		{"X1&A1", 28800, true, "CONNECT 28800/ARQ"},
+		{"X1&A1", 2400, false, "CONNECT 2400"},
+		{"X4&A1", 1200, false, "CONNECT 1200"},
+		{"X4&A2", 28800, true, "CONNECT 28800/ARQ/V34"},
+		{"X4&A2", 9600, false, "CONNECT 9600/V32"},
+		{"X4&A2", 2400, false, "CONNECT 2400"},
+		{"X4&A3", 28800, true, "CONNECT 28800/ARQ/V34/LAPM/V42BIS"},
+		{"X4&A3", 2400, true, "CONNECT 2400/ARQ/LAPM/V42BIS"},
+		{"X4&A3", 2400, false, "CONNECT 2400/NONE"},
+		{"X4&A3", 14400, false, "CONNECT 14400/V32/NONE"},
+	} {
+		e := NewEngine(testProfile)
+		e.Feed([]byte("AT" + tc.set + "\r"))
+		if got := e.ConnectTextEC(tc.speed, tc.ec); got != tc.want {
+			t.Errorf("AT%s, %d bit/s, error control %v: %q, want %q", tc.set, tc.speed, tc.ec, got, tc.want)
+		}
+		if tc.ec {
+			if got := e.ConnectText(tc.speed); got != tc.want {
+				t.Errorf("AT%s, %d bit/s: ConnectText %q, want %q", tc.set, tc.speed, got, tc.want)
+			}
+		}
+	}
+}
+
 func TestResultsAndConnect(t *testing.T) {
 	e := NewEngine(testProfile)
 	if got := e.ConnectText(33600); got != "CONNECT 33600/ARQ" {

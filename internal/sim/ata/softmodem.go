@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/isp-box/isp-box/internal/sim/phone"
 	"github.com/isp-box/isp-box/softmodem"
 	"github.com/isp-box/isp-box/softmodem/g711"
 )
@@ -177,6 +178,8 @@ type audioCarrier struct {
 	a *audioMedia
 }
 
+var _ phone.ErrorControl = (*audioCarrier)(nil)
+
 // Read returns what the far modem sent; io.EOF once the carrier or the
 // call is gone.
 func (k *audioCarrier) Read(p []byte) (int, error) {
@@ -207,6 +210,10 @@ func (k *audioCarrier) Write(p []byte) (int, error) {
 
 // Speed is the rate the modems agreed.
 func (k *audioCarrier) Speed() int { return k.a.modem.Stats().Rate }
+
+// ErrorControlled is false: the softmodems run V.22bis/V.22/V.21/Bell 103
+// with no V.42 above them, so what a lost packet garbles stays garbled.
+func (k *audioCarrier) ErrorControlled() bool { return false }
 
 // Close hangs up: BYE to the far end, unless it hung up first.
 func (k *audioCarrier) Close() error {

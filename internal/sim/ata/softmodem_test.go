@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/sim/ata"
+	"github.com/isp-box/isp-box/internal/sim/phone"
 	"github.com/isp-box/isp-box/pbx"
 	"github.com/isp-box/isp-box/pbx/dialplan"
 )
@@ -61,6 +62,9 @@ func TestSoftmodemLine(t *testing.T) {
 	defer k.Close()
 	if k.Speed() != 2400 {
 		t.Errorf("CONNECT %d, want 2400", k.Speed())
+	}
+	if ec, ok := k.(phone.ErrorControl); !ok || ec.ErrorControlled() {
+		t.Error("the softmodem carrier claims error control (the hayes modem would say CONNECT 2400/ARQ)")
 	}
 	if li := l.Info(); li.Payload != "PCMU" {
 		t.Errorf("payload %q, want PCMU (a softmodem port offers G.711 only)", li.Payload)

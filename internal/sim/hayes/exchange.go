@@ -17,6 +17,9 @@ import (
 type Exchange struct {
 	// Speed is the line rate both carriers report; 0 means 28800.
 	Speed int
+	// NoErrorControl makes the carriers say their data path has no error
+	// control (as a softmodem call's), so the modems' CONNECT omits ARQ.
+	NoErrorControl bool
 
 	mu      sync.Mutex
 	numbers map[string]phone.Ringer
@@ -44,7 +47,7 @@ type exLine struct {
 func (l *exLine) Dial(ctx context.Context, number string) (phone.Carrier, error) {
 	l.x.mu.Lock()
 	r, ok := l.x.numbers[number]
-	speed := l.x.Speed
+	speed, noEC := l.x.Speed, l.x.NoErrorControl
 	l.x.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("exchange: %s is not connected: %w", number, phone.ErrNoCarrier)
@@ -52,7 +55,7 @@ func (l *exLine) Dial(ctx context.Context, number string) (phone.Carrier, error)
 	if speed == 0 {
 		speed = DefaultSpeed
 	}
-	c := &exCall{from: l.from, speed: speed, answered: make(chan phone.Carrier, 1), rejected: make(chan struct{}), gone: make(chan struct{})}
+	c := &exCall{from: l.from, speed: speed, noEC: noEC, answered: make(chan phone.Carrier, 1), rejected: make(chan struct{}), gone: make(chan struct{})}
 	r.Incoming(c)
 	select {
 	case car := <-c.answered:
@@ -77,6 +80,7 @@ func (l *exLine) Dial(ctx context.Context, number string) (phone.Carrier, error)
 type exCall struct {
 	from     string
 	speed    int
+	noEC     bool
 	answered chan phone.Carrier // the caller's end, sent once
 	rejected chan struct{}
 	gone     chan struct{}
@@ -114,7 +118,7 @@ func (c *exCall) Answer(ctx context.Context) (phone.Carrier, error) {
 	if !c.finish() {
 		return nil, phone.ErrNoCarrier
 	}
-	a, b := Pipe(c.speed)
+	a, b := pipe(c.speed, !c.noEC)
 	c.answered <- a
 	return b, nil
 }
@@ -123,12 +127,14 @@ func (c *exCall) Answer(ctx context.Context) (phone.Carrier, error) {
 // other reads. Writes never block on the reader (a generous buffer stands in
 // for the line); Close on either end hangs up both: the other end's Read
 // returns io.EOF once it has read what was already sent.
-func Pipe(speed int) (phone.Carrier, phone.Carrier) {
+func Pipe(speed int) (phone.Carrier, phone.Carrier) { return pipe(speed, true) }
+
+func pipe(speed int, ec bool) (phone.Carrier, phone.Carrier) {
 	ab, ba := make(chan []byte, 4096), make(chan []byte, 4096)
 	done := make(chan struct{})
 	once := new(sync.Once)
-	return &pipeEnd{rx: ba, tx: ab, done: done, once: once, speed: speed},
-		&pipeEnd{rx: ab, tx: ba, done: done, once: once, speed: speed}
+	return &pipeEnd{rx: ba, tx: ab, done: done, once: once, speed: speed, ec: ec},
+		&pipeEnd{rx: ab, tx: ba, done: done, once: once, speed: speed, ec: ec}
 }
 
 type pipeEnd struct {
@@ -137,10 +143,16 @@ type pipeEnd struct {
 	done    chan struct{}
 	once    *sync.Once
 	speed   int
+	ec      bool
 	pending []byte // only the reader touches it
 }
 
+var _ phone.ErrorControl = (*pipeEnd)(nil)
+
 func (p *pipeEnd) Speed() int { return p.speed }
+
+// ErrorControlled is what the exchange was told: the pipe itself loses nothing.
+func (p *pipeEnd) ErrorControlled() bool { return p.ec }
 
 func (p *pipeEnd) Read(b []byte) (int, error) {
 	if len(p.pending) == 0 {

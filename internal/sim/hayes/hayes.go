@@ -574,11 +574,21 @@ func (m *Modem) act(a at.Action) {
 		}
 		m.mode = modeOnline
 		m.esc.Reset(time.Now())
-		m.result(m.at.ConnectText(m.speed()))
+		m.result(m.connectText())
 	case at.ActHangup:
 		m.hangup(false)
 	default: // at.ActClient: the modem side has nothing to do
 	}
+}
+
+// connectText is the CONNECT line for the carrier: ARQ only when its data
+// path is error-controlled.
+func (m *Modem) connectText() string {
+	ec := true
+	if e, ok := m.carrier.(phone.ErrorControl); ok {
+		ec = e.ErrorControlled()
+	}
+	return m.at.ConnectTextEC(m.speed(), ec)
 }
 
 func (m *Modem) speed() int {
@@ -770,7 +780,7 @@ func (m *Modem) established(att *attempt, car phone.Carrier, err error) {
 			}
 		}
 	}()
-	m.result(m.at.ConnectText(m.speed()))
+	m.result(m.connectText())
 }
 
 // hangup drops the carrier (if any) and returns to command mode. report

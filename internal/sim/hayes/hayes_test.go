@@ -272,6 +272,42 @@ func TestNumericAndExtendedResults(t *testing.T) {
 	db.Expect("CONNECT 28800/ARQ/V34/LAPM/V42BIS\r\n")
 }
 
+// TestConnectLine: both modems' CONNECT line per the answerer's X/&A
+// settings and whether the carrier is error-controlled. A carrier without
+// error control (a softmodem call: V.22bis, no V.42) never says ARQ.
+func TestConnectLine(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		init  string // the answerer's; the caller keeps the defaults (X1&A1)
+		speed int
+		noEC  bool
+		a, b  string
+	}{
+		{"error control", "ATS0=1", 28800, false, "CONNECT 28800/ARQ", "CONNECT 28800/ARQ"},
+		{"softmodem", "ATS0=1", 2400, true, "CONNECT 2400", "CONNECT 2400"},
+		{"softmodem &A3", "ATS0=1X4&A3", 2400, true, "CONNECT 2400", "CONNECT 2400/NONE"},
+		{"softmodem &A2 9600", "ATS0=1&A2", 9600, true, "CONNECT 9600", "CONNECT 9600/V32"},
+		{"softmodem X0", "ATS0=1X0", 2400, true, "CONNECT 2400", "CONNECT"},
+		{"error control X0", "ATS0=1X0", 2400, false, "CONNECT 2400/ARQ", "CONNECT/ARQ"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x, _, _, da, db := callPair(t, tc.init)
+			x.Speed, x.NoErrorControl = tc.speed, tc.noEC
+			da.Send("ATDT2\r")
+			if got := da.Expect("CONNECT"); !strings.HasSuffix(got, "CONNECT") {
+				t.Fatalf("caller: %q", got)
+			}
+			if got := "CONNECT" + da.Expect("\r\n"); got != tc.a+"\r\n" {
+				t.Errorf("caller: %q, want %q", got, tc.a)
+			}
+			db.Expect("CONNECT")
+			if got := "CONNECT" + db.Expect("\r\n"); got != tc.b+"\r\n" {
+				t.Errorf("answerer: %q, want %q", got, tc.b)
+			}
+		})
+	}
+}
+
 // TestNoGoroutineLeak: a modem that made a call, rang and vanished leaves
 // no goroutine behind after Close.
 func TestNoGoroutineLeak(t *testing.T) {

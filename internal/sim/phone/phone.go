@@ -29,6 +29,14 @@ type Carrier interface {
 	Speed() int
 }
 
+// ErrorControl is implemented by a Carrier that knows whether its data path
+// is error-controlled, as a V.42 (LAPM) link is: a Carrier without the
+// method is (the virtual ATA's data mode and the in-memory pipe lose
+// nothing). A modem reports ARQ in its CONNECT line only for one that is.
+type ErrorControl interface {
+	ErrorControlled() bool
+}
+
 // Line is what a modem's jack is plugged into.
 type Line interface {
 	// Dial places a call to number and blocks until the far side answers
