@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -355,6 +356,47 @@ func TestStatusPageInChromium(t *testing.T) {
 	if err := waitText("#sessions", 3*time.Second, "ttyUSB0", remoteAddr); err != nil {
 		t.Errorf("the PPP session is not shown: %v: %s", err, eval(`document.querySelector("#sessions").innerText`))
 	}
+	// Who called: the session's caller (and the line's caller ID, when
+	// the modem got one) as the status JSON has them.
+	var js struct {
+		Lines []struct {
+			Name     string `json:"name"`
+			CallerID string `json:"caller_id"`
+		} `json:"lines"`
+		Sessions []struct {
+			Line   string `json:"line"`
+			Caller string `json:"caller"`
+		} `json:"sessions"`
+	}
+	if err := getJSON(ctx, page+"status", &js); err != nil {
+		t.Fatal(err)
+	}
+	var sessCaller, lineCaller string
+	for _, s := range js.Sessions {
+		if s.Line == "ttyUSB0" {
+			sessCaller = s.Caller
+		}
+	}
+	for _, l := range js.Lines {
+		if l.Name == "ttyUSB0" {
+			lineCaller = l.CallerID
+		}
+	}
+	t.Logf("status: session caller %q, line caller ID %q", sessCaller, lineCaller)
+	if sessCaller == "" {
+		t.Errorf("the status has no caller for the session on ttyUSB0: %+v", js.Sessions)
+	} else if err := waitText("#sessions", 3*time.Second, sessCaller); err != nil {
+		t.Errorf("the session's caller %q is not shown: %v: %s", sessCaller, err, eval(`document.querySelector("#sessions").innerText`))
+	}
+	if lineCaller != "" {
+		if err := waitText("#lines", 3*time.Second, lineCaller); err != nil {
+			t.Errorf("the line's caller ID %q is not shown: %v: %s", lineCaller, err, eval(`document.querySelector("#lines").innerText`))
+		}
+	}
+	callerWidths := `[...document.querySelectorAll("#sessions th, #lines th")].filter(e => e.textContent === "caller").map(e => Math.round(e.getBoundingClientRect().width)).join(",")`
+	if w := eval(callerWidths); len(strings.Split(w, ",")) != 2 || strings.Contains(w, ",0") || strings.HasPrefix(w, "0") {
+		t.Errorf("caller columns (sessions, lines) on the desktop are %q px wide, want two shown", w)
+	}
 	if err := waitText("#calls", 3*time.Second, "up"); err != nil {
 		t.Errorf("the call is not shown up: %v: %s", err, eval(`document.querySelector("#calls").innerText`))
 	}
@@ -368,7 +410,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 	}
 	bytesShown := `(() => { const r = document.querySelectorAll("#sessions tr")[1]; if (!r) return false;
-		const c = r.querySelectorAll("td"); return +c[4].textContent > 0 && +c[5].textContent > 0; })()`
+		const c = r.querySelectorAll("td"); return +c[5].textContent > 0 && +c[6].textContent > 0; })()`
 	sctx, scancel := context.WithTimeout(bctx, 15*time.Second)
 	_, err = chromedp.Run(sctx, chromedp.Poll[chromedp.Void](bytesShown, chromedp.WithPollingTimeout(10*time.Second)))
 	scancel()
@@ -398,6 +440,10 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("on a phone %s is not on the screen: %s", sel, r)
 		}
 	}
+	// The caller columns are secondary: a phone leaves them out.
+	if w := eval(callerWidths); w != "0,0" {
+		t.Errorf("caller columns (sessions, lines) on a phone are %q px wide, want hidden", w)
+	}
 	shot("call-phone.png", true)
 	run("desktop viewport", 10*time.Second, chromedp.EmulateViewport(1280, 900))
 
@@ -426,8 +472,9 @@ func TestStatusPageInChromium(t *testing.T) {
 	bad := `<img id="injected" src="x">`
 	st := console.Status{Version: "test", Started: time.Now(),
 		Peers: []status.Peer{{Name: "p" + bad, Status: "UNKNOWN"}},
-		Lines: []status.Line{{Name: "ttyUSB0", Device: "/dev/ttyUSB0" + bad, State: "opening", Errors: 1,
-			LastError: "open /dev/ttyUSB0: permission denied (user isp-box is not allowed to open it: add it to group dialout)"}}}
+		Lines: []status.Line{{Name: "ttyUSB0", Device: "/dev/ttyUSB0" + bad, State: "opening", Errors: 1, CallerID: "5551234" + bad,
+			LastError: "open /dev/ttyUSB0: permission denied (user isp-box is not allowed to open it: add it to group dialout)"}},
+		Sessions: []console.Session{{Session: status.Session{ID: "s1", Line: "tcp1", CallerID: "192.0.2.7" + bad}}}}
 	mux := http.NewServeMux()
 	done := make(chan struct{})
 	web.Register(mux, func() console.Status { return st }, bus.New(nil), done)
@@ -449,5 +496,31 @@ func TestStatusPageInChromium(t *testing.T) {
 	if err := waitText("#peers", time.Second, "p"+bad); err != nil {
 		t.Errorf("the peer's name is not shown as text: %v", err)
 	}
+	if err := waitText("#lines", time.Second, "5551234"+bad); err != nil {
+		t.Errorf("the line's caller ID is not shown as text: %v", err)
+	}
+	if err := waitText("#sessions", time.Second, "192.0.2.7"+bad); err != nil {
+		t.Errorf("the session's caller is not shown as text: %v", err)
+	}
 	shot("line-error.png", false)
+}
+
+// getJSON decodes what GET url answers into v.
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return nil
 }
