@@ -91,10 +91,50 @@ func (p *pacer) sent(now time.Time, n int) {
 	p.due = p.due.Add(time.Duration(n) * 8 * time.Second / time.Duration(p.bitRate))
 }
 
+// callRTP is what both kinds of call media (data relay and softmodem audio)
+// hold: the line's RTP socket, which outlives the call, where RTP goes, and
+// the loops that run until the call is over.
+type callRTP struct {
+	conn     *net.UDPConn
+	remote   atomic.Pointer[netip.AddrPort] // where RTP goes; a re-INVITE may move it
+	gone     chan struct{}                  // closed when the call is over (either side)
+	goneOnce sync.Once
+	wg       sync.WaitGroup // the call's loops
+}
+
+// init readies c for a new call on conn with RTP going to remote.
+func (c *callRTP) init(conn *net.UDPConn, remote netip.AddrPort) {
+	c.conn, c.gone = conn, make(chan struct{})
+	c.setRemote(remote)
+}
+
+func (c *callRTP) setRemote(to netip.AddrPort) {
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	c.remote.Store(&to)
+}
+
+func (c *callRTP) remoteAddr() netip.AddrPort { return *c.remote.Load() }
+
+// run starts one of the call's loops; the loop calls c.wg.Done.
+func (c *callRTP) run(loop func()) {
+	c.wg.Add(1)
+	go loop()
+}
+
+// stop ends the call's loops and waits for them. Safe to call more than
+// once.
+func (c *callRTP) stop() {
+	c.goneOnce.Do(func() {
+		close(c.gone)
+		// Unblock the loops' reads; the socket stays open for the next call.
+		_ = c.conn.SetReadDeadline(time.Now())
+	})
+	c.wg.Wait()
+}
+
 // media is the RTP session of one call. The line's RTP socket outlives it.
 type media struct {
-	conn    *net.UDPConn
-	remote  atomic.Pointer[netip.AddrPort] // where RTP goes; a re-INVITE may move it
+	callRTP
 	pt      uint8
 	speed   int
 	maxData int // payload bytes per packet: speed × ptime
@@ -111,10 +151,6 @@ type media struct {
 	rx      chan []byte
 	rMu     sync.Mutex // serialises Read calls, guards pending
 	pending []byte
-
-	gone     chan struct{} // closed when the call is over (either side)
-	goneOnce sync.Once
-	wg       sync.WaitGroup // sendLoop and recvLoop
 }
 
 func newMedia(conn *net.UDPConn, remote netip.AddrPort, pt uint8, speed int, stats *mediaCounters, log *slog.Logger) *media {
@@ -124,23 +160,15 @@ func newMedia(conn *net.UDPConn, remote netip.AddrPort, pt uint8, speed int, sta
 	}
 	txCap := max(speed/8/4, 4*maxData) // ~250 ms of line time
 	m := &media{
-		conn: conn, pt: pt, speed: speed, maxData: maxData,
+		pt: pt, speed: speed, maxData: maxData,
 		stats: stats, log: log,
 		txCap: txCap, txBuf: make([]byte, 0, txCap),
 		kick: make(chan struct{}, 1), space: make(chan struct{}, 1),
-		rx:   make(chan []byte, rxQueue),
-		gone: make(chan struct{}),
+		rx: make(chan []byte, rxQueue),
 	}
-	m.setRemote(remote)
+	m.init(conn, remote)
 	return m
 }
-
-func (m *media) setRemote(to netip.AddrPort) {
-	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
-	m.remote.Store(&to)
-}
-
-func (m *media) remoteAddr() netip.AddrPort { return *m.remote.Load() }
 
 // drainSocket throws away datagrams queued on the line's RTP socket from an
 // earlier call, so the new call does not lock onto a stale stream.
@@ -155,26 +183,13 @@ func drainSocket(conn *net.UDPConn) {
 	_ = conn.SetReadDeadline(time.Time{})
 }
 
-func (m *media) startRecv() {
-	m.wg.Add(1)
-	go m.recvLoop()
-}
+func (m *media) startRecv() { m.run(m.recvLoop) }
 
-func (m *media) startSend() {
-	m.wg.Add(1)
-	go m.sendLoop()
-}
+func (m *media) startSend() { m.run(m.sendLoop) }
 
 // end stops both directions and waits for them; Read drains what arrived
 // and then returns io.EOF. Safe to call more than once.
-func (m *media) end() {
-	m.goneOnce.Do(func() {
-		close(m.gone)
-		// Unblock recvLoop's read; the socket stays open for the next call.
-		_ = m.conn.SetReadDeadline(time.Now())
-	})
-	m.wg.Wait()
-}
+func (m *media) end() { m.stop() }
 
 func (m *media) isGone() bool {
 	select {

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -40,49 +38,30 @@ type rtpPath interface {
 
 // audioMedia is the RTP session of a softmodem call.
 type audioMedia struct {
-	conn   *net.UDPConn
-	remote atomic.Pointer[netip.AddrPort]
-	pt     uint8
-	law    g711.Law
-	modem  *softmodem.Modem
-	stats  *mediaCounters
-	log    *slog.Logger
-
-	gone     chan struct{}
-	goneOnce sync.Once
-	wg       sync.WaitGroup
+	callRTP
+	pt    uint8
+	law   g711.Law
+	modem *softmodem.Modem
+	stats *mediaCounters
+	log   *slog.Logger
 }
 
 func newAudioMedia(conn *net.UDPConn, remote netip.AddrPort, f format, mod softmodem.Modulation, stats *mediaCounters, log *slog.Logger) *audioMedia {
-	a := &audioMedia{conn: conn, pt: f.PT, stats: stats, log: log, gone: make(chan struct{}),
+	a := &audioMedia{pt: f.PT, stats: stats, log: log,
 		modem: softmodem.New(softmodem.Config{Modulation: mod, Role: softmodem.Originate})}
 	if f.PT == ptPCMA {
 		a.law = g711.Alaw
 	}
-	a.setRemote(remote)
+	a.init(conn, remote)
 	return a
 }
 
-func (a *audioMedia) setRemote(to netip.AddrPort) {
-	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
-	a.remote.Store(&to)
-}
-
-func (a *audioMedia) remoteAddr() netip.AddrPort { return *a.remote.Load() }
-
-func (a *audioMedia) start() {
-	a.wg.Add(1)
-	go a.loop()
-}
+func (a *audioMedia) start() { a.run(a.loop) }
 
 // end stops the audio and the modem (its Read then fails); the socket
 // stays open for the next call. Safe to call more than once.
 func (a *audioMedia) end() {
-	a.goneOnce.Do(func() {
-		close(a.gone)
-		_ = a.conn.SetReadDeadline(time.Now())
-	})
-	a.wg.Wait()
+	a.stop()
 	a.modem.Close()
 }
 
