@@ -9,7 +9,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -283,14 +282,7 @@ Max-Forwards: 70`, u.box, rr.Via().Value(), clientLine, u.port(), toTag0, callID
 	}
 	// The caller hangs up.
 	toTag, _ := r.To().Params.Get("tag")
-	u.send(fmt.Sprintf(`
-BYE sip:5550000@%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
-From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
-To: <sip:5550000@%[1]s>;tag=%[5]s
-Call-ID: %[6]s
-CSeq: 5 BYE
-Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, toTag, callID), "")
+	u.send(dialogText(u, "BYE", 5, toTag, callID), "")
 	if r := u.final(5 * time.Second); r == nil || r.StatusCode != 200 {
 		t.Errorf("BYE: %v", r)
 	}
@@ -308,8 +300,9 @@ Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, toTag, callID), "")
 	}
 }
 
-// inDialogText is a request of the caller's dialog in TestModemAnswer.
-func inDialogText(u *rawUA, method string, cseq int, toTag, callID, ctype string) string {
+// dialogText is a request of the caller's dialog in TestModemAnswer,
+// without a body.
+func dialogText(u *rawUA, method string, cseq int, toTag, callID string) string {
 	return fmt.Sprintf(`
 %[7]s sip:5550000@%[1]s SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
@@ -317,22 +310,20 @@ From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
 To: <sip:5550000@%[1]s>;tag=%[5]s
 Call-ID: %[6]s
 CSeq: %[8]d %[7]s
-Contact: <sip:%[4]s@127.0.0.1:%[2]d>
-Max-Forwards: 70
-Content-Type: %[9]s`, u.box, u.port(), branch(), clientLine, toTag, callID, method, cseq, ctype)
+Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, toTag, callID, method, cseq)
+}
+
+// inDialogText is a request of the caller's dialog with a body of type
+// ctype (a re-INVITE): a target refresh, so it carries a Contact.
+func inDialogText(u *rawUA, method string, cseq int, toTag, callID, ctype string) string {
+	return dialogText(u, method, cseq, toTag, callID) +
+		fmt.Sprintf("\nContact: <sip:%s@127.0.0.1:%d>\nContent-Type: %s", clientLine, u.port(), ctype)
 }
 
 // ackFor sends the ACK for a final response to our INVITE with cseq.
 func ackFor(u *rawUA, r *sip.Response, callID string, cseq int) {
 	tag, _ := r.To().Params.Get("tag")
-	u.send(fmt.Sprintf(`
-ACK sip:5550000@%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
-From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
-To: <sip:5550000@%[1]s>;tag=%[5]s
-Call-ID: %[6]s
-CSeq: %[7]s ACK
-Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, tag, callID, strconv.Itoa(cseq)), "")
+	u.send(dialogText(u, "ACK", cseq, tag, callID), "")
 }
 
 // sippResponses returns the bodies of the 200 OKs sipp received, by CSeq
