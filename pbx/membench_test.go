@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,25 +115,10 @@ func memoryPerPeer(t *testing.T, n int, settle time.Duration, profile func(strin
 	ctx, cancelReg := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancelReg()
 	t0 := time.Now()
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	for k, ua := range uas {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := k; i < n; i += gateways {
-				if err := ua.RegisterAs(ctx, name(i), secret, 3600); err != nil {
-					if failed.Add(1) == 1 {
-						t.Errorf("%s: %v", name(i), err)
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	failed, first := sipflood.RegisterAll(ctx, uas, n, name, secret, 3600)
 	regTime := time.Since(t0)
-	if f := failed.Load(); f > 0 {
-		t.Fatalf("%d of %d registrations failed", f, n)
+	if failed > 0 {
+		t.Fatalf("%d of %d registrations failed, first: %v", failed, n, first)
 	}
 	registered := 0
 	for _, pi := range s.Peers() {

@@ -17,8 +17,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,24 +58,8 @@ func run(boxAddr string, n int, prefix, secret string, gateways, expires int) er
 		uas[k] = ua
 	}
 	t0 := time.Now()
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	var first atomic.Value
-	for k, ua := range uas {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := k; i < n; i += gateways {
-				if err := ua.RegisterAs(ctx, name(i), secret, expires); err != nil {
-					failed.Add(1)
-					first.CompareAndSwap(nil, fmt.Errorf("%s: %w", name(i), err))
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d of %d registrations failed, first: %v", f, n, first.Load())
+	if failed, first := sipflood.RegisterAll(ctx, uas, n, name, secret, expires); failed > 0 {
+		return fmt.Errorf("%d of %d registrations failed, first: %w", failed, n, first)
 	}
 	fmt.Printf("registered %d in %v\n", n, time.Since(t0).Round(time.Millisecond))
 	<-ctx.Done()
