@@ -143,7 +143,8 @@ func Serve(ctx context.Context, rw io.ReadWriteCloser, cfg Config, opts Options)
 	if opts.Bus != nil {
 		opts.Bus.Publish(bus.PPPDown{Session: id, Line: opts.Line, User: rec.User, Remote: rec.Remote,
 			Start: rec.Start, End: rec.End, BytesIn: rec.BytesIn, BytesOut: rec.BytesOut,
-			PktsIn: rec.PktsIn, PktsOut: rec.PktsOut, Cause: rec.Cause, CallID: opts.CallID, CallerID: opts.CallerID})
+			PktsIn: rec.PktsIn, PktsOut: rec.PktsOut, Dropped: rec.Dropped, FCSErrors: rec.FCSErrors,
+			Cause: rec.Cause, CallID: opts.CallID, CallerID: opts.CallerID})
 	}
 	return rec, nil
 }

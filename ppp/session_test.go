@@ -498,3 +498,47 @@ func TestWindowsClientWINS(t *testing.T) {
 		<-srv
 	})
 }
+
+// TestDownCarriesLineErrors: a session's PPPDown carries the record's
+// FCS-error and dropped-packet counts, so the metrics' totals keep them
+// once the session is gone.
+func TestDownCarriesLineErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		events := bus.New(nil)
+		sub := events.Subscribe("test", 256, nil)
+		defer sub.Close()
+		srv := startServer(t, t.Context(), a, seedConfig(), ppp.Options{Users: users, Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105"), Bus: events})
+		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{User: "dial", Password: "dial"}, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two LCP frames whose FCS line noise spoilt (control characters
+		// escaped, RFC 1662 §4.2).
+		noise := []byte{0x7e, 0xff, 0x7d, 0x23, 0xc0, 0x21, 0x7d, 0x29, 0x7d, 0x21, 0x7d, 0x20, 0x7d, 0x28, 0, 0, 0, 0, 0x12, 0x34, 0x7e}
+		for range 2 {
+			if _, err := b.Write(noise); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		c.Close()
+		res := <-srv
+		if res.rec.FCSErrors != 2 {
+			t.Errorf("record: %d FCS errors, want 2", res.rec.FCSErrors)
+		}
+		synctest.Wait()
+		var down *bus.PPPDown
+		for len(sub.C()) > 0 {
+			if d, ok := (<-sub.C()).Event.(bus.PPPDown); ok {
+				down = &d
+			}
+		}
+		if down == nil {
+			t.Fatal("no ppp.down")
+		}
+		if down.FCSErrors != res.rec.FCSErrors || down.Dropped != res.rec.Dropped {
+			t.Errorf("ppp.down: %d FCS errors, %d dropped; the record: %d, %d", down.FCSErrors, down.Dropped, res.rec.FCSErrors, res.rec.Dropped)
+		}
+	})
+}

@@ -244,19 +244,21 @@ func (e PPPUp) String() string {
 
 // PPPDown: a session ended; this is the accounting record the store keeps.
 type PPPDown struct {
-	Session  string
-	Line     string
-	User     string
-	Remote   netip.Addr
-	Start    time.Time
-	End      time.Time
-	BytesIn  uint64 // from the client
-	BytesOut uint64 // to the client
-	PktsIn   uint64
-	PktsOut  uint64
-	Cause    string // e.g. "carrier lost", "peer terminated", "echo timeout", "idle", "shutdown"
-	CallID   string
-	CallerID string // as in PPPUp
+	Session   string
+	Line      string
+	User      string
+	Remote    netip.Addr
+	Start     time.Time
+	End       time.Time
+	BytesIn   uint64 // from the client
+	BytesOut  uint64 // to the client
+	PktsIn    uint64
+	PktsOut   uint64
+	Dropped   uint64 // packets PPP dropped (over the MRU, no network yet, a full queue)
+	FCSErrors uint64 // frames with a bad FCS (line noise)
+	Cause     string // e.g. "carrier lost", "peer terminated", "echo timeout", "idle", "shutdown"
+	CallID    string
+	CallerID  string // as in PPPUp
 }
 
 func (PPPDown) Kind() string { return "ppp.down" }

@@ -63,6 +63,8 @@ var (
 	txBytes       = desc("isp_box_ppp_transmit_bytes_total", "Bytes sent to clients, every PPP session since the start.")
 	rxPackets     = desc("isp_box_ppp_receive_packets_total", "Packets received from clients, every PPP session since the start.")
 	txPackets     = desc("isp_box_ppp_transmit_packets_total", "Packets sent to clients, every PPP session since the start.")
+	pppDropped    = desc("isp_box_ppp_dropped_packets_total", "Packets PPP dropped, every PPP session since the start.")
+	pppFCSErrors  = desc("isp_box_ppp_fcs_errors_total", "Frames with a bad FCS (line noise), every PPP session since the start.")
 
 	netFlows   = desc("isp_box_net_flows", "Forwarded TCP connections and UDP flows open now (userspace network).")
 	netDropped = desc("isp_box_net_dropped_packets_total", "Packets the network dropped, by reason (spoofed, isolated, malformed, no_route, forbidden, ping_denied, ttl_expired, flow_limit).", "reason")
@@ -82,7 +84,7 @@ var allDescs = []*prometheus.Desc{
 	peers, calls, callsEnded, authFail, bansTotal, banned, sipDropped, sipShed, sipStless, registries,
 	lines, lineAnswered, lineErrors,
 	sessions, sessStarted, sessEnded, sessRxBytes, sessTxBytes, sessRxPackets, sessTxPackets, sessDropped, sessFCSErrors,
-	rxBytes, txBytes, rxPackets, txPackets,
+	rxBytes, txBytes, rxPackets, txPackets, pppDropped, pppFCSErrors,
 	netFlows, netDropped,
 	busPublished, busQueued, busHighWater, busDelivered, busDropped, busLost,
 	otherCounters,
@@ -136,20 +138,24 @@ type Metrics struct {
 	handler    http.Handler
 }
 
-// traffic is one session's counters, in and out as PPP counts them.
-type traffic struct{ bytesIn, bytesOut, pktsIn, pktsOut uint64 }
+// traffic is one session's counters, in and out as PPP counts them, and
+// what it dropped.
+type traffic struct{ bytesIn, bytesOut, pktsIn, pktsOut, dropped, fcsErrs uint64 }
 
 func (t *traffic) add(u traffic) {
 	t.bytesIn += u.bytesIn
 	t.bytesOut += u.bytesOut
 	t.pktsIn += u.pktsIn
 	t.pktsOut += u.pktsOut
+	t.dropped += u.dropped
+	t.fcsErrs += u.fcsErrs
 }
 
 // max keeps a live session's counters from going backwards between two
 // reads that race with its end.
 func (t traffic) max(u traffic) traffic {
-	return traffic{max(t.bytesIn, u.bytesIn), max(t.bytesOut, u.bytesOut), max(t.pktsIn, u.pktsIn), max(t.pktsOut, u.pktsOut)}
+	return traffic{max(t.bytesIn, u.bytesIn), max(t.bytesOut, u.bytesOut), max(t.pktsIn, u.pktsIn), max(t.pktsOut, u.pktsOut),
+		max(t.dropped, u.dropped), max(t.fcsErrs, u.fcsErrs)}
 }
 
 // New returns the metrics of a box: status is read at each scrape, b's
@@ -219,7 +225,7 @@ func (m *Metrics) count(ev bus.Event) {
 		m.ended[cause]++
 		// The record's counters are final; they replace what the last
 		// scrape saw of the session (never less: they only grow).
-		final := traffic{e.BytesIn, e.BytesOut, e.PktsIn, e.PktsOut}.max(m.live[e.Session])
+		final := traffic{e.BytesIn, e.BytesOut, e.PktsIn, e.PktsOut, e.Dropped, e.FCSErrors}.max(m.live[e.Session])
 		m.closed.add(final)
 		delete(m.live, e.Session)
 		m.gone[e.Session] = true
@@ -391,15 +397,15 @@ func (c collector) collectCounted(ch chan<- prometheus.Metric, live []console.Se
 		if m.gone[s.ID] {
 			continue // ended and counted; the registry lists it a moment longer
 		}
-		t := traffic{s.BytesIn, s.BytesOut, s.PktsIn, s.PktsOut}.max(m.live[s.ID])
+		t := traffic{s.BytesIn, s.BytesOut, s.PktsIn, s.PktsOut, s.Dropped, s.FCSErrs}.max(m.live[s.ID])
 		m.live[s.ID] = t
 		l := []string{s.ID, s.Line, s.User}
 		counter(ch, sessRxBytes, t.bytesIn, l...)
 		counter(ch, sessTxBytes, t.bytesOut, l...)
 		counter(ch, sessRxPackets, t.pktsIn, l...)
 		counter(ch, sessTxPackets, t.pktsOut, l...)
-		counter(ch, sessDropped, s.Dropped, l...)
-		counter(ch, sessFCSErrors, s.FCSErrs, l...)
+		counter(ch, sessDropped, t.dropped, l...)
+		counter(ch, sessFCSErrors, t.fcsErrs, l...)
 	}
 	for id := range m.gone {
 		if !listed[id] {
@@ -416,6 +422,8 @@ func (c collector) collectCounted(ch chan<- prometheus.Metric, live []console.Se
 	counter(ch, txBytes, total.bytesOut)
 	counter(ch, rxPackets, total.pktsIn)
 	counter(ch, txPackets, total.pktsOut)
+	counter(ch, pppDropped, total.dropped)
+	counter(ch, pppFCSErrors, total.fcsErrs)
 
 	counter(ch, sessStarted, m.started)
 	for cause, n := range m.ended {

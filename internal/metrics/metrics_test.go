@@ -180,7 +180,7 @@ func TestCountedFromBus(t *testing.T) {
 	b.Publish(bus.PPPUp{Session: "s2"})
 	fs.set(func(st *console.Status) {
 		st.Sessions = []console.Session{
-			{Session: status.Session{ID: "s1", Line: "ttyUSB0", User: "dial", BytesIn: 100, BytesOut: 1000, PktsIn: 3, PktsOut: 4}},
+			{Session: status.Session{ID: "s1", Line: "ttyUSB0", User: "dial", BytesIn: 100, BytesOut: 1000, PktsIn: 3, PktsOut: 4, Dropped: 2, FCSErrs: 1}},
 			{Session: status.Session{ID: "s2", Line: "ttyUSB1", User: "bob", BytesIn: 10, BytesOut: 20, PktsIn: 1, PktsOut: 2, Dropped: 7, FCSErrs: 3}},
 		}
 	})
@@ -206,16 +206,21 @@ func TestCountedFromBus(t *testing.T) {
 		"isp_box_ppp_transmit_packets_total":                        6,
 		"isp_box_ppp_session_dropped_packets_total|s2|ttyUSB1|bob":  7,
 		"isp_box_ppp_session_fcs_errors_total|s2|ttyUSB1|bob":       3,
+		"isp_box_ppp_dropped_packets_total":                         9,
+		"isp_box_ppp_fcs_errors_total":                              4,
 	})
 
 	// s1 ends: first it leaves the registry (a scrape in between must
 	// not lose its bytes), then its record arrives with a few more.
 	fs.set(func(st *console.Status) { st.Sessions = st.Sessions[1:] })
-	check("s1 gone, record not yet counted", map[string]float64{"isp_box_ppp_receive_bytes_total": 110})
-	b.Publish(bus.PPPDown{Session: "s1", BytesIn: 150, BytesOut: 1000, PktsIn: 5, PktsOut: 4, Cause: "carrier lost"})
+	check("s1 gone, record not yet counted", map[string]float64{"isp_box_ppp_receive_bytes_total": 110,
+		"isp_box_ppp_dropped_packets_total": 9, "isp_box_ppp_fcs_errors_total": 4})
+	b.Publish(bus.PPPDown{Session: "s1", BytesIn: 150, BytesOut: 1000, PktsIn: 5, PktsOut: 4, Dropped: 5, FCSErrors: 2, Cause: "carrier lost"})
 	check("s1 counted", map[string]float64{
 		"isp_box_ppp_receive_bytes_total":               160,
 		"isp_box_ppp_receive_packets_total":             6,
+		"isp_box_ppp_dropped_packets_total":             12,
+		"isp_box_ppp_fcs_errors_total":                  5,
 		"isp_box_ppp_sessions_ended_total|carrier lost": 1,
 		"isp_box_ppp_sessions":                          1,
 	})
@@ -224,11 +229,12 @@ func TestCountedFromBus(t *testing.T) {
 	}
 
 	// s2's record arrives while the registry still lists it: counted once.
-	b.Publish(bus.PPPDown{Session: "s2", BytesIn: 10, BytesOut: 20, PktsIn: 1, PktsOut: 2, Cause: "peer terminated"})
+	b.Publish(bus.PPPDown{Session: "s2", BytesIn: 10, BytesOut: 20, PktsIn: 1, PktsOut: 2, Dropped: 7, FCSErrors: 3, Cause: "peer terminated"})
 	check("s2's record", map[string]float64{"isp_box_ppp_sessions_ended_total|peer terminated": 1})
 	check("s2 counted, still listed", map[string]float64{"isp_box_ppp_receive_bytes_total": 160, "isp_box_ppp_transmit_bytes_total": 1020})
 	fs.set(func(st *console.Status) { st.Sessions = nil })
-	check("all gone", map[string]float64{"isp_box_ppp_receive_bytes_total": 160, "isp_box_ppp_transmit_bytes_total": 1020})
+	check("all gone", map[string]float64{"isp_box_ppp_receive_bytes_total": 160, "isp_box_ppp_transmit_bytes_total": 1020,
+		"isp_box_ppp_dropped_packets_total": 12, "isp_box_ppp_fcs_errors_total": 5})
 
 	// A page that read too slowly and went away leaves its lost events
 	// in the total.
