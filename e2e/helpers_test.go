@@ -160,6 +160,25 @@ func waitEvent[T bus.Event](t testing.TB, w *world, timeout time.Duration, match
 	}
 }
 
+// waitEventsOf waits until n events of type T that match have been seen
+// (the bus hands them to the test's subscriber a moment after they are
+// published), and returns those seen by then, n or fewer.
+func waitEventsOf[T bus.Event](w *world, timeout time.Duration, n int, match func(T) bool) []T {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		got := eventsOf(w, match)
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-w.grew:
+		case <-deadline.C:
+			return got
+		}
+	}
+}
+
 // eventsOf returns the events of type T seen so far that match.
 func eventsOf[T bus.Event](w *world, match func(T) bool) []T {
 	w.mu.Lock()

@@ -131,7 +131,7 @@ rate-limit 1
 		t.Logf("TCP line, %d PPP clients at once: connect -> IPCP up median %v, worst %v",
 			n, ups[n/2].Round(time.Millisecond), ups[n-1].Round(time.Millisecond))
 	}
-	ups0 := eventsOf(w, func(e bus.PPPUp) bool { return strings.HasPrefix(e.Line, "tcp0:") })
+	ups0 := waitEventsOf(w, 30*time.Second, n+1, func(e bus.PPPUp) bool { return strings.HasPrefix(e.Line, "tcp0:") })
 	if len(ups0) != n+1 {
 		t.Errorf("%d PPP sessions up on tcp0, want %d", len(ups0), n+1)
 	}

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -134,9 +135,9 @@ func (d *Daemon) Start(t testing.TB) {
 		case <-deadline:
 			d.Stop()
 			t.Fatalf("%s not ready within %v (ports %v bound: %v):\n%s", d.spec.Name, d.spec.ReadyWithin,
-				d.spec.UDPPorts, udpBound(d.spec.UDPPorts), d.LogTail(40))
+				d.spec.UDPPorts, udpBound(cmd.Process.Pid, d.spec.UDPPorts), d.LogTail(40))
 		}
-		if line && udpBound(d.spec.UDPPorts) {
+		if line && udpBound(cmd.Process.Pid, d.spec.UDPPorts) {
 			return
 		}
 	}
@@ -186,11 +187,14 @@ func (d *Daemon) LogTail(n int) string {
 }
 
 // udpBound reports whether every port has a bound UDP socket, IPv4 or
-// IPv6, as the kernel lists them in /proc/net/udp{,6}.
-func udpBound(ports []int) bool {
+// IPv6, in the network namespace of process pid, as the kernel lists them
+// in /proc/PID/net/udp{,6}. Not /proc/net (that is /proc/self/net, the
+// namespace of the test binary's main thread, which a test that entered
+// a namespace on a locked thread may have left elsewhere).
+func udpBound(pid int, ports []int) bool {
 	bound := map[int]bool{}
-	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
-		b, _ := os.ReadFile(f)
+	for _, f := range []string{"udp", "udp6"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
 		for _, line := range strings.Split(string(b), "\n") {
 			// "  sl  local_address rem_address ...": ADDR:PORT, the port in hex.
 			fields := strings.Fields(line)
