@@ -84,8 +84,7 @@ type call struct {
 // newCall registers the caller's leg. It returns nil and a status code
 // when the call cannot be taken (call-limit: 480, C 26990-27005; closing).
 func (s *Server) newCall(req *sip.Request, tx sip.ServerTransaction, pc Peer, exten string, src netip.AddrPort, maxFwd int) (*call, int) {
-	tag := newTag()
-	req.To().Params.Add("tag", tag) // every response to this INVITE, sipgo's 487 too, carries it
+	tag, _ := req.To().Params.Get("tag") // handleInvite put it there
 	a := &leg{
 		side: sideCaller, peer: pc.Name, callID: req.CallID().Value(), localTag: tag,
 		local: req.To().Address, remote: req.From().Address, remoteCSeq: req.CSeq().SeqNo,
