@@ -838,8 +838,19 @@ func TestUserspaceFlowLimit(t *testing.T) {
 	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "ping" {
 		t.Fatalf("second client: %q, %v", buf[:n], err)
 	}
+	// s2 has an IP stack of its own: an echo's answer to a crafted flow
+	// would get a port unreachable from it and end that flow at once, so
+	// that the box might never be seen holding its limit. These flows go
+	// to a sink that never answers; they last until their idle timeout.
+	sink, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	testutil.ServePackets(sink, func([]byte, net.Addr) []byte { return nil })
+	sinkDst := netip.AddrPortFrom(gw, uint16(sink.LocalAddr().(*net.UDPAddr).Port))
 	for i := 0; i < 200; i++ {
-		_ = s2.Send(udpPacket(netip.AddrPortFrom(s2.Remote(), uint16(40000+i)), dst, []byte("x")))
+		_ = s2.Send(udpPacket(netip.AddrPortFrom(s2.Remote(), uint16(40000+i)), sinkDst, []byte("x")))
 	}
 	// The stack takes the packets in on its own goroutines: give it time
 	// to reach the limit, well within the flows' idle timeout.
