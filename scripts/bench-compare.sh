@@ -45,14 +45,7 @@ need() { # need COMMAND DEBIAN-PACKAGE
 need sipp sip-tester
 need kamailio kamailio
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ -n "${KEEP:-}" ]; then echo "bench-compare: logs kept in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+. scripts/lib.sh # $work, $pids, cleanup on exit
 
 CGO_ENABLED=0 go build -trimpath -o "$work/isp-box" ./cmd/isp-box
 cat >"$work/isp-box.conf" <<CONF

@@ -14,7 +14,8 @@
 #     after, and SETTLE seconds after.
 #
 # Environment: MEM_COUNTS ("1000 10000"), SETTLE (33: sipgo's Timer J is
-# 32 s), PROFILE_DIR=DIR keeps heap profiles, COMPONENTS=0 skips part 1. Loopback only; every process
+# 32 s), PROFILE_DIR=DIR keeps heap profiles, COMPONENTS=0 skips part 1, KEEP=1
+# keeps the logs. Loopback only; every process
 # started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,14 +36,7 @@ env ISPBOX_MEMBENCH="$list" "${prof[@]}" go test -count=1 -run '^TestIdleSession
 env ISPBOX_MEMBENCH="$list" go test -count=1 -run '^TestSessionMemory$' -v -timeout 5m ./netstack/ | grep '^|'
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/lib.sh # $work, $pids, cleanup on exit
 CGO_ENABLED=0 go build -trimpath -o "$work/isp-box" ./cmd/isp-box
 go build -o "$work/regload" ./tools/regload
 

@@ -5,7 +5,7 @@
 #    DURATION s with no failed call;
 # 2. REGISTER/s with digest (401 then 200), same criterion.
 # Environment: RATES, REG_RATES (space-separated steps), DURATION (20),
-# HOLD (1000), RELAY=1 to anchor media in the box.
+# HOLD (1000), RELAY=1 to anchor media in the box, KEEP=1 keeps the logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,14 +17,7 @@ REG_RATES=${REG_RATES:-"400 800 1600 2400 3200 4000 5000 6400"}
 BOX=127.0.0.1:${BOX_PORT:-15060}
 UAS_PORT=${UAS_PORT:-15070}
 UAC_PORT=${UAC_PORT:-15080}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/lib.sh # $work, $pids, cleanup on exit
 
 go test -c -o "$work/pbx.test" ./pbx
 PBX_BENCH_ADDR=$BOX PBX_BENCH_UAS=127.0.0.1:$UAS_PORT PBX_BENCH_RELAY=${RELAY:-0} \

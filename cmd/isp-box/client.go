@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/console"
 )
 
@@ -105,6 +106,17 @@ func statusCommand(name, usage string, part func(console.Status) any, render fun
 	}
 }
 
+// records is a statusCommand's --history printer for one kind of record:
+// the list the store keeps, as JSON or as render's table.
+func records[T any](pick func(console.History) []T, render func(io.Writer, []T) error) func(io.Writer, console.History, bool) error {
+	return func(w io.Writer, h console.History, asJSON bool) error {
+		if asJSON {
+			return printJSON(w, pick(h))
+		}
+		return render(w, pick(h))
+	}
+}
+
 // localHistory shows record times in this machine's zone.
 func localHistory(h console.History) console.History {
 	for i := range h.Calls {
@@ -136,12 +148,7 @@ caller, number, callee, outcome (ANSWER, BUSY, NOANSWER, CANCEL,
 CONGESTION, CHANUNAVAIL), SIP code, duration and talk time.`,
 	func(st console.Status) any { return nonNil(st.Calls) },
 	func(w io.Writer, st console.Status) error { return console.RenderCalls(w, st.Calls) },
-	func(w io.Writer, h console.History, asJSON bool) error {
-		if asJSON {
-			return printJSON(w, h.Calls)
-		}
-		return console.RenderCallRecords(w, h.Calls)
-	})
+	records(func(h console.History) []bus.CallEnded { return h.Calls }, console.RenderCallRecords))
 
 var cmdLines = statusCommand("lines", `
 Usage: isp-box lines [-s SOCKET] [--json]
@@ -161,12 +168,7 @@ the database instead (the accounting pppd's radius plugin would send): start,
 line, user, address, duration, bytes and packets each way, why it ended.`,
 	func(st console.Status) any { return nonNil(st.Sessions) },
 	func(w io.Writer, st console.Status) error { return console.RenderSessions(w, st.Sessions) },
-	func(w io.Writer, h console.History, asJSON bool) error {
-		if asJSON {
-			return printJSON(w, h.Sessions)
-		}
-		return console.RenderSessionRecords(w, h.Sessions)
-	})
+	records(func(h console.History) []bus.PPPDown { return h.Sessions }, console.RenderSessionRecords))
 
 var cmdStatus = statusCommand("status", `
 Usage: isp-box status [-s SOCKET] [--json]

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/sim/ata"
@@ -67,16 +66,11 @@ line's modem ("ATDT88567682"). Runs until interrupted.`)
 	if code := fs.parse(args, 0, 0); code >= 0 {
 		return code
 	}
-	if *cfgPath == "" {
-		e.errorf("sim-ata: -c FILE is required")
-		fs.printUsage(e.stderr)
-		return 2
+	cfg, code := fs.loadConfig(*cfgPath, "")
+	if code >= 0 {
+		return code
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintln(e.stderr, err)
-		return 1
-	}
+	var err error
 	reg := cfg.PBX.General.UDPBindAddr
 	if *registrar != "" {
 		if reg, err = netip.ParseAddrPort(*registrar); err != nil {

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/isp-box/isp-box/internal/config"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3". When it
@@ -211,4 +213,25 @@ func (fs *flagSet) parse(args []string, minArgs, maxArgs int) int {
 		return 2
 	}
 	return -1
+}
+
+// loadConfig loads the config file of -c, which the command requires. It
+// returns an exit status to stop with, or -1 to go on: 2 and the usage when
+// path is empty; 1 when the file has problems, printed one a line, then
+// hint if there is one.
+func (fs *flagSet) loadConfig(path, hint string) (*config.Config, int) {
+	if path == "" {
+		fs.e.errorf("%s: -c FILE is required", fs.Name())
+		fs.printUsage(fs.e.stderr)
+		return nil, 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(fs.e.stderr, err)
+		if hint != "" {
+			fs.e.errorf("%s: %s", fs.Name(), hint)
+		}
+		return nil, 1
+	}
+	return cfg, -1
 }

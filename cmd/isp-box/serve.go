@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 
 	"github.com/isp-box/isp-box/internal/box"
-	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
 	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/sdnotify"
@@ -36,22 +35,15 @@ The flags override the config file's [box] and [network] settings.`)
 	if code := fs.parse(args, 0, 0); code >= 0 {
 		return code
 	}
-	if *cfgPath == "" {
-		e.errorf("serve: -c FILE is required")
-		fs.printUsage(e.stderr)
-		return 2
-	}
 	switch *network {
 	case "", "userspace", "kernel":
 	default:
 		e.errorf("serve: --network %q: want userspace or kernel", *network)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintln(e.stderr, err)
-		e.errorf("serve: %s has problems; not starting (see \"isp-box check-config %s\")", *cfgPath, *cfgPath)
-		return 1
+	cfg, code := fs.loadConfig(*cfgPath, fmt.Sprintf("%s has problems; not starting (see \"isp-box check-config %s\")", *cfgPath, *cfgPath))
+	if code >= 0 {
+		return code
 	}
 	level := cfg.Box.LogLevel
 	if *logLevel != "" {

@@ -209,23 +209,21 @@ func (a *aaa) end(id string, rec ppp.Record) {
 	delete(a.sess, id)
 }
 
-// terminateCause maps the session's end onto RFC 2866 §5.10.
+// terminateCauses maps the session's end onto RFC 2866 §5.10's
+// Acct-Terminate-Cause; any other end is a NAS-Error.
+var terminateCauses = map[string]uint32{
+	ppp.CauseCarrier:    radius.TermLostCarrier,
+	ppp.CausePeer:       radius.TermUserRequest,
+	ppp.CauseEcho:       radius.TermLostService,
+	ppp.CauseIdle:       radius.TermIdleTimeout,
+	ppp.CauseMaxConnect: radius.TermSessionTimeout,
+	ppp.CauseShutdown:   radius.TermAdminReboot,
+	ppp.CauseLocalClose: radius.TermAdminReset,
+}
+
 func terminateCause(cause string) uint32 {
-	switch cause {
-	case ppp.CauseCarrier:
-		return radius.TermLostCarrier
-	case ppp.CausePeer:
-		return radius.TermUserRequest
-	case ppp.CauseEcho:
-		return radius.TermLostService
-	case ppp.CauseIdle:
-		return radius.TermIdleTimeout
-	case ppp.CauseMaxConnect:
-		return radius.TermSessionTimeout
-	case ppp.CauseShutdown:
-		return radius.TermAdminReboot
-	case ppp.CauseLocalClose:
-		return radius.TermAdminReset
+	if t, ok := terminateCauses[cause]; ok {
+		return t
 	}
 	return radius.TermNASError
 }

@@ -612,20 +612,29 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 	r.mu.Lock()
 	pcfg := r.cfg.PPP
 	r.mu.Unlock()
-	cfg := b.Config()
 	port := b.portOf(c)
-	opts := ppp.Options{
-		Bus:          b.bus,
-		Log:          logging.Debug(b.log, pcfg.Debug), // pppd's debug
-		Line:         c.Line(),
-		CallID:       c.CallID(),
-		CallerID:     port.Calling,
-		Session:      newSessionID(),
-		Users:        cfg.Users,
-		Network:      netAdapter{b.net},
-		LoggedInUser: user,
-		Registry:     b.reg,
+	rec, err := b.runPPP(ctx, c, pcfg, ppp.Options{CallID: c.CallID(), CallerID: port.Calling, LoggedInUser: user}, port)
+	if err != nil {
+		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause, "err", err)
+	} else {
+		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause)
 	}
+	return err
+}
+
+// runPPP runs one PPP session on c with pcfg: opts carries what the call
+// knows (call ID, caller, the user of a text login), runPPP the rest. With
+// RADIUS the session is accounted for port, and authenticated by the
+// servers ([users] too unless [radius] says not).
+func (b *Box) runPPP(ctx context.Context, c modem.Conn, pcfg ppp.Config, opts ppp.Options, port radius.Port) (ppp.Record, error) {
+	cfg := b.Config()
+	opts.Bus = b.bus
+	opts.Log = logging.Debug(b.log, pcfg.Debug) // pppd's debug
+	opts.Line = c.Line()
+	opts.Session = newSessionID()
+	opts.Users = cfg.Users
+	opts.Network = netAdapter{b.net}
+	opts.Registry = b.reg
 	if b.aaa != nil {
 		b.aaa.begin(opts.Session, port)
 		if cfg.Radius.Enabled() {
@@ -639,12 +648,7 @@ func (b *Box) servePPP(ctx context.Context, r *lineRunner, c modem.Conn, user st
 	if b.aaa != nil {
 		b.aaa.end(opts.Session, rec)
 	}
-	if err != nil {
-		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause, "err", err)
-	} else {
-		b.log.Debug("ppp session ended", "line", c.Line(), "cause", rec.Cause)
-	}
-	return err
+	return rec, err
 }
 
 // checkLogin checks a text login against [users], as the seed's system

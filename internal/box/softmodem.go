@@ -5,7 +5,6 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/isp-box/isp-box/internal/logging"
 	"github.com/isp-box/isp-box/internal/radius"
 	"github.com/isp-box/isp-box/modem"
 	"github.com/isp-box/isp-box/pbx"
@@ -78,31 +77,8 @@ func (b *Box) serveSoftmodem(ctx context.Context, mc pbx.ModemCall) error {
 // softmodemPPP runs PPP on a softmodem call's line (after AutoPPP or the
 // text login of user).
 func (b *Box) softmodemPPP(ctx context.Context, mc pbx.ModemCall, c modem.Conn, user string) error {
-	cfg := b.Config()
-	opts := ppp.Options{
-		Bus:          b.bus,
-		Log:          logging.Debug(b.log, cfg.PPP.Debug),
-		Line:         c.Line(),
-		CallID:       mc.CallID(),
-		Session:      newSessionID(),
-		Users:        cfg.Users,
-		Network:      netAdapter{b.net},
-		LoggedInUser: user,
-		Registry:     b.reg,
-	}
-	if b.aaa != nil {
-		b.aaa.begin(opts.Session, radius.Port{ID: c.Line(), Type: radius.NASPortVirtual, Calling: mc.From(), Called: mc.Exten()})
-		if cfg.Radius.Enabled() {
-			opts.Authenticator = b.aaa
-			if !cfg.Radius.UseFile() {
-				opts.Users = nil
-			}
-		}
-	}
-	rec, err := ppp.Serve(ctx, c, cfg.PPP, opts)
-	if b.aaa != nil {
-		b.aaa.end(opts.Session, rec)
-	}
+	port := radius.Port{ID: c.Line(), Type: radius.NASPortVirtual, Calling: mc.From(), Called: mc.Exten()}
+	rec, err := b.runPPP(ctx, c, b.Config().PPP, ppp.Options{CallID: mc.CallID(), LoggedInUser: user}, port)
 	b.log.Debug("softmodem ppp session ended", "call", mc.CallID(), "cause", rec.Cause)
 	return err
 }

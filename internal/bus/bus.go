@@ -309,19 +309,7 @@ func (b *Bus) Stats() (published uint64, subs []SubStats) {
 // subscription of the given size. It blocks; run it in the caller's own
 // goroutine. fn must be fast.
 func On[T Event](ctx context.Context, b *Bus, name string, size int, fn func(T)) {
-	s := b.Subscribe(name, size, func(ev Event) bool { _, ok := ev.(T); return ok })
-	defer s.Close()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case env, ok := <-s.C():
-			if !ok {
-				return
-			}
-			fn(env.Event.(T))
-		}
-	}
+	each(ctx, b.Subscribe(name, size, isA[T]), fn)
 }
 
 // OnReliable is On over a reliable subscription: fn sees every event of type
@@ -329,7 +317,15 @@ func On[T Event](ctx context.Context, b *Bus, name string, size int, fn func(T))
 // missed (a line going idle), where a lost event would leave a wrong state
 // for good.
 func OnReliable[T Event](ctx context.Context, b *Bus, name string, fn func(T)) {
-	s := b.SubscribeReliable(name, func(ev Event) bool { _, ok := ev.(T); return ok })
+	each(ctx, b.SubscribeReliable(name, isA[T]), fn)
+}
+
+// isA is the filter of a subscription to the events of type T.
+func isA[T Event](ev Event) bool { _, ok := ev.(T); return ok }
+
+// each runs fn for every event s delivers until ctx is done or s is
+// closed, then closes s.
+func each[T Event](ctx context.Context, s *Sub, fn func(T)) {
 	defer s.Close()
 	for {
 		select {

@@ -171,6 +171,15 @@ type builder struct {
 	peerDefaults []entry
 }
 
+// namedSections parse the sections of the box's own, by lower-case name;
+// the others are ignored (ignoredSections) or are SIP peers.
+var namedSections = map[string]func(*builder, *section, []entry){
+	"general": (*builder).general,
+	"box":     (*builder).box,
+	"network": (*builder).networkSection,
+	"radius":  (*builder).radiusSection,
+}
+
 func (b *builder) build() {
 	b.cfg = &Config{
 		Box: Box{LogLevel: slog.LevelInfo, MemoryLimit: DefaultMemoryLimit},
@@ -253,18 +262,8 @@ func (b *builder) build() {
 			b.errorf(s.File, s.Line, "[%s]: templates expand to more than %d lines", s.Name, maxInherited)
 			continue
 		}
-		switch strings.ToLower(s.Name) {
-		case "general":
-			b.general(s, es)
-			continue
-		case "box":
-			b.box(s, es)
-			continue
-		case "network":
-			b.networkSection(s, es)
-			continue
-		case "radius":
-			b.radiusSection(s, es)
+		if parse, ok := namedSections[strings.ToLower(s.Name)]; ok {
+			parse(b, s, es)
 			continue
 		}
 		if why, ok := ignoredSections[strings.ToLower(s.Name)]; ok {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -30,26 +31,19 @@ func (s *Store) QueueAcct(ctx context.Context, rec AcctRecord) (int64, error) {
 
 // PendingAcct returns up to limit queued records, oldest first.
 func (s *Store) PendingAcct(ctx context.Context, limit int) ([]AcctRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, session, status, packet, created, tries, last_err FROM acct_queue ORDER BY id LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: accounting queue: %w", err)
+	return queryAll(ctx, s.db, "accounting queue", scanAcct,
+		`SELECT id, session, status, packet, created, tries, last_err FROM acct_queue ORDER BY id LIMIT ?`, limit)
+}
+
+func scanAcct(rows *sql.Rows) (r AcctRecord, err error) {
+	var created string
+	if err := rows.Scan(&r.ID, &r.Session, &r.Status, &r.Packet, &created, &r.Tries, &r.LastErr); err != nil {
+		return r, fmt.Errorf("store: accounting queue: %w", err)
 	}
-	defer rows.Close()
-	var out []AcctRecord
-	for rows.Next() {
-		var r AcctRecord
-		var created string
-		if err := rows.Scan(&r.ID, &r.Session, &r.Status, &r.Packet, &created, &r.Tries, &r.LastErr); err != nil {
-			return nil, fmt.Errorf("store: accounting queue: %w", err)
-		}
-		t, err := time.Parse(timeFormat, created)
-		if err != nil {
-			return nil, fmt.Errorf("store: accounting queue: record %d: %w", r.ID, err)
-		}
-		r.Created = t
-		out = append(out, r)
+	if r.Created, err = time.Parse(timeFormat, created); err != nil {
+		return r, fmt.Errorf("store: accounting queue: record %d: %w", r.ID, err)
 	}
-	return out, rows.Err()
+	return r, nil
 }
 
 // AcctFailed counts a failed try of record id.

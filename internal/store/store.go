@@ -285,36 +285,50 @@ func (s *Store) DeleteRegistration(ctx context.Context, peer string) error {
 // Registrations returns every saved binding, sorted by peer, expired ones
 // included: the registrar decides what an expired binding means.
 func (s *Store) Registrations(ctx context.Context) ([]Registration, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT peer, aor, contact, addr, username, user_agent, call_id, cseq, nat,
-		expires, updated FROM registrations ORDER BY peer`)
+	return queryAll(ctx, s.db, "registrations", scanRegistration, `SELECT peer, aor, contact, addr, username,
+		user_agent, call_id, cseq, nat, expires, updated FROM registrations ORDER BY peer`)
+}
+
+func scanRegistration(rows *sql.Rows) (r Registration, err error) {
+	var addr string
+	var exp, upd sql.NullString
+	var cseq int64
+	if err := rows.Scan(&r.Peer, &r.AOR, &r.Contact, &addr, &r.Username, &r.UserAgent, &r.CallID, &cseq, &r.NAT,
+		&exp, &upd); err != nil {
+		return r, fmt.Errorf("store: registrations: %w", err)
+	}
+	r.CSeq = uint32(cseq)
+	if r.Addr, err = decAddrPort(addr); err != nil {
+		return r, fmt.Errorf("store: registration %s: addr: %w", r.Peer, err)
+	}
+	if r.Expires, err = decTime(exp); err != nil {
+		return r, fmt.Errorf("store: registration %s: expires: %w", r.Peer, err)
+	}
+	if r.Updated, err = decTime(upd); err != nil {
+		return r, fmt.Errorf("store: registration %s: updated: %w", r.Peer, err)
+	}
+	return r, nil
+}
+
+// queryAll runs a SELECT and decodes each row with scan, which wraps its
+// own errors. what names the query in the others ("store: what: ...").
+func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(*sql.Rows) (T, error),
+	query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: registrations: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	defer rows.Close()
-	var out []Registration
+	var out []T
 	for rows.Next() {
-		var r Registration
-		var addr string
-		var exp, upd sql.NullString
-		var cseq int64
-		if err := rows.Scan(&r.Peer, &r.AOR, &r.Contact, &addr, &r.Username, &r.UserAgent, &r.CallID, &cseq, &r.NAT,
-			&exp, &upd); err != nil {
-			return nil, fmt.Errorf("store: registrations: %w", err)
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
 		}
-		r.CSeq = uint32(cseq)
-		if r.Addr, err = decAddrPort(addr); err != nil {
-			return nil, fmt.Errorf("store: registration %s: addr: %w", r.Peer, err)
-		}
-		if r.Expires, err = decTime(exp); err != nil {
-			return nil, fmt.Errorf("store: registration %s: expires: %w", r.Peer, err)
-		}
-		if r.Updated, err = decTime(upd); err != nil {
-			return nil, fmt.Errorf("store: registration %s: updated: %w", r.Peer, err)
-		}
-		out = append(out, r)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: registrations: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	return out, nil
 }
@@ -370,29 +384,20 @@ func (s *Store) Calls(ctx context.Context, limit int) ([]bus.CallEnded, error) {
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT call_id, sip_id, from_peer, exten, callee, start, answer, end,
+	return queryAll(ctx, s.db, "calls", scanCall, `SELECT call_id, sip_id, from_peer, exten, callee, start, answer, end,
 		status, sip_code, hangup_by, media_mode, codec FROM calls ORDER BY live DESC, end DESC, id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: calls: %w", err)
+}
+
+func scanCall(rows *sql.Rows) (c bus.CallEnded, err error) {
+	var start, answer, end sql.NullString
+	if err := rows.Scan(&c.CallID, &c.SIPID, &c.From, &c.To, &c.Callee, &start, &answer, &end,
+		&c.Status, &c.SIPCode, &c.HangupBy, &c.MediaMode, &c.Codec); err != nil {
+		return c, fmt.Errorf("store: calls: %w", err)
 	}
-	defer rows.Close()
-	var out []bus.CallEnded
-	for rows.Next() {
-		var c bus.CallEnded
-		var start, answer, end sql.NullString
-		if err := rows.Scan(&c.CallID, &c.SIPID, &c.From, &c.To, &c.Callee, &start, &answer, &end,
-			&c.Status, &c.SIPCode, &c.HangupBy, &c.MediaMode, &c.Codec); err != nil {
-			return nil, fmt.Errorf("store: calls: %w", err)
-		}
-		if err := decTimes(&c.Start, start, &c.Answer, answer, &c.End, end); err != nil {
-			return nil, fmt.Errorf("store: call %s: %w", c.CallID, err)
-		}
-		out = append(out, c)
+	if err := decTimes(&c.Start, start, &c.Answer, answer, &c.End, end); err != nil {
+		return c, fmt.Errorf("store: call %s: %w", c.CallID, err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: calls: %w", err)
-	}
-	return out, nil
+	return c, nil
 }
 
 // Sessions returns up to limit PPP session records, newest first (by end
@@ -401,35 +406,26 @@ func (s *Store) Sessions(ctx context.Context, limit int) ([]bus.PPPDown, error) 
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT session, line, user, remote, start, end, bytes_in, bytes_out,
+	return queryAll(ctx, s.db, "sessions", scanSession, `SELECT session, line, user, remote, start, end, bytes_in, bytes_out,
 		pkts_in, pkts_out, cause, call_id, caller_id FROM ppp_sessions ORDER BY live DESC, end DESC, id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: sessions: %w", err)
+}
+
+func scanSession(rows *sql.Rows) (p bus.PPPDown, err error) {
+	var remote string
+	var start, end sql.NullString
+	var bin, bout, pin, pout int64
+	if err := rows.Scan(&p.Session, &p.Line, &p.User, &remote, &start, &end, &bin, &bout,
+		&pin, &pout, &p.Cause, &p.CallID, &p.CallerID); err != nil {
+		return p, fmt.Errorf("store: sessions: %w", err)
 	}
-	defer rows.Close()
-	var out []bus.PPPDown
-	for rows.Next() {
-		var p bus.PPPDown
-		var remote string
-		var start, end sql.NullString
-		var bin, bout, pin, pout int64
-		if err := rows.Scan(&p.Session, &p.Line, &p.User, &remote, &start, &end, &bin, &bout,
-			&pin, &pout, &p.Cause, &p.CallID, &p.CallerID); err != nil {
-			return nil, fmt.Errorf("store: sessions: %w", err)
-		}
-		p.BytesIn, p.BytesOut, p.PktsIn, p.PktsOut = uint64(bin), uint64(bout), uint64(pin), uint64(pout)
-		if p.Remote, err = decAddr(remote); err != nil {
-			return nil, fmt.Errorf("store: session %s: remote: %w", p.Session, err)
-		}
-		if err := decTimes(&p.Start, start, &p.End, end); err != nil {
-			return nil, fmt.Errorf("store: session %s: %w", p.Session, err)
-		}
-		out = append(out, p)
+	p.BytesIn, p.BytesOut, p.PktsIn, p.PktsOut = uint64(bin), uint64(bout), uint64(pin), uint64(pout)
+	if p.Remote, err = decAddr(remote); err != nil {
+		return p, fmt.Errorf("store: session %s: remote: %w", p.Session, err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: sessions: %w", err)
+	if err := decTimes(&p.Start, start, &p.End, end); err != nil {
+		return p, fmt.Errorf("store: session %s: %w", p.Session, err)
 	}
-	return out, nil
+	return p, nil
 }
 
 // decTimes decodes pairs of (*time.Time, sql.NullString).
