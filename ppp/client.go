@@ -442,34 +442,25 @@ func (r *client) ipcpRequest(s *session) cp.Options {
 }
 
 func (r *client) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
-	var rej cp.Options
 	var remote netip.Addr
 	var peerVJ *ipcp.Compression
-	for _, o := range opts {
-		d, err := ipcp.Decode(o)
-		if err != nil {
-			rej = append(rej, o)
-			continue
-		}
+	code, reply, ack := judge(opts, rejectOnly, ipcp.Decode, func(d ipcp.Option) (cp.Options, bool) {
 		switch v := d.(type) {
 		case ipcp.Address:
 			if v.Type != ipcp.OptAddress || v.Addr.IsUnspecified() {
-				rej = append(rej, o)
-				continue
+				return nil, true
 			}
 			remote = v.Addr
 		case ipcp.Compression:
 			if !r.cfg.WantVJ || v.Protocol != ipcp.ProtoVJC || v.Old || len(v.Extra) > 0 {
-				rej = append(rej, o)
-				continue
+				return nil, true
 			}
-			c := v
-			peerVJ = &c
+			peerVJ = &v
 		default:
-			rej = append(rej, o)
+			return nil, true
 		}
-	}
-	code, reply, ack := verdict(opts, rej, nil, rejectOnly)
+		return nil, false
+	})
 	if ack {
 		r.remote, r.peerVJ = remote, peerVJ
 	}
@@ -478,11 +469,7 @@ func (r *client) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Cod
 
 // ipcpNak takes the addresses the server assigns (RFC 1332 §3.3, RFC 1877).
 func (r *client) ipcpNak(s *session, opts cp.Options) {
-	for _, o := range opts {
-		d, err := ipcp.Decode(o)
-		if err != nil {
-			continue
-		}
+	for d := range decoded(opts, ipcp.Decode) {
 		switch v := d.(type) {
 		case ipcp.Address:
 			if a := r.askFor(v.Type); a != nil {

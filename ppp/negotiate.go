@@ -2,6 +2,7 @@ package ppp
 
 import (
 	"encoding/binary"
+	"iter"
 	"slices"
 
 	"github.com/isp-box/isp-box/ppp/chap"
@@ -67,19 +68,12 @@ func checkLCP(s *session, opts cp.Options, rejectOnly bool, minMRU int,
 	if looped, code, reply := loopCheck(s, opts); looped {
 		return code, reply, false
 	}
-	var rej, nak cp.Options
 	mru, accm, pfc, acfc := lcp.DefaultMRU, hdlc.DefaultACCM, false, false
-	for _, o := range opts {
-		d, err := lcp.Decode(o)
-		if err != nil {
-			rej = append(rej, o)
-			continue
-		}
+	code, reply, ack = judge(opts, rejectOnly, lcp.Decode, func(d lcp.Option) (cp.Options, bool) {
 		switch v := d.(type) {
 		case lcp.MRU:
 			if int(v) < minMRU {
-				nak = append(nak, lcp.MRU(minMRU).Encode())
-				continue
+				return cp.Options{lcp.MRU(minMRU).Encode()}, false
 			}
 			mru = int(v)
 		case lcp.ACCM:
@@ -88,26 +82,56 @@ func checkLCP(s *session, opts cp.Options, rejectOnly bool, minMRU int,
 			// RFC 1661 §6.4: zero is not a magic number (our own was
 			// caught by loopCheck).
 			if v == 0 {
-				nak = append(nak, lcp.Magic(newMagic()).Encode())
+				return cp.Options{lcp.Magic(newMagic()).Encode()}, false
 			}
 		case lcp.PFC:
 			pfc = true
 		case lcp.ACFC:
 			acfc = true
 		default:
-			n, reject := other(d)
-			if reject {
-				rej = append(rej, o)
-				continue
-			}
-			nak = append(nak, n...)
+			return other(d)
 		}
-	}
-	code, reply, ack = verdict(opts, rej, nak, rejectOnly)
+		return nil, false
+	})
 	if ack {
 		s.peerMRU, s.peerACCM, s.txPFC, s.txACFC = mru, accm, pfc, acfc
 	}
 	return code, reply, ack
+}
+
+// judge answers a Configure-Request (RFC 1661 §5.2-5.4): each option is
+// typed by decode and judged by check, which returns the options to Nak it
+// with, or reject=true; an option that does not decode (a known type of the
+// wrong size) is rejected. verdict makes the answer.
+func judge[T any](opts cp.Options, rejectOnly bool, decode func(cp.Option) (T, error),
+	check func(T) (nak cp.Options, reject bool)) (code cp.Code, reply cp.Options, ack bool) {
+	var rej, nak cp.Options
+	for _, o := range opts {
+		d, err := decode(o)
+		if err != nil {
+			rej = append(rej, o)
+			continue
+		}
+		n, reject := check(d)
+		if reject {
+			rej = append(rej, o)
+			continue
+		}
+		nak = append(nak, n...)
+	}
+	return verdict(opts, rej, nak, rejectOnly)
+}
+
+// decoded yields the options of a Configure-Nak that decode; one of the
+// wrong size is ignored, as pppd's lcp_nakci and ipcp_nakci do.
+func decoded[T any](opts cp.Options, decode func(cp.Option) (T, error)) iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for _, o := range opts {
+			if d, err := decode(o); err == nil && !yield(d) {
+				return
+			}
+		}
+	}
 }
 
 // verdict answers a Configure-Request from the options a check rejected

@@ -219,11 +219,7 @@ func (r *server) lcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code
 // a smaller MRU, more escaped characters, a new magic number, or another
 // authentication protocol if our list allows it.
 func (r *server) lcpNak(s *session, opts cp.Options) {
-	for _, o := range opts {
-		d, err := lcp.Decode(o)
-		if err != nil {
-			continue
-		}
+	for d := range decoded(opts, lcp.Decode) {
 		switch v := d.(type) {
 		case lcp.MRU:
 			if v >= 128 && int(v) < s.mru {
@@ -352,14 +348,8 @@ func slotAddr(l []netip.Addr, n int) (netip.Addr, bool) {
 
 // ipcpCheck judges the client's IPCP request as pppd's ipcp_reqci does.
 func (r *server) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Code, cp.Options) {
-	var rej, nak cp.Options
 	var peerVJ *ipcp.Compression
-	for _, o := range opts {
-		d, err := ipcp.Decode(o)
-		if err != nil {
-			rej = append(rej, o)
-			continue
-		}
+	code, reply, ack := judge(opts, rejectOnly, ipcp.Decode, func(d ipcp.Option) (cp.Options, bool) {
 		switch v := d.(type) {
 		case ipcp.Address:
 			var want netip.Addr
@@ -377,32 +367,32 @@ func (r *server) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Cod
 				want, ok = slotAddr(r.wins, 1)
 			}
 			if !ok {
-				rej = append(rej, o) // ms-dns / ms-wins unset
-			} else if v.Addr != want {
-				nak = append(nak, ipcp.Address{Type: v.Type, Addr: want}.Encode())
+				return nil, true // ms-dns / ms-wins unset
+			}
+			if v.Addr != want {
+				return cp.Options{ipcp.Address{Type: v.Type, Addr: want}.Encode()}, false
 			}
 		case ipcp.Addresses:
 			if v.Src != r.remote || v.Dst != r.local {
-				nak = append(nak, ipcp.Addresses{Src: r.remote, Dst: r.local}.Encode())
+				return cp.Options{ipcp.Addresses{Src: r.remote, Dst: r.local}.Encode()}, false
 			}
 		case ipcp.Compression:
 			switch {
 			case !s.cfg.VJ || v.Protocol != ipcp.ProtoVJC || len(v.Extra) > 0:
-				rej = append(rej, o)
+				return nil, true
 			case v.Old:
 				peerVJ = &ipcp.Compression{Protocol: ipcp.ProtoVJC, MaxSlot: 15, CompSlot: 0, Old: true}
 			case v.MaxSlot > r.vjSlots:
 				// pppd: Nak a Max-Slot-Id above ours with ours.
-				nak = append(nak, ipcp.Compression{Protocol: ipcp.ProtoVJC, MaxSlot: r.vjSlots, CompSlot: v.CompSlot}.Encode())
+				return cp.Options{ipcp.Compression{Protocol: ipcp.ProtoVJC, MaxSlot: r.vjSlots, CompSlot: v.CompSlot}.Encode()}, false
 			default:
-				c := v
-				peerVJ = &c
+				peerVJ = &v
 			}
 		default:
-			rej = append(rej, o)
+			return nil, true
 		}
-	}
-	code, reply, ack := verdict(opts, rej, nak, rejectOnly)
+		return nil, false
+	})
 	if ack {
 		r.peerVJ = peerVJ
 	}
@@ -412,14 +402,12 @@ func (r *server) ipcpCheck(s *session, opts cp.Options, rejectOnly bool) (cp.Cod
 // ipcpNak accepts fewer VJ slots; our own address is not negotiable
 // (pppd without ipcp-accept-local).
 func (r *server) ipcpNak(s *session, opts cp.Options) {
-	for _, o := range opts {
-		if d, err := ipcp.Decode(o); err == nil {
-			if c, ok := d.(ipcp.Compression); ok {
-				if c.Protocol != ipcp.ProtoVJC || c.Old {
-					r.reqVJ = false
-				} else if c.MaxSlot < r.vjSlots {
-					r.vjSlots = c.MaxSlot
-				}
+	for d := range decoded(opts, ipcp.Decode) {
+		if c, ok := d.(ipcp.Compression); ok {
+			if c.Protocol != ipcp.ProtoVJC || c.Old {
+				r.reqVJ = false
+			} else if c.MaxSlot < r.vjSlots {
+				r.vjSlots = c.MaxSlot
 			}
 		}
 	}
