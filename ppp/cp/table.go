@@ -29,12 +29,7 @@ var stateNames = [numStates]string{"Initial", "Starting", "Closed", "Stopped", "
 	"Req-Sent", "Ack-Rcvd", "Ack-Sent", "Opened"}
 
 // String names the state as RFC 1661 does.
-func (s State) String() string {
-	if s < numStates {
-		return stateNames[s]
-	}
-	return "State?"
-}
+func (s State) String() string { return nameOr(stateNames[:], s, "State?") }
 
 // Event is an input to the automaton (RFC 1661 §4.3).
 type Event uint8
@@ -64,11 +59,15 @@ var eventNames = [numEvents]string{"Up", "Down", "Open", "Close", "TO+", "TO-", 
 	"RCA", "RCN", "RTR", "RTA", "RUC", "RXJ+", "RXJ-", "RXR"}
 
 // String names the event as RFC 1661's table does.
-func (e Event) String() string {
-	if e < numEvents {
-		return eventNames[e]
+func (e Event) String() string { return nameOr(eventNames[:], e, "Event?") }
+
+// nameOr returns v's name in names, or unknown for a value beyond the
+// table (a conversion from a number, not one of the constants).
+func nameOr[T ~uint8](names []string, v T, unknown string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	return "Event?"
+	return unknown
 }
 
 // Action is a set of the RFC's actions (§4.4), applied in the order of the

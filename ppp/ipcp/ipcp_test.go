@@ -1,11 +1,11 @@
 package ipcp
 
 import (
-	"bytes"
 	"net/netip"
 	"testing"
 
 	"github.com/isp-box/isp-box/ppp/cp"
+	"github.com/isp-box/isp-box/ppp/cp/cptest"
 )
 
 // A Microsoft client's IPCP request: <compress VJ 0f 00> <addr 0.0.0.0>
@@ -27,21 +27,5 @@ func TestDecodeWindowsRequest(t *testing.T) {
 }
 
 func FuzzOption(f *testing.F) {
-	for _, s := range [][]byte{{2, 0, 0x2d, 15, 1}, {2, 0, 0x2d}, {2, 0, 0x37}, {3, 192, 168, 32, 105}, {129, 8, 8, 8, 8}, {1, 1, 2, 3, 4, 5, 6, 7, 8}, {200, 1}} {
-		f.Add(s[0], s[1:])
-	}
-	f.Fuzz(func(t *testing.T, typ uint8, data []byte) {
-		if len(data) > 253 {
-			return
-		}
-		in := cp.Option{Type: typ, Data: data}
-		d, err := Decode(in)
-		if err != nil {
-			return
-		}
-		out := d.Encode()
-		if out.Type != in.Type || !bytes.Equal(out.Data, in.Data) {
-			t.Fatalf("round trip %d % x -> %d % x", in.Type, in.Data, out.Type, out.Data)
-		}
-	})
+	cptest.FuzzRoundTrip(f, Decode, [][]byte{{2, 0, 0x2d, 15, 1}, {2, 0, 0x2d}, {2, 0, 0x37}, {3, 192, 168, 32, 105}, {129, 8, 8, 8, 8}, {1, 1, 2, 3, 4, 5, 6, 7, 8}, {200, 1}})
 }
