@@ -1,6 +1,7 @@
 package ppp
 
 import (
+	"maps"
 	"slices"
 	"sync"
 
@@ -80,15 +81,13 @@ func (s *Sessions) remove(id string) {
 
 // List returns a snapshot of every live session, oldest first.
 func (s *Sessions) List() []SessionInfo {
+	// Snapshots take each session's own lock: not under the registry's.
 	s.mu.Lock()
-	ls := make([]*liveInfo, 0, len(s.m))
-	for _, l := range s.m {
-		ls = append(ls, l)
-	}
+	ls := slices.Collect(maps.Values(s.m))
 	s.mu.Unlock()
-	out := make([]SessionInfo, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, l.snapshot())
+	out := make([]SessionInfo, len(ls))
+	for i, l := range ls {
+		out[i] = l.snapshot()
 	}
 	slices.SortFunc(out, func(a, b SessionInfo) int { return a.Start.Compare(b.Start) })
 	return out
