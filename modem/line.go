@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/isp-box/isp-box/internal/bus"
+	"github.com/isp-box/isp-box/internal/clock"
 	"github.com/isp-box/isp-box/internal/status"
 	"github.com/isp-box/isp-box/modem/lock"
 )
@@ -44,6 +45,20 @@ type LineOptions struct {
 	// the number the caller dialled). Nil, or ServicePPP: the line's
 	// login/AutoPPP and Handler.
 	Service func(ctx context.Context, line, callID string) Route
+}
+
+// logAndClock returns the logger of line name and the clock, the defaults
+// where o leaves them nil.
+func (o LineOptions) logAndClock(name string) (*slog.Logger, Clock) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	return log.With("comp", "modem", "line", name), clk
 }
 
 // timing holds the fixed intervals of mgetty's job; tests shorten them.
@@ -108,15 +123,8 @@ func NewLine(cfg LineConfig, opts LineOptions) (*Line, error) {
 	if cfg.FlowControl != "" && cfg.FlowControl != "hard" && cfg.FlowControl != "none" {
 		return nil, fmt.Errorf("modem: line %s: flow control %q: want hard or none", cfg.Name, cfg.FlowControl)
 	}
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	clk := opts.Clock
-	if clk == nil {
-		clk = realClock{}
-	}
-	l := &Line{opts: opts, log: log.With("comp", "modem", "line", cfg.Name), t: defaultTiming(), clk: clk, cfg: cfg, wake: make(chan struct{}, 1)}
+	log, clk := opts.logAndClock(cfg.Name)
+	l := &Line{opts: opts, log: log, t: defaultTiming(), clk: clk, cfg: cfg, wake: make(chan struct{}, 1)}
 	l.status = LineStatus{Name: cfg.Name, Device: cfg.Device, Peer: cfg.Peer, State: "down", Since: clk.Now()}
 	return l, nil
 }
@@ -285,28 +293,29 @@ func (l *Line) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() != nil
 	}
-	t := l.clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return false
-	case <-ctx.Done():
-		return true
-	}
+	cancelled, _ := clockWait(ctx, l.clk, d, nil)
+	return cancelled
 }
 
 // backoff waits d, or until a Reload or ctx ends it early; it reports
 // whether a reload did (the caller applies it at once).
 func (l *Line) backoff(ctx context.Context, d time.Duration) (reloaded bool) {
-	t := l.clk.NewTimer(d)
+	_, reloaded = clockWait(ctx, l.clk, d, l.wake)
+	return reloaded
+}
+
+// clockWait waits d on clk, or until ctx ends (cancelled) or wake receives
+// (woken); a nil wake never does.
+func clockWait(ctx context.Context, clk Clock, d time.Duration, wake <-chan struct{}) (cancelled, woken bool) {
+	t := clk.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C():
-		return false
+		return false, false
 	case <-ctx.Done():
-		return false
-	case <-l.wake:
-		return true
+		return true, false
+	case <-wake:
+		return false, true
 	}
 }
 

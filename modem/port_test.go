@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/isp-box/isp-box/internal/clock"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
 )
 
@@ -25,7 +26,7 @@ func hwPort(t *testing.T, bits *atomic.Int64) *port {
 	t.Cleanup(func() { m.Close() })
 	cfg := DefaultLineConfig("ttyUSB9")
 	cfg.Device, cfg.FlowControl = m.Path(), "none"
-	p, err := openPort(context.Background(), cfg, time.Second, realClock{})
+	p, err := openPort(context.Background(), cfg, time.Second, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,15 +52,8 @@ func NewTCPLine(cfg LineConfig, opts LineOptions) (*TCPLine, error) {
 	if cfg.Listen == "" {
 		return nil, fmt.Errorf("modem: tcp line %s: no listen address", cfg.Name)
 	}
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	clk := opts.Clock
-	if clk == nil {
-		clk = realClock{}
-	}
-	return &TCPLine{opts: opts, log: log.With("comp", "modem", "line", cfg.Name), clk: clk, cfg: cfg,
+	log, clk := opts.logAndClock(cfg.Name)
+	return &TCPLine{opts: opts, log: log, clk: clk, cfg: cfg,
 		conns: map[int]*Line{}, recent: map[netip.Addr][]time.Time{}, state: "down", since: clk.Now()}, nil
 }
 
@@ -161,14 +154,8 @@ func (t *TCPLine) Run(ctx context.Context) error {
 }
 
 func (t *TCPLine) sleepCtx(ctx context.Context, d time.Duration) bool {
-	tm := t.clk.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C():
-		return false
-	case <-ctx.Done():
-		return true
-	}
+	cancelled, _ := clockWait(ctx, t.clk, d, nil)
+	return cancelled
 }
 
 func (t *TCPLine) config() LineConfig {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/isp-box/isp-box/internal/clock"
 	"github.com/isp-box/isp-box/ppp/cp"
 	"github.com/isp-box/isp-box/ppp/hdlc"
 	"github.com/isp-box/isp-box/ppp/ipcp"
@@ -122,15 +123,15 @@ type session struct {
 	onPhase func(Phase, string) // publishes bus.PPPPhase (server)
 }
 
-func newSession(id string, rw io.ReadWriteCloser, cfg Config, r role, clock Clock, log *slog.Logger) *session {
-	if clock == nil {
-		clock = realClock{}
+func newSession(id string, rw io.ReadWriteCloser, cfg Config, r role, clk Clock, log *slog.Logger) *session {
+	if clk == nil {
+		clk = clock.Real{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &session{
-		id: id, rw: rw, cfg: cfg, role: r, clock: clock, log: log,
+		id: id, rw: rw, cfg: cfg, role: r, clock: clk, log: log,
 		enc:     hdlc.NewEncoder(),
 		dec:     hdlc.NewReader(rw),
 		rx:      make(chan []byte, 64),

@@ -16,7 +16,7 @@ const module = "github.com/isp-box/isp-box/"
 // the console, the page and the metrics share internal/bus and this
 // package's status types. Test files are not held to it.
 func TestImportRule(t *testing.T) {
-	ground := []string{"internal/bus", "internal/status"}
+	ground := []string{"internal/bus", "internal/status", "internal/clock"}
 	rules := map[string][]string{ // package tree -> the project's packages it may import besides its own tree
 		"pbx":              append([]string{"softmodem"}, ground...),
 		"modem":            ground,
@@ -24,6 +24,7 @@ func TestImportRule(t *testing.T) {
 		"netstack":         ground,
 		"softmodem":        nil,
 		"internal/bus":     nil,
+		"internal/clock":   nil,
 		"internal/status":  {"internal/bus"},
 		"internal/console": ground,
 		"internal/web":     append([]string{"internal/console"}, ground...),

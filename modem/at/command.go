@@ -38,6 +38,19 @@ func ParseCommandLine(s string) ([]Command, error) {
 		}
 		return n, ok
 	}
+	// setOrQuery reads what may follow a register or an extended command:
+	// "=n" sets it (n may be absent), "?" reads it.
+	setOrQuery := func(cmd *Command) {
+		switch {
+		case i < len(s) && s[i] == '=':
+			i++
+			cmd.Set = true
+			cmd.Num, cmd.HasNum = num()
+		case i < len(s) && s[i] == '?':
+			i++
+			cmd.Query = true
+		}
+	}
 	for i < len(s) {
 		c := upper(s[i])
 		i++
@@ -53,18 +66,9 @@ func ParseCommandLine(s string) ([]Command, error) {
 				return nil, fmt.Errorf("%w: S without register at %d", ErrSyntax, i)
 			}
 			cmd := Command{Name: "S", Reg: reg}
-			switch {
-			case i < len(s) && s[i] == '=':
-				i++
-				cmd.Set = true
-				cmd.Num, cmd.HasNum = num()
-			case i < len(s) && s[i] == '?':
-				i++
-				cmd.Query = true
-			default:
-				// "S7" alone selects the register on some modems; USR
-				// treats it like a query of nothing. Accept as a no-op.
-			}
+			// "S7" alone selects the register on some modems; USR
+			// treats it like a query of nothing. Accept as a no-op.
+			setOrQuery(&cmd)
 			out = append(out, cmd)
 		case c == '+' || c == '#':
 			// Extended commands: "+VCID=1", "#CID=1", "+GMI?" (V.250 §5.4):
@@ -78,17 +82,11 @@ func ParseCommandLine(s string) ([]Command, error) {
 			}
 			cmd := Command{Name: string(c) + strings.ToUpper(s[i:j])}
 			i = j
-			switch {
-			case i < len(s) && s[i] == '=' && i+1 < len(s) && s[i+1] == '?':
+			if i+1 < len(s) && s[i] == '=' && s[i+1] == '?' {
 				i += 2
 				cmd.Set, cmd.Query = true, true
-			case i < len(s) && s[i] == '=':
-				i++
-				cmd.Set = true
-				cmd.Num, cmd.HasNum = num()
-			case i < len(s) && s[i] == '?':
-				i++
-				cmd.Query = true
+			} else {
+				setOrQuery(&cmd)
 			}
 			if i < len(s) && s[i] == ';' {
 				i++
