@@ -3,7 +3,6 @@ package softmodem
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,19 +14,13 @@ import (
 	"github.com/isp-box/isp-box/softmodem/fsk"
 	"github.com/isp-box/isp-box/softmodem/g711"
 	"github.com/isp-box/isp-box/softmodem/internal/linesim"
+	"github.com/isp-box/isp-box/softmodem/internal/sigtest"
 	"github.com/isp-box/isp-box/softmodem/internal/spandsppeer"
 	"github.com/isp-box/isp-box/softmodem/internal/wav"
 	"github.com/isp-box/isp-box/softmodem/tones"
 )
 
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 99))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.IntN(256))
-	}
-	return b
-}
+func randomBytes(n int, seed uint64) []byte { return sigtest.RandomBytes(n, seed, 99) }
 
 func countDiff(a, b []byte) int {
 	n := 0

@@ -112,10 +112,7 @@ host=dynamic
 // the control socket), a broken file is refused with file:line and the
 // running config stays, and the call and its session live through both.
 func TestReloadDuringCall(t *testing.T) {
-	ctx := slow(t, "dials through the box", 2*time.Minute)
-	r := newRig(t)
-	b := r.readyBox()
-	s := r.dial(ctx)
+	ctx, r, b, s := dialedRig(t)
 	up := b.Status()
 	if len(up.Calls) != 1 || len(up.Sessions) != 1 {
 		t.Fatalf("after CONNECT: %d calls, %d sessions; want 1 and 1", len(up.Calls), len(up.Sessions))
@@ -282,10 +279,7 @@ func TestReloadLineConfigAtNextIdle(t *testing.T) {
 // during a call stops after its call ends, not during it ("removed lines
 // stop after their call ends", box's package doc).
 func TestReloadRemovesLineAfterCall(t *testing.T) {
-	ctx := slow(t, "dials through the box", 2*time.Minute)
-	r := newRig(t)
-	b := r.readyBox()
-	s := r.dial(ctx)
+	ctx, r, b, s := dialedRig(t)
 	up := b.Status()
 
 	r.writeRaw(withoutLine(t, r.configText("")))
@@ -347,10 +341,7 @@ func (r *rig) readClient(want string) {
 // closes; the ATA sees the call end (BYE) and the client modem loses its
 // carrier.
 func TestStopDuringCall(t *testing.T) {
-	ctx := slow(t, "dials through the box", 2*time.Minute)
-	r := newRig(t)
-	b := r.readyBox()
-	s := r.dial(ctx)
+	ctx, r, b, s := dialedRig(t)
 	defer s.PPP.Close()
 	up := b.Status()
 

@@ -4,7 +4,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // boxComps are the parts of the box whose log a person reads ("": the
@@ -18,10 +17,7 @@ var boxComps = map[string]bool{"": true, "pbx": true, "modem": true, "ppp": true
 // key once, a part's messages do not repeat its name ("pbx: call" under
 // comp=pbx), no record says err=<nil>, and no event is logged twice.
 func TestLogReadable(t *testing.T) {
-	ctx := slow(t, "dials through the box", 2*time.Minute)
-	r := newRig(t)
-	b := r.readyBox()
-	s := r.dial(ctx)
+	ctx, r, b, s := dialedRig(t)
 	if _, err := s.Net.Ping(ctx, gateway); err != nil {
 		t.Errorf("ping: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/config"
 	"github.com/isp-box/isp-box/internal/console"
+	"github.com/isp-box/isp-box/internal/demo"
 	"github.com/isp-box/isp-box/internal/sim/ata"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
 	"github.com/isp-box/isp-box/internal/status"
@@ -264,6 +265,15 @@ func slow(t *testing.T, why string, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// dialedRig starts a test that dials through the box: a rig, its box
+// ready, and the client's call connected with PPP up.
+func dialedRig(t *testing.T) (context.Context, *rig, *running, *demo.Session) {
+	ctx := slow(t, "dials through the box", 2*time.Minute)
+	r := newRig(t)
+	b := r.readyBox()
+	return ctx, r, b, r.dial(ctx)
 }
 
 // readyBox starts a box on the rig's config file and the ATA, and returns

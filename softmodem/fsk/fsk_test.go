@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"flag"
 	"math/rand/v2"
-	"os"
 	"testing"
 
 	"github.com/isp-box/isp-box/softmodem/async"
 	"github.com/isp-box/isp-box/softmodem/dsp"
 	"github.com/isp-box/isp-box/softmodem/g711"
+	"github.com/isp-box/isp-box/softmodem/internal/sigtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -96,36 +96,13 @@ func TestGolden(t *testing.T) {
 		tx := NewTx(spec, DefaultLevel, atx.Bit)
 		buf := make([]float64, 8000*(40+10*len(msg)+20)/300)
 		tx.Modulate(buf)
-		pcm := make([]int16, len(buf))
-		for i, x := range buf {
-			pcm[i] = dsp.Clip16(x)
-		}
-		ulaw := make([]byte, len(pcm))
-		g711.Ulaw.Encode(ulaw, pcm)
 		name := "testdata/" + map[string]string{
 			V21Ch1.Name: "v21ch1", V21Ch2.Name: "v21ch2", Bell103Orig.Name: "bell103orig", Bell103Ans.Name: "bell103ans",
 		}[spec.Name] + ".ulaw"
-		if *update {
-			if err := os.WriteFile(name, ulaw, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(ulaw, want) {
-			t.Errorf("%s: modulator output differs from %s", spec.Name, name)
-		}
+		f := sigtest.Golden(t, name, buf, *update)
 		var got []byte
 		arx := async.NewRx(async.Format8N1, func(b byte) { got = append(got, b) })
 		rx := NewRx(spec, arx.PutBit)
-		in := make([]int16, len(want))
-		g711.Ulaw.Decode(in, want)
-		f := make([]float64, len(in))
-		for i, x := range in {
-			f[i] = float64(x)
-		}
 		rx.Demodulate(f)
 		if !bytes.Equal(got, msg) {
 			t.Errorf("%s: golden file decodes to %q", spec.Name, got)

@@ -5,14 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"math/rand/v2"
-	"os"
 	"testing"
 
 	"github.com/isp-box/isp-box/softmodem/async"
 	"github.com/isp-box/isp-box/softmodem/dsp"
 	"github.com/isp-box/isp-box/softmodem/g711"
 	"github.com/isp-box/isp-box/softmodem/internal/linesim"
+	"github.com/isp-box/isp-box/softmodem/internal/sigtest"
 )
 
 // end is a pump with async framing on both sides, as a line endpoint.
@@ -57,14 +56,7 @@ func (e *end) Process(rx, tx []int16) {
 	}
 }
 
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.IntN(256))
-	}
-	return b
-}
+func randomBytes(n int, seed uint64) []byte { return sigtest.RandomBytes(n, seed, 7) }
 
 func TestScrambler(t *testing.T) {
 	var s, d scrambler
@@ -146,32 +138,8 @@ func TestGoldenU11(t *testing.T) {
 	p.Start()
 	f := make([]float64, 9600)
 	p.Modulate(f)
-	pcm := make([]int16, len(f))
-	for i, x := range f {
-		pcm[i] = dsp.Clip16(x)
-	}
-	ulaw := make([]byte, len(pcm))
-	g711.Ulaw.Encode(ulaw, pcm)
-	const name = "testdata/answer-u11.ulaw"
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(name, ulaw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(ulaw, want) {
-		t.Error("modulator output differs from " + name)
-	}
+	f = sigtest.Golden(t, "testdata/answer-u11.ulaw", f, *update)
 	c := New(true, 2400, dsp.DBm0(-13), func() int { return 1 }, func(int) {})
-	in := make([]int16, len(want))
-	g711.Ulaw.Decode(in, want)
-	for i, x := range in {
-		f[i] = float64(x)
-	}
 	c.Demodulate(f)
 	if c.rx != rxU11Sustain || c.tx != txS1 {
 		t.Errorf("caller after the golden U11: rx stage %d, tx stage %d; want U11 qualified and S1 sent", c.rx, c.tx)
