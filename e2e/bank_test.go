@@ -62,21 +62,19 @@ context=from-callers
 gateway = %s
 pool = %s
 
-[modem-port](!)
+[ata-port](!)
 type=friend
-context=from-bank
 host=dynamic
 qualify=%[4]d
 directmedia=yes
+
+[modem-port](!,ata-port)
+context=from-bank
 call-limit=1
 huntgroup=bank
 
-[caller-port](!)
-type=friend
+[caller-port](!,ata-port)
 context=from-callers
-host=dynamic
-qualify=%[4]d
-directmedia=yes
 
 `, sip, gw, pool, q)
 	for i := 1; i <= b.n; i++ {

@@ -55,18 +55,7 @@ const scaleEnv = "ISPBOX_SCALE"
 //
 //	ISPBOX_SCALE=100,500,1000 go test ./e2e -run '^TestScale$' -v -count=1 -timeout 60m
 func TestScale(t *testing.T) {
-	spec := os.Getenv(scaleEnv)
-	if spec == "" {
-		t.Skipf("set %s=100,500,1000 (line counts) to measure", scaleEnv)
-	}
-	var sizes []int
-	for _, f := range strings.Split(spec, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			t.Fatalf("%s=%q: want a list of line counts", scaleEnv, spec)
-		}
-		sizes = append(sizes, n)
-	}
+	sizes := testutil.CountsOrSkip(t, scaleEnv, "set "+scaleEnv+"=100,500,1000 (line counts) to measure")
 	bin := boxBinary(t)
 	for _, n := range sizes {
 		t.Run(strconv.Itoa(n), func(t *testing.T) { runScale(t, bin, n) })

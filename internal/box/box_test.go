@@ -112,7 +112,7 @@ host=dynamic
 // the control socket), a broken file is refused with file:line and the
 // running config stays, and the call and its session live through both.
 func TestReloadDuringCall(t *testing.T) {
-	ctx, r, b, s := dialedRig(t)
+	ctx, r, b, s := dialedRig(t, "dials through the box")
 	up := b.Status()
 	if len(up.Calls) != 1 || len(up.Sessions) != 1 {
 		t.Fatalf("after CONNECT: %d calls, %d sessions; want 1 and 1", len(up.Calls), len(up.Sessions))
@@ -247,10 +247,7 @@ func rings(evs []bus.Event) map[string]int {
 // during a call keeps the call, and takes the new config for the next
 // one: "rings 2" becomes "rings 3".
 func TestReloadLineConfigAtNextIdle(t *testing.T) {
-	ctx := slow(t, "dials through the box twice", 2*time.Minute)
-	r := newRig(t)
-	b := r.readyBox()
-	s := r.dial(ctx)
+	ctx, r, b, s := dialedRig(t, "dials through the box twice")
 	first := b.Status().Calls[0].ID
 
 	r.writeRaw(mustReplace(t, r.configText(""), " rings 2\n", " rings 3\n"))
@@ -279,7 +276,7 @@ func TestReloadLineConfigAtNextIdle(t *testing.T) {
 // during a call stops after its call ends, not during it ("removed lines
 // stop after their call ends", box's package doc).
 func TestReloadRemovesLineAfterCall(t *testing.T) {
-	ctx, r, b, s := dialedRig(t)
+	ctx, r, b, s := dialedRig(t, "dials through the box")
 	up := b.Status()
 
 	r.writeRaw(withoutLine(t, r.configText("")))
@@ -341,7 +338,7 @@ func (r *rig) readClient(want string) {
 // closes; the ATA sees the call end (BYE) and the client modem loses its
 // carrier.
 func TestStopDuringCall(t *testing.T) {
-	ctx, r, b, s := dialedRig(t)
+	ctx, r, b, s := dialedRig(t, "dials through the box")
 	defer s.PPP.Close()
 	up := b.Status()
 
@@ -414,10 +411,7 @@ func TestReloadKeepsSockets(t *testing.T) {
 // comes back after it (one runner on the port at a time) and takes the
 // next call.
 func TestReloadLineRemovedAndBack(t *testing.T) {
-	ctx := slow(t, "dials through the box twice", 2*time.Minute)
-	r := newRig(t)
-	b := r.readyBox()
-	s := r.dial(ctx)
+	ctx, r, b, s := dialedRig(t, "dials through the box twice")
 	first := b.Status().Calls[0].ID
 
 	full := r.configText("")

@@ -17,7 +17,7 @@ var boxComps = map[string]bool{"": true, "pbx": true, "modem": true, "ppp": true
 // key once, a part's messages do not repeat its name ("pbx: call" under
 // comp=pbx), no record says err=<nil>, and no event is logged twice.
 func TestLogReadable(t *testing.T) {
-	ctx, r, b, s := dialedRig(t)
+	ctx, r, b, s := dialedRig(t, "dials through the box")
 	if _, err := s.Net.Ping(ctx, gateway); err != nil {
 		t.Errorf("ping: %v", err)
 	}

@@ -267,10 +267,10 @@ func slow(t *testing.T, why string, d time.Duration) context.Context {
 	return ctx
 }
 
-// dialedRig starts a test that dials through the box: a rig, its box
-// ready, and the client's call connected with PPP up.
-func dialedRig(t *testing.T) (context.Context, *rig, *running, *demo.Session) {
-	ctx := slow(t, "dials through the box", 2*time.Minute)
+// dialedRig starts a test that dials through the box (why, for slow): a
+// rig, its box ready, and the client's call connected with PPP up.
+func dialedRig(t *testing.T, why string) (context.Context, *rig, *running, *demo.Session) {
+	ctx := slow(t, why, 2*time.Minute)
 	r := newRig(t)
 	b := r.readyBox()
 	return ctx, r, b, r.dial(ctx)
