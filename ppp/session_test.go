@@ -69,6 +69,20 @@ func startServer(t *testing.T, ctx context.Context, rw io.ReadWriteCloser, cfg p
 	return ch
 }
 
+// dialUp runs a server session with cfg and opts on one end of an
+// in-memory line and dials it with ccfg on the other; it returns once the
+// client is up (a failed Dial ends the test). line is the client's end.
+func dialUp(t *testing.T, ctx context.Context, cfg ppp.Config, opts ppp.Options, ccfg ppp.ClientConfig) (srv <-chan served, c *ppp.Client, line net.Conn) {
+	t.Helper()
+	a, b := net.Pipe()
+	srv = startServer(t, ctx, a, cfg, opts)
+	c, err := ppp.Dial(t.Context(), b, ccfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c, b
+}
+
 // udp builds an IPv4/UDP packet (checksum 0 is valid for UDP over IPv4).
 func udp(src, dst netip.Addr, payload string) []byte {
 	p := make([]byte, 28+len(payload))
@@ -119,17 +133,12 @@ func TestAuthProtocols(t *testing.T) {
 	for _, proto := range []ppp.AuthProto{ppp.AuthPAP, ppp.AuthCHAP, ppp.AuthMSCHAP, ppp.AuthMSCHAPv2} {
 		t.Run(string(proto), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				a, b := net.Pipe()
 				netw := ppptest.NewNetwork("192.168.32.1", "192.168.32.105")
 				b2 := bus.New(nil)
 				sub := b2.Subscribe("test", 256, nil)
 				defer sub.Close()
 				reg := ppp.NewSessions()
-				srv := startServer(t, t.Context(), a, seedConfig(proto), ppp.Options{Users: users, Network: netw, Line: "ttyUSB0", CallID: "00000002", Bus: b2, Registry: reg})
-				c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{User: "dial", Password: "dial", Auth: []ppp.AuthProto{proto}}, testLog(t))
-				if err != nil {
-					t.Fatal(err)
-				}
+				srv, c, _ := dialUp(t, t.Context(), seedConfig(proto), ppp.Options{Users: users, Network: netw, Line: "ttyUSB0", CallID: "00000002", Bus: b2, Registry: reg}, ppp.ClientConfig{User: "dial", Password: "dial", Auth: []ppp.AuthProto{proto}})
 				if c.Local() != client || c.Remote() != gw || !slices.Equal(c.DNS(), []netip.Addr{dns, dns}) || c.AuthProto() != proto {
 					t.Fatalf("local %s remote %s dns %v auth %s", c.Local(), c.Remote(), c.DNS(), c.AuthProto())
 				}
@@ -197,15 +206,10 @@ func TestWrongPassword(t *testing.T) {
 
 func TestNoAuthLoggedInUser(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a, b := net.Pipe()
 		cfg := seedConfig() // noauth, as options.ttyUSB0
 		cfg.Remote = client
 		netw := ppptest.NewNetwork("192.168.32.1", "192.168.32.105", "192.168.32.106")
-		srv := startServer(t, t.Context(), a, cfg, ppp.Options{Network: netw, LoggedInUser: "dial"})
-		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{}, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c, _ := dialUp(t, t.Context(), cfg, ppp.Options{Network: netw, LoggedInUser: "dial"}, ppp.ClientConfig{})
 		if c.AuthProto() != "" || c.Local() != client {
 			t.Fatalf("auth %q local %s", c.AuthProto(), c.Local())
 		}
@@ -282,14 +286,9 @@ func TestIdleAndMaxConnect(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				a, b := net.Pipe()
 				cfg := seedConfig()
 				tc.set(&cfg)
-				srv := startServer(t, t.Context(), a, cfg, ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
-				c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{}, testLog(t))
-				if err != nil {
-					t.Fatal(err)
-				}
+				srv, c, _ := dialUp(t, t.Context(), cfg, ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")}, ppp.ClientConfig{})
 				up := time.Now()
 				res := <-srv
 				if res.rec.Cause != tc.cause {
@@ -308,13 +307,8 @@ func TestIdleAndMaxConnect(t *testing.T) {
 
 func TestShutdownSendsTerminate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a, b := net.Pipe()
 		ctx, cancel := context.WithCancel(t.Context())
-		srv := startServer(t, ctx, a, seedConfig(), ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
-		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{}, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c, _ := dialUp(t, ctx, seedConfig(), ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")}, ppp.ClientConfig{})
 		cancel()
 		if res := <-srv; res.rec.Cause != ppp.CauseShutdown {
 			t.Fatalf("cause %q", res.rec.Cause)
@@ -327,12 +321,7 @@ func TestShutdownSendsTerminate(t *testing.T) {
 
 func TestCarrierLost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a, b := net.Pipe()
-		srv := startServer(t, t.Context(), a, seedConfig(), ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
-		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{}, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c, b := dialUp(t, t.Context(), seedConfig(), ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")}, ppp.ClientConfig{})
 		b.Close() // the modem hung up under us
 		if res := <-srv; res.rec.Cause != ppp.CauseCarrier {
 			t.Fatalf("cause %q", res.rec.Cause)
@@ -343,16 +332,11 @@ func TestCarrierLost(t *testing.T) {
 
 func TestWindowsClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a, b := net.Pipe()
 		cfg := seedConfig(ppp.AuthPAP, ppp.AuthMSCHAP)
 		netw := ppptest.NewNetwork("192.168.32.1", "192.168.32.105")
-		srv := startServer(t, t.Context(), a, cfg, ppp.Options{Users: users, Network: netw})
 		// "Require encrypted password": the client Naks PAP with MS-CHAP.
-		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{User: "dial", Password: "dial", Windows: true, WantVJ: true,
-			Auth: []ppp.AuthProto{ppp.AuthMSCHAP, ppp.AuthCHAP}}, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c, _ := dialUp(t, t.Context(), cfg, ppp.Options{Users: users, Network: netw}, ppp.ClientConfig{User: "dial", Password: "dial", Windows: true, WantVJ: true,
+			Auth: []ppp.AuthProto{ppp.AuthMSCHAP, ppp.AuthCHAP}})
 		if c.AuthProto() != ppp.AuthMSCHAP {
 			t.Errorf("auth %s, want mschap after the client's Nak", c.AuthProto())
 		}
@@ -393,15 +377,10 @@ func TestVJ(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				a, b := net.Pipe()
 				cfg := seedConfig()
 				cfg.VJ = tc.server
 				netw := ppptest.NewNetwork("192.168.32.1", "192.168.32.105")
-				srv := startServer(t, t.Context(), a, cfg, ppp.Options{Network: netw})
-				c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{WantVJ: tc.client}, testLog(t))
-				if err != nil {
-					t.Fatal(err)
-				}
+				srv, c, _ := dialUp(t, t.Context(), cfg, ppp.Options{Network: netw}, ppp.ClientConfig{WantVJ: tc.client})
 				if tx, rx := c.VJ(); tx != tc.wantTx || rx != tc.wantTx {
 					t.Fatalf("VJ tx %v rx %v, want %v", tx, rx, tc.wantTx)
 				}
@@ -480,17 +459,12 @@ func netip4(a, b, c, d byte) netip.Addr { return netip.AddrFrom4([4]byte{a, b, c
 // fills both, as pppd), and two ms-dns values go to 129 and 131 in order.
 func TestWindowsClientWINS(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a, b := net.Pipe()
 		cfg := seedConfig()
 		dns2 := netip.MustParseAddr("1.1.1.1")
 		wins := netip.MustParseAddr("192.168.32.10")
 		cfg.DNS = []netip.Addr{dns, dns2}
 		cfg.WINS = []netip.Addr{wins}
-		srv := startServer(t, t.Context(), a, cfg, ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")})
-		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{Windows: true}, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c, _ := dialUp(t, t.Context(), cfg, ppp.Options{Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105")}, ppp.ClientConfig{Windows: true})
 		if !slices.Equal(c.DNS(), []netip.Addr{dns, dns2}) || !slices.Equal(c.WINS(), []netip.Addr{wins, wins}) {
 			t.Errorf("dns %v wins %v", c.DNS(), c.WINS())
 		}
@@ -504,15 +478,10 @@ func TestWindowsClientWINS(t *testing.T) {
 // once the session is gone.
 func TestDownCarriesLineErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		a, b := net.Pipe()
 		events := bus.New(nil)
 		sub := events.Subscribe("test", 256, nil)
 		defer sub.Close()
-		srv := startServer(t, t.Context(), a, seedConfig(), ppp.Options{Users: users, Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105"), Bus: events})
-		c, err := ppp.Dial(t.Context(), b, ppp.ClientConfig{User: "dial", Password: "dial"}, testLog(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, c, b := dialUp(t, t.Context(), seedConfig(), ppp.Options{Users: users, Network: ppptest.NewNetwork("192.168.32.1", "192.168.32.105"), Bus: events}, ppp.ClientConfig{User: "dial", Password: "dial"})
 		// Two LCP frames whose FCS line noise spoilt (control characters
 		// escaped, RFC 1662 §4.2).
 		noise := []byte{0x7e, 0xff, 0x7d, 0x23, 0xc0, 0x21, 0x7d, 0x29, 0x7d, 0x21, 0x7d, 0x20, 0x7d, 0x28, 0, 0, 0, 0, 0x12, 0x34, 0x7e}
