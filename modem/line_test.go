@@ -21,14 +21,9 @@ import (
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/sim/hayes"
 	"github.com/isp-box/isp-box/internal/sim/hayes/hayestest"
+	"github.com/isp-box/isp-box/internal/testutil"
 	"github.com/isp-box/isp-box/modem/lock"
 )
-
-// dte is the caller's computer: the client modem's pty, driven like a
-// terminal program.
-type dte = hayestest.DTE
-
-func openDTE(t *testing.T, path string) *dte { return hayestest.Open(t, path) }
 
 // rig is a line on an emulated ISP modem, and a client modem that can
 // call it through an in-memory exchange.
@@ -38,7 +33,7 @@ type rig struct {
 	events   *bus.Sub
 	isp      *hayes.Modem
 	client   *hayes.Modem
-	dte      *dte
+	dte      *hayestest.DTE
 	line     *Line
 	sessions chan session
 	cancel   context.CancelFunc
@@ -95,9 +90,8 @@ func newStoppedRig(t *testing.T, tweak func(*LineConfig), tt func(*timing)) *rig
 	}
 	t.Cleanup(func() { r.client.Close() })
 	x.Attach(ispNumber, r.isp)
-	r.dte = openDTE(t, r.client.Path())
-	r.dte.Send("ATE0\r")
-	r.dte.Expect("OK\r\n")
+	r.dte = hayestest.Open(t, r.client.Path())
+	r.dte.Chat("ATE0\r", "OK\r\n")
 
 	cfg := DefaultLineConfig("ttyUSB0")
 	cfg.Device = r.isp.Path()
@@ -212,9 +206,10 @@ func (r *rig) nextSession() session {
 // dial makes the client call the ISP and waits for its CONNECT.
 func (r *rig) dial() {
 	r.t.Helper()
-	r.dte.Send("ATDT" + ispNumber + "\r")
-	r.dte.Expect("CONNECT 28800")
-	r.dte.Expect("\r\n")
+	r.dte.Chat(
+		"ATDT"+ispNumber+"\r", "CONNECT 28800",
+		"", "\r\n",
+	)
 }
 
 // lcpFrame is an LCP Configure-Request as Windows 95 sends it right after
@@ -250,9 +245,10 @@ func TestAnswerAutoPPPCarrierLoss(t *testing.T) {
 		if call == 1 && s.callID != "00000002" {
 			t.Errorf("call id %q, want 00000002", s.callID)
 		}
-		r.dte.Expect("[ready]")
-		r.dte.Send("ping over the line")
-		r.dte.Expect("ping over the line")
+		r.dte.Chat(
+			"", "[ready]",
+			"ping over the line", "ping over the line",
+		)
 		st := r.line.Status()
 		if st.State != "connected" || st.Speed != 28800 || st.LastConnect != "CONNECT 28800/ARQ" {
 			t.Errorf("status %+v", st)
@@ -312,14 +308,13 @@ func TestLoginPrompt(t *testing.T) {
 	if got := r.dte.Expect("isp!login: "); !bytes.Contains([]byte(got), []byte("Welcome to isp-box\r\n")) {
 		t.Errorf("no issue before the prompt: %q", got)
 	}
-	r.dte.Send("dial\r")
-	r.dte.Expect("dial\r\n") // echoed
-	r.dte.Expect("Password: ")
-	r.dte.Send("wrong\r")
-	r.dte.Expect("Login incorrect")
-	r.dte.Expect("login: ")
-	r.dte.Send("dial\r")
-	r.dte.Expect("Password: ")
+	r.dte.Chat(
+		"dial\r", "dial\r\n", // echoed
+		"", "Password: ",
+		"wrong\r", "Login incorrect",
+		"", "login: ",
+		"dial\r", "Password: ",
+	)
 	r.dte.Send("dial\r")
 	r.dte.Send(string(lcpFrame)) // the login shell starts PPP: pppd's first frame
 	s := r.nextSession()
@@ -338,9 +333,10 @@ func TestAutoPPPAfterTyping(t *testing.T) {
 	r := newRig(t, nil, nil)
 	r.waitState("idle")
 	r.dial()
-	r.dte.Expect("login: ")
-	r.dte.Send("CLIENT")
-	r.dte.Expect("CLIENT")
+	r.dte.Chat(
+		"", "login: ",
+		"CLIENT", "CLIENT",
+	)
 	r.dte.Send(string(lcpFrame))
 	s := r.nextSession()
 	if s.user != "" || len(s.first) == 0 || s.first[0] != 0x7e {
@@ -353,11 +349,11 @@ func TestLoginRefused(t *testing.T) {
 	r.waitState("idle")
 	r.dial()
 	for i := 0; i < 3; i++ {
-		r.dte.Expect("login: ")
-		r.dte.Send("dial\r")
-		r.dte.Expect("Password: ")
-		r.dte.Send("nope\r")
-		r.dte.Expect("Login incorrect")
+		r.dte.Chat(
+			"", "login: ",
+			"dial\r", "Password: ",
+			"nope\r", "Login incorrect",
+		)
 	}
 	r.dte.Expect("NO CARRIER") // the line hung up
 	r.waitState("idle")
@@ -546,8 +542,7 @@ func TestCallerIDAndStoppedRinging(t *testing.T) {
 	if ev.CallerID != "5550100" {
 		t.Errorf("caller id %q, want 5550100", ev.CallerID)
 	}
-	r.dte.Send("\r") // any key aborts the dial: the caller hangs up
-	r.dte.Expect("NO CARRIER")
+	r.dte.Chat("\r", "NO CARRIER") // any key aborts the dial: the caller hangs up
 	start := time.Now()
 	r.waitState("idle")
 	if d := time.Since(start); d < 500*time.Millisecond {
@@ -608,9 +603,8 @@ func TestPortOwnership(t *testing.T) {
 // OK; mgetty's force-init (+++ with guard times, ATH0) brings it back.
 func TestForceInit(t *testing.T) {
 	r := newStoppedRig(t, func(c *LineConfig) { c.ToggleDTR = false }, func(tm *timing) { tm.chat = time.Second })
-	isp := openDTE(t, r.isp.Path())
-	isp.Send("ATS0=1\r")
-	isp.Expect("OK\r\n")
+	isp := hayestest.Open(t, r.isp.Path())
+	isp.Chat("ATS0=1\r", "OK\r\n")
 	r.dial()
 	isp.Expect("CONNECT")
 	isp.File().Close()
@@ -638,14 +632,7 @@ func TestRunLeavesNothing(t *testing.T) {
 	r.dte.File().Close()
 	r.isp.Close()
 	r.client.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+	testutil.GoroutinesBack(t, before, 5*time.Second)
 	if st := r.line.Status(); st.State != "down" {
 		t.Errorf("state after Run: %q", st.State)
 	}

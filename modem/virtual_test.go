@@ -102,8 +102,7 @@ func TestVirtualInitStrings(t *testing.T) {
 func TestVirtualDialPPPAndEscape(t *testing.T) {
 	v := newVirtualRig(t, nil, nil)
 	v.cmd("ATE0S12=10", "OK\r\n") // 200 ms guard time
-	v.dte.Send("ATDT5551234\r")
-	v.dte.Expect("\r\nCONNECT 33600/ARQ\r\n")
+	v.dte.Chat("ATDT5551234\r", "\r\nCONNECT 33600/ARQ\r\n")
 	if n := <-v.dials; n != "5551234" {
 		t.Errorf("dial plan got %q", n)
 	}
@@ -116,14 +115,11 @@ func TestVirtualDialPPPAndEscape(t *testing.T) {
 	}
 	v.dte.Expect("[ready]")
 	time.Sleep(300 * time.Millisecond)
-	v.dte.Send("+++")
-	v.dte.Expect("\r\nOK\r\n")
+	v.dte.Chat("+++", "\r\nOK\r\n")
 	v.cmd("ATO", "CONNECT 33600/ARQ\r\n")
-	v.dte.Send("echo")
-	v.dte.Expect("echo")
+	v.dte.Chat("echo", "echo")
 	time.Sleep(300 * time.Millisecond)
-	v.dte.Send("+++")
-	v.dte.Expect("\r\nOK\r\n")
+	v.dte.Chat("+++", "\r\nOK\r\n")
 	v.cmd("ATH", "\r\nOK\r\n")
 	end := v.nextSession()
 	if !errors.Is(end.readErr, ErrHungUp) {
@@ -141,9 +137,10 @@ func TestVirtualDialPPPAndEscape(t *testing.T) {
 func TestVirtualDTRDrop(t *testing.T) {
 	v := newVirtualRig(t, nil, nil)
 	v.cmd("ATE0", "OK\r\n")
-	v.dte.Send("ATDT5551234\r")
-	v.dte.Expect("CONNECT 33600")
-	v.dte.Expect("isp!login: ")
+	v.dte.Chat(
+		"ATDT5551234\r", "CONNECT 33600",
+		"", "isp!login: ",
+	)
 	v.dte.Send(string(lcpFrame))
 	v.nextSession()
 	v.dte.SetDTR(false)
@@ -175,11 +172,11 @@ func TestVirtualDialResults(t *testing.T) {
 	v.cmd("ATD1", "\r\nBUSY\r\n")
 	v.cmd("ATX1D1", "\r\nNO CARRIER\r\n")
 	v.cmd("ATD2", "\r\nNO CARRIER\r\n")
-	v.dte.Send("ATD3\r")
-	v.dte.Expect("CONNECT")
-	v.dte.Expect("isp!login: ")
-	v.dte.Send("dial\r")
-	v.dte.Expect("Password: ")
+	v.dte.Chat(
+		"ATD3\r", "CONNECT",
+		"", "isp!login: ",
+		"dial\r", "Password: ",
+	)
 	v.dte.Send("dial\r")
 	v.dte.Send("hello")
 	s := v.nextSession()
@@ -188,11 +185,11 @@ func TestVirtualDialResults(t *testing.T) {
 	}
 	// The session ends by itself (as PPP after a Terminate): the DTE is
 	// told NO CARRIER.
-	v.dte.Send("bye")
-	v.dte.Expect("bye")
-	v.dte.Send("\x04")
-	v.dte.Expect("\x04")
-	v.dte.Expect("\r\nNO CARRIER\r\n")
+	v.dte.Chat(
+		"bye", "bye",
+		"\x04", "\x04",
+		"", "\r\nNO CARRIER\r\n",
+	)
 	v.waitState("idle")
 }
 
@@ -200,8 +197,7 @@ func TestVirtualDialResults(t *testing.T) {
 // CLIENTSERVER and PPP at once, no login.
 func TestVirtualDirectCable(t *testing.T) {
 	v := newVirtualRig(t, nil, nil)
-	v.dte.Send("CLIENT")
-	v.dte.Expect("CLIENTSERVER")
+	v.dte.Chat("CLIENT", "CLIENTSERVER")
 	v.dte.Send(string(lcpFrame))
 	s := v.nextSession()
 	if string(s.first) != string(lcpFrame) {

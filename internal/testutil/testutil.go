@@ -75,17 +75,24 @@ func (l *LogBuffer) Grep(subs ...string) string {
 func LeakCheck(t testing.TB) {
 	t.Helper()
 	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
+	t.Cleanup(func() { GoroutinesBack(t, before, 10*time.Second) })
+}
+
+// GoroutinesBack fails the test, with every goroutine's stack, if the
+// number of goroutines has not come back down to before within d: for a
+// test that stops what it started itself and then checks nothing outlived
+// it.
+func GoroutinesBack(t testing.TB, before int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Errorf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+			return
 		}
-	})
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // WaitFor polls cond until it holds or timeout passes, then fails the test

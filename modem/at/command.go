@@ -126,35 +126,31 @@ func (c Command) String() string {
 	case c.Name == "D":
 		return "D" + c.Dial
 	case c.Name == "S":
-		s := fmt.Sprintf("S%d", c.Reg)
-		switch {
-		case c.Set && c.HasNum:
-			s += fmt.Sprintf("=%d", c.Num)
-		case c.Set:
-			s += "="
-		case c.Query:
-			s += "?"
-		}
-		return s
+		return fmt.Sprintf("S%d", c.Reg) + c.setOrQuery()
 	case len(c.Name) > 1 && (c.Name[0] == '+' || c.Name[0] == '#'):
-		s := c.Name
-		switch {
-		case c.Set && c.Query:
-			s += "=?"
-		case c.Set && c.HasNum:
-			s += fmt.Sprintf("=%d", c.Num)
-		case c.Set:
-			s += "="
-		case c.Query:
-			s += "?"
+		if c.Set && c.Query {
+			return c.Name + "=?;"
 		}
-		return s + ";"
+		return c.Name + c.setOrQuery() + ";"
 	case c.Query:
 		return c.Name + "?"
 	case c.HasNum:
 		return fmt.Sprintf("%s%d", c.Name, c.Num)
 	}
 	return c.Name
+}
+
+// setOrQuery formats what ParseCommandLine's setOrQuery reads.
+func (c Command) setOrQuery() string {
+	switch {
+	case c.Set && c.HasNum:
+		return fmt.Sprintf("=%d", c.Num)
+	case c.Set:
+		return "="
+	case c.Query:
+		return "?"
+	}
+	return ""
 }
 
 func upper(b byte) byte {

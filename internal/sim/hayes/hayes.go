@@ -668,12 +668,7 @@ func (m *Modem) answer() string {
 		m.answerCall(c)
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.at.Regs[7])*time.Second)
-	att := &attempt{cancel: cancel}
-	m.pending = att
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
+	m.startAttempt(func(ctx context.Context, att *attempt) {
 		select {
 		case <-ctx.Done():
 		case <-m.done:
@@ -684,24 +679,32 @@ func (m *Modem) answer() string {
 				m.result("NO CARRIER")
 			}
 		})
-	}()
+	})
 	return ""
 }
 
 // attempt is a dial or answer in progress; any DTE character cancels it.
 type attempt struct{ cancel context.CancelFunc }
 
-func (m *Modem) answerCall(c phone.Call) {
-	m.stopRinging()
+// startAttempt makes a dial or answer that gives up after S7 seconds the
+// pending one and runs it in a goroutine of the modem's.
+func (m *Modem) startAttempt(run func(ctx context.Context, att *attempt)) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.at.Regs[7])*time.Second)
 	att := &attempt{cancel: cancel}
 	m.pending = att
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		run(ctx, att)
+	}()
+}
+
+func (m *Modem) answerCall(c phone.Call) {
+	m.stopRinging()
+	m.startAttempt(func(ctx context.Context, att *attempt) {
 		car, err := c.Answer(ctx)
 		m.post(func() { m.established(att, car, err) })
-	}()
+	})
 }
 
 // dial is ATD: dial number (the Engine stripped the modifiers) through
@@ -713,15 +716,10 @@ func (m *Modem) dial(number string) string {
 	if m.opts.Phone == nil {
 		return m.failure(phone.ErrNoDialtone)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.at.Regs[7])*time.Second)
-	att := &attempt{cancel: cancel}
-	m.pending = att
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
+	m.startAttempt(func(ctx context.Context, att *attempt) {
 		car, err := m.opts.Phone.Dial(ctx, number)
 		m.post(func() { m.established(att, car, err) })
-	}()
+	})
 	return ""
 }
 

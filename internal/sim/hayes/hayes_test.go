@@ -15,23 +15,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dte is the caller's computer: the client modem's pty, driven like a
-// terminal program.
-type dte = hayestest.DTE
-
-func openDTE(t *testing.T, path string) *dte { return hayestest.Open(t, path) }
-
 // callPair is two modems on an exchange: a dials from line 1, b answers
 // at number 2 once its DTE has set it up with bInit (an AT command line).
-func callPair(t *testing.T, bInit string) (x *Exchange, a, b *Modem, da, db *dte) {
+func callPair(t *testing.T, bInit string) (x *Exchange, a, b *Modem, da, db *hayestest.DTE) {
 	t.Helper()
 	x = NewExchange()
 	a = newModem(t, Options{Name: "a", Phone: x.Line("1")})
 	b = newModem(t, Options{Name: "b"})
 	x.Attach("2", b)
-	da, db = openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.Send(bInit + "\r")
-	db.Expect("OK\r\n")
+	da, db = hayestest.Open(t, a.Path()), hayestest.Open(t, b.Path())
+	db.Chat(bInit+"\r", "OK\r\n")
 	return x, a, b, da, db
 }
 
@@ -53,32 +46,30 @@ func newModem(t *testing.T, o Options) *Modem {
 
 func TestCommandMode(t *testing.T) {
 	m := newModem(t, Options{Name: "a"})
-	d := openDTE(t, m.Path())
+	d := hayestest.Open(t, m.Path())
 	d.Send("AT\r")
 	if got := d.Expect("OK\r\n"); got != "AT\r\r\nOK\r\n" {
 		t.Errorf("AT -> %q, want echo then OK", got)
 	}
-	d.Send("ATE0\r")
-	d.Expect("OK\r\n")
+	d.Chat("ATE0\r", "OK\r\n")
 	d.Send("ATS7=45S7?\r")
 	if got := d.Expect("OK\r\n"); !strings.Contains(got, "045") {
 		t.Errorf("S7? -> %q", got)
 	}
-	d.Send("ATV0\r")
-	d.Expect("0\r")
-	d.Send("ATQ0V1H0\r")
-	d.Expect("\r\nOK\r\n")
-	d.Send("ATFOO\r")
-	d.Expect("\r\nERROR\r\n")
+	d.Chat(
+		"ATV0\r", "0\r",
+		"ATQ0V1H0\r", "\r\nOK\r\n",
+		"ATFOO\r", "\r\nERROR\r\n",
+	)
 	d.Send("ATI3\r")
 	if got := d.Expect("OK\r\n"); !strings.Contains(got, "Sportster 28800") {
 		t.Errorf("ATI3 -> %q", got)
 	}
-	d.Send("A/")
-	d.Expect("Sportster 28800")
-	d.Expect("OK\r\n")
-	d.Send("ATZ\r")
-	d.Expect("OK\r\n")
+	d.Chat(
+		"A/", "Sportster 28800",
+		"", "OK\r\n",
+		"ATZ\r", "OK\r\n",
+	)
 	if m.Reg(7) != 60 {
 		t.Errorf("S7 after ATZ = %d, want 60", m.Reg(7))
 	}
@@ -92,17 +83,16 @@ func TestCallBetweenModems(t *testing.T) {
 	a := newModem(t, Options{Name: "a", Phone: x.Line("5550001")})
 	b := newModem(t, Options{Name: "b", Phone: x.Line("5550002")})
 	x.Attach("5550002", b)
-	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	da.Send("ATE0\r")
-	da.Expect("OK\r\n")
-	db.Send("ATE0\r")
-	db.Expect("OK\r\n")
+	da, db := hayestest.Open(t, a.Path()), hayestest.Open(t, b.Path())
+	da.Chat("ATE0\r", "OK\r\n")
+	db.Chat("ATE0\r", "OK\r\n")
 
 	da.Send("ATDT555-0002\r")
-	db.Expect("RING")
-	db.Expect("RING")
-	db.Send("ATA\r")
-	db.Expect("CONNECT")
+	db.Chat(
+		"", "RING",
+		"", "RING",
+		"ATA\r", "CONNECT",
+	)
 	if got := db.Expect("\r\n"); got != " 28800/ARQ\r\n" {
 		t.Fatalf("B: CONNECT%q, want CONNECT 28800/ARQ", got)
 	}
@@ -115,18 +105,16 @@ func TestCallBetweenModems(t *testing.T) {
 	da.Expect("hello A")
 
 	time.Sleep(1100 * time.Millisecond) // guard time S12=50: 1 s
-	da.Send("+++")
-	da.Expect("\r\nOK\r\n")
+	da.Chat("+++", "\r\nOK\r\n")
 	db.Expect("+++") // the escape characters went out as data
-	da.Send("ATO\r")
-	da.Expect("CONNECT 28800/ARQ\r\n")
+	da.Chat("ATO\r", "CONNECT 28800/ARQ\r\n")
 	da.Send("back online")
 	db.Expect("back online")
 	time.Sleep(1100 * time.Millisecond)
-	da.Send("+++")
-	da.Expect("\r\nOK\r\n")
-	da.Send("ATH0\r")
-	da.Expect("OK\r\n")
+	da.Chat(
+		"+++", "\r\nOK\r\n",
+		"ATH0\r", "OK\r\n",
+	)
 	db.Expect("\r\nNO CARRIER\r\n")
 	if a.Online() || b.Online() {
 		t.Error("still online after ATH")
@@ -149,27 +137,24 @@ func TestAutoAnswerAndFarHangup(t *testing.T) {
 
 	// A busy modem rejects a second caller: BUSY at X4.
 	c := newModem(t, Options{Name: "c", Phone: x.Line("3")})
-	dc := openDTE(t, c.Path())
-	da.Send("ATDT2\r")
-	da.Expect("CONNECT")
-	dc.Send("ATX4DT2\r")
-	dc.Expect("BUSY\r\n")
-	dc.Send("ATX1DT9\r") // nobody there
-	dc.Expect("NO CARRIER\r\n")
+	dc := hayestest.Open(t, c.Path())
+	da.Chat("ATDT2\r", "CONNECT")
+	dc.Chat(
+		"ATX4DT2\r", "BUSY\r\n",
+		"ATX1DT9\r", "NO CARRIER\r\n", // nobody there
+	)
 }
 
 // TestDTRDropViaB0: the DTE sets speed B0 (the POSIX DTR drop on a tty
 // without modem-control lines); with &D2 the modem hangs up.
 func TestDTRDropViaB0(t *testing.T) {
 	_, _, _, da, db := callPair(t, "ATS0=1")
-	da.Send("ATD2\r")
-	da.Expect("CONNECT")
+	da.Chat("ATD2\r", "CONNECT")
 	db.Expect("CONNECT")
 	setSpeed(t, db.File(), unix.B0)
 	da.Expect("NO CARRIER")
 	setSpeed(t, db.File(), unix.B38400)
-	db.Send("AT\r")
-	db.Expect("OK\r\n")
+	db.Chat("AT\r", "OK\r\n")
 }
 
 func setSpeed(t *testing.T, f *os.File, speed uint32) {
@@ -189,9 +174,8 @@ func setSpeed(t *testing.T, f *os.File, speed uint32) {
 
 func TestVanishRestoreSilent(t *testing.T) {
 	m := newModem(t, Options{Name: "a"})
-	d := openDTE(t, m.Path())
-	d.Send("AT\r")
-	d.Expect("OK")
+	d := hayestest.Open(t, m.Path())
+	d.Chat("AT\r", "OK")
 	if err := m.Vanish(); err != nil {
 		t.Fatal(err)
 	}
@@ -205,9 +189,8 @@ func TestVanishRestoreSilent(t *testing.T) {
 	if err := m.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	d2 := openDTE(t, m.Path())
-	d2.Send("AT\r")
-	d2.Expect("OK\r\n")
+	d2 := hayestest.Open(t, m.Path())
+	d2.Chat("AT\r", "OK\r\n")
 	m.GoSilent(true)
 	d2.Send("AT\r")
 	d2.File().SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -215,8 +198,7 @@ func TestVanishRestoreSilent(t *testing.T) {
 		t.Error("a silent modem answered")
 	}
 	m.GoSilent(false)
-	d2.Send("AT\r")
-	d2.Expect("OK\r\n")
+	d2.Chat("AT\r", "OK\r\n")
 }
 
 // TestChat checks the emulator against chat(8) from Debian's ppp package:
@@ -229,9 +211,8 @@ func TestChat(t *testing.T) {
 	a := newModem(t, Options{Name: "a", Phone: x.Line("1")})
 	b := newModem(t, Options{Name: "b"})
 	x.Attach("88567682", b)
-	db := openDTE(t, b.Path())
-	db.Send("ATS0=2\r")
-	db.Expect("OK\r\n")
+	db := hayestest.Open(t, b.Path())
+	db.Chat("ATS0=2\r", "OK\r\n")
 
 	tty, err := os.OpenFile(a.Path(), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -323,11 +304,9 @@ func TestNoGoroutineLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.Attach("2", b)
-	da, db := openDTE(t, a.Path()), openDTE(t, b.Path())
-	db.Send("ATS0=2\r")
-	db.Expect("OK")
-	da.Send("ATDT2\r")
-	da.Expect("CONNECT")
+	da, db := hayestest.Open(t, a.Path()), hayestest.Open(t, b.Path())
+	db.Chat("ATS0=2\r", "OK")
+	da.Chat("ATDT2\r", "CONNECT")
 	da.Send("data")
 	db.Expect("data")
 	b.Vanish()
@@ -337,12 +316,5 @@ func TestNoGoroutineLeak(t *testing.T) {
 	db.File().Close()
 	a.Close()
 	b.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+	testutil.GoroutinesBack(t, before, 5*time.Second)
 }

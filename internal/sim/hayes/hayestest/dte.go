@@ -68,6 +68,24 @@ func (d *DTE) Expect(want string) string {
 	}
 }
 
+// Chat runs a script of send and expect pairs, as chat(8) does: it sends
+// each pair's first string and waits for its second. An empty string sends
+// or waits for nothing.
+func (d *DTE) Chat(script ...string) {
+	d.t.Helper()
+	if len(script)%2 != 0 {
+		d.t.Fatalf("chat script %q: a send without its expect", script)
+	}
+	for i := 0; i < len(script); i += 2 {
+		if script[i] != "" {
+			d.Send(script[i])
+		}
+		if script[i+1] != "" {
+			d.Expect(script[i+1])
+		}
+	}
+}
+
 // OpenPTY creates a pty and returns a DTE on its master side and the path
 // of its slave: for a line that is itself the modem (a virtual modem line
 // opens the slave as its serial port), the test is the computer at the
