@@ -43,8 +43,14 @@ const (
 	// before it is replaced.
 	feedSources = 2048
 	// feedQueue is how many datagrams may wait for sipgo; beyond it they
-	// are dropped (the sender retransmits over UDP) and INVITEs get 503.
-	feedQueue = 256
+	// are dropped (the sender retransmits over UDP), and past half of it
+	// new INVITEs get 503. sipgo's one read loop takes ~10 µs a datagram
+	// (parse, hand-off), so half the queue is ~10 ms of its work: enough
+	// to ride out a time slice lost to another process or a GC pause. At
+	// 256 (128 to shed) a loaded machine's scheduling stalls alone made
+	// the box refuse most calls at 200 calls/s that it then served within
+	// 40 ms (bench-compare, 2026-12-06).
+	feedQueue = 2048
 	// strangerRate bounds the datagrams a second parsed from addresses
 	// where no peer is, all of them together (bursts of twice as many).
 	strangerRate = 2000
@@ -477,9 +483,9 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 		if _, ok := s.admit(req, src, false, sl.respond); !ok {
 			return
 		}
-		if req.Method == sip.INVITE && (f.busy() || s.full()) {
+		if why := s.shedWhy(req, f); why != "" {
 			s.edge.shed.Add(1)
-			s.log.Warn("shedding load: new call refused with 503", "src", src)
+			s.log.Warn("shedding load: new call refused with 503", "src", src, "why", why)
 			sl.respond(503, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
 			return
 		}
@@ -541,15 +547,28 @@ func (s *Server) closing() bool {
 	return s.runCtx == nil || s.runCtx.Err() != nil
 }
 
-// full reports whether the box takes no new call now: maxcalls reached or
-// too many requests in the handlers.
-func (s *Server) full() bool {
-	if s.inflight.Load() >= maxInflight {
-		return true
+// shedWhy says why the box takes no new call now (a new INVITE gets 503),
+// or "": sipgo's queue half full, too many requests in the handlers, or
+// maxcalls reached.
+func (s *Server) shedWhy(req *sip.Request, f *feeder) string {
+	if req.Method != sip.INVITE {
+		return ""
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg.General.MaxCalls > 0 && len(s.calls) >= s.cfg.General.MaxCalls
+	if f.busy() {
+		return "queue"
+	}
+	if s.inflight.Load() >= maxInflight {
+		return "handlers"
+	}
+	if limit := s.general().MaxCalls; limit > 0 {
+		s.mu.Lock()
+		n := len(s.calls)
+		s.mu.Unlock()
+		if n >= limit {
+			return "maxcalls"
+		}
+	}
+	return ""
 }
 
 // maxInflight bounds the request handlers running at once; past it new

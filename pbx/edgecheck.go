@@ -39,21 +39,34 @@ var singleHeaders = [...][2]string{
 	{"content-length", "l"}, {"content-type", "c"}, {"max-forwards", ""},
 }
 
-// badRequest says why req must be answered 400 (§21.4.1), or "".
+// badRequest says why req must be answered 400 (§21.4.1), or "". One
+// pass over the headers: it runs for every request at the entry, and a
+// lookup per name (sip's GetHeaders) walks them all each time.
 func badRequest(req *sip.Request) string {
-	for _, h := range singleHeaders {
-		n := len(req.GetHeaders(h[0]))
-		if h[1] != "" {
-			n += len(req.GetHeaders(h[1]))
+	var n [len(singleHeaders)]int
+	viaPort := false
+	for _, h := range req.Headers() {
+		name := sip.HeaderToLower(h.Name())
+		if name == "via" {
+			if v, ok := h.(*sip.ViaHeader); ok && (v.Port < 0 || v.Port > 65535) {
+				viaPort = true
+			}
+			continue
 		}
-		if n > 1 {
-			return "more than one " + h[0]
+		for i, sh := range singleHeaders {
+			if name == sh[0] || (sh[1] != "" && name == sh[1]) {
+				n[i]++
+				break
+			}
 		}
 	}
-	for _, h := range req.GetHeaders("via") {
-		if v, ok := h.(*sip.ViaHeader); ok && (v.Port < 0 || v.Port > 65535) {
-			return "Via port out of range"
+	for i, sh := range singleHeaders {
+		if n[i] > 1 {
+			return "more than one " + sh[0]
 		}
+	}
+	if viaPort {
+		return "Via port out of range"
 	}
 	return ""
 }

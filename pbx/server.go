@@ -69,6 +69,10 @@ type Server struct {
 	runCtx context.Context
 	wg     sync.WaitGroup // goroutines of calls and pokes
 
+	// gen is cfg.General, for the readers on every request's path
+	// (general) that must not queue on mu: swapped with cfg under mu.
+	gen atomic.Pointer[General]
+
 	mu       sync.Mutex // guards everything below
 	cfg      Config
 	plan     *dialplan.Plan
@@ -142,6 +146,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.cfg, s.plan, s.peers = withDefaults(cfg), plan, peers
+	g := s.cfg.General // a copy: Reload overwrites s.cfg in place
+	s.gen.Store(&g)
 	return s, nil
 }
 
@@ -174,16 +180,14 @@ func (s *Server) Reload(cfg Config) error {
 	}
 	cfg.General.UDPBindAddr = s.cfg.General.UDPBindAddr
 	s.cfg, s.plan, s.peers = cfg, plan, peers
+	g := cfg.General
+	s.gen.Store(&g)
 	s.applyLimits(cfg.General)
 	return nil
 }
 
 // general returns a copy of [general], which Reload may replace.
-func (s *Server) general() General {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg.General
-}
+func (s *Server) general() General { return *s.gen.Load() }
 
 func (s *Server) publish(ev bus.Event) {
 	if s.bus != nil {

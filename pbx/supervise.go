@@ -171,12 +171,12 @@ func (c *call) lineIdle(now time.Time) string {
 	c.mu.Lock()
 	peers, answer := []string{c.from, c.callee}, c.answer
 	c.mu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	grace := s.cfg.General.LineIdleGrace
+	grace := s.general().LineIdleGrace
 	if grace <= 0 {
 		grace = defaultLineIdleGrace
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, p := range peers {
 		since, ok := s.lineFree[p]
 		if !ok || p == "" {
@@ -197,6 +197,12 @@ func (c *call) lineIdle(now time.Time) string {
 func (c *call) mediaGone(now time.Time) string {
 	c.mu.Lock()
 	rl, answer, legs := c.relay, c.answer, c.legs
+	if rl == nil {
+		// direct media: nothing of ours to watch, and the SDPs need not be
+		// scanned every tick of every call
+		c.mu.Unlock()
+		return ""
+	}
 	type check struct {
 		limit time.Duration
 		hold  bool
@@ -217,9 +223,6 @@ func (c *call) mediaGone(now time.Time) string {
 		checks[side] = check{limit, hold}
 	}
 	c.mu.Unlock()
-	if rl == nil {
-		return ""
-	}
 	for side, ck := range checks {
 		if ck.limit <= 0 {
 			continue
