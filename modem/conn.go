@@ -6,8 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
+
+	"github.com/isp-box/isp-box/internal/readahead"
 )
 
 // Conn is an answered call handed to PPP: the data path of the modem plus
@@ -47,8 +48,9 @@ type conn struct {
 	cancel                           context.CancelCauseFunc
 	in                               chan []byte
 
-	mu     sync.Mutex // guards replay
-	replay []byte
+	// replay is what the line read before the session (AutoPPP and
+	// login detection, the rest of a chunk): Read returns it first.
+	replay readahead.Buffer
 
 	// paused: a virtual modem is in online-command mode (after +++):
 	// what the session writes is dropped, as a modem drops what the far
@@ -65,14 +67,9 @@ func (c *conn) CallerID() string { return c.callerID }
 func (c *conn) CallID() string   { return c.callID }
 
 func (c *conn) Read(b []byte) (int, error) {
-	c.mu.Lock()
-	if len(c.replay) > 0 {
-		n := copy(b, c.replay)
-		c.replay = c.replay[n:]
-		c.mu.Unlock()
+	if n, ok := c.replay.Read(b); ok {
 		return n, nil
 	}
-	c.mu.Unlock()
 	if c.ctx.Err() != nil {
 		return 0, context.Cause(c.ctx)
 	}
@@ -80,21 +77,12 @@ func (c *conn) Read(b []byte) (int, error) {
 	case chunk := <-c.in:
 		n := copy(b, chunk)
 		if n < len(chunk) {
-			c.mu.Lock()
-			c.replay = append(chunk[n:], c.replay...)
-			c.mu.Unlock()
+			c.replay.Unread(chunk[n:])
 		}
 		return n, nil
 	case <-c.ctx.Done():
 		return 0, context.Cause(c.ctx)
 	}
-}
-
-// unread puts b back in front of what Read returns.
-func (c *conn) unread(b []byte) {
-	c.mu.Lock()
-	c.replay = append(append([]byte(nil), b...), c.replay...)
-	c.mu.Unlock()
 }
 
 func (c *conn) Write(b []byte) (int, error) {

@@ -397,7 +397,7 @@ func (l *Line) session1(ctx context.Context, p *port, cfg LineConfig, cn at.Conn
 	if len(rest) > 0 && rest[0] == '\n' {
 		rest = rest[1:]
 	}
-	c.replay = rest
+	c.replay.Append(rest)
 
 	hasDCD := p.caps.modemLines && !cfg.IgnoreCarrier && !cfg.Local && !direct && kind.virtual == nil && !kind.stream
 	var wg sync.WaitGroup

@@ -237,7 +237,7 @@ func (l *Line) login(ctx context.Context, c *conn, cfg LineConfig, connect strin
 		carry = pi.rest()
 		if l.opts.CheckLogin != nil && l.opts.CheckLogin(name, pw) {
 			if len(carry) > 0 {
-				c.unread(carry)
+				c.replay.Unread(carry)
 			}
 			l.log.Info("login", "user", name)
 			return name, nil
@@ -268,7 +268,7 @@ func (l *Line) readInput(ctx context.Context, c *conn, li *loginInput, carry []b
 				}
 			}
 			if st.ppp {
-				c.unread(li.raw[st.pppStart:])
+				c.replay.Unread(li.raw[st.pppStart:])
 				l.log.Info("AutoPPP: PPP frame at the login prompt")
 				return "", true, nil
 			}
@@ -294,14 +294,9 @@ func (l *Line) readInput(ctx context.Context, c *conn, li *loginInput, carry []b
 // readOrCancel reads a chunk from c, or gives up when ctx (the login's
 // timer, a child of c's context) ends.
 func readOrCancel(ctx context.Context, c *conn) ([]byte, error) {
-	c.mu.Lock()
-	if len(c.replay) > 0 {
-		b := c.replay
-		c.replay = nil
-		c.mu.Unlock()
+	if b := c.replay.Take(); b != nil {
 		return b, nil
 	}
-	c.mu.Unlock()
 	select {
 	case b := <-c.in:
 		return b, nil

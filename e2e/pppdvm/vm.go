@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/isp-box/isp-box/internal/readahead"
 )
 
 // Modes of Options.Mode.
@@ -508,19 +510,13 @@ type gatedConn struct {
 	closed  atomic.Bool
 	dropped atomic.Int64 // bytes dropped before the gate opened
 
-	mu      sync.Mutex // guards pending
-	pending []byte     // read by waitFirst, not yet by Read
+	pending readahead.Buffer // read by waitFirst, not yet by Read
 }
 
 func (c *gatedConn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		c.mu.Unlock()
+	if n, ok := c.pending.Read(p); ok {
 		return n, nil
 	}
-	c.mu.Unlock()
 	if c.closed.Load() {
 		return 0, net.ErrClosed
 	}
@@ -576,9 +572,7 @@ func (c *gatedConn) waitFirst(ctx context.Context) error {
 		c.UnixConn.SetReadDeadline(time.Time{})
 	}
 	if n > 0 {
-		c.mu.Lock()
-		c.pending = append(c.pending, buf[:n]...)
-		c.mu.Unlock()
+		c.pending.Append(buf[:n])
 		c.open.Store(true)
 		return nil
 	}
