@@ -47,29 +47,29 @@ func newModem(t *testing.T, o Options) *Modem {
 func TestCommandMode(t *testing.T) {
 	m := newModem(t, Options{Name: "a"})
 	d := hayestest.Open(t, m.Path())
-	d.Send("AT\r")
-	if got := d.Expect("OK\r\n"); got != "AT\r\r\nOK\r\n" {
-		t.Errorf("AT -> %q, want echo then OK", got)
+	for _, step := range []struct {
+		send, until string
+		is, has     string // the reply up to until is this, or contains this ("": either is fine)
+	}{
+		{send: "AT\r", until: "OK\r\n", is: "AT\r\r\nOK\r\n"}, // echo then OK
+		{send: "ATE0\r", until: "OK\r\n"},
+		{send: "ATS7=45S7?\r", until: "OK\r\n", has: "045"},
+		{send: "ATV0\r", until: "0\r"},
+		{send: "ATQ0V1H0\r", until: "\r\nOK\r\n"},
+		{send: "ATFOO\r", until: "\r\nERROR\r\n"},
+		{send: "ATI3\r", until: "OK\r\n", has: "Sportster 28800"},
+		{send: "A/", until: "Sportster 28800"},
+		{until: "OK\r\n"},
+		{send: "ATZ\r", until: "OK\r\n"},
+	} {
+		if step.send != "" {
+			d.Send(step.send)
+		}
+		got := d.Expect(step.until)
+		if (step.is != "" && got != step.is) || !strings.Contains(got, step.has) {
+			t.Errorf("%q -> %q, want %q (containing %q)", step.send, got, step.is, step.has)
+		}
 	}
-	d.Chat("ATE0\r", "OK\r\n")
-	d.Send("ATS7=45S7?\r")
-	if got := d.Expect("OK\r\n"); !strings.Contains(got, "045") {
-		t.Errorf("S7? -> %q", got)
-	}
-	d.Chat(
-		"ATV0\r", "0\r",
-		"ATQ0V1H0\r", "\r\nOK\r\n",
-		"ATFOO\r", "\r\nERROR\r\n",
-	)
-	d.Send("ATI3\r")
-	if got := d.Expect("OK\r\n"); !strings.Contains(got, "Sportster 28800") {
-		t.Errorf("ATI3 -> %q", got)
-	}
-	d.Chat(
-		"A/", "Sportster 28800",
-		"", "OK\r\n",
-		"ATZ\r", "OK\r\n",
-	)
 	if m.Reg(7) != 60 {
 		t.Errorf("S7 after ATZ = %d, want 60", m.Reg(7))
 	}
