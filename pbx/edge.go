@@ -489,6 +489,11 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 			sl.respond(503, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
 			return
 		}
+		if req.Method == sip.INVITE && taggable(req) {
+			if b := withToTag(data, callTag(req)); b != nil { // see totag.go
+				data = b
+			}
+		}
 	case sip.OPTIONS:
 		if toTag == "" {
 			if tags := unsupportedRequire(req); len(tags) > 0 {

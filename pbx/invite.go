@@ -15,17 +15,17 @@ import (
 // handleInvite takes a new call (an INVITE without To-tag); an INVITE
 // inside a dialog is a re-INVITE.
 func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
-	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+	// The edge gave a new INVITE its To-tag before sipgo saw it (see
+	// totag.go); a To-tag of another making is a re-INVITE's.
+	switch tag, _ := req.To().Params.Get("tag"); {
+	case tag == "":
+		// One the edge could not tag, or a handler driven directly by a
+		// test: tag it here, first thing, as the nearest second best.
+		req.To().Params.Add("tag", newTag())
+	case tag != callTag(req) || s.knownDialog(req.CallID().Value(), tag):
 		s.handleInDialog(req, tx)
 		return
 	}
-	// Our To-tag goes on the request first, before any work that may take
-	// a while: sipgo's transaction reads this same request from goroutines
-	// of its own (the 100 Trying it sends 200 ms after the INVITE arrived,
-	// the 487 it sends on CANCEL), so the request must not change once
-	// those can run. Every response to the INVITE then carries the tag, as
-	// RFC 3261 §8.2.6.2 asks of all but 100.
-	req.To().Params.Add("tag", newTag())
 	src := sourceOf(req)
 	// RFC 3261 §8.2.2 / §16.3: Max-Forwards 0 ends here; our own Via in
 	// the request means it came back to us.

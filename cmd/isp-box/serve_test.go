@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -471,6 +472,16 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 		}
 	}
 
+	// The registrar answers before the binding reaches the disk (box's
+	// bindingWriter writes in the background; a crash may lose the last
+	// write's worth, which the ATA's next refresh restores). What a
+	// restart must keep is what was written: wait for both bindings in
+	// the database, read as another process would, before the kill.
+	waitCond(t, 30*time.Second, "both bindings in the database", func() bool {
+		return storedContacts(t, db)["pap2t-ispmodem"] == before["pap2t-ispmodem"].Contact &&
+			storedContacts(t, db)["pap2t-client"] == before["pap2t-client"].Contact
+	})
+
 	start := time.Now()
 	code := d1.stop(sig)
 	switch sig {
@@ -528,6 +539,31 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 }
 
 // peersJSON is `isp-box peers --json` by name.
+// storedContacts reads the registrations table of the database at path
+// read-only, as a second process, not through the daemon.
+func storedContacts(t *testing.T, path string) map[string]string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(t.Context(), "SELECT peer, contact FROM registrations")
+	if err != nil {
+		return nil // not created yet
+	}
+	defer rows.Close()
+	m := map[string]string{}
+	for rows.Next() {
+		var peer, contact string
+		if err := rows.Scan(&peer, &contact); err != nil {
+			t.Fatal(err)
+		}
+		m[peer] = contact
+	}
+	return m
+}
+
 func peersJSON(t *testing.T, sock string) map[string]status.Peer {
 	t.Helper()
 	code, out, errs := runCmd(t.Context(), "peers", "--json", "-s", sock)
