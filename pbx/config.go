@@ -132,24 +132,12 @@ func withDefaults(cfg Config) Config {
 		g.Realm = d.Realm
 	}
 	// chan_sip: values < 1 reset to the default (C 33049-33063)
-	if g.DefaultExpiry <= 0 {
-		g.DefaultExpiry = d.DefaultExpiry
-	}
-	if g.MinExpiry <= 0 {
-		g.MinExpiry = d.MinExpiry
-	}
-	if g.MaxExpiry <= 0 {
-		g.MaxExpiry = d.MaxExpiry
-	}
-	if g.QualifyFreq <= 0 {
-		g.QualifyFreq = d.QualifyFreq
-	}
-	if g.MaxAuthFailures <= 0 {
-		g.MaxAuthFailures = d.MaxAuthFailures
-	}
-	if g.BanTime <= 0 {
-		g.BanTime = d.BanTime
-	}
+	orDefault(&g.DefaultExpiry, d.DefaultExpiry)
+	orDefault(&g.MinExpiry, d.MinExpiry)
+	orDefault(&g.MaxExpiry, d.MaxExpiry)
+	orDefault(&g.QualifyFreq, d.QualifyFreq)
+	orDefault(&g.MaxAuthFailures, d.MaxAuthFailures)
+	orDefault(&g.BanTime, d.BanTime)
 	if g.UserAgent == "" {
 		g.UserAgent = d.UserAgent
 	}
@@ -169,6 +157,13 @@ func withDefaults(cfg Config) Config {
 		g.GuessRate = d.GuessRate
 	}
 	return cfg
+}
+
+// orDefault sets *v to d when *v is below 1.
+func orDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // compileConfig checks the config and builds the peer table.

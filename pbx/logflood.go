@@ -31,20 +31,40 @@ type floodState struct {
 	out     slog.Handler // where summaries go
 }
 
-type floodHandler struct {
+// gateHandler hands a record on only when pass says so. Both of pbx's log
+// filters (this one and parseFilter) are one: WithAttrs and WithGroup
+// keep the gate on the derived handler.
+type gateHandler struct {
 	slog.Handler
-	st *floodState
+	pass func(context.Context, slog.Record) bool
+}
+
+func (h gateHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.pass(ctx, r) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h gateHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return gateHandler{h.Handler.WithAttrs(a), h.pass}
+}
+
+func (h gateHandler) WithGroup(g string) slog.Handler {
+	return gateHandler{h.Handler.WithGroup(g), h.pass}
 }
 
 func newFloodHandler(h slog.Handler, now func() time.Time) slog.Handler {
-	return floodHandler{h, &floodState{now: now, counts: map[string]int{}, dropped: map[string]int{}, out: h}}
+	st := &floodState{now: now, counts: map[string]int{}, dropped: map[string]int{}, out: h}
+	return gateHandler{h, st.pass}
 }
 
-func (h floodHandler) Handle(ctx context.Context, r slog.Record) error {
+// pass reports whether r goes to the log, and first writes the summary
+// of what the last window left out.
+func (st *floodState) pass(ctx context.Context, r slog.Record) bool {
 	if r.Level < slog.LevelInfo {
-		return h.Handler.Handle(ctx, r)
+		return true
 	}
-	st := h.st
 	now := st.now()
 	st.mu.Lock()
 	var summary map[string]int
@@ -71,16 +91,5 @@ func (h floodHandler) Handle(ctx context.Context, r slog.Record) error {
 		s.AddAttrs(slog.String("message", msg), slog.Int("count", n), slog.Duration("within", logWindow))
 		_ = st.out.Handle(ctx, s)
 	}
-	if !pass {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h floodHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return floodHandler{h.Handler.WithAttrs(a), h.st}
-}
-
-func (h floodHandler) WithGroup(g string) slog.Handler {
-	return floodHandler{h.Handler.WithGroup(g), h.st}
+	return pass
 }

@@ -195,25 +195,16 @@ func (s *Server) publish(ev bus.Event) {
 	}
 }
 
-// parseFilterLog counts the datagrams sipgo's transport fails to parse
-// (it only logs them) and keeps their bytes out of our log.
-type parseFilterLog struct {
-	slog.Handler
-	n *atomic.Uint64
-}
-
-func (h parseFilterLog) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "failed to parse" {
-		h.n.Add(1)
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-func (h parseFilterLog) WithAttrs(a []slog.Attr) slog.Handler {
-	return parseFilterLog{h.Handler.WithAttrs(a), h.n}
-}
-func (h parseFilterLog) WithGroup(g string) slog.Handler {
-	return parseFilterLog{h.Handler.WithGroup(g), h.n}
+// parseFilter counts the datagrams sipgo's transport fails to parse (it
+// only logs them) and keeps their bytes out of our log.
+func parseFilter(h slog.Handler, n *atomic.Uint64) slog.Handler {
+	return gateHandler{h, func(_ context.Context, r slog.Record) bool {
+		if r.Message == "failed to parse" {
+			n.Add(1)
+			return false
+		}
+		return true
+	}}
 }
 
 // Run binds the UDP socket of udpbindaddr and serves it until ctx is
@@ -253,7 +244,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	s.laddr = sip.Addr{IP: net.IP(s.addr.Addr().AsSlice()), Port: int(s.addr.Port())}
 	s.applyLimits(gen)
 
-	sipLog := slog.New(parseFilterLog{s.log.With("lib", "sipgo").Handler(), &s.counters.malformed})
+	sipLog := slog.New(parseFilter(s.log.With("lib", "sipgo").Handler(), &s.counters.malformed))
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(gen.UserAgent),
 		sipgo.WithUserAgentTransportLayerOptions(

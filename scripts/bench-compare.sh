@@ -78,24 +78,18 @@ memory-limit = 256M
 [network]
 gateway = 192.168.32.1
 pool = 192.168.32.0/24
-[pap2t-ispmodem]
+[pap2t](!)
 context=default
 type=friend
 secret=password
 qualify=200
 host=dynamic
 directmedia=yes
+nat=no
+[pap2t-ispmodem](pap2t)
 regexten=881
-nat=no
-[pap2t-client]
-context=default
-type=friend
-secret=password
-qualify=200
-host=dynamic
-directmedia=yes
+[pap2t-client](pap2t)
 regexten=882
-nat=no
 [default]
 exten => _X!,1,Dial(SIP/pap2t-ispmodem, 20)
 CONF
