@@ -30,16 +30,10 @@ func newRawCall(t *testing.T) *rawCall {
 func newRawCallWith(t *testing.T, cfg Config, extra string) *rawCall {
 	t.Helper()
 	box := startBox(t, cfg, nil)
-	isp := newRawUA(t, box.Addr())
-	isp.registerAuth(ispLine, secret, "")
+	isp := registeredUA(t, box.Addr(), ispLine, "")
 	cli := newRawUA(t, box.Addr())
 	callID := fmt.Sprintf("raw-%d@x", cli.port())
-	r := cli.invite(clientLine, "88567682", 1, callID, "")
-	if extra != "" {
-		extra = "\n" + extra
-	}
-	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, callID,
-		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String()))+extra, testSDP)
+	cli.sendInviteAuth(clientLine, "88567682", callID, extra, testSDP)
 	inv := isp.nextRequest(t, sip.INVITE)
 	rc := &rawCall{box: box, cli: cli, isp: isp, inv: inv, cliSeq: 2, ispSeq: 1, ispTag: "isp1"}
 	isp.answer(inv, 200, rc.ispTag, calleeSDP)
@@ -70,19 +64,12 @@ func (rc *rawCall) fromCallee(m sip.RequestMethod, cseq int) string {
 // inDialog is a request within a dialog to target, sent from a UA at
 // 127.0.0.1:port as user; an INVITE says its body is SDP.
 func inDialog(m sip.RequestMethod, cseq int, target string, port int, from, to, callID, user string) string {
-	ct := ""
+	hdrs := []string{fmt.Sprintf("Contact: <sip:%s@127.0.0.1:%d>", user, port)}
 	if m == sip.INVITE {
-		ct = "\nContent-Type: application/sdp"
+		hdrs = append(hdrs, "Content-Type: application/sdp")
 	}
-	return fmt.Sprintf(`
-%[1]s %[2]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[3]d;branch=%[4]s;rport
-From: %[5]s
-To: %[6]s
-Call-ID: %[7]s
-CSeq: %[8]d %[1]s
-Contact: <sip:%[9]s@127.0.0.1:%[3]d>
-Max-Forwards: 70%[10]s`, m, target, port, branch(), from, to, callID, cseq, user, ct)
+	return sipReq{method: m, uri: target, via: fmt.Sprintf("127.0.0.1:%d", port), rport: true,
+		from: from, to: to, callID: callID, cseq: cseq, hdrs: hdrs}.String()
 }
 
 // nextRequest returns the next request with method m, answering nothing.
@@ -212,14 +199,9 @@ func TestByeDuringReinvite(t *testing.T) {
 func TestCancelAfterAnswer(t *testing.T) {
 	rc := newRawCall(t)
 	br, _ := rc.ok200.Via().Params.Get("branch")
-	rc.cli.send(fmt.Sprintf(`
-CANCEL sip:88567682@%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
-From: %[4]s
-To: <sip:88567682@%[1]s>
-Call-ID: %[5]s
-CSeq: 2 CANCEL
-Max-Forwards: 70`, rc.box.Addr(), rc.cli.port(), br, rc.ok200.From().Value(), rc.ok200.CallID().Value()), "")
+	rc.cli.send(sipReq{method: sip.CANCEL, uri: "sip:88567682@" + rc.box.Addr().String(), via: rc.cli.addr(), branch: br, rport: true,
+		from: rc.ok200.From().Value(), to: "<sip:88567682@" + rc.box.Addr().String() + ">",
+		callID: rc.ok200.CallID().Value(), cseq: 2}.String(), "")
 	rc.cli.final(2 * time.Second) // 200 or 481: either way nothing changes
 	time.Sleep(200 * time.Millisecond)
 	rc.expect(t, "up", 2)

@@ -45,16 +45,10 @@ func (u *rawUA) drain(d time.Duration) (n, bytes int) {
 
 // optionsText is an OPTIONS as sipp's and most ATAs' keep-alive sends it.
 func optionsText(box string, port int, callID string) string {
-	return fmt.Sprintf(`
-OPTIONS sip:%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
-From: <sip:probe@127.0.0.1:%[2]d>;tag=o%[2]d
-To: <sip:%[1]s>
-Call-ID: %[4]s
-CSeq: 1 OPTIONS
-Contact: <sip:probe@127.0.0.1:%[2]d>
-Max-Forwards: 70
-Accept: application/sdp`, box, port, branch(), callID)
+	probe := fmt.Sprintf("<sip:probe@127.0.0.1:%d>", port)
+	return sipReq{method: sip.OPTIONS, uri: "sip:" + box, via: fmt.Sprintf("127.0.0.1:%d", port), rport: true,
+		from: fmt.Sprintf("%s;tag=o%d", probe, port), to: "<sip:" + box + ">", callID: callID, cseq: 1,
+		hdrs: []string{"Contact: " + probe, "Accept: application/sdp"}}.String()
 }
 
 func wire(msg, body string) []byte {
@@ -70,17 +64,10 @@ func TestStatelessAmplification(t *testing.T) {
 	box := startBox(t, testConfig(""), nil)
 	u := newRawUAAt(t, box.Addr(), "127.0.3.1")
 	reg := func(user string) []byte {
-		return wire(fmt.Sprintf(`
-REGISTER sip:%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.3.1:%[2]d;branch=%[3]s;rport
-From: <sip:%[4]s@%[1]s>;tag=reg%[2]d
-To: <sip:%[4]s@%[1]s>
-Call-ID: reg-%[4]s-%[2]d@127.0.3.1
-CSeq: 1 REGISTER
-Max-Forwards: 70
-Contact: <sip:%[4]s@127.0.3.1:%[2]d>
-User-Agent: Linksys/PAP2T-5.1.6(LS)
-Expires: 3600`, box.Addr(), u.port(), branch(), user), "")
+		aor := "<sip:" + user + "@" + box.Addr().String() + ">"
+		return wire(sipReq{method: sip.REGISTER, uri: "sip:" + box.Addr().String(), via: u.addr(), rport: true,
+			from: fmt.Sprintf("%s;tag=reg%d", aor, u.port()), to: aor, callID: fmt.Sprintf("reg-%s-%d@127.0.3.1", user, u.port()), cseq: 1,
+			hdrs: []string{"Contact: <sip:" + user + "@" + u.addr() + ">", "User-Agent: Linksys/PAP2T-5.1.6(LS)", "Expires: 3600"}}.String(), "")
 	}
 	cases := []struct {
 		name string
@@ -91,14 +78,9 @@ Expires: 3600`, box.Addr(), u.port(), branch(), user), "")
 		{"INVITE unknown user", wire(inviteText(box.Addr().String(), u.port(), "nosuch", "88567682", 1, "amp-inv2@127.0.3.1", ""), testSDP), 401},
 		{"REGISTER", reg(clientLine), 401},
 		{"OPTIONS", wire(optionsText(box.Addr().String(), u.port(), "amp-opt@127.0.3.1"), ""), 200},
-		{"BYE without dialog", wire(fmt.Sprintf(`
-BYE sip:x@%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.3.1:%[2]d;branch=%[3]s;rport
-From: <sip:a@127.0.3.1>;tag=a1
-To: <sip:b@%[1]s>;tag=nosuchdialog
-Call-ID: amp-bye@127.0.3.1
-CSeq: 2 BYE
-Max-Forwards: 70`, box.Addr(), u.port(), branch()), ""), 481},
+		{"BYE without dialog", wire(sipReq{method: sip.BYE, uri: "sip:x@" + box.Addr().String(), via: u.addr(), rport: true,
+			from: "<sip:a@127.0.3.1>;tag=a1", to: "<sip:b@" + box.Addr().String() + ">;tag=nosuchdialog",
+			callID: "amp-bye@127.0.3.1", cseq: 2}.String(), ""), 481},
 	}
 	for _, c := range cases {
 		u.sendRaw(c.req)
@@ -165,10 +147,7 @@ func TestBanSparesRegisteredPeer(t *testing.T) {
 	cfg := testConfig("")
 	cfg.General.MaxAuthFailures = 3
 	box := startBox(t, cfg, nil)
-	ata := newRawUA(t, box.Addr()) // 127.0.0.1
-	if r := ata.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
-		t.Fatalf("ATA REGISTER: %d", r.StatusCode)
-	}
+	ata := registeredUA(t, box.Addr(), clientLine, "3600") // 127.0.0.1
 	// a nonce from 127.0.4.1 used from 127.0.4.2: a challenge, not a failure
 	other := newRawUAAt(t, box.Addr(), "127.0.4.1")
 	r := other.register(clientLine, 1, "", "", "")
@@ -221,10 +200,7 @@ func TestGuessesPerNameThrottled(t *testing.T) {
 	cfg.General.GuessRate = 2
 	cfg.General.MaxAuthFailures = 1000
 	box := startBox(t, cfg, nil)
-	ata := newRawUA(t, box.Addr())
-	if r := ata.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
-		t.Fatalf("ATA REGISTER: %d", r.StatusCode)
-	}
+	ata := registeredUA(t, box.Addr(), clientLine, "3600")
 	start := time.Now()
 	const guesses = 60
 	refused := 0
@@ -315,23 +291,14 @@ func TestPerSourceStateBounded(t *testing.T) {
 // (the ATA has no TCP) instead of failing with 503.
 func TestLargeInviteForwardedOverUDP(t *testing.T) {
 	box := startBox(t, testConfig(""), nil)
-	callee := newRawUA(t, box.Addr())
-	if r := callee.registerAuth(ispLine, secret, "3600"); r.StatusCode != 200 {
-		t.Fatalf("callee REGISTER: %d", r.StatusCode)
-	}
+	callee := registeredUA(t, box.Addr(), ispLine, "3600")
 	caller := newRawUA(t, box.Addr())
 	sdp := testSDP
 	for i := 0; len(sdp) < 1100; i++ {
 		sdp += fmt.Sprintf("a=x-padding-%d:%s\r\n", i, strings.Repeat("z", 40))
 	}
 	callID := "big@127.0.0.1"
-	caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 1, callID, ""), sdp)
-	r := caller.final(3 * time.Second)
-	if r == nil || r.StatusCode != 401 {
-		t.Fatalf("challenge: %v", r)
-	}
-	caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 2, callID,
-		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), sdp)
+	caller.sendInviteAuth(clientLine, "88567682", callID, "", sdp)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		m := callee.recv(time.Until(deadline))
@@ -376,22 +343,9 @@ func TestShedAboveMaxCalls(t *testing.T) {
 	cfg := testConfig("")
 	cfg.General.MaxCalls = 1
 	box := startBox(t, cfg, nil)
-	callee := newRawUA(t, box.Addr())
-	if r := callee.registerAuth(ispLine, secret, "3600"); r.StatusCode != 200 {
-		t.Fatalf("callee REGISTER: %d", r.StatusCode)
-	}
+	callee := registeredUA(t, box.Addr(), ispLine, "3600")
 	caller := newRawUA(t, box.Addr())
-	invite := func(callID string) *sip.Response {
-		caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 1, callID, ""), testSDP)
-		r := caller.final(3 * time.Second)
-		if r == nil || r.StatusCode != 401 {
-			t.Fatalf("challenge: %v", r)
-		}
-		caller.send(inviteText(box.Addr().String(), caller.port(), clientLine, "88567682", 2, callID,
-			authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), testSDP)
-		return nil
-	}
-	invite("shed-1@127.0.0.1")
+	caller.sendInviteAuth(clientLine, "88567682", "shed-1@127.0.0.1", "", testSDP)
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		m := callee.recv(time.Until(deadline))
 		if req, ok := m.(*sip.Request); ok && req.Method == sip.INVITE {
@@ -401,7 +355,7 @@ func TestShedAboveMaxCalls(t *testing.T) {
 			t.Fatal("first call never reached the callee")
 		}
 	}
-	invite("shed-2@127.0.0.1")
+	caller.sendInviteAuth(clientLine, "88567682", "shed-2@127.0.0.1", "", testSDP)
 	var r *sip.Response
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
 		if m, ok := caller.recv(time.Until(deadline)).(*sip.Response); ok && m.CallID().Value() == "shed-2@127.0.0.1" && m.StatusCode >= 200 {

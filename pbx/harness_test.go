@@ -258,6 +258,30 @@ func startSipp(t *testing.T, scenarioFile string, port int, remote string, extra
 	return sp
 }
 
+// sippLeg is one side of a sipp call: a scenario template and its data.
+type sippLeg struct {
+	file string
+	data scen
+}
+
+// sippCall starts the callee's scenario on calleePort, then the caller's
+// towards the box from callerPort; extra goes to both.
+func sippCall(t *testing.T, box *testBox, calleePort, callerPort int, callee, caller sippLeg, extra ...string) (uas, uac *sippProc) {
+	t.Helper()
+	uas = startSipp(t, scenario(t, callee.file, callee.data), calleePort, "", extra...)
+	uac = startSipp(t, scenario(t, caller.file, caller.data), callerPort, box.Addr().String(), extra...)
+	return uas, uac
+}
+
+// waitSipp waits for each sipp in turn, 30 s at most each, and fails the
+// test unless each exited 0.
+func waitSipp(t *testing.T, ps ...*sippProc) {
+	t.Helper()
+	for _, sp := range ps {
+		sp.wait(t, 30*time.Second)
+	}
+}
+
 // wait waits for sipp to exit and fails the test unless it exited 0.
 func (sp *sippProc) wait(t *testing.T, d time.Duration) {
 	t.Helper()

@@ -1,7 +1,6 @@
 package pbx
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,12 +13,9 @@ import (
 // box's ACK (RFC 3264 §4).
 func TestLateOfferInvite(t *testing.T) {
 	box := startBox(t, testConfig(""), nil)
-	isp := newRawUA(t, box.Addr())
-	isp.registerAuth(ispLine, secret, "")
+	isp := registeredUA(t, box.Addr(), ispLine, "")
 	cli := newRawUA(t, box.Addr())
-	r := cli.invite(clientLine, "88567682", 1, "late@x", "")
-	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, "late@x",
-		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), "")
+	cli.sendInviteAuth(clientLine, "88567682", "late@x", "", "")
 
 	m := isp.recv(5 * time.Second)
 	inv, ok := m.(*sip.Request)
@@ -38,15 +34,9 @@ func TestLateOfferInvite(t *testing.T) {
 		t.Fatalf("caller got %v", ok200)
 	}
 	answer := "v=0\r\no=- 8 8 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\nm=audio 16384 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-	cli.send(fmt.Sprintf(`
-ACK %s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=%s
-From: %s
-To: %s
-Call-ID: late@x
-CSeq: 2 ACK
-Max-Forwards: 70
-Content-Type: application/sdp`, ok200.Contact().Address.String(), cli.port(), branch(), ok200.From().Value(), ok200.To().Value()), answer)
+	cli.send(sipReq{method: sip.ACK, uri: ok200.Contact().Address.String(), via: cli.addr(),
+		from: ok200.From().Value(), to: ok200.To().Value(), callID: "late@x", cseq: 2,
+		hdrs: []string{"Content-Type: application/sdp"}}.String(), answer)
 
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {

@@ -45,9 +45,7 @@ func TestSippRelayMedia(t *testing.T) {
 	calleeRTCP := udpAt(t, "127.0.0.60:16483")
 	c := defaults(clientLine)
 	c.Hold = 3000
-	uasFile := strings.Replace(scenario(t, "uas_answer.xml", d), "", "", 1)
-	uas := startSipp(t, uasFile, ispPort, "")
-	uac := startSipp(t, scenario(t, "uac_call.xml", c), cliPort, box.Addr().String())
+	uas, uac := sippCall(t, box, ispPort, cliPort, sippLeg{"uas_answer.xml", d}, sippLeg{"uac_call.xml", c})
 
 	var ci CallInfo
 	deadline := time.Now().Add(15 * time.Second)
@@ -93,8 +91,7 @@ func TestSippRelayMedia(t *testing.T) {
 	if n, from, err := calleeRTCP.ReadFromUDPAddrPort(buf); err != nil || n != len(sr) || from.Port() != ci.RelayCallee.Port()+1 {
 		t.Errorf("RTCP: n=%d from %v err %v", n, from, err)
 	}
-	uac.wait(t, 30*time.Second)
-	uas.wait(t, 30*time.Second)
+	waitSipp(t, uac, uas)
 	if ev := mustEnded(t, box); ev.MediaMode != "relay" || ev.Status != "ANSWER" {
 		t.Errorf("CallEnded = %+v", ev)
 	}

@@ -181,10 +181,7 @@ func modemAnswer(t *testing.T, jitter time.Duration) {
 	}
 	serve(t, s)
 
-	u := newRawUA(t, s.Addr())
-	if r := u.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
-		t.Fatalf("REGISTER: %v", r)
-	}
+	u := registeredUA(t, s.Addr(), clientLine, "3600")
 	media, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -232,16 +229,7 @@ func modemAnswer(t *testing.T, jitter time.Duration) {
 	if rr := u.final(5 * time.Second); rr == nil || rr.StatusCode != 488 {
 		t.Fatalf("T.38 re-INVITE: %v", rr)
 	} else {
-		// The ACK of a non-2xx is part of the INVITE transaction: its
-		// branch (RFC 3261 §17.1.1.3), or the 488 comes again.
-		u.send(fmt.Sprintf(`
-ACK sip:5550000@%[1]s SIP/2.0
-Via: %[2]s
-From: <sip:%[3]s@%[1]s>;tag=inv%[4]d
-To: <sip:5550000@%[1]s>;tag=%[5]s
-Call-ID: %[6]s
-CSeq: 3 ACK
-Max-Forwards: 70`, u.box, rr.Via().Value(), clientLine, u.port(), toTag0, callID), "")
+		ackFor(u, rr, callID, 3)
 	}
 	u.send(inDialogText(u, "INVITE", 4, toTag0, callID, "application/sdp"), strings.Replace(offer, "o=- 1 1", "o=- 1 3", 1))
 	if rr := u.final(5 * time.Second); rr == nil || rr.StatusCode != 200 || string(rr.Body()) != answer {
@@ -300,30 +288,37 @@ Max-Forwards: 70`, u.box, rr.Via().Value(), clientLine, u.port(), toTag0, callID
 	}
 }
 
-// dialogText is a request of the caller's dialog in TestModemAnswer,
+// dialogReq is a request of the caller's dialog in TestModemAnswer,
 // without a body.
-func dialogText(u *rawUA, method string, cseq int, toTag, callID string) string {
-	return fmt.Sprintf(`
-%[7]s sip:5550000@%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
-From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
-To: <sip:5550000@%[1]s>;tag=%[5]s
-Call-ID: %[6]s
-CSeq: %[8]d %[7]s
-Max-Forwards: 70`, u.box, u.port(), branch(), clientLine, toTag, callID, method, cseq)
+func dialogReq(u *rawUA, method sip.RequestMethod, cseq int, toTag, callID string) sipReq {
+	return sipReq{method: method, uri: "sip:5550000@" + u.box.String(), via: u.addr(), rport: true,
+		from: fmt.Sprintf("<sip:%s@%s>;tag=inv%d", clientLine, u.box, u.port()), to: "<sip:5550000@" + u.box.String() + ">;tag=" + toTag,
+		callID: callID, cseq: cseq}
+}
+
+func dialogText(u *rawUA, method sip.RequestMethod, cseq int, toTag, callID string) string {
+	return dialogReq(u, method, cseq, toTag, callID).String()
 }
 
 // inDialogText is a request of the caller's dialog with a body of type
 // ctype (a re-INVITE): a target refresh, so it carries a Contact.
-func inDialogText(u *rawUA, method string, cseq int, toTag, callID, ctype string) string {
-	return dialogText(u, method, cseq, toTag, callID) +
-		fmt.Sprintf("\nContact: <sip:%s@127.0.0.1:%d>\nContent-Type: %s", clientLine, u.port(), ctype)
+func inDialogText(u *rawUA, method sip.RequestMethod, cseq int, toTag, callID, ctype string) string {
+	r := dialogReq(u, method, cseq, toTag, callID)
+	r.hdrs = []string{"Contact: <sip:" + clientLine + "@" + u.addr() + ">", "Content-Type: " + ctype}
+	return r.String()
 }
 
-// ackFor sends the ACK for a final response to our INVITE with cseq.
+// ackFor sends the ACK for a final response to our INVITE with cseq. The
+// ACK of a non-2xx response is part of the INVITE transaction and carries
+// its branch, or the response comes again (RFC 3261 §17.1.1.3); a 2xx's
+// ACK is a transaction of its own.
 func ackFor(u *rawUA, r *sip.Response, callID string, cseq int) {
 	tag, _ := r.To().Params.Get("tag")
-	u.send(dialogText(u, "ACK", cseq, tag, callID), "")
+	ack := dialogReq(u, sip.ACK, cseq, tag, callID)
+	if r.StatusCode >= 300 {
+		ack.branch, _ = r.Via().Params.Get("branch")
+	}
+	u.send(ack.String(), "")
 }
 
 // sippResponses returns the bodies of the 200 OKs sipp received, by CSeq

@@ -79,8 +79,7 @@ func TestSippQualify(t *testing.T) {
 	})
 	// An UNREACHABLE peer is not dialled: the call fails like an unregistered one.
 	cli := newRawUA(t, box.Addr())
-	r := cli.invite(clientLine, "88567682", 1, "unreach@x", "")
-	r = cli.invite(clientLine, "88567682", 2, "unreach@x", authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String()))
+	r := cli.inviteAuth(clientLine, "88567682", "unreach@x")
 	if r == nil || r.StatusCode != 503 {
 		t.Errorf("call to an unreachable peer: %v", r)
 	}

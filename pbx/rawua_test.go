@@ -36,6 +36,20 @@ func newRawUA(t *testing.T, box netip.AddrPort) *rawUA {
 
 func (u *rawUA) port() int { return u.conn.LocalAddr().(*net.UDPAddr).Port }
 
+// addr is the UA's host:port, the sent-by of its Via.
+func (u *rawUA) addr() string { return u.conn.LocalAddr().String() }
+
+// registeredUA is a new UA registered as user (the 401 dance); the test
+// ends unless the box answers 200.
+func registeredUA(t *testing.T, box netip.AddrPort, user, expires string) *rawUA {
+	t.Helper()
+	u := newRawUA(t, box)
+	if r := u.registerAuth(user, secret, expires); r.StatusCode != 200 {
+		t.Fatalf("%s REGISTER: %s", user, r.StartLine())
+	}
+	return u
+}
+
 func (u *rawUA) sendRaw(b []byte) {
 	u.t.Helper()
 	if _, err := u.conn.WriteToUDPAddrPort(b, u.box); err != nil {
@@ -46,10 +60,7 @@ func (u *rawUA) sendRaw(b []byte) {
 // send writes msg with CRLF line ends and a correct Content-Length.
 func (u *rawUA) send(msg string, body string) {
 	u.t.Helper()
-	msg = strings.TrimLeft(msg, "\n")
-	msg = strings.ReplaceAll(strings.TrimRight(msg, "\n"), "\n", "\r\n")
-	msg += fmt.Sprintf("\r\nContent-Length: %d\r\n\r\n", len(body)) + body
-	u.sendRaw([]byte(msg))
+	u.sendRaw(wire(msg, body))
 }
 
 // recv returns the next message, nil after d.
@@ -108,28 +119,20 @@ func (u *rawUA) register(user string, cseq int, expires string, contact string, 
 	if contact == "" {
 		contact = fmt.Sprintf("<sip:%s@127.0.0.1:%d>", user, u.port())
 	}
-	hdr := ""
+	hdrs := []string{"User-Agent: Linksys/PAP2T-5.1.6(LS)", "Allow: ACK, BYE, CANCEL, INFO, INVITE, NOTIFY, OPTIONS, REFER",
+		"Supported: x-sipura, replaces"}
 	if expires != "" {
-		hdr += "Expires: " + expires + "\n"
+		hdrs = append(hdrs, "Expires: "+expires)
 	}
 	if contact != "-" {
-		hdr += "Contact: " + contact + "\n"
+		hdrs = append(hdrs, "Contact: "+contact)
 	}
 	if auth != "" {
-		hdr += "Authorization: " + auth + "\n"
+		hdrs = append(hdrs, "Authorization: "+auth)
 	}
-	u.send(fmt.Sprintf(`
-REGISTER sip:%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
-From: <sip:%[4]s@%[1]s>;tag=reg%[2]d
-To: <sip:%[4]s@%[1]s>
-Call-ID: reg-%[4]s-%[2]d@127.0.0.1
-CSeq: %[5]d REGISTER
-Max-Forwards: 70
-User-Agent: Linksys/PAP2T-5.1.6(LS)
-Allow: ACK, BYE, CANCEL, INFO, INVITE, NOTIFY, OPTIONS, REFER
-Supported: x-sipura, replaces
-%[6]s`, u.box, u.port(), branch(), user, cseq, strings.TrimRight(hdr, "\n")), "")
+	u.send(sipReq{method: sip.REGISTER, uri: "sip:" + u.box.String(), via: u.addr(), rport: true,
+		from: fmt.Sprintf("<sip:%s@%s>;tag=reg%d", user, u.box, u.port()), to: fmt.Sprintf("<sip:%s@%s>", user, u.box),
+		callID: fmt.Sprintf("reg-%s-%d@127.0.0.1", user, u.port()), cseq: cseq, hdrs: hdrs}.String(), "")
 	return u.final(5 * time.Second)
 }
 
@@ -149,21 +152,16 @@ func (u *rawUA) registerAuth(user, pass, expires string) *sip.Response {
 
 const testSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\nm=audio 16384 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 
+// inviteText is an INVITE as user to exten from 127.0.0.1:port, with
+// auth if given; its body is SDP.
 func inviteText(box string, port int, user, exten string, cseq int, callID, auth string) string {
-	a := ""
+	hdrs := []string{fmt.Sprintf("Contact: <sip:%s@127.0.0.1:%d>", user, port), "Content-Type: application/sdp"}
 	if auth != "" {
-		a = "\nAuthorization: " + auth
+		hdrs = append(hdrs, "Authorization: "+auth)
 	}
-	return fmt.Sprintf(`
-INVITE sip:%[6]s@%[1]s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%[2]d;branch=%[3]s;rport
-From: <sip:%[4]s@%[1]s>;tag=inv%[2]d
-To: <sip:%[6]s@%[1]s>
-Call-ID: %[7]s
-CSeq: %[5]d INVITE
-Contact: <sip:%[4]s@127.0.0.1:%[2]d>
-Max-Forwards: 70
-Content-Type: application/sdp%[8]s`, box, port, branch(), user, cseq, exten, callID, a)
+	return sipReq{method: sip.INVITE, uri: "sip:" + exten + "@" + box, via: fmt.Sprintf("127.0.0.1:%d", port), rport: true,
+		from: fmt.Sprintf("<sip:%s@%s>;tag=inv%d", user, box, port), to: fmt.Sprintf("<sip:%s@%s>", exten, box),
+		callID: callID, cseq: cseq, hdrs: hdrs}.String()
 }
 
 // invite sends an INVITE as user to exten, with auth if given, and
@@ -172,6 +170,72 @@ func (u *rawUA) invite(user, exten string, cseq int, callID, auth string) *sip.R
 	u.t.Helper()
 	u.send(inviteText(u.box.String(), u.port(), user, exten, cseq, callID, auth), testSDP)
 	return u.final(5 * time.Second)
+}
+
+// sendInviteAuth sends an INVITE as user to exten, answers the box's 401
+// with the line's secret (RFC 2617) and sends the INVITE again (CSeq 2)
+// with the extra header lines; both carry body. It leaves the final
+// response to the test.
+func (u *rawUA) sendInviteAuth(user, exten, callID, extra, body string) {
+	u.t.Helper()
+	u.send(inviteText(u.box.String(), u.port(), user, exten, 1, callID, ""), body)
+	r := u.final(5 * time.Second)
+	if r == nil || r.StatusCode != 401 {
+		u.t.Fatalf("INVITE: want 401, got %v", r)
+	}
+	if extra != "" {
+		extra = "\n" + extra
+	}
+	u.send(inviteText(u.box.String(), u.port(), user, exten, 2, callID,
+		authz(r, user, secret, "INVITE", "sip:"+exten+"@"+u.box.String()))+extra, body)
+}
+
+// inviteAuth is sendInviteAuth with our SDP; it returns the final response.
+func (u *rawUA) inviteAuth(user, exten, callID string) *sip.Response {
+	u.t.Helper()
+	u.sendInviteAuth(user, exten, callID, "", testSDP)
+	return u.final(5 * time.Second)
+}
+
+// sipReq is a request a test writes by hand, line by line: the request
+// line, the Vias and the headers every request carries (RFC 3261
+// §8.1.1), then more lines in order. send and wire add Content-Length.
+type sipReq struct {
+	method      sip.RequestMethod
+	uri         string
+	via         string   // the top Via's sent-by, host:port
+	branch      string   // the top Via's branch; a new one if empty
+	rport       bool     // the top Via asks for rport (RFC 3581)
+	vias        []string // whole Via values below the top one
+	from, to    string
+	callID      string
+	cseq        int
+	maxForwards string   // 70 if empty
+	hdrs        []string // more header lines
+}
+
+func (r sipReq) String() string {
+	var b strings.Builder
+	br := r.branch
+	if br == "" {
+		br = branch()
+	}
+	fmt.Fprintf(&b, "%s %s SIP/2.0\nVia: SIP/2.0/UDP %s;branch=%s", r.method, r.uri, r.via, br)
+	if r.rport {
+		b.WriteString(";rport")
+	}
+	for _, v := range r.vias {
+		b.WriteString("\nVia: " + v)
+	}
+	mf := r.maxForwards
+	if mf == "" {
+		mf = "70"
+	}
+	fmt.Fprintf(&b, "\nFrom: %s\nTo: %s\nCall-ID: %s\nCSeq: %d %s\nMax-Forwards: %s", r.from, r.to, r.callID, r.cseq, r.method, mf)
+	for _, h := range r.hdrs {
+		b.WriteString("\n" + h)
+	}
+	return b.String()
 }
 
 func headerNames(m *sip.Response) []string {

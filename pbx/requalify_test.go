@@ -44,9 +44,7 @@ func rebootedATA(t *testing.T, delay int) {
 	registered := time.Now()
 
 	cli := newRawUA(t, box.Addr())
-	r := cli.invite(clientLine, "88567682", 1, "reboot@x", "")
-	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, "reboot@x",
-		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), testSDP)
+	cli.sendInviteAuth(clientLine, "88567682", "reboot@x", "", testSDP)
 	ok200 := cli.final(10 * time.Second)
 	if ok200 == nil || ok200.StatusCode != 200 {
 		t.Fatalf("call right after the ATA's new REGISTER: %v (peer %+v)", ok200, peerByName(box.Server, ispLine))

@@ -25,10 +25,8 @@ func TestSippRestartKeepsBindings(t *testing.T) {
 			t.Fatalf("%s lost its binding: %+v", n, p)
 		}
 	}
-	uas := startSipp(t, scenario(t, "uas_answer.xml", defaults(ispLine)), ispPort, "")
-	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), cliPort, box2.Addr().String())
-	uac.wait(t, 30*time.Second)
-	uas.wait(t, 30*time.Second)
+	uas, uac := sippCall(t, box2, ispPort, cliPort, sippLeg{"uas_answer.xml", defaults(ispLine)}, sippLeg{"uac_call.xml", defaults(clientLine)})
+	waitSipp(t, uac, uas)
 	if ev := mustEnded(t, box2); ev.Status != "ANSWER" {
 		t.Errorf("CallEnded = %+v", ev)
 	}
@@ -46,18 +44,13 @@ func TestLineBusyAndHunt(t *testing.T) {
 	box := startBox(t, cfg, nil)
 
 	// the ISP line registers from a socket that records anything sent to it
-	isp := newRawUA(t, box.Addr())
-	if r := isp.registerAuth(ispLine, secret, ""); r.StatusCode != 200 {
-		t.Fatal(r.StartLine())
-	}
+	isp := registeredUA(t, box.Addr(), ispLine, "")
 	m2Port, cliPort := testutil.FreeUDPPortBelowEphemeral(t), testutil.FreeUDPPortBelowEphemeral(t)
 	registerLine(t, box, "modem2", m2Port)
 	registerLine(t, box, clientLine, cliPort)
 	holdLineBusy(t, box.bus, box.Server, bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "connected"})
-	uas := startSipp(t, scenario(t, "uas_answer.xml", defaults("modem2")), m2Port, "")
-	uac := startSipp(t, scenario(t, "uac_call.xml", defaults(clientLine)), cliPort, box.Addr().String())
-	uac.wait(t, 30*time.Second)
-	uas.wait(t, 30*time.Second)
+	uas, uac := sippCall(t, box, m2Port, cliPort, sippLeg{"uas_answer.xml", defaults("modem2")}, sippLeg{"uac_call.xml", defaults(clientLine)})
+	waitSipp(t, uac, uas)
 	if ev := mustEnded(t, box); ev.Callee != "modem2" || ev.Status != "ANSWER" {
 		t.Errorf("CallEnded = %+v", ev)
 	}
@@ -67,12 +60,10 @@ func TestLineBusyAndHunt(t *testing.T) {
 	// Without a hunt group: straight 486, no INVITE.
 	box.stop()
 	box2 := startBox(t, testConfig(""), nil)
-	isp2 := newRawUA(t, box2.Addr())
-	isp2.registerAuth(ispLine, secret, "")
+	isp2 := registeredUA(t, box2.Addr(), ispLine, "")
 	holdLineBusy(t, box2.bus, box2.Server, bus.LineState{Line: "ttyUSB0", Peer: ispLine, State: "down"})
 	cli := newRawUA(t, box2.Addr())
-	r := cli.invite(clientLine, "88567682", 1, "busy@x", "")
-	r = cli.invite(clientLine, "88567682", 2, "busy@x", authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box2.Addr().String()))
+	r := cli.inviteAuth(clientLine, "88567682", "busy@x")
 	if r == nil || r.StatusCode != 486 {
 		t.Fatalf("want 486, got %v", r)
 	}

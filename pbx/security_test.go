@@ -134,14 +134,7 @@ func TestMalformedDroppedAndCounted(t *testing.T) {
 	u.sendRaw([]byte("this is not SIP\r\n\r\n"))
 	u.sendRaw([]byte("INVITE sip:1@x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\nContent-Length: 0\r\n\r\n")) // no From/To/Call-ID/CSeq
 	// the box still works
-	u.send(`
-OPTIONS sip:`+box.Addr().String()+` SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:`+itoa(u.port())+`;branch=`+branch()+`
-From: <sip:probe@127.0.0.1>;tag=p1
-To: <sip:`+box.Addr().String()+`>
-Call-ID: probe@127.0.0.1
-CSeq: 1 OPTIONS
-Max-Forwards: 70`, "")
+	u.send(optionsText(box.Addr().String(), u.port(), "probe@127.0.0.1"), "")
 	// sipgo may answer the INVITE without CSeq with a 400 of its own, in
 	// either order with the OPTIONS' answer: look for the OPTIONS'.
 	var r *sip.Response
@@ -211,14 +204,9 @@ func TestResponseRoutingPerNAT(t *testing.T) {
 	}{{clientLine, true}, {ispLine, false}} {
 		sender := newRawUA(t, box.Addr())
 		viaSock := newRawUA(t, box.Addr())
-		sender.send(`
-OPTIONS sip:`+box.Addr().String()+` SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:`+itoa(viaSock.port())+`;branch=`+branch()+`
-From: <sip:`+tt.user+`@127.0.0.1>;tag=n1
-To: <sip:`+box.Addr().String()+`>
-Call-ID: nat-`+tt.user+`@127.0.0.1
-CSeq: 1 OPTIONS
-Max-Forwards: 70`, "")
+		sender.send(sipReq{method: sip.OPTIONS, uri: "sip:" + box.Addr().String(), via: viaSock.addr(),
+			from: "<sip:" + tt.user + "@127.0.0.1>;tag=n1", to: "<sip:" + box.Addr().String() + ">",
+			callID: "nat-" + tt.user + "@127.0.0.1", cseq: 1}.String(), "")
 		got, other := viaSock, sender
 		if !tt.toViaSocket {
 			got, other = sender, viaSock
@@ -277,10 +265,7 @@ func TestBindingExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	serve(t, s)
-	u := newRawUA(t, s.Addr())
-	if r := u.registerAuth(clientLine, secret, "60"); r.StatusCode != 200 {
-		t.Fatal(r.StartLine())
-	}
+	registeredUA(t, s.Addr(), clientLine, "60")
 	mu.Lock()
 	now = now.Add(65 * time.Second) // expired but within the grace
 	mu.Unlock()

@@ -34,10 +34,7 @@ func TestSessionTimerCaller(t *testing.T) {
 	t.Run("422 below Min-SE", func(t *testing.T) {
 		box := startBox(t, testConfig(""), nil)
 		cli := newRawUA(t, box.Addr())
-		r := cli.invite(clientLine, "88567682", 1, "se422@x", "")
-		cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, "se422@x",
-			authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String()))+
-			"\nSupported: timer\nSession-Expires: 60", testSDP)
+		cli.sendInviteAuth(clientLine, "88567682", "se422@x", "Supported: timer\nSession-Expires: 60", testSDP)
 		res := cli.final(5 * time.Second)
 		if res == nil || res.StatusCode != 422 || res.GetHeader("Min-SE") == nil || res.GetHeader("Min-SE").Value() != "90" {
 			t.Fatalf("got %v, want 422 with Min-SE: 90", res)
@@ -172,10 +169,9 @@ func TestSippVanishedPartiesCleanedUp(t *testing.T) {
 	}
 	box := startBox(t, cfg, nil)
 	ispPort, cliPort := registerBoth(t, box)
-	uas := startSipp(t, scenario(t, "uas_answer.xml", defaults(ispLine)), ispPort, "", "-aa")
 	c := defaults(clientLine)
 	c.Hold = 120000
-	uac := startSipp(t, scenario(t, "uac_call.xml", c), cliPort, box.Addr().String(), "-aa")
+	uas, uac := sippCall(t, box, ispPort, cliPort, sippLeg{"uas_answer.xml", defaults(ispLine)}, sippLeg{"uac_call.xml", c}, "-aa")
 	box.ev.wait(t, 10*time.Second, func(e bus.Event) bool { _, ok := e.(bus.CallAnswered); return ok })
 	uac.kill()
 	uas.kill()
@@ -195,12 +191,9 @@ func TestSessionTimerCallee422(t *testing.T) {
 	cfg := testConfig("")
 	cfg.Peers[0].SessionTimers = timersOriginate
 	box := startBox(t, cfg, nil)
-	isp := newRawUA(t, box.Addr())
-	isp.registerAuth(ispLine, secret, "")
+	isp := registeredUA(t, box.Addr(), ispLine, "")
 	cli := newRawUA(t, box.Addr())
-	r := cli.invite(clientLine, "88567682", 1, "c422@x", "")
-	cli.send(inviteText(box.Addr().String(), cli.port(), clientLine, "88567682", 2, "c422@x",
-		authz(r, clientLine, secret, "INVITE", "sip:88567682@"+box.Addr().String())), testSDP)
+	cli.sendInviteAuth(clientLine, "88567682", "c422@x", "", testSDP)
 	inv := isp.nextRequest(t, sip.INVITE)
 	if se := inv.GetHeader("Session-Expires"); se == nil || se.Value() != "1800" || !supportsTimer(inv) || inv.GetHeader("Min-SE") == nil {
 		t.Fatalf("INVITE asks for no session timer:\n%v", inv)

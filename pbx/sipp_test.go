@@ -16,10 +16,9 @@ func TestSippCallDirectMedia(t *testing.T) {
 
 	d := defaults(ispLine)
 	d.CheckSDP = true
-	uas := startSipp(t, scenario(t, "uas_answer.xml", d), ispPort, "")
 	c := defaults(clientLine)
 	c.Hold = 1500
-	uac := startSipp(t, scenario(t, "uac_call.xml", c), cliPort, box.Addr().String())
+	uas, uac := sippCall(t, box, ispPort, cliPort, sippLeg{"uas_answer.xml", d}, sippLeg{"uac_call.xml", c})
 	// while it is up: direct media, no relay sockets, nothing counted
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -31,8 +30,7 @@ func TestSippCallDirectMedia(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	uac.wait(t, 30*time.Second)
-	uas.wait(t, 30*time.Second)
+	waitSipp(t, uac, uas)
 
 	ev := mustEnded(t, box)
 	if ev.Status != "ANSWER" || ev.SIPCode != 200 || ev.HangupBy != "caller" || ev.Callee != ispLine || ev.From != clientLine || ev.To != "88567682" || ev.MediaMode != "direct" || ev.Codec != "ulaw" {
@@ -73,12 +71,10 @@ func TestSippReinviteBothWays(t *testing.T) {
 	box, ispPort, cliPort := sippBox(t)
 	d := defaults(ispLine)
 	d.Reinvite = true
-	uas := startSipp(t, scenario(t, "uas_answer.xml", d), ispPort, "")
 	c := defaults(clientLine)
 	c.Reinvite = true
-	uac := startSipp(t, scenario(t, "uac_call.xml", c), cliPort, box.Addr().String())
-	uac.wait(t, 30*time.Second)
-	uas.wait(t, 30*time.Second)
+	uas, uac := sippCall(t, box, ispPort, cliPort, sippLeg{"uas_answer.xml", d}, sippLeg{"uac_call.xml", c})
+	waitSipp(t, uac, uas)
 	if ev := mustEnded(t, box); ev.Status != "ANSWER" || ev.HangupBy != "caller" {
 		t.Errorf("CallEnded = %+v", ev)
 	}
@@ -86,10 +82,8 @@ func TestSippReinviteBothWays(t *testing.T) {
 
 func TestSippCancelWhileRinging(t *testing.T) {
 	box, ispPort, cliPort := sippBox(t)
-	uas := startSipp(t, scenario(t, "uas_ring.xml", defaults(ispLine)), ispPort, "")
-	uac := startSipp(t, scenario(t, "uac_cancel.xml", defaults(clientLine)), cliPort, box.Addr().String())
-	uac.wait(t, 30*time.Second)
-	uas.wait(t, 30*time.Second) // the callee was CANCELled
+	uas, uac := sippCall(t, box, ispPort, cliPort, sippLeg{"uas_ring.xml", defaults(ispLine)}, sippLeg{"uac_cancel.xml", defaults(clientLine)})
+	waitSipp(t, uac, uas) // the callee was CANCELled
 	if ev := mustEnded(t, box); ev.Status != "CANCEL" || ev.SIPCode != 487 || ev.HangupBy != "caller" {
 		t.Errorf("CallEnded = %+v", ev)
 	}
@@ -112,9 +106,9 @@ func failCase(t *testing.T, dial string, uasScenario string, registerISP bool, c
 	c := defaults(clientLine)
 	c.Code = code
 	uac := startSipp(t, scenario(t, "uac_fail.xml", c), cliPort, box.Addr().String())
-	uac.wait(t, 30*time.Second)
+	waitSipp(t, uac)
 	if uas != nil {
-		uas.wait(t, 30*time.Second)
+		waitSipp(t, uas)
 	}
 	if ev := mustEnded(t, box); ev.Status != status || ev.SIPCode != code {
 		t.Errorf("CallEnded = %+v, want %s %d", ev, status, code)

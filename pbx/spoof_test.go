@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/isp-box/isp-box/internal/bus"
 	"github.com/isp-box/isp-box/internal/testutil"
 )
@@ -56,10 +58,7 @@ func TestSpoofedFailuresBanNobody(t *testing.T) {
 	cfg := testConfig("")
 	cfg.General.MaxAuthFailures = 3
 	box := startBox(t, cfg, nil)
-	ata := newRawUA(t, box.Addr())
-	if r := ata.registerAuth(clientLine, secret, "3600"); r.StatusCode != 200 {
-		t.Fatalf("ATA REGISTER: %d", r.StatusCode)
-	}
+	ata := registeredUA(t, box.Addr(), clientLine, "3600")
 	atk := newRawUAAt(t, box.Addr(), "127.0.7.1")
 	r := atk.register(clientLine, 1, "", "", "")
 	if r == nil || r.StatusCode != 401 {
@@ -72,17 +71,11 @@ func TestSpoofedFailuresBanNobody(t *testing.T) {
 		if i%2 == 1 {
 			src = netip.AddrPortFrom(ataAddr.Addr(), uint16(40000+i)) // the ATA's address, another port
 		}
-		msg := wire(fmt.Sprintf(`
-REGISTER sip:%[1]s SIP/2.0
-Via: SIP/2.0/UDP %[2]s;branch=%[3]s;rport
-From: <sip:%[4]s@%[1]s>;tag=spoof%[5]d
-To: <sip:%[4]s@%[1]s>
-Call-ID: spoof-%[5]d@127.0.0.1
-CSeq: %[5]d REGISTER
-Max-Forwards: 70
-Contact: <sip:%[4]s@%[2]s>
-User-Agent: Linksys/PAP2T-5.1.6(LS)
-Authorization: %[6]s`, box.Addr(), src, branch(), clientLine, i+1, a), "")
+		aor := "<sip:" + clientLine + "@" + box.Addr().String() + ">"
+		msg := wire(sipReq{method: sip.REGISTER, uri: "sip:" + box.Addr().String(), via: src.String(), rport: true,
+			from: fmt.Sprintf("%s;tag=spoof%d", aor, i+1), to: aor, callID: fmt.Sprintf("spoof-%d@127.0.0.1", i+1), cseq: i + 1,
+			hdrs: []string{"Contact: <sip:" + clientLine + "@" + src.String() + ">", "User-Agent: Linksys/PAP2T-5.1.6(LS)",
+				"Authorization: " + a}}.String(), "")
 		sendSpoofed(t, src, box.Addr(), msg)
 	}
 	// the answers to the forged requests went to the ATA: proof they arrived

@@ -213,14 +213,7 @@ func TestTorture(t *testing.T) {
 	}
 	// still alive and answering
 	u := newRawUA(t, s.Addr())
-	u.send(`
-OPTIONS sip:`+s.Addr().String()+` SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:`+itoa(u.port())+`;branch=`+branch()+`
-From: <sip:probe@127.0.0.1>;tag=p1
-To: <sip:`+s.Addr().String()+`>
-Call-ID: alive@127.0.0.1
-CSeq: 1 OPTIONS
-Max-Forwards: 70`, "")
+	u.send(optionsText(s.Addr().String(), u.port(), "alive@127.0.0.1"), "")
 	if r := u.final(5 * time.Second); r == nil || r.StatusCode != 200 {
 		t.Fatalf("OPTIONS after the torture: %v", r)
 	}

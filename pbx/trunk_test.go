@@ -4,7 +4,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/isp-box/isp-box/internal/sim/kamailiotest"
 	"github.com/isp-box/isp-box/internal/testutil"
@@ -30,12 +29,10 @@ func TestTrunkOutboundCall(t *testing.T) {
 	registerLine(t, box, clientLine, cliPort)
 
 	d := defaults("callee")
-	uas := startSipp(t, scenario(t, "uas_answer.xml", d), uasPort, "")
 	c := defaults(clientLine)
 	c.Exten, c.Hold = number, 500
-	uac := startSipp(t, scenario(t, "uac_call.xml", c), cliPort, box.Addr().String())
-	uac.wait(t, 30*time.Second)
-	uas.wait(t, 30*time.Second)
+	uas, uac := sippCall(t, box, uasPort, cliPort, sippLeg{"uas_answer.xml", d}, sippLeg{"uac_call.xml", c})
+	waitSipp(t, uac, uas)
 	log := prov.Log()
 	if !strings.Contains(log, "challenging INVITE from "+did) || !strings.Contains(log, "authenticated INVITE from "+did+" to "+number) {
 		t.Errorf("Kamailio did not challenge and accept the box's INVITE:\n%s", prov.LogTail(30))
