@@ -12,10 +12,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -150,20 +152,46 @@ func FreeUDPPort(t testing.TB) int {
 // FreeUDPPortBelowEphemeral picks a free loopback UDP port in 20000-29999,
 // below the kernel's ephemeral range, so that no outgoing socket of another
 // process takes it between this check and an external program's bind.
+//
+// The port stays the test's until it ends: a lock file (flock) in
+// portLockDir keeps every other caller, in this test process or another
+// one on the machine, from picking it. A test's programs bind, close and
+// bind such a port again (sipp registers a line from it, exits, and
+// answers calls on it later); another test that picked it in between made
+// sipp fail with "Unable to bind main socket, errno 98".
 func FreeUDPPortBelowEphemeral(t testing.TB) int {
 	t.Helper()
+	if err := os.MkdirAll(portLockDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(portLockDir, 0o777|os.ModeSticky) // like /tmp: a test run by another user shares it
 	for range 1000 {
 		port := 20000 + rand.IntN(10000)
+		lock, err := os.OpenFile(filepath.Join(portLockDir, strconv.Itoa(port)), os.O_CREATE|os.O_RDONLY, 0o444)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// flock locks belong to the open file, so a second pick of the
+		// same port in this process fails here too.
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			lock.Close()
+			continue
+		}
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 		if err != nil {
+			lock.Close()
 			continue
 		}
 		c.Close()
+		t.Cleanup(func() { lock.Close() }) // after the cleanups of what the test bound to it
 		return port
 	}
 	t.Fatal("no free UDP port")
 	return 0
 }
+
+// portLockDir holds the lock files of FreeUDPPortBelowEphemeral's ports.
+var portLockDir = filepath.Join(os.TempDir(), "isp-box-udp-ports")
 
 // NeedRoot skips the test unless it runs as root with every tool in tools
 // on PATH. With ISPBOX_REQUIRE_ROOT=1 (CI) it fails instead of skipping, so
