@@ -139,9 +139,12 @@ func (c *call) changeState(want callState, t transition) bool {
 		}
 		s.mu.Lock()
 		delete(s.calls, c.id)
+		now := s.now()
 		for _, l := range legs {
 			if l != nil {
-				delete(s.dialogs, dialogKey{l.callID, l.localTag})
+				k := dialogKey{l.callID, l.localTag}
+				delete(s.dialogs, k)
+				s.ended.add(k, now)
 			}
 		}
 		for _, l := range c.held {

@@ -531,12 +531,18 @@ func (s *Server) datagram(conn net.PacketConn, f *feeder, p *sip.Parser, data []
 }
 
 // knownDialog reports whether a dialog of ours has this Call-ID and, when
-// tag is set, our tag tag.
+// tag is set, our tag tag. A dialog that ended less than Timer J ago
+// counts: a retransmission of the BYE that ended it belongs to sipgo's
+// server transaction, which sends the same 200 again (RFC 3261 §17.2.2);
+// a stateless 481 here would overtake that 200 when it is late, and the
+// caller would count a call that ended well as failed. A new request in
+// such a dialog gets its 481 from handleInDialog.
 func (s *Server) knownDialog(callID, tag string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if tag != "" {
-		return s.dialogs[dialogKey{callID, tag}] != nil
+		k := dialogKey{callID, tag}
+		return s.dialogs[k] != nil || s.ended.has(k, s.now())
 	}
 	for k := range s.dialogs {
 		if k.callID == callID {
@@ -579,3 +585,66 @@ func (s *Server) shedWhy(req *sip.Request, f *feeder) string {
 // maxInflight bounds the request handlers running at once; past it new
 // calls are refused with 503 at the entry.
 const maxInflight = 512
+
+// endedDialogs remembers the dialogs that ended, for endedFor after their
+// end (see knownDialog). Guarded by Server.mu. Entries leave in the order
+// they came, so the cost per dialog is constant; past maxEnded the oldest
+// go early (a retransmission then gets a 481 as before).
+type endedDialogs struct {
+	until map[dialogKey]time.Time
+	queue []endedDialog
+	head  int
+}
+
+type endedDialog struct {
+	key   dialogKey
+	until time.Time
+}
+
+const (
+	// endedFor is Timer J (64*T1, RFC 3261 §17.2.2): as long as sipgo
+	// keeps the server transaction of the request that ended a dialog.
+	endedFor = 64 * 500 * time.Millisecond
+	// maxEnded bounds the memory: about 2,000 calls/s ending for 32 s.
+	maxEnded = 1 << 16
+)
+
+func (e *endedDialogs) add(k dialogKey, now time.Time) {
+	e.expire(now)
+	if len(e.until) >= maxEnded {
+		e.drop()
+	}
+	u := now.Add(endedFor)
+	e.until[k] = u
+	e.queue = append(e.queue, endedDialog{k, u})
+}
+
+func (e *endedDialogs) has(k dialogKey, now time.Time) bool {
+	u, ok := e.until[k]
+	return ok && now.Before(u)
+}
+
+// expire drops the entries whose time is over.
+func (e *endedDialogs) expire(now time.Time) {
+	for e.head < len(e.queue) && !now.Before(e.queue[e.head].until) {
+		e.drop()
+	}
+}
+
+// drop forgets the oldest entry; the queue's storage is reused once half
+// of it has been consumed.
+func (e *endedDialogs) drop() {
+	if e.head >= len(e.queue) {
+		return
+	}
+	d := e.queue[e.head]
+	e.queue[e.head] = endedDialog{}
+	e.head++
+	if u, ok := e.until[d.key]; ok && u.Equal(d.until) {
+		delete(e.until, d.key)
+	}
+	if e.head > len(e.queue)/2 {
+		e.queue = append(e.queue[:0], e.queue[e.head:]...)
+		e.head = 0
+	}
+}

@@ -79,6 +79,7 @@ type Server struct {
 	peers    map[string]*peer
 	calls    map[string]*call
 	dialogs  map[dialogKey]*dialogRef
+	ended    endedDialogs // dialogs that ended less than Timer J ago
 	fails    map[netip.Addr]*failures
 	bans     map[netip.Addr]time.Time
 	lineBusy map[string]bool      // peer -> the modem line behind it is busy/down
@@ -124,6 +125,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		wake:         make(chan struct{}, 1),
 		calls:        map[string]*call{},
 		dialogs:      map[dialogKey]*dialogRef{},
+		ended:        endedDialogs{until: map[dialogKey]time.Time{}},
 		fails:        map[netip.Addr]*failures{},
 		bans:         map[netip.Addr]time.Time{},
 		lineBusy:     map[string]bool{},
