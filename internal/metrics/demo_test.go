@@ -124,7 +124,15 @@ func TestMetricsDuringDemoCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The totals follow the bus: its PPPUp and the modem's answer reach
+	// the metrics subscriber a moment after the client sees IPCP up.
 	during := get(t, ctx, url)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); during = get(t, ctx, url) {
+		if during.v("isp_box_ppp_sessions_started_total") >= 1 && during.v("isp_box_modem_calls_answered_total", "line", line) >= 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	expect(t, "PPP up", during, map[string]float64{
 		"isp_box_sip_calls|state|up":                      1,
 		"isp_box_modem_lines|state|connected":             1,

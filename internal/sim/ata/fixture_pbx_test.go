@@ -36,6 +36,11 @@ type fixturePBX struct {
 
 	mu      sync.Mutex
 	dialogs map[string]*sipgo.DialogServerSession
+	// answered is closed, per Call-ID, when onInvite is done with the
+	// dialog: the test's own use of a dialog must wait for it, for sipgo's
+	// DialogServerSession is not safe for use from two goroutines (a UDP
+	// round trip is no happens-before edge for the race detector).
+	answered map[string]chan struct{}
 	bound   map[string]string // AOR user → Contact
 	invites chan *sip.Request // authenticated INVITEs
 	byes    chan string       // Call-IDs of BYEs received
@@ -50,7 +55,7 @@ func newFixturePBX(t *testing.T) *fixturePBX {
 		t.Fatal(err)
 	}
 	f := &fixturePBX{t: t, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(),
-		dialogs: map[string]*sipgo.DialogServerSession{}, bound: map[string]string{},
+		dialogs: map[string]*sipgo.DialogServerSession{}, answered: map[string]chan struct{}{}, bound: map[string]string{},
 		invites: make(chan *sip.Request, 8), byes: make(chan string, 8)}
 	f.ua, _ = sipgo.NewUA(sipgo.WithUserAgent("fixture"))
 	f.srv, _ = sipgo.NewServer(f.ua)
@@ -101,6 +106,15 @@ func (f *fixturePBX) dialog(req *sip.Request) *sipgo.DialogServerSession {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.dialogs[req.CallID().Value()]
+}
+
+// answeredDialog is inv's dialog once onInvite has answered it.
+func (f *fixturePBX) answeredDialog(inv *sip.Request) *sipgo.DialogServerSession {
+	f.mu.Lock()
+	done := f.answered[inv.CallID().Value()]
+	f.mu.Unlock()
+	<-done
+	return f.dialog(inv)
 }
 
 // checkDigest verifies an Authorization/Proxy-Authorization value against
@@ -156,6 +170,11 @@ func (f *fixturePBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		<-tx.Done() // until the ACK (or timer) ends the transaction
 		return
 	}
+	done := make(chan struct{})
+	defer close(done)
+	f.mu.Lock()
+	f.answered[req.CallID().Value()] = done
+	f.mu.Unlock()
 	f.invites <- req
 	ds, err := f.dua.ReadInvite(req, tx)
 	if err != nil {
@@ -240,7 +259,7 @@ func TestThroughRegistrar(t *testing.T) {
 	echoed("ATDT88567682 via echo 1")
 
 	// re-INVITE from the far side moving the media to the second echo.
-	ds := f.dialog(inv)
+	ds := f.answeredDialog(inv)
 	re := sip.NewRequest(sip.INVITE, inv.Contact().Address)
 	re.SetBody(f.sdp(1, 97))
 	re.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
