@@ -41,9 +41,9 @@ type fixturePBX struct {
 	// DialogServerSession is not safe for use from two goroutines (a UDP
 	// round trip is no happens-before edge for the race detector).
 	answered map[string]chan struct{}
-	bound   map[string]string // AOR user → Contact
-	invites chan *sip.Request // authenticated INVITEs
-	byes    chan string       // Call-IDs of BYEs received
+	bound    map[string]string // AOR user → Contact
+	invites  chan *sip.Request // authenticated INVITEs
+	byes     chan string       // Call-IDs of BYEs received
 }
 
 const fixtureRealm = "asterisk"
