@@ -81,6 +81,12 @@ func (s *Server) handleInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.legs[sideCaller].st, c.seHdrs = st, seHdrs
 	c.mu.Unlock()
+	// From here this handler is a call, which maxcalls bounds, not a
+	// request in processing: it stays until the caller's ACK, and counted
+	// in inflight it made the entry refuse new calls at ~1,000 calls/s
+	// while the box was far from busy (bench-compare, 2026-12-06).
+	s.inflight.Add(-1)
+	defer s.inflight.Add(1) // guard subtracts it again
 	defer s.wg.Done()
 	c.run(plan)
 }
