@@ -42,6 +42,21 @@ func get(t *testing.T, ctx context.Context, url string) scrape {
 
 // v is the value of the series of name whose labels include every
 // name=value pair given; -1 if there is none.
+// getWhen scrapes url until ready says the bus-driven series have caught
+// up, or d has passed; it returns the last scrape either way, for the
+// caller's checks to say what is missing.
+func getWhen(t *testing.T, ctx context.Context, url string, d time.Duration, ready func(scrape) bool) scrape {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		s := get(t, ctx, url)
+		if ready(s) || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (s scrape) v(name string, labels ...string) float64 {
 	mf := s[name]
 	if mf == nil {
@@ -126,13 +141,9 @@ func TestMetricsDuringDemoCall(t *testing.T) {
 	}
 	// The totals follow the bus: its PPPUp and the modem's answer reach
 	// the metrics subscriber a moment after the client sees IPCP up.
-	during := get(t, ctx, url)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); during = get(t, ctx, url) {
-		if during.v("isp_box_ppp_sessions_started_total") >= 1 && during.v("isp_box_modem_calls_answered_total", "line", line) >= 1 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	during := getWhen(t, ctx, url, 10*time.Second, func(s scrape) bool {
+		return s.v("isp_box_ppp_sessions_started_total") >= 1 && s.v("isp_box_modem_calls_answered_total", "line", line) >= 1
+	})
 	expect(t, "PPP up", during, map[string]float64{
 		"isp_box_sip_calls|state|up":                      1,
 		"isp_box_modem_lines|state|connected":             1,
@@ -175,15 +186,9 @@ func TestMetricsDuringDemoCall(t *testing.T) {
 	}
 	// The call record and the session record are counted from the bus,
 	// right after the lines are idle.
-	var end scrape
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		end = get(t, ctx, url)
-		if end.v("isp_box_sip_calls_ended_total", "outcome", "answered") == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	end := getWhen(t, ctx, url, 5*time.Second, func(s scrape) bool {
+		return s.v("isp_box_sip_calls_ended_total", "outcome", "answered") == 1
+	})
 	expect(t, "after hang-up", end, map[string]float64{
 		"isp_box_sip_calls_ended_total|outcome|answered": 1,
 		"isp_box_sip_calls_ended_total|outcome|busy":     0,
