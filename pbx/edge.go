@@ -601,20 +601,21 @@ type endedDialog struct {
 	until time.Time
 }
 
-const (
-	// endedFor is Timer J (64*T1, RFC 3261 §17.2.2): as long as sipgo
-	// keeps the server transaction of the request that ended a dialog.
-	endedFor = 64 * 500 * time.Millisecond
-	// maxEnded bounds the memory: about 2,000 calls/s ending for 32 s.
-	maxEnded = 1 << 16
-)
+// maxEnded bounds the memory: about 2,000 calls/s ending for 32 s.
+const maxEnded = 1 << 16
+
+// endedFor is how long an ended dialog stays known: sipgo's Timer J
+// (64*T1, RFC 3261 §17.2.2), as long as it keeps the server transaction
+// of the request that ended the dialog; read from sipgo, which may be
+// given another T1.
+func endedFor() time.Duration { return sip.Timer_J }
 
 func (e *endedDialogs) add(k dialogKey, now time.Time) {
 	e.expire(now)
 	if len(e.until) >= maxEnded {
 		e.drop()
 	}
-	u := now.Add(endedFor)
+	u := now.Add(endedFor())
 	e.until[k] = u
 	e.queue = append(e.queue, endedDialog{k, u})
 }

@@ -45,9 +45,9 @@ func TestEndedDialogs(t *testing.T) {
 		gone  []int         // asked for: not known
 	}{
 		{"just ended", 1, time.Second, []int{0}, nil},
-		{"within Timer J", 3, endedFor - time.Second, []int{0, 1, 2}, nil},
-		{"after Timer J", 3, endedFor + 10*time.Millisecond, nil, []int{0, 1, 2}},
-		{"the first gone, the last still there", 3, endedFor + time.Microsecond, []int{2}, []int{0}},
+		{"within Timer J", 3, endedFor() - time.Second, []int{0, 1, 2}, nil},
+		{"after Timer J", 3, endedFor() + 10*time.Millisecond, nil, []int{0, 1, 2}},
+		{"the first gone, the last still there", 3, endedFor() + time.Microsecond, []int{2}, []int{0}},
 		{"full: the oldest go first", maxEnded + 5, 2 * time.Second, []int{5, maxEnded + 4}, []int{0, 4}},
 		{"never ended", 2, time.Second, []int{0, 1}, []int{7}},
 	}
@@ -78,7 +78,7 @@ func TestEndedDialogs(t *testing.T) {
 	for i := range 100 {
 		e.add(key(i), t0)
 	}
-	e.add(key(100), t0.Add(endedFor))
+	e.add(key(100), t0.Add(endedFor()))
 	if len(e.until) != 1 || len(e.queue)-e.head != 1 {
 		t.Errorf("after Timer J: %d entries, queue %d from %d; want 1", len(e.until), len(e.queue), e.head)
 	}

@@ -478,8 +478,9 @@ func testRestart(t *testing.T, sig syscall.Signal) {
 	// restart must keep is what was written: wait for both bindings in
 	// the database, read as another process would, before the kill.
 	waitCond(t, 30*time.Second, "both bindings in the database", func() bool {
-		return storedContacts(t, db)["pap2t-ispmodem"] == before["pap2t-ispmodem"].Contact &&
-			storedContacts(t, db)["pap2t-client"] == before["pap2t-client"].Contact
+		stored := storedContacts(t, db)
+		return stored["pap2t-ispmodem"] == before["pap2t-ispmodem"].Contact &&
+			stored["pap2t-client"] == before["pap2t-client"].Contact
 	})
 
 	start := time.Now()
